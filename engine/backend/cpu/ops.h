@@ -1,0 +1,40 @@
+// Element-wise and attention kernels of the CPU forward pass. Scalar code that compilers vectorise, plus AVX2 versions
+// of the attention inner loops (dot and axpy against F16 key/value rows), chosen by cpu::active_isa().
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace fkv::cpu {
+
+// y = x / sqrt(mean(x^2) + eps) * w    x, y, w: (n); y may alias x
+void rms_norm(const float* x, const float* w, float* y, int n, float eps);
+
+// x = x * silu(g) or x * gelu_tanh(g), element-wise over n (the gated FFN's activation)
+void silu_mul(const float* g, float* x, int64_t n);
+void gelu_mul(const float* g, float* x, int64_t n);
+
+// Rotates one head (head_dim floats) at angles pos * inv_freq[i]; `neox` pairs (i, i + d/2), otherwise (2i, 2i+1).
+// cos_sin: (head_dim / 2, 2) precomputed for this position.
+void rope_head(float* x, const float* cos_sin, int head_dim, bool neox);
+
+// One page of keys and values of one KV head: (len, head_dim) rows in the cache's element type, at positions pos0...
+struct AttnPage {
+  const uint8_t* k = nullptr;  // (len, head_dim)
+  const uint8_t* v = nullptr;  // (len, head_dim)
+  int pos0 = 0;
+  int len = 0;
+};
+
+// out = softmax(scale * q.K^T) V over the pages' keys whose positions lie in [lo, hi] (online softmax, page by page).
+// q, out: (head_dim). kv: F16, BF16 or F32. out is all zeros when no key is visible.
+void attend(const float* q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale, int lo, int hi,
+            float* out);
+
+namespace ref {
+void attend(const float* q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale, int lo, int hi,
+            float* out);
+}
+
+}  // namespace fkv::cpu

@@ -1,0 +1,152 @@
+#include "model/config.h"
+
+#include <cmath>
+
+namespace fkv {
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::Llama: return "llama";
+    case Arch::Qwen2: return "qwen2";
+    case Arch::Gemma3: return "gemma3";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr int kGemma3SwaPattern = 6;  // gemma3: every 6th layer is global, the others use the sliding window
+constexpr int kMaxDim = 1 << 20;      // sanity bound on any single dimension read from a file
+
+Result<Arch> parse_arch(std::string_view name) {
+  if (name == "llama") return Arch::Llama;
+  if (name == "qwen2") return Arch::Qwen2;
+  if (name == "gemma3") return Arch::Gemma3;
+  return err("unsupported architecture '", name, "' (supported: llama, qwen2, gemma3)");
+}
+
+// Reads a required positive integer `{arch}.{key}` into `out`.
+Status read_dim(const GgufFile& f, const std::string& key, int& out, bool required = true) {
+  auto v = f.get_uint(key);
+  if (!v.ok()) return v.status();
+  if (!v->has_value()) {
+    if (required) return err(f.label(), ": missing metadata '", key, "'");
+    return {};
+  }
+  const uint64_t x = **v;
+  if (x == 0 || x > static_cast<uint64_t>(kMaxDim))
+    return err(f.label(), ": metadata '", key, "' = ", x, " is out of range (expected 1..", kMaxDim, ")");
+  out = static_cast<int>(x);
+  return {};
+}
+
+Status read_float(const GgufFile& f, const std::string& key, float& out) {
+  auto v = f.get_float(key);
+  if (!v.ok()) return v.status();
+  if (v->has_value()) out = static_cast<float>(**v);
+  return {};
+}
+
+Status read_rope_scaling(const GgufFile& f, const std::string& a, ModelConfig& c) {
+  auto type = f.get_string(a + ".rope.scaling.type");
+  if (!type.ok()) return type.status();
+  c.has_rope_freqs_tensor = f.find_tensor("rope_freqs.weight") != nullptr;
+  if (!type->has_value() || **type == "none") return {};
+  const std::string_view t = **type;
+  FKV_TRY(read_float(f, a + ".rope.scaling.factor", c.rope_factor));
+  if (t == "linear") {
+    c.rope_scaling = RopeScaling::Linear;
+  } else if (t == "llama3") {
+    c.rope_scaling = RopeScaling::Llama3;
+    FKV_TRY(read_float(f, a + ".rope.scaling.low_freq_factor", c.rope_low_freq_factor));
+    FKV_TRY(read_float(f, a + ".rope.scaling.high_freq_factor", c.rope_high_freq_factor));
+    FKV_TRY(read_dim(f, a + ".rope.scaling.original_context_length", c.rope_orig_ctx, false));
+  } else {
+    return err(f.label(), ": unsupported rope scaling type '", t, "' (supported: none, linear, llama3)");
+  }
+  if (!(c.rope_factor > 0.f)) return err(f.label(), ": rope scaling factor must be > 0, found ", c.rope_factor);
+  return {};
+}
+
+}  // namespace
+
+Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& f) {
+  ModelConfig c;
+  auto arch = f.get_string("general.architecture");
+  if (!arch.ok()) return arch.status();
+  if (!arch->has_value()) return err(f.label(), ": missing metadata 'general.architecture'");
+  const std::string a(**arch);
+  FKV_ASSIGN_OR_RETURN(c.arch, parse_arch(a));
+  auto name = f.get_string("general.name");
+  c.name = name.ok() && name->has_value() ? std::string(**name) : a;
+
+  FKV_TRY(read_dim(f, a + ".block_count", c.n_layers));
+  FKV_TRY(read_dim(f, a + ".embedding_length", c.n_embd));
+  FKV_TRY(read_dim(f, a + ".feed_forward_length", c.n_ff));
+  FKV_TRY(read_dim(f, a + ".attention.head_count", c.n_heads));
+  c.n_kv_heads = c.n_heads;
+  FKV_TRY(read_dim(f, a + ".attention.head_count_kv", c.n_kv_heads, false));
+  c.head_dim = c.n_embd / c.n_heads;
+  FKV_TRY(read_dim(f, a + ".attention.key_length", c.head_dim, false));
+  int value_length = c.head_dim;
+  FKV_TRY(read_dim(f, a + ".attention.value_length", value_length, false));
+  if (value_length != c.head_dim)
+    return err(f.label(), ": key length ", c.head_dim, " differs from value length ", value_length, " (not supported)");
+  c.n_ctx_train = 2048;
+  FKV_TRY(read_dim(f, a + ".context_length", c.n_ctx_train, false));
+  FKV_TRY(read_float(f, a + ".attention.layer_norm_rms_epsilon", c.norm_eps));
+  FKV_TRY(read_float(f, a + ".rope.freq_base", c.rope_base));
+  FKV_TRY(read_rope_scaling(f, a, c));
+
+  const GgufTensor* embd = f.find_tensor("token_embd.weight");
+  if (embd == nullptr) return err(f.label(), ": missing tensor 'token_embd.weight'");
+  if (embd->dims.size() != 2) return err(f.label(), ": tensor 'token_embd.weight' should have 2 dims, found ", embd->dims.size());
+  if (embd->dims[1] <= 0 || embd->dims[1] > (1 << 24))
+    return err(f.label(), ": vocabulary size ", embd->dims[1], " is out of range");
+  c.n_vocab = static_cast<int>(embd->dims[1]);
+  c.tied_output = f.find_tensor("output.weight") == nullptr;
+
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  FKV_TRY(read_float(f, a + ".attention.scale", c.attn_scale));
+  c.layer_local.assign(static_cast<size_t>(c.n_layers), 0);
+  switch (c.arch) {
+    case Arch::Llama:
+      c.rope_style = RopeStyle::Norm;
+      break;
+    case Arch::Qwen2:
+      c.rope_style = RopeStyle::Neox;
+      c.qkv_bias = true;
+      break;
+    case Arch::Gemma3: {
+      c.rope_style = RopeStyle::Neox;
+      c.qk_norm = true;
+      c.post_norms = true;
+      c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));
+      c.act = Activation::GeluTanh;
+      c.tied_output = true;  // gemma ties the output projection to the embedding
+      FKV_TRY(read_dim(f, a + ".attention.sliding_window", c.sliding_window, false));
+      FKV_TRY(read_float(f, a + ".rope.local.freq_base", c.rope_base_local));
+      if (c.sliding_window > 0)
+        for (int l = 0; l < c.n_layers; ++l) c.layer_local[static_cast<size_t>(l)] = (l + 1) % kGemma3SwaPattern != 0;
+      break;
+    }
+  }
+  FKV_TRY(c.validate());
+  return c;
+}
+
+Status ModelConfig::validate() const {
+  if (n_layers <= 0 || n_embd <= 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_ff <= 0 || n_vocab <= 0)
+    return err("model dimensions must be positive (layers ", n_layers, ", embd ", n_embd, ", heads ", n_heads, ", kv heads ",
+               n_kv_heads, ", head dim ", head_dim, ", ffn ", n_ff, ", vocab ", n_vocab, ")");
+  if (n_heads % n_kv_heads != 0)
+    return err("query heads (", n_heads, ") must be a multiple of key/value heads (", n_kv_heads, ")");
+  if (head_dim % 2 != 0) return err("head dimension must be even for RoPE, found ", head_dim);
+  if (!(norm_eps > 0.f) || norm_eps > 1.f) return err("RMS norm epsilon out of range: ", norm_eps);
+  if (!(rope_base > 1.f) || !(rope_base_local > 1.f)) return err("RoPE base must be > 1, found ", rope_base);
+  if (!(attn_scale > 0.f)) return err("attention scale must be > 0, found ", attn_scale);
+  if (static_cast<int>(layer_local.size()) != n_layers) return err("layer kinds: expected ", n_layers, " entries");
+  return {};
+}
+
+}  // namespace fkv

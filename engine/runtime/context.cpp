@@ -1,0 +1,312 @@
+// The forward pass. Reads top to bottom like the model's equations; every buffer is sized in create(), so eval()
+// never allocates on the decode path.
+#include "runtime/context.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/ops.h"
+#include "backend/cpu/quant.h"
+#include "core/thread_pool.h"
+#include "kv/kv_cache.h"
+#include "kv/policy.h"
+
+namespace fkv {
+
+Status ContextParams::validate() const {
+  if (n_ctx < 1 || n_ctx > (1 << 24)) return err("context size must be 1..16777216 tokens, found ", n_ctx);
+  if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
+  if (n_batch < 1 || n_batch > 8192) return err("prefill batch must be 1..8192 tokens, found ", n_batch);
+  if (n_threads < 0 || n_threads > 1024) return err("thread count must be 0 (automatic) or 1..1024, found ", n_threads);
+  if (kv_type != DType::F16 && kv_type != DType::BF16 && kv_type != DType::F32)
+    return err("KV cache type must be F16, BF16 or F32, found ", dtype_name(kv_type));
+  return {};
+}
+
+struct Context::Impl {
+  const Model* model = nullptr;
+  ContextParams params;
+  std::unique_ptr<ThreadPool> pool;
+  KvCache cache;
+  std::unique_ptr<AttentionPolicy> policy;
+  PageSelection selection;
+
+  std::vector<float> inv_freq_global;  // (head_dim / 2) RoPE frequencies of global layers
+  std::vector<float> inv_freq_local;   // (head_dim / 2) sliding-window layers
+
+  // Activations of one chunk (n_batch tokens).
+  std::vector<float> x;        // (n_batch, n_embd) residual stream
+  std::vector<float> xb;       // (n_batch, n_embd) normed input / block output
+  std::vector<float> q;        // (n_batch, n_heads, head_dim)
+  std::vector<float> k;        // (n_batch, n_kv_heads, head_dim)
+  std::vector<float> v;        // (n_batch, n_kv_heads, head_dim)
+  std::vector<float> att;      // (n_batch, n_heads, head_dim)
+  std::vector<float> hb;       // (n_batch, n_ff) gate
+  std::vector<float> hb2;      // (n_batch, n_ff) up
+  std::vector<float> cos_sin;  // (n_batch, head_dim / 2, 2)
+  std::vector<cpu::AttnPage> pages;  // (n_kv_heads, n_pages_cap) page lists handed to attention
+  std::vector<int> n_sel;            // (n_kv_heads) pages selected per KV head this layer
+  std::vector<uint8_t> mm_scratch;   // encoded matmul inputs
+
+  void matmul(const cpu::MatrixView& w, const float* in, int n, float* out) {
+    cpu::matmul(w, in, n, out, w.n_rows, mm_scratch.data(), *pool);
+  }
+  void forward(const int32_t* tokens, int n, LogitsMode mode, float* logits);
+  void attention_layer(int il, int pos0, int n);
+  void fill_rope(const std::vector<float>& inv_freq, int pos0, int n);
+  void gather_pages(int il, int kv_head, const int32_t* ids, int n_ids, int n_tokens, cpu::AttnPage* out) const;
+};
+
+namespace {
+
+std::vector<float> rope_frequencies(const ModelConfig& c, const float* rope_freqs, float base, bool scaled) {
+  const int half = c.head_dim / 2;
+  std::vector<float> f(static_cast<size_t>(half));
+  for (int i = 0; i < half; ++i) {
+    double freq = std::pow(static_cast<double>(base), -2.0 * i / c.head_dim);
+    if (scaled && rope_freqs != nullptr) {
+      freq /= rope_freqs[i];  // llama3 files carry the per-pair divisors as a tensor
+    } else if (scaled && c.rope_scaling == RopeScaling::Linear) {
+      freq /= c.rope_factor;
+    } else if (scaled && c.rope_scaling == RopeScaling::Llama3) {
+      const double wavelen = 2.0 * M_PI / freq;
+      const double lo_wavelen = c.rope_orig_ctx / c.rope_low_freq_factor;
+      const double hi_wavelen = c.rope_orig_ctx / c.rope_high_freq_factor;
+      if (wavelen > lo_wavelen) {
+        freq /= c.rope_factor;
+      } else if (wavelen >= hi_wavelen) {
+        const double smooth = (c.rope_orig_ctx / wavelen - c.rope_low_freq_factor) /
+                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        freq = (1.0 - smooth) * freq / c.rope_factor + smooth * freq;
+      }
+    }
+    f[static_cast<size_t>(i)] = static_cast<float>(freq);
+  }
+  return f;
+}
+
+size_t max_scratch(const Model& m, int n_batch) {
+  size_t s = cpu::matmul_scratch_bytes(m.weights().output.type, m.weights().output.n_cols, n_batch);
+  for (const LayerWeights& l : m.weights().layers)
+    for (const cpu::MatrixView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      s = std::max(s, cpu::matmul_scratch_bytes(w->type, w->n_cols, n_batch));
+  return s;
+}
+
+}  // namespace
+
+Context::~Context() = default;
+
+Result<std::unique_ptr<Context>> Context::create(const Model& model, const ContextParams& params) {
+  FKV_TRY(params.validate());
+  const ModelConfig& c = model.config();
+  std::unique_ptr<Context> ctx(new Context());
+  ctx->impl_ = std::make_unique<Impl>();
+  Impl& s = *ctx->impl_;
+  s.model = &model;
+  s.params = params;
+  s.params.n_batch = std::min(params.n_batch, params.n_ctx);
+  s.pool = std::make_unique<ThreadPool>(params.n_threads > 0 ? params.n_threads : ThreadPool::default_threads());
+  KvGeometry g{c.n_layers, c.n_kv_heads, c.head_dim, params.page_size, params.kv_type};
+  FKV_ASSIGN_OR_RETURN(s.cache, KvCache::create(g, params.n_ctx));
+  FKV_ASSIGN_OR_RETURN(s.policy, make_policy("full"));
+
+  const float* rf = model.weights().rope_freqs;
+  const bool gemma = c.arch == Arch::Gemma3;  // gemma scales only its global layers' RoPE
+  s.inv_freq_global = rope_frequencies(c, rf, c.rope_base, true);
+  s.inv_freq_local = rope_frequencies(c, rf, c.rope_base_local, !gemma);
+
+  const size_t nb = static_cast<size_t>(s.params.n_batch);
+  s.x.resize(nb * c.n_embd);
+  s.xb.resize(nb * c.n_embd);
+  s.q.resize(nb * c.n_embd_q());
+  s.k.resize(nb * c.n_embd_kv());
+  s.v.resize(nb * c.n_embd_kv());
+  s.att.resize(nb * c.n_embd_q());
+  s.hb.resize(nb * c.n_ff);
+  s.hb2.resize(nb * c.n_ff);
+  s.cos_sin.resize(nb * c.head_dim);
+  s.pages.resize(static_cast<size_t>(c.n_kv_heads) * (s.cache.capacity_tokens() / params.page_size));
+  s.mm_scratch.resize(max_scratch(model, s.params.n_batch));
+  s.n_sel.resize(static_cast<size_t>(c.n_kv_heads));
+  s.selection.indptr.reserve(static_cast<size_t>(c.n_kv_heads) + 1);
+  s.selection.indices.reserve(s.pages.size());
+  return ctx;
+}
+
+int Context::n_past() const { return impl_->cache.n_tokens(); }
+int Context::n_ctx() const { return impl_->params.n_ctx; }
+void Context::reset() { impl_->cache.set_n_tokens(0); }
+const Model& Context::model() const { return *impl_->model; }
+const ContextParams& Context::params() const { return impl_->params; }
+
+Status Context::eval(std::span<const int32_t> tokens, LogitsMode mode, std::span<float> logits) {
+  Impl& s = *impl_;
+  const int n_vocab = s.model->config().n_vocab;
+  const size_t n = tokens.size();
+  if (n == 0) return err("nothing to evaluate: the token list is empty");
+  if (static_cast<size_t>(s.cache.n_tokens()) + n > static_cast<size_t>(s.params.n_ctx))
+    return err("context overflow: ", s.cache.n_tokens(), " tokens held + ", n, " new > context size ", s.params.n_ctx);
+  for (size_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= n_vocab)
+      return err("token id ", tokens[i], " at index ", i, " is outside the vocabulary (0..", n_vocab - 1, ")");
+  const size_t need = (mode == LogitsMode::All ? n : 1) * static_cast<size_t>(n_vocab);
+  if (logits.size() < need) return err("logits buffer holds ", logits.size(), " floats, ", need, " needed");
+
+  for (size_t i = 0; i < n; i += static_cast<size_t>(s.params.n_batch)) {
+    const int chunk = static_cast<int>(std::min(n - i, static_cast<size_t>(s.params.n_batch)));
+    const bool last = i + static_cast<size_t>(chunk) == n;
+    float* out = mode == LogitsMode::All ? logits.data() + i * n_vocab : (last ? logits.data() : nullptr);
+    s.forward(tokens.data() + i, chunk, mode, out);
+  }
+  return {};
+}
+
+void Context::Impl::fill_rope(const std::vector<float>& inv_freq, int pos0, int n) {
+  const size_t half = inv_freq.size();
+  for (int t = 0; t < n; ++t)
+    for (size_t i = 0; i < half; ++i) {
+      const float a = static_cast<float>(pos0 + t) * inv_freq[i];
+      cos_sin[(t * half + i) * 2] = std::cos(a);
+      cos_sin[(t * half + i) * 2 + 1] = std::sin(a);
+    }
+}
+
+void Context::Impl::gather_pages(int il, int kv_head, const int32_t* ids, int n_ids, int n_tokens,
+                                 cpu::AttnPage* out) const {
+  const int ps = params.page_size;
+  for (int i = 0; i < n_ids; ++i) {
+    const int p = ids[i];
+    out[i] = {cache.k_block(il, p, kv_head), cache.v_block(il, p, kv_head), p * ps, std::min(ps, n_tokens - p * ps)};
+  }
+}
+
+// Attention of tokens pos0..pos0+n-1 of layer il; their K and V are already in the cache.
+void Context::Impl::attention_layer(int il, int pos0, int n) {
+  const ModelConfig& c = model->config();
+  const int n_tokens = pos0 + n;
+  const int n_pages = (n_tokens + params.page_size - 1) / params.page_size;
+  const bool local = c.layer_local[static_cast<size_t>(il)] != 0;
+  const int window = local ? c.sliding_window : 0;
+  const int n_pages_cap = static_cast<int>(pages.size()) / c.n_kv_heads;
+
+  // Page lists per KV head: the policy chooses for a decode step; prefill (n > 1) attends everything it may see.
+  std::vector<int32_t>& ids = selection.indices;
+  const int first_page = window > 0 ? std::max(0, pos0 - window + 1) / params.page_size : 0;
+  SelectionQuery query{il, c.n_kv_heads, pos0, n_pages, first_page, q.data()};
+  if (n == 1) {
+    policy->select(query, selection);
+  } else {
+    FullPolicy().select(query, selection);
+  }
+  for (int h = 0; h < c.n_kv_heads; ++h) {
+    const int b = selection.indptr[static_cast<size_t>(h)];
+    n_sel[static_cast<size_t>(h)] = selection.indptr[static_cast<size_t>(h) + 1] - b;
+    gather_pages(il, h, ids.data() + b, n_sel[static_cast<size_t>(h)], n_tokens, pages.data() + h * n_pages_cap);
+  }
+
+  // The job captures two pointers so std::function keeps it inline: the decode loop does not allocate.
+  struct Job {
+    const ModelConfig* c;
+    int pos0, window, n_pages_cap, group;
+  } job{&c, pos0, window, n_pages_cap, c.group_size()};
+  pool->parallel_for(static_cast<int64_t>(n) * c.n_heads, 1, [this, &job](int64_t begin, int64_t end) {
+    const ModelConfig& c = *job.c;
+    const int hd = c.head_dim;
+    const int pos0 = job.pos0, window = job.window, n_pages_cap = job.n_pages_cap, group = job.group;
+    for (int64_t item = begin; item < end; ++item) {
+      const int t = static_cast<int>(item / c.n_heads);
+      const int h = static_cast<int>(item % c.n_heads);
+      const int kvh = h / group;
+      const int pos = pos0 + t;
+      const int lo = window > 0 ? std::max(0, pos - window + 1) : 0;
+      const size_t off = (static_cast<size_t>(t) * c.n_heads + h) * hd;
+      cpu::attend(q.data() + off, pages.data() + kvh * n_pages_cap, n_sel[static_cast<size_t>(kvh)], params.kv_type, hd,
+                  c.attn_scale, lo, pos, att.data() + off);
+    }
+  });
+}
+
+void Context::Impl::forward(const int32_t* tokens, int n, LogitsMode mode, float* logits) {
+  const ModelConfig& c = model->config();
+  const ModelWeights& w = model->weights();
+  const int d = c.n_embd;
+  const int hd = c.head_dim;
+  const int pos0 = cache.n_tokens();
+  const bool neox = c.rope_style == RopeStyle::Neox;
+
+  // 1. Token embeddings (scaled for gemma).
+  const size_t embd_row = row_bytes(w.tok_embd.type, d);
+  for (int t = 0; t < n; ++t) {
+    const auto* row = static_cast<const uint8_t*>(w.tok_embd.data) + static_cast<size_t>(tokens[t]) * embd_row;
+    cpu::dequantize_row(w.tok_embd.type, row, x.data() + static_cast<size_t>(t) * d, d);
+    if (c.embd_scale != 1.f)
+      for (int i = 0; i < d; ++i) x[static_cast<size_t>(t) * d + i] *= c.embd_scale;
+  }
+
+  for (int il = 0; il < c.n_layers; ++il) {
+    const LayerWeights& L = w.layers[static_cast<size_t>(il)];
+    const bool local = c.layer_local[static_cast<size_t>(il)] != 0;
+
+    // 2. Attention block: h = norm(x); q, k, v = projections; per-head norms (gemma); RoPE; cache; attend; project.
+    for (int t = 0; t < n; ++t) cpu::rms_norm(&x[t * d], L.attn_norm, &xb[t * d], d, c.norm_eps);
+    matmul(L.wq, xb.data(), n, q.data());
+    matmul(L.wk, xb.data(), n, k.data());
+    matmul(L.wv, xb.data(), n, v.data());
+    for (int t = 0; t < n; ++t) {
+      if (L.bq != nullptr) {
+        for (int i = 0; i < c.n_embd_q(); ++i) q[static_cast<size_t>(t) * c.n_embd_q() + i] += L.bq[i];
+        for (int i = 0; i < c.n_embd_kv(); ++i) k[static_cast<size_t>(t) * c.n_embd_kv() + i] += L.bk[i];
+        for (int i = 0; i < c.n_embd_kv(); ++i) v[static_cast<size_t>(t) * c.n_embd_kv() + i] += L.bv[i];
+      }
+    }
+    fill_rope(local ? inv_freq_local : inv_freq_global, pos0, n);
+    for (int t = 0; t < n; ++t) {
+      const float* cs = &cos_sin[static_cast<size_t>(t) * hd];
+      for (int h = 0; h < c.n_heads; ++h) {
+        float* qh = &q[(static_cast<size_t>(t) * c.n_heads + h) * hd];
+        if (L.q_norm != nullptr) cpu::rms_norm(qh, L.q_norm, qh, hd, c.norm_eps);
+        cpu::rope_head(qh, cs, hd, neox);
+      }
+      for (int h = 0; h < c.n_kv_heads; ++h) {
+        float* kh = &k[(static_cast<size_t>(t) * c.n_kv_heads + h) * hd];
+        if (L.k_norm != nullptr) cpu::rms_norm(kh, L.k_norm, kh, hd, c.norm_eps);
+        cpu::rope_head(kh, cs, hd, neox);
+      }
+    }
+    cache.write(il, pos0, n, k.data(), v.data());
+    attention_layer(il, pos0, n);
+    matmul(L.wo, att.data(), n, xb.data());
+    for (int t = 0; t < n; ++t) {
+      if (L.post_attn_norm != nullptr) cpu::rms_norm(&xb[t * d], L.post_attn_norm, &xb[t * d], d, c.norm_eps);
+      for (int i = 0; i < d; ++i) x[static_cast<size_t>(t) * d + i] += xb[static_cast<size_t>(t) * d + i];
+    }
+
+    // 3. Feed-forward block: x += down(act(gate(h)) * up(h)), h = norm(x).
+    for (int t = 0; t < n; ++t) cpu::rms_norm(&x[t * d], L.ffn_norm, &xb[t * d], d, c.norm_eps);
+    matmul(L.w_gate, xb.data(), n, hb.data());
+    matmul(L.w_up, xb.data(), n, hb2.data());
+    const int64_t n_ff_total = static_cast<int64_t>(n) * c.n_ff;
+    if (c.act == Activation::Silu) {
+      cpu::silu_mul(hb.data(), hb2.data(), n_ff_total);
+    } else {
+      cpu::gelu_mul(hb.data(), hb2.data(), n_ff_total);
+    }
+    matmul(L.w_down, hb2.data(), n, xb.data());
+    for (int t = 0; t < n; ++t) {
+      if (L.post_ffn_norm != nullptr) cpu::rms_norm(&xb[t * d], L.post_ffn_norm, &xb[t * d], d, c.norm_eps);
+      for (int i = 0; i < d; ++i) x[static_cast<size_t>(t) * d + i] += xb[static_cast<size_t>(t) * d + i];
+    }
+  }
+  cache.set_n_tokens(pos0 + n);
+
+  // 4. Output: final norm and logits, for every token or only the last one.
+  if (logits == nullptr) return;
+  const int first = mode == LogitsMode::All ? 0 : n - 1;
+  for (int t = first; t < n; ++t) cpu::rms_norm(&x[t * d], w.output_norm, &xb[t * d], d, c.norm_eps);
+  matmul(w.output, &xb[static_cast<size_t>(first) * d], n - first, logits);
+}
+
+}  // namespace fkv

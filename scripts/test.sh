@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: the release build's suites (unit + slow), the unit suites under ASan+UBSan, and a bounded fuzz run.
+# GPU suites (label gpu) skip with a message where no CUDA device exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ctest --preset release
+ctest --preset debug-asan
+
+for target in build/fuzz/tests/fuzz/fuzz_*; do
+  [ -x "$target" ] || continue
+  name=$(basename "$target")
+  mkdir -p "build/fuzz/corpus-$name"
+  echo "fuzzing $name for 30 s"
+  "$target" -max_total_time=30 -rss_limit_mb=2048 -print_final_stats=1 "build/fuzz/corpus-$name" >/dev/null 2>build/fuzz/last.log \
+    || { tail -50 build/fuzz/last.log; exit 1; }
+done
+echo "fuzz: no crash"

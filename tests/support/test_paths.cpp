@@ -1,0 +1,28 @@
+#include "support/test_paths.h"
+
+#include <QDir>
+#include <QFileInfo>
+#include <QTemporaryDir>
+
+namespace fkvtest {
+
+QString sharedDir() { return QStringLiteral(FKV_SHARED_DIR); }
+
+QString llamaVocabPath() { return sharedDir() + QStringLiteral("/vocab/llama-spm.gguf"); }
+
+QString gemmaModelPath() {
+  QString p = qEnvironmentVariable("FKV_GEMMA_MODEL");
+  if (p.isEmpty()) p = QStringLiteral(FKV_GEMMA_DEFAULT);
+  return QFileInfo::exists(p) ? p : QString();
+}
+
+QString samplePath(const QString& name) {
+  return QStringLiteral(FKV_SOURCE_DIR) + QStringLiteral("/resources/samples/") + name;
+}
+
+QString tempDir() {
+  static QTemporaryDir dir;
+  return dir.path();
+}
+
+}  // namespace fkvtest

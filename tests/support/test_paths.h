@@ -1,0 +1,19 @@
+// Where tests find shared data and the real model.
+#pragma once
+
+#include <QString>
+
+namespace fkvtest {
+
+// ../shared beside the repository (test vocabularies).
+QString sharedDir();
+// The Llama-2 SentencePiece vocabulary GGUF in ../shared/vocab.
+QString llamaVocabPath();
+// The Gemma 3 270M Q4_K_M GGUF installed by the setup command (env FKV_GEMMA_MODEL overrides); empty when absent.
+QString gemmaModelPath();
+// A file under resources/samples/ of the source tree.
+QString samplePath(const QString& name);
+// A fresh temporary directory for this test process (removed at exit).
+QString tempDir();
+
+}  // namespace fkvtest
