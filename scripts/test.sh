@@ -9,10 +9,14 @@ ctest --preset debug-asan
 
 for target in build/fuzz/tests/fuzz/fuzz_*; do
   [ -x "$target" ] || continue
-  name=$(basename "$target")
-  mkdir -p "build/fuzz/corpus-$name"
+  name=$(basename "$target"); kind=${name#fuzz_}
+  # New inputs go to the scratch folder (first); the checked-in seeds are read only.
+  args=("build/fuzz/corpus-$kind")
+  mkdir -p "build/fuzz/corpus-$kind"
+  [ -d "tests/fuzz/corpus/$kind" ] && args+=("tests/fuzz/corpus/$kind")
+  [ -f "tests/fuzz/corpus/$kind.dict" ] && args=("-dict=tests/fuzz/corpus/$kind.dict" "${args[@]}")
   echo "fuzzing $name for 30 s"
-  "$target" -max_total_time=30 -rss_limit_mb=2048 -print_final_stats=1 "build/fuzz/corpus-$name" >/dev/null 2>build/fuzz/last.log \
+  "$target" -max_total_time=30 -rss_limit_mb=2048 "${args[@]}" >/dev/null 2>build/fuzz/last.log \
     || { tail -50 build/fuzz/last.log; exit 1; }
 done
 echo "fuzz: no crash"
