@@ -1,0 +1,226 @@
+// Dispatch between the scalar reference and the AVX2 kernels, and the matmul driver.
+#include "backend/cpu/quant.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#include "backend/cpu/quant_impl.h"
+
+namespace fkv::cpu {
+
+namespace {
+
+Isa detect() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();  // detected_isa() may run from a static initializer, before libgcc has probed the CPU
+  // F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c". The avx2 check
+  // already includes the OS's consent to save YMM state.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 29)) != 0;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) return Isa::Avx2;
+#endif
+  return Isa::Scalar;
+}
+
+std::atomic<Isa>& active() {
+  static std::atomic<Isa> isa{detected_isa()};
+  return isa;
+}
+
+constexpr int64_t kRowGrain = 16;             // rows per parallel_for grain, and the row tile walked against all tokens
+constexpr int kTokTile = 4;                   // tokens per tiled-kernel call
+constexpr size_t kScratchAlign = 64;          // matmul aligns its scratch itself, so callers may pass any buffer
+constexpr size_t kTokChunkBytes = 512 << 10;  // encoded activations kept hot in L2 while a row tile walks them
+
+VecDotFn vec_dot_fn(Isa isa, DType t) { return isa == Isa::Avx2 ? avx2::vec_dot_fn(t) : ref::vec_dot_fn(t); }
+
+void quantize_row_isa(Isa isa, DType t, const float* x, void* y, int64_t n) {
+  if (isa == Isa::Avx2) {
+    switch (t) {
+      case DType::Q8_0:
+        avx2::quantize_row_q8_0(x, y, n);
+        return;
+      case DType::Q8_K:
+        avx2::quantize_row_q8_k(x, y, n);
+        return;
+      case DType::F16:
+        avx2::f32_to_f16_row(x, static_cast<uint16_t*>(y), n);
+        return;
+      default:
+        break;
+    }
+  }
+  ref::quantize_row(t, x, y, n);
+}
+
+// Rows [r0, r1) of y for every token, one dot per (row, token); W is walked in row tiles so a tile stays in cache
+// across the tokens.
+void matmul_rows(VecDotFn dot, const MatrixView& w, const uint8_t* xq, size_t x_stride, int64_t n_tok, float* y,
+                 int64_t ldy, int64_t r0, int64_t r1) {
+  const size_t w_stride = row_bytes(w.type, w.n_cols);
+  const auto* wd = static_cast<const uint8_t*>(w.data);
+  for (int64_t rt = r0; rt < r1; rt += kRowGrain) {
+    const int64_t rt_end = std::min(r1, rt + kRowGrain);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const uint8_t* xt = xq + static_cast<size_t>(t) * x_stride;
+      for (int64_t r = rt; r < rt_end; ++r) y[t * ldy + r] = dot(wd + static_cast<size_t>(r) * w_stride, xt, w.n_cols);
+    }
+  }
+}
+
+// The same product with the tiled kernel: each call covers a row tile against up to kTokTile tokens. Tokens are
+// taken in chunks whose encoded rows fit L2, so a row tile re-reads them from cache rather than from memory.
+void matmul_tiles(TileFn tile, const MatrixView& w, const uint8_t* xq, size_t x_stride, int64_t n_tok, float* y,
+                  int64_t ldy, int64_t r0, int64_t r1) {
+  const size_t w_stride = row_bytes(w.type, w.n_cols);
+  const auto* wd = static_cast<const uint8_t*>(w.data);
+  const int64_t tok_chunk =
+      std::max<int64_t>(kTokTile, static_cast<int64_t>(kTokChunkBytes / x_stride) / kTokTile * kTokTile);
+  for (int64_t tc = 0; tc < n_tok; tc += tok_chunk) {
+    const int64_t tc_end = std::min(n_tok, tc + tok_chunk);
+    for (int64_t rt = r0; rt < r1; rt += kRowGrain) {
+      const int64_t n_rows = std::min(r1, rt + kRowGrain) - rt;
+      for (int64_t t = tc; t < tc_end; t += kTokTile) {
+        TileArgs a{};
+        a.w = wd + static_cast<size_t>(rt) * w_stride;
+        a.w_stride = w_stride;
+        a.n_rows = n_rows;
+        a.x = xq + static_cast<size_t>(t) * x_stride;
+        a.x_stride = x_stride;
+        a.n_tok = static_cast<int>(std::min<int64_t>(kTokTile, tc_end - t));
+        a.n = w.n_cols;
+        a.y = y + t * ldy + rt;
+        a.ldy = ldy;
+        tile(a);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Isa detected_isa() {
+  static const Isa isa = detect();
+  return isa;
+}
+
+Isa active_isa() { return active().load(std::memory_order_relaxed); }
+
+void set_active_isa(Isa isa) {
+  if (isa == Isa::Avx2 && detected_isa() != Isa::Avx2) isa = Isa::Scalar;
+  active().store(isa, std::memory_order_relaxed);
+}
+
+const char* isa_name(Isa isa) { return isa == Isa::Avx2 ? "avx2" : "scalar"; }
+
+void f16_to_f32_row(const uint16_t* x, float* y, int64_t n) {
+  if (active_isa() == Isa::Avx2) {
+    avx2::f16_to_f32_row(x, y, n);
+  } else {
+    ref::f16_to_f32_row(x, y, n);
+  }
+}
+
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) {
+  if (active_isa() == Isa::Avx2) {
+    avx2::f32_to_f16_row(x, y, n);
+  } else {
+    ref::f32_to_f16_row(x, y, n);
+  }
+}
+
+DType vec_dot_type(DType weight) {
+  switch (weight) {
+    case DType::Q4_0:
+    case DType::Q5_0:
+    case DType::Q8_0:
+      return DType::Q8_0;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+      return DType::Q8_K;
+    default:
+      return DType::F32;
+  }
+}
+
+void quantize_row(DType t, const float* x, void* y, int64_t n) { quantize_row_isa(active_isa(), t, x, y, n); }
+
+void dequantize_row(DType t, const void* x, float* y, int64_t n) {
+  if (t == DType::F16) {
+    f16_to_f32_row(static_cast<const uint16_t*>(x), y, n);
+  } else {
+    ref::dequantize_row(t, x, y, n);  // decoding is off the hot path (embedding lookups), the reference suffices
+  }
+}
+
+float vec_dot(DType t, const void* w, const void* x, int64_t n) {
+  const VecDotFn fn = vec_dot_fn(active_isa(), t);
+  return fn != nullptr ? fn(w, x, n) : 0.0f;
+}
+
+size_t matmul_scratch_bytes(DType t, int64_t n_cols, int64_t n_tok) {
+  const DType xt = vec_dot_type(t);
+  if (xt == DType::F32) return 0;  // f32 partners read x in place
+  return static_cast<size_t>(n_tok) * row_bytes(xt, n_cols) + kScratchAlign;
+}
+
+void matmul(const MatrixView& w, const float* x, int64_t n_tok, float* y, int64_t ldy, void* scratch,
+            ThreadPool& pool) {
+  if (n_tok <= 0 || w.n_rows <= 0) return;
+  // Everything the workers need sits in one struct so each lambda captures a single reference and std::function
+  // keeps it inline: the decode loop must not allocate.
+  struct Job {
+    const MatrixView& w;
+    const float* x;
+    int64_t n_tok;
+    float* y;
+    int64_t ldy;
+    Isa isa;
+    DType xt;
+    const uint8_t* xq;
+    uint8_t* enc;
+    size_t x_stride;
+    TileFn tile;
+    VecDotFn dot;
+  } job{w,
+        x,
+        n_tok,
+        y,
+        ldy,
+        active_isa(),
+        vec_dot_type(w.type),
+        reinterpret_cast<const uint8_t*>(x),
+        nullptr,
+        static_cast<size_t>(w.n_cols) * sizeof(float),
+        nullptr,
+        nullptr};
+  if (job.xt != DType::F32) {
+    const size_t pad = (kScratchAlign - reinterpret_cast<uintptr_t>(scratch) % kScratchAlign) % kScratchAlign;
+    job.enc = static_cast<uint8_t*>(scratch) + pad;
+    job.x_stride = row_bytes(job.xt, w.n_cols);
+    job.xq = job.enc;
+    pool.parallel_for(n_tok, 1, [&job](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        quantize_row_isa(job.isa, job.xt, job.x + t * job.w.n_cols, job.enc + static_cast<size_t>(t) * job.x_stride,
+                         job.w.n_cols);
+      }
+    });
+  }
+  job.tile = job.isa == Isa::Avx2 && n_tok > 1 ? avx2::tile_fn(w.type) : nullptr;
+  job.dot = vec_dot_fn(job.isa, w.type);
+  pool.parallel_for(w.n_rows, kRowGrain, [&job](int64_t r0, int64_t r1) {
+    if (job.tile != nullptr) {
+      matmul_tiles(job.tile, job.w, job.xq, job.x_stride, job.n_tok, job.y, job.ldy, r0, r1);
+    } else {
+      matmul_rows(job.dot, job.w, job.xq, job.x_stride, job.n_tok, job.y, job.ldy, r0, r1);
+    }
+  });
+}
+
+}  // namespace fkv::cpu
