@@ -1,0 +1,111 @@
+// Shared pieces of the `freekv` command-line tool: a hand-written option parser, error reporting with the tool's exit
+// codes, a small JSON writer, and the entry point of each command.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fkv/status.h"
+
+namespace freekv {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRuntime = 1;  // the input was fine but the work failed (missing file, bad model)
+inline constexpr int kExitUsage = 2;    // the command line itself is wrong
+
+// Prints "freekv: error: <message>" (one line: newlines become spaces) to stderr and returns the exit code.
+int fail(std::string_view message, int exit_code = kExitRuntime);
+inline int usage_fail(std::string_view message) { return fail(message, kExitUsage); }
+
+struct OptionSpec {
+  std::string_view name;        // "--temp"
+  std::string_view alias;       // "-t", or empty
+  std::string_view value_name;  // "T" for an option with a value; empty for a flag
+  std::string_view help;
+  bool repeatable = false;  // may be given more than once (values are collected); otherwise the last one wins
+};
+
+struct CommandHelp {
+  std::string_view name;      // "generate"
+  std::string_view synopsis;  // "-m MODEL -p PROMPT [options]"
+  std::string_view summary;   // one line
+  std::span<const OptionSpec> options;
+};
+
+// Prints "usage: freekv NAME SYNOPSIS", the summary and the option table to stdout.
+void print_help(const CommandHelp& help);
+// True when args hold -h or --help before a "--".
+bool wants_help(std::span<char* const> args);
+
+class ParsedArgs {
+ public:
+  bool has(std::string_view name) const { return values_.count(std::string(name)) != 0; }
+  // The last value given for the option, if any.
+  std::optional<std::string> value(std::string_view name) const;
+  // Every value of a repeatable option, in order.
+  std::vector<std::string> values(std::string_view name) const;
+  const std::vector<std::string>& positionals() const { return positionals_; }
+
+ private:
+  friend fkv::Result<ParsedArgs> parse_args(std::span<const OptionSpec> specs, std::span<char* const> args);
+  std::map<std::string, std::vector<std::string>> values_;  // long option name -> values ("" for flags)
+  std::vector<std::string> positionals_;
+};
+
+// Parses "--name value", "--name=value", "-a value" and flags; "--" ends the options. Errors (all usage errors) name
+// the flag: unknown option, missing value, a value given to a flag.
+fkv::Result<ParsedArgs> parse_args(std::span<const OptionSpec> specs, std::span<char* const> args);
+
+// Typed option values; absent options give `fallback`. Errors name the option, the accepted range and what was found.
+fkv::Result<int> int_option(const ParsedArgs& a, std::string_view name, int fallback, int min, int max);
+fkv::Result<float> float_option(const ParsedArgs& a, std::string_view name, float fallback, float min, float max);
+fkv::Result<uint64_t> u64_option(const ParsedArgs& a, std::string_view name, uint64_t fallback);
+
+// Builds one JSON value as text. Strings are escaped; non-finite numbers become null.
+class JsonWriter {
+ public:
+  JsonWriter& begin_object();
+  JsonWriter& end_object();
+  JsonWriter& begin_array();
+  JsonWriter& end_array();
+  JsonWriter& key(std::string_view k);
+  JsonWriter& value(std::string_view s);
+  JsonWriter& value(const char* s) { return value(std::string_view(s)); }
+  JsonWriter& value(double d);
+  JsonWriter& value(int64_t i);
+  JsonWriter& value(uint64_t u);
+  JsonWriter& value(int i) { return value(static_cast<int64_t>(i)); }
+  JsonWriter& value(bool b);
+  const std::string& str() const { return out_; }
+
+ private:
+  void separate();
+  std::string out_;
+  std::vector<bool> first_;  // (depth) whether the open object or array has no element yet
+  bool after_key_ = false;
+};
+
+std::string json_escape(std::string_view s);
+
+// "1.17 GiB", "512.0 KiB", "37 B".
+std::string format_bytes(uint64_t n);
+
+// Entry points; args exclude the program and command names. Each returns the process exit code.
+int run_info(std::span<char* const> args);
+int run_tokenize(std::span<char* const> args);
+int run_generate(std::span<char* const> args);
+int run_chat(std::span<char* const> args);
+int run_bench(std::span<char* const> args);
+
+extern const CommandHelp kInfoHelp;
+extern const CommandHelp kTokenizeHelp;
+extern const CommandHelp kGenerateHelp;
+extern const CommandHelp kChatHelp;
+extern const CommandHelp kBenchHelp;
+
+}  // namespace freekv

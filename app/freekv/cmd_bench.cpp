@@ -1,0 +1,286 @@
+// freekv bench: prefill and decode speed of the CPU engine on a model file or a synthetic model of a real shape.
+// Prefill evaluates random token ids in chunks; decode fills the context to a depth (untimed) and then times
+// single-token evaluations, each fed the greedy choice of the previous logits.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "backend/cpu/quant.h"
+#include "cli.h"
+#include "runtime/context.h"
+#include "runtime/model.h"
+#include "synthetic_models.h"
+#include "tokenizer/tokenizer.h"
+
+namespace freekv {
+
+namespace {
+
+const OptionSpec kBenchOptions[] = {
+    {"--model", "-m", "MODEL", "GGUF model file (or --synthetic)"},
+    {"--synthetic", "", "SHAPE", "benchmark a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3"},
+    {"--vocab", "", "PATH", "vocabulary GGUF for --synthetic (default: $FKV_VOCAB, else shared/vocab/llama-spm.gguf)"},
+    {"--prompt-tokens", "", "N", "prefill: tokens evaluated (default 512; 0 skips the test)"},
+    {"--context", "", "N", "decode: tokens in the context before decoding starts (default 0)"},
+    {"--decode-tokens", "", "N", "decode: tokens evaluated one at a time (default 64; 0 skips the test)"},
+    {"--batch", "", "N", "prefill chunk in tokens (default 128)"},
+    {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
+    {"--repeat", "-r", "R", "runs of each test, reported as mean and standard deviation (default 1)"},
+    {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
+    {"--isa", "", "ISA", "CPU kernels: auto, avx2 or scalar (default auto)"},
+    {"--seed", "", "S", "seed of the random prompt tokens (default 1)"},
+    {"--json", "", "", "print one JSON object instead of text"},
+};
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchOptions {
+  std::string model_path;
+  std::string synthetic;  // shape name, or empty
+  std::string vocab;
+  int n_prompt = 512;
+  int depth = 0;
+  int n_decode = 64;
+  int n_batch = 128;
+  int n_threads = 0;
+  int n_repeat = 1;
+  fkv::DType kv_type = fkv::DType::F16;
+  std::string isa = "auto";
+  uint64_t seed = 1;
+  bool json = false;
+};
+
+struct Samples {
+  std::vector<double> values;  // (n_repeat) tokens per second of each run
+  double mean() const {
+    double s = 0;
+    for (double v : values) s += v;
+    return values.empty() ? 0 : s / static_cast<double>(values.size());
+  }
+  double stddev() const {
+    if (values.size() < 2) return 0;
+    const double m = mean();
+    double s = 0;
+    for (double v : values) s += (v - m) * (v - m);
+    return std::sqrt(s / static_cast<double>(values.size() - 1));
+  }
+};
+
+struct BenchReport {
+  std::string model, architecture, isa, kv_type;
+  uint64_t file_bytes = 0, weight_bytes = 0;
+  int n_threads = 0, n_ctx = 0;
+  Samples prefill, decode;
+  double peak_rss_mib = 0;
+};
+
+fkv::Result<fkv::DType> kv_type_from(const std::string& s) {
+  if (s == "f16") return fkv::DType::F16;
+  if (s == "bf16") return fkv::DType::BF16;
+  if (s == "f32") return fkv::DType::F32;
+  return fkv::err("option --kv-type: expected f16, bf16 or f32, found '", s, "'");
+}
+
+fkv::Result<BenchOptions> read_bench_options(const ParsedArgs& a) {
+  BenchOptions o;
+  o.model_path = a.value("--model").value_or("");
+  o.synthetic = a.value("--synthetic").value_or("");
+  if (o.model_path.empty() == o.synthetic.empty()) return fkv::err("give either --model MODEL or --synthetic SHAPE");
+  if (!o.synthetic.empty()) FKV_TRY(synthetic_shape(o.synthetic).status());
+  o.vocab = a.value("--vocab").value_or("");
+  FKV_ASSIGN_OR_RETURN(o.n_prompt, int_option(a, "--prompt-tokens", 512, 0, 1 << 20));
+  FKV_ASSIGN_OR_RETURN(o.depth, int_option(a, "--context", 0, 0, 1 << 20));
+  FKV_ASSIGN_OR_RETURN(o.n_decode, int_option(a, "--decode-tokens", 64, 0, 1 << 20));
+  FKV_ASSIGN_OR_RETURN(o.n_batch, int_option(a, "--batch", 128, 1, 8192));
+  FKV_ASSIGN_OR_RETURN(o.n_threads, int_option(a, "--threads", 0, 0, 1024));
+  FKV_ASSIGN_OR_RETURN(o.n_repeat, int_option(a, "--repeat", 1, 1, 1000));
+  FKV_ASSIGN_OR_RETURN(o.kv_type, kv_type_from(a.value("--kv-type").value_or("f16")));
+  FKV_ASSIGN_OR_RETURN(o.seed, u64_option(a, "--seed", 1));
+  o.isa = a.value("--isa").value_or("auto");
+  if (o.isa != "auto" && o.isa != "avx2" && o.isa != "scalar") {
+    return fkv::err("option --isa: expected auto, avx2 or scalar, found '", o.isa, "'");
+  }
+  if (o.n_prompt == 0 && o.n_decode == 0)
+    return fkv::err("nothing to measure: --prompt-tokens and --decode-tokens are 0");
+  o.json = a.has("--json");
+  return o;
+}
+
+fkv::Status apply_isa(const std::string& name) {
+  using fkv::cpu::Isa;
+  if (name == "avx2" && fkv::cpu::detected_isa() != Isa::Avx2) {
+    return fkv::err("--isa avx2: this CPU lacks AVX2, FMA or F16C");
+  }
+  fkv::cpu::set_active_isa(name == "scalar" ? Isa::Scalar : fkv::cpu::detected_isa());
+  return {};
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// Tokens per second of one prefill of `tokens` into an empty context.
+fkv::Result<double> time_prefill(fkv::Context& ctx, std::span<const int32_t> tokens, std::span<float> logits) {
+  ctx.reset();
+  const Clock::time_point t0 = Clock::now();
+  FKV_TRY(ctx.eval(tokens, fkv::LogitsMode::Last, logits));
+  return static_cast<double>(tokens.size()) / seconds_since(t0);
+}
+
+// Tokens per second of `n_decode` single-token evaluations after an untimed prefill of `fill`.
+fkv::Result<double> time_decode(fkv::Context& ctx, std::span<const int32_t> fill, int n_decode, int32_t first,
+                                std::span<float> logits) {
+  ctx.reset();
+  int32_t next = first;
+  if (!fill.empty()) {
+    FKV_TRY(ctx.eval(fill, fkv::LogitsMode::Last, logits));
+    next = argmax(logits);
+  }
+  const Clock::time_point t0 = Clock::now();
+  for (int i = 0; i < n_decode; ++i) {
+    FKV_TRY(ctx.eval(std::span<const int32_t>(&next, 1), fkv::LogitsMode::Last, logits));
+    next = argmax(logits);
+  }
+  return n_decode / seconds_since(t0);
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string& path) {
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Model> model, fkv::Model::load(path));
+  fkv::ContextParams cp;
+  cp.n_ctx = std::max({o.n_prompt, o.depth + o.n_decode, 1});
+  cp.n_batch = o.n_batch;
+  cp.n_threads = o.n_threads;
+  cp.kv_type = o.kv_type;
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Context> ctx, fkv::Context::create(*model, cp));
+  const int n_vocab = model->config().n_vocab;
+  std::mt19937_64 rng(o.seed);
+  const int n_warm = std::min(8, cp.n_ctx);
+  std::vector<int32_t> tokens(static_cast<size_t>(std::max({o.n_prompt, o.depth, n_warm})));  // (n_tokens)
+  for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(n_vocab));
+  std::vector<float> logits(static_cast<size_t>(n_vocab));  // (n_vocab)
+  const int32_t first = std::max(0, model->tokenizer().bos_id());
+
+  // Untimed warm-up: the first evaluation faults the mapped weights in and starts the worker threads.
+  FKV_TRY(time_prefill(*ctx, std::span(tokens).first(n_warm), logits).status());
+  BenchReport r;
+  for (int rep = 0; rep < o.n_repeat; ++rep) {
+    if (o.n_prompt > 0) {
+      FKV_ASSIGN_OR_RETURN(double tps, time_prefill(*ctx, std::span(tokens).first(o.n_prompt), logits));
+      r.prefill.values.push_back(tps);
+    }
+    if (o.n_decode > 0) {
+      FKV_ASSIGN_OR_RETURN(double tps, time_decode(*ctx, std::span(tokens).first(o.depth), o.n_decode, first, logits));
+      r.decode.values.push_back(tps);
+    }
+  }
+  r.model = model->config().name;
+  r.architecture = fkv::arch_name(model->config().arch);
+  r.file_bytes = model->gguf().file_size();
+  r.weight_bytes = model->weight_bytes();
+  r.n_threads = o.n_threads > 0 ? o.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  r.n_ctx = cp.n_ctx;
+  r.isa = fkv::cpu::isa_name(fkv::cpu::active_isa());
+  r.kv_type = fkv::dtype_name(o.kv_type);
+  r.peak_rss_mib = peak_rss_mib();
+  return r;
+}
+
+void print_report_text(const BenchOptions& o, const BenchReport& r) {
+  std::printf("model       %s (%s), file %s, weights read per token %s\n", r.model.c_str(), r.architecture.c_str(),
+              format_bytes(r.file_bytes).c_str(), format_bytes(r.weight_bytes).c_str());
+  std::printf("setup       %d threads, isa %s, KV %s, context %d, batch %d, %d run(s)\n", r.n_threads, r.isa.c_str(),
+              r.kv_type.c_str(), r.n_ctx, o.n_batch, o.n_repeat);
+  if (o.n_prompt > 0) {
+    std::printf("prefill     %d tokens: %.2f +- %.2f tok/s\n", o.n_prompt, r.prefill.mean(), r.prefill.stddev());
+  }
+  if (o.n_decode > 0) {
+    const double tps = r.decode.mean();
+    std::printf("decode      %d tokens at depth %d: %.2f +- %.2f tok/s, %.2f ms/token, weights %.2f GB/s\n", o.n_decode,
+                o.depth, tps, r.decode.stddev(), tps > 0 ? 1000.0 / tps : 0.0,
+                static_cast<double>(r.weight_bytes) * tps / 1e9);
+  }
+  std::printf("peak RSS    %.1f MiB\n", r.peak_rss_mib);
+}
+
+void print_report_json(const BenchOptions& o, const BenchReport& r) {
+  const double tps = r.decode.mean();
+  JsonWriter j;
+  j.begin_object();
+  j.key("model").value(r.model).key("architecture").value(r.architecture);
+  j.key("synthetic").value(o.synthetic).key("model_file_bytes").value(r.file_bytes);
+  j.key("weight_bytes").value(r.weight_bytes);
+  j.key("threads").value(r.n_threads).key("isa").value(r.isa).key("kv_type").value(r.kv_type);
+  j.key("n_ctx").value(r.n_ctx).key("batch").value(o.n_batch).key("repeat").value(o.n_repeat);
+  j.key("prompt_tokens").value(o.n_prompt).key("context_depth").value(o.depth).key("decode_tokens").value(o.n_decode);
+  j.key("prefill_tokens_per_s").value(r.prefill.mean()).key("prefill_tokens_per_s_stddev").value(r.prefill.stddev());
+  j.key("decode_tokens_per_s").value(tps).key("decode_tokens_per_s_stddev").value(r.decode.stddev());
+  j.key("decode_ms_per_token").value(tps > 0 ? 1000.0 / tps : 0.0);
+  j.key("weights_gb_per_s").value(static_cast<double>(r.weight_bytes) * tps / 1e9);
+  j.key("peak_rss_mib").value(r.peak_rss_mib);
+  j.end_object();
+  std::printf("%s\n", j.str().c_str());
+}
+
+// Removes the synthetic model's folder when the benchmark ends, however it ends.
+struct TempDir {
+  std::string path;
+  ~TempDir() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+};
+
+// The model to benchmark: the file given, or a synthetic one written into `tmp`.
+fkv::Result<std::string> prepare_model(const BenchOptions& o, TempDir& tmp) {
+  if (o.synthetic.empty()) return o.model_path;
+  FKV_ASSIGN_OR_RETURN(fkv::SyntheticModelSpec spec, synthetic_shape(o.synthetic));
+  FKV_ASSIGN_OR_RETURN(spec.vocab_path, find_vocab(o.vocab));
+  FKV_ASSIGN_OR_RETURN(tmp.path, make_temp_dir());
+  const std::string path = tmp.path + "/" + o.synthetic + ".gguf";
+  FKV_TRY(write_synthetic_in_child(spec, path));
+  return path;
+}
+
+}  // namespace
+
+const CommandHelp kBenchHelp = {"bench", "(-m MODEL | --synthetic SHAPE) [options]",
+                                "Measures prefill and decode speed (tokens/s), weight bandwidth and peak memory.",
+                                kBenchOptions};
+
+int run_bench(std::span<char* const> args) {
+  fkv::Result<ParsedArgs> parsed = parse_args(kBenchOptions, args);
+  if (!parsed.ok()) return usage_fail("bench: " + parsed.message());
+  if (!parsed->positionals().empty()) {
+    return usage_fail("bench: unexpected argument '" + parsed->positionals()[0] + "'");
+  }
+  fkv::Result<BenchOptions> o = read_bench_options(*parsed);
+  if (!o.ok()) return usage_fail("bench: " + o.message());
+  if (fkv::Status s = apply_isa(o->isa); !s.ok()) return fail(s.message());
+  TempDir tmp;
+  fkv::Result<std::string> path = prepare_model(*o, tmp);
+  if (!path.ok()) return fail(path.message());
+  fkv::Result<BenchReport> r = run_benchmark(*o, *path);
+  if (!r.ok()) return fail(r.message());
+  if (o->json) {
+    print_report_json(*o, *r);
+  } else {
+    print_report_text(*o, *r);
+  }
+  return kExitOk;
+}
+
+}  // namespace freekv

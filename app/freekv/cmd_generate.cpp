@@ -1,0 +1,262 @@
+// freekv generate and freekv chat: streaming text generation through the public engine facade (fkv/engine.h).
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include "cli.h"
+#include "fkv/engine.h"
+#include "runtime/sampler.h"
+#include "tokenizer/chat_template.h"
+
+namespace freekv {
+
+namespace {
+
+// Options shared by generate and chat.
+const OptionSpec kModelOptions[] = {
+    {"--model", "-m", "MODEL", "GGUF model file (required)"},
+    {"--max-tokens", "-n", "N", "tokens to generate at most (default 256)"},
+    {"--temp", "", "T", "temperature; 0 is greedy (default 0.8)"},
+    {"--top-k", "", "K", "keep the K most likely tokens; 0 is off (default 40)"},
+    {"--top-p", "", "P", "nucleus sampling; 1 is off (default 0.95)"},
+    {"--min-p", "", "P", "drop tokens below P x the best probability; 0 is off (default 0.05)"},
+    {"--repeat-penalty", "", "R", "penalty for recent tokens; 1 is off (default 1.0)"},
+    {"--repeat-last-n", "", "N", "how many recent tokens are penalized (default 64)"},
+    {"--seed", "", "S", "random seed (default: a fresh one each run)"},
+    {"--stop", "", "TEXT", "stop when the answer contains TEXT (repeatable)", true},
+    {"--ctx", "-c", "N", "context size in tokens (default 4096)"},
+    {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
+    {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
+    {"--template", "", "NAME", "chat template: llama2, llama3, mistral, chatml, gemma (default: detect)"},
+    {"--system", "", "TEXT", "system prompt"},
+};
+
+const OptionSpec kGenerateOnlyOptions[] = {
+    {"--prompt", "-p", "PROMPT", "the prompt (required)"},
+    {"--raw", "", "", "feed the prompt as is, without the chat template"},
+    {"--json", "", "", "print one JSON object (text and timings) instead of streaming"},
+};
+
+std::vector<OptionSpec> join(std::span<const OptionSpec> a, std::span<const OptionSpec> b) {
+  std::vector<OptionSpec> out(a.begin(), a.end());
+  out.insert(out.end(), b.begin(), b.end());
+  return out;
+}
+
+const std::vector<OptionSpec> kGenerateOptions = join(kModelOptions, kGenerateOnlyOptions);
+const std::span<const OptionSpec> kChatOptions = kModelOptions;
+
+struct RunOptions {
+  std::string model_path;
+  fkv::ModelOptions model;
+  fkv::GenerationOptions gen;
+};
+
+// Everything here is a usage error: the values are checked before any file is touched.
+fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
+  RunOptions o;
+  const std::optional<std::string> model = a.value("--model");
+  if (!model) return fkv::err("option --model (-m) is required");
+  o.model_path = *model;
+  FKV_ASSIGN_OR_RETURN(o.model.n_ctx, int_option(a, "--ctx", 4096, 1, 1 << 24));
+  FKV_ASSIGN_OR_RETURN(o.model.n_threads, int_option(a, "--threads", 0, 0, 1024));
+  o.model.kv_type = a.value("--kv-type").value_or("f16");
+  if (o.model.kv_type != "f16" && o.model.kv_type != "bf16" && o.model.kv_type != "f32") {
+    return fkv::err("option --kv-type: expected f16, bf16 or f32, found '", o.model.kv_type, "'");
+  }
+  o.model.chat_template = a.value("--template").value_or("");
+  if (!o.model.chat_template.empty()) FKV_TRY(fkv::chat_template_from_name(o.model.chat_template).status());
+  fkv::GenerationOptions& g = o.gen;
+  FKV_ASSIGN_OR_RETURN(g.max_tokens, int_option(a, "--max-tokens", 256, 0, 1 << 24));
+  FKV_ASSIGN_OR_RETURN(g.temperature, float_option(a, "--temp", 0.8f, 0.f, 100.f));
+  FKV_ASSIGN_OR_RETURN(g.top_k, int_option(a, "--top-k", 40, 0, 1 << 24));
+  FKV_ASSIGN_OR_RETURN(g.top_p, float_option(a, "--top-p", 0.95f, 0.f, 1.f));
+  FKV_ASSIGN_OR_RETURN(g.min_p, float_option(a, "--min-p", 0.05f, 0.f, 1.f));
+  FKV_ASSIGN_OR_RETURN(g.repeat_penalty, float_option(a, "--repeat-penalty", 1.f, 0.f, 100.f));
+  FKV_ASSIGN_OR_RETURN(g.repeat_last_n, int_option(a, "--repeat-last-n", 64, 0, 1 << 24));
+  FKV_ASSIGN_OR_RETURN(g.seed, u64_option(a, "--seed", std::random_device{}()));
+  g.stop = a.values("--stop");
+  for (const std::string& s : g.stop) {
+    if (s.empty()) return fkv::err("option --stop: expected a non-empty text");
+  }
+  g.system_prompt = a.value("--system").value_or("");
+  fkv::SamplerParams sp;
+  sp.temperature = g.temperature;
+  sp.top_k = g.top_k;
+  sp.top_p = g.top_p;
+  sp.min_p = g.min_p;
+  sp.repeat_penalty = g.repeat_penalty;
+  sp.repeat_last_n = g.repeat_last_n;
+  FKV_TRY(sp.validate());
+  return o;
+}
+
+fkv::Result<std::unique_ptr<fkv::Engine>> open_engine(const RunOptions& o) {
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Engine> engine, fkv::Engine::create(fkv::EngineOptions{}));
+  FKV_TRY(engine->load_model(o.model_path, o.model));
+  return engine;
+}
+
+// Ctrl-C while an answer streams cancels the answer; otherwise it ends the program as usual.
+std::atomic<fkv::Engine*> g_engine{nullptr};
+std::atomic<bool> g_generating{false};
+
+void on_sigint(int) {
+  fkv::Engine* e = g_engine.load();
+  if (g_generating.load() && e != nullptr) {
+    e->cancel();
+    return;
+  }
+  std::signal(SIGINT, SIG_DFL);
+  std::raise(SIGINT);
+}
+
+class SigintGuard {
+ public:
+  explicit SigintGuard(fkv::Engine& e) {
+    g_engine.store(&e);
+    previous_ = std::signal(SIGINT, on_sigint);
+  }
+  ~SigintGuard() {
+    std::signal(SIGINT, previous_);
+    g_engine.store(nullptr);
+  }
+  SigintGuard(const SigintGuard&) = delete;
+  SigintGuard& operator=(const SigintGuard&) = delete;
+
+ private:
+  void (*previous_)(int) = SIG_DFL;
+};
+
+bool stream_to_stdout(std::string_view piece) {
+  std::fwrite(piece.data(), 1, piece.size(), stdout);
+  std::fflush(stdout);
+  return true;
+}
+
+void print_timings(const fkv::GenerateResult& r) {
+  std::fprintf(stderr, "[prompt %d tokens (%d cached), %.1f tok/s | generated %d tokens, %.1f tok/s | stop: %s]\n",
+               r.n_prompt_tokens, r.n_cached_tokens, r.prefill_tokens_per_s, r.n_generated, r.decode_tokens_per_s,
+               r.stop_reason.c_str());
+}
+
+void print_result_json(const fkv::GenerateResult& r) {
+  JsonWriter j;
+  j.begin_object();
+  j.key("text").value(r.text).key("stop_reason").value(r.stop_reason);
+  j.key("n_prompt_tokens").value(r.n_prompt_tokens).key("n_generated").value(r.n_generated);
+  j.key("prefill_s").value(r.prefill_s).key("decode_s").value(r.decode_s);
+  j.key("prefill_tokens_per_s").value(r.prefill_tokens_per_s);
+  j.key("decode_tokens_per_s").value(r.decode_tokens_per_s);
+  j.end_object();
+  std::printf("%s\n", j.str().c_str());
+}
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+// One REPL turn: answers the last user message and appends the answer to the history.
+void chat_turn(fkv::Engine& engine, std::vector<fkv::Message>& history, const fkv::GenerationOptions& gen) {
+  g_generating.store(true);
+  fkv::Result<fkv::GenerateResult> r = engine.chat(history, gen, stream_to_stdout);
+  g_generating.store(false);
+  if (!r.ok()) {
+    history.pop_back();  // the turn did not happen
+    fail(r.message() + " (/reset starts a new conversation)");
+    return;
+  }
+  std::printf("\n");
+  print_timings(*r);
+  history.push_back({"assistant", r->text});
+  if (r->stop_reason == "context_full") std::fprintf(stderr, "[the context is full: /reset to start over]\n");
+}
+
+}  // namespace
+
+const CommandHelp kGenerateHelp = {"generate", "-m MODEL -p PROMPT [options]",
+                                   "Streams the model's answer to PROMPT (one user turn of its chat template unless "
+                                   "--raw); timings go to stderr.",
+                                   kGenerateOptions};
+
+const CommandHelp kChatHelp = {"chat", "-m MODEL [options]",
+                               "Interactive chat on stdin: one line per turn; /reset clears the conversation, /quit "
+                               "(or end of input) leaves; Ctrl-C stops an answer.",
+                               kChatOptions};
+
+int run_generate(std::span<char* const> args) {
+  fkv::Result<ParsedArgs> parsed = parse_args(kGenerateOptions, args);
+  if (!parsed.ok()) return usage_fail("generate: " + parsed.message());
+  if (!parsed->positionals().empty()) {
+    return usage_fail("generate: unexpected argument '" + parsed->positionals()[0] + "' (the prompt goes after -p)");
+  }
+  const std::optional<std::string> prompt = parsed->value("--prompt");
+  if (!prompt) return usage_fail("generate: option --prompt (-p) is required");
+  fkv::Result<RunOptions> o = read_run_options(*parsed);
+  if (!o.ok()) return usage_fail("generate: " + o.message());
+  o->gen.raw = parsed->has("--raw");
+  const bool json = parsed->has("--json");
+
+  fkv::Result<std::unique_ptr<fkv::Engine>> engine = open_engine(*o);
+  if (!engine.ok()) return fail(engine.message());
+  const SigintGuard guard(**engine);
+  g_generating.store(true);
+  fkv::Result<fkv::GenerateResult> r =
+      (*engine)->generate(*prompt, o->gen, json ? fkv::TextCallback() : fkv::TextCallback(stream_to_stdout));
+  g_generating.store(false);
+  if (!r.ok()) return fail(r.message());
+  if (json) {
+    print_result_json(*r);
+  } else {
+    if (r->text.empty() || r->text.back() != '\n') std::printf("\n");
+    print_timings(*r);
+  }
+  return kExitOk;
+}
+
+int run_chat(std::span<char* const> args) {
+  fkv::Result<ParsedArgs> parsed = parse_args(kChatOptions, args);
+  if (!parsed.ok()) return usage_fail("chat: " + parsed.message());
+  if (!parsed->positionals().empty()) return usage_fail("chat: unexpected argument '" + parsed->positionals()[0] + "'");
+  fkv::Result<RunOptions> o = read_run_options(*parsed);
+  if (!o.ok()) return usage_fail("chat: " + o.message());
+  fkv::Result<std::unique_ptr<fkv::Engine>> engine = open_engine(*o);
+  if (!engine.ok()) return fail(engine.message());
+  const SigintGuard guard(**engine);
+  const bool interactive = isatty(STDIN_FILENO) != 0;
+  std::vector<fkv::Message> history;
+  const auto start = [&] {
+    history.clear();
+    if (!o->gen.system_prompt.empty()) history.push_back({"system", o->gen.system_prompt});
+  };
+  start();
+  if (interactive) std::fprintf(stderr, "[chat with %s: /reset clears, /quit leaves]\n", o->model_path.c_str());
+  std::string line;
+  while (true) {
+    if (interactive) {
+      std::fputs("> ", stdout);
+      std::fflush(stdout);
+    }
+    if (!std::getline(std::cin, line)) break;
+    const std::string text = trim(line);
+    if (text.empty()) continue;
+    if (text == "/quit" || text == "/exit") break;
+    if (text == "/reset") {
+      start();
+      (*engine)->reset();
+      std::fprintf(stderr, "[conversation cleared]\n");
+      continue;
+    }
+    history.push_back({"user", text});
+    chat_turn(**engine, history, o->gen);
+  }
+  return kExitOk;
+}
+
+}  // namespace freekv

@@ -1,0 +1,243 @@
+// The facade behind fkv/engine.h: owns the model, its context and the tokens in that context, so consecutive calls
+// whose prompts share a beginning (a growing chat) evaluate only what is new.
+#include "fkv/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <optional>
+
+#include "backend/cpu/quant.h"
+#include "runtime/context.h"
+#include "runtime/generator.h"
+#include "runtime/model.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace fkv {
+
+namespace {
+
+Result<DType> parse_kv_type(const std::string& name) {
+  if (name == "f16") return DType::F16;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f32") return DType::F32;
+  return err("KV type '", name, "' is not supported, expected f16, bf16 or f32");
+}
+
+Status apply_isa(const std::string& name) {
+  if (name == "auto") {
+    cpu::set_active_isa(cpu::detected_isa());
+  } else if (name == "scalar") {
+    cpu::set_active_isa(cpu::Isa::Scalar);
+  } else if (name == "avx2") {
+    if (cpu::detected_isa() != cpu::Isa::Avx2)
+      return err("ISA avx2 was asked for, but this CPU lacks AVX2, FMA or F16C");
+    cpu::set_active_isa(cpu::Isa::Avx2);
+  } else {
+    return err("ISA '", name, "' is not known, expected auto, avx2 or scalar");
+  }
+  return {};
+}
+
+SamplerParams sampler_params(const GenerationOptions& o) {
+  SamplerParams s;
+  s.temperature = o.temperature;
+  s.top_k = o.top_k;
+  s.top_p = o.top_p;
+  s.min_p = o.min_p;
+  s.repeat_penalty = o.repeat_penalty;
+  s.repeat_last_n = o.repeat_last_n;
+  s.seed = o.seed;
+  return s;
+}
+
+size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t i = 0;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Context> ctx;
+  std::optional<ChatTemplate> chat_template;
+  std::string template_error;       // why chat_template is empty
+  std::vector<int32_t> ctx_tokens;  // (ctx->n_past()) the tokens in the context, in order
+  std::atomic<bool> cancel{false};
+
+  Status check_loaded() const {
+    if (!model) return err("no model is loaded");
+    return {};
+  }
+  Result<std::vector<int32_t>> tokenize_chat(std::span<const ChatMessage> messages) const;
+  Result<GenerateResult> run(const std::vector<int32_t>& tokens, const GenerationOptions& o, const TextCallback& cb);
+  void record_context(std::span<const int32_t> prompt, std::span<const int32_t> generated);
+};
+
+Result<std::vector<int32_t>> Engine::Impl::tokenize_chat(std::span<const ChatMessage> messages) const {
+  if (!chat_template) return err(template_error);
+  FKV_ASSIGN_OR_RETURN(const std::string text, apply_chat_template(*chat_template, messages, true));
+  const Tokenizer& tok = model->tokenizer();
+  return tok.encode(text, tok.add_bos_default(), /*parse_special=*/true);
+}
+
+// The context now holds a prefix of prompt + generated (generation may stop before evaluating its last token).
+void Engine::Impl::record_context(std::span<const int32_t> prompt, std::span<const int32_t> generated) {
+  const size_t n_past = static_cast<size_t>(ctx->n_past());
+  const size_t n_prompt = std::min(n_past, prompt.size());
+  ctx_tokens.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(n_prompt));
+  const size_t n_gen = std::min(n_past - n_prompt, generated.size());
+  ctx_tokens.insert(ctx_tokens.end(), generated.begin(), generated.begin() + static_cast<std::ptrdiff_t>(n_gen));
+}
+
+Result<GenerateResult> Engine::Impl::run(const std::vector<int32_t>& tokens, const GenerationOptions& o,
+                                         const TextCallback& cb) {
+  cancel.store(false);
+  if (tokens.size() > static_cast<size_t>(ctx->n_ctx())) {
+    return err("the prompt has ", tokens.size(), " tokens, more than the context of ", ctx->n_ctx(),
+               " (load the model with a larger context)");
+  }
+  // The cache cannot be truncated, so it is reused only when it is a strict prefix of the new prompt (the last
+  // prompt token must be evaluated again to get its logits).
+  size_t n_cached = common_prefix(ctx_tokens, tokens);
+  if (n_cached < ctx_tokens.size() || n_cached == tokens.size()) {
+    ctx->reset();
+    ctx_tokens.clear();
+    n_cached = 0;
+  }
+  GenerateParams params;
+  params.max_tokens = o.max_tokens;
+  params.sampler = sampler_params(o);
+  params.stop = o.stop;
+  params.cancel = &cancel;
+  GenerateResult r;
+  r.text.reserve(static_cast<size_t>(std::clamp(o.max_tokens, 0, 1 << 16)) * 4);
+  const auto on_piece = [&](std::string_view piece) {
+    r.text.append(piece);
+    return cb ? cb(piece) : true;
+  };
+  const std::span<const int32_t> fresh = std::span(tokens).subspan(n_cached);
+  Result<GenerateStats> stats = fkv::generate(*ctx, fresh, params, on_piece);
+  if (!stats.ok()) {
+    ctx->reset();  // what a failed call left in the cache is not worth reasoning about
+    ctx_tokens.clear();
+    return stats.status();
+  }
+  record_context(tokens, stats->tokens);
+  r.n_prompt_tokens = static_cast<int>(tokens.size());
+  r.n_cached_tokens = static_cast<int>(n_cached);
+  r.n_generated = stats->n_generated;
+  r.prefill_s = stats->prefill_s;
+  r.decode_s = stats->decode_s;
+  if (r.prefill_s > 0) r.prefill_tokens_per_s = stats->n_prompt / r.prefill_s;
+  if (r.decode_s > 0) r.decode_tokens_per_s = r.n_generated / r.decode_s;
+  r.stop_reason = stats->stop_reason;
+  return r;
+}
+
+Engine::Engine() : impl_(std::make_unique<Impl>()) {}
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
+  FKV_TRY(apply_isa(options.isa));
+  return std::unique_ptr<Engine>(new Engine());
+}
+
+Status Engine::load_model(const std::string& path, const ModelOptions& options) {
+  ContextParams cp;
+  cp.n_ctx = options.n_ctx;
+  cp.n_threads = options.n_threads;
+  cp.page_size = options.page_size;
+  FKV_ASSIGN_OR_RETURN(cp.kv_type, parse_kv_type(options.kv_type));
+  FKV_TRY(cp.validate());
+  std::optional<ChatTemplate> tmpl;
+  if (!options.chat_template.empty()) {
+    FKV_ASSIGN_OR_RETURN(tmpl, chat_template_from_name(options.chat_template));
+  }
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path));
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<Context> ctx, Context::create(*model, cp));
+  std::string template_error;
+  if (!tmpl) {
+    Result<ChatTemplate> detected = detect_chat_template(model->gguf());
+    if (detected.ok()) {
+      tmpl = *detected;
+    } else {
+      template_error = detected.message();
+    }
+  }
+  impl_->ctx.reset();  // the old context refers to the old model
+  impl_->model = std::move(model);
+  impl_->ctx = std::move(ctx);
+  impl_->chat_template = tmpl;
+  impl_->template_error = std::move(template_error);
+  impl_->ctx_tokens.clear();
+  return {};
+}
+
+ModelInfo Engine::model_info() const {
+  ModelInfo info;
+  if (!impl_->model) return info;
+  const Model& m = *impl_->model;
+  const ModelConfig& c = m.config();
+  info.loaded = true;
+  info.path = m.path();
+  info.name = c.name;
+  info.architecture = arch_name(c.arch);
+  info.n_layers = c.n_layers;
+  info.n_embd = c.n_embd;
+  info.n_heads = c.n_heads;
+  info.n_kv_heads = c.n_kv_heads;
+  info.head_dim = c.head_dim;
+  info.n_ff = c.n_ff;
+  info.n_vocab = c.n_vocab;
+  info.n_ctx_train = c.n_ctx_train;
+  info.n_ctx = impl_->ctx->n_ctx();
+  info.chat_template = impl_->chat_template ? chat_template_name(*impl_->chat_template) : "unknown";
+  info.file_bytes = m.gguf().file_size();
+  info.weight_bytes = m.weight_bytes();
+  const uint64_t elem = impl_->ctx->params().kv_type == DType::F32 ? 4 : 2;
+  info.kv_bytes_per_token = 2ull * static_cast<uint64_t>(c.n_layers) * static_cast<uint64_t>(c.n_embd_kv()) * elem;
+  return info;
+}
+
+Result<GenerateResult> Engine::generate(const std::string& prompt, const GenerationOptions& options,
+                                        const TextCallback& on_text) {
+  FKV_TRY(impl_->check_loaded());
+  const Tokenizer& tok = impl_->model->tokenizer();
+  std::vector<int32_t> tokens;
+  if (options.raw) {
+    FKV_ASSIGN_OR_RETURN(tokens, tok.encode(prompt, tok.add_bos_default(), /*parse_special=*/true));
+  } else {
+    std::vector<ChatMessage> messages;
+    if (!options.system_prompt.empty()) messages.push_back({"system", options.system_prompt});
+    messages.push_back({"user", prompt});
+    FKV_ASSIGN_OR_RETURN(tokens, impl_->tokenize_chat(messages));
+  }
+  return impl_->run(tokens, options, on_text);
+}
+
+Result<GenerateResult> Engine::chat(const std::vector<Message>& history, const GenerationOptions& options,
+                                    const TextCallback& on_text) {
+  FKV_TRY(impl_->check_loaded());
+  if (history.empty() || history.back().role != "user") {
+    return err("chat: the history must end with a user message, found ",
+               history.empty() ? std::string("no messages") : "a '" + history.back().role + "' message");
+  }
+  std::vector<ChatMessage> messages;
+  messages.reserve(history.size());
+  for (const Message& m : history) messages.push_back({m.role, m.content});
+  FKV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens, impl_->tokenize_chat(messages));
+  return impl_->run(tokens, options, on_text);
+}
+
+void Engine::cancel() { impl_->cancel.store(true); }
+
+void Engine::reset() {
+  if (impl_->ctx) impl_->ctx->reset();
+  impl_->ctx_tokens.clear();
+}
+
+}  // namespace fkv
