@@ -123,7 +123,6 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& f) {
       c.post_norms = true;
       c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));
       c.act = Activation::GeluTanh;
-      c.tied_output = true;  // gemma ties the output projection to the embedding
       FKV_TRY(read_dim(f, a + ".attention.sliding_window", c.sliding_window, false));
       FKV_TRY(read_float(f, a + ".rope.local.freq_base", c.rope_base_local));
       if (c.sliding_window > 0)
@@ -141,6 +140,11 @@ Status ModelConfig::validate() const {
                n_kv_heads, ", head dim ", head_dim, ", ffn ", n_ff, ", vocab ", n_vocab, ")");
   if (n_heads % n_kv_heads != 0)
     return err("query heads (", n_heads, ") must be a multiple of key/value heads (", n_kv_heads, ")");
+  // n_embd_q() and n_embd_kv() are int products: bound them like any single dimension so they cannot overflow.
+  const int64_t q_width = static_cast<int64_t>(n_heads) * head_dim;
+  if (q_width > kMaxDim)
+    return err("query width (", n_heads, " heads x head dim ", head_dim, " = ", q_width,
+               ") is out of range (expected at most ", kMaxDim, ")");
   if (head_dim % 2 != 0) return err("head dimension must be even for RoPE, found ", head_dim);
   if (!(norm_eps > 0.f) || norm_eps > 1.f) return err("RMS norm epsilon out of range: ", norm_eps);
   if (!(rope_base > 1.f) || !(rope_base_local > 1.f)) return err("RoPE base must be > 1, found ", rope_base);

@@ -79,7 +79,9 @@ Result<ModelWeights> bind_weights(const GgufFile& f, const ModelConfig& c) {
   } else {
     FKV_ASSIGN_OR_RETURN(w.output, b.matrix("output.weight", c.n_vocab, c.n_embd));
   }
-  if (c.has_rope_freqs_tensor) FKV_ASSIGN_OR_RETURN(w.rope_freqs, b.vector("rope_freqs.weight", c.head_dim / 2));
+  if (c.has_rope_freqs_tensor) {
+    FKV_ASSIGN_OR_RETURN(w.rope_freqs, b.vector("rope_freqs.weight", c.head_dim / 2));
+  }
   w.layers.reserve(static_cast<size_t>(c.n_layers));
   for (int il = 0; il < c.n_layers; ++il) {
     FKV_ASSIGN_OR_RETURN(LayerWeights lw, bind_layer(b, c, il));

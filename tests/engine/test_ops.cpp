@@ -1,0 +1,419 @@
+// CPU element-wise and attention kernels (backend/cpu/ops.h) against plain double formulas: RMSNorm, the gated
+// activations, RoPE in both pairings, and paged attention (AVX2 and scalar dispatch and the reference) for every KV
+// element type, several head widths, partial pages, windows that cut pages, nothing visible and huge scores.
+#include <QTest>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/ops.h"
+#include "backend/cpu/quant.h"
+
+using fkv::DType;
+namespace cpu = fkv::cpu;
+
+Q_DECLARE_METATYPE(DType)
+
+namespace {
+
+enum class Impl { FastAvx2, FastScalar, Ref };
+
+const char* impl_name(Impl i) {
+  switch (i) {
+    case Impl::FastAvx2:
+      return "avx2";
+    case Impl::FastScalar:
+      return "scalar";
+    case Impl::Ref:
+      return "ref";
+  }
+  return "?";
+}
+
+// Forces an ISA for one scope and restores the previous one.
+class IsaScope {
+ public:
+  explicit IsaScope(cpu::Isa isa) : saved_(cpu::active_isa()) { cpu::set_active_isa(isa); }
+  ~IsaScope() { cpu::set_active_isa(saved_); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+
+ private:
+  cpu::Isa saved_;
+};
+
+std::vector<float> uniform(size_t n, float lo, float hi, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// Small integers in [lo, hi]: exactly representable in every KV type, so products and sums of a few hundred are exact.
+std::vector<float> integers(size_t n, int lo, int hi, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& f : v) f = static_cast<float>(dist(rng));
+  return v;
+}
+
+size_t elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+
+void encode(DType t, const float* x, uint8_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (t == DType::F32) {
+      std::memcpy(out + 4 * i, &x[i], 4);
+    } else {
+      const uint16_t h = t == DType::F16 ? cpu::f32_to_f16(x[i]) : cpu::f32_to_bf16(x[i]);
+      std::memcpy(out + 2 * i, &h, 2);
+    }
+  }
+}
+
+double decode(DType t, const uint8_t* row, int i) {
+  if (t == DType::F32) {
+    float f;
+    std::memcpy(&f, row + 4 * i, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, row + 2 * i, 2);
+  return t == DType::F16 ? cpu::f16_to_f32(h) : cpu::bf16_to_f32(h);
+}
+
+// Pages of encoded keys and values, and the views attention takes.
+struct Pages {
+  DType type = DType::F32;
+  int head_dim = 0;
+  std::vector<std::vector<uint8_t>> k, v;  // (n_pages) each (len, head_dim) encoded
+  std::vector<cpu::AttnPage> views;        // (n_pages)
+};
+
+// One page per (pos0, len); key and value values come from `kf` and `vf` (each called with a count).
+template <class KeyFn, class ValFn>
+Pages make_pages(DType t, int hd, const std::vector<int>& pos0, const std::vector<int>& len, KeyFn kf, ValFn vf) {
+  Pages p;
+  p.type = t;
+  p.head_dim = hd;
+  for (size_t i = 0; i < pos0.size(); ++i) {
+    const size_t n = static_cast<size_t>(len[i]) * hd;
+    const std::vector<float> kx = kf(n, static_cast<uint32_t>(i));
+    const std::vector<float> vx = vf(n, static_cast<uint32_t>(i));
+    p.k.emplace_back(n * elem_bytes(t));
+    p.v.emplace_back(n * elem_bytes(t));
+    encode(t, kx.data(), p.k.back().data(), n);
+    encode(t, vx.data(), p.v.back().data(), n);
+  }
+  for (size_t i = 0; i < pos0.size(); ++i) p.views.push_back({p.k[i].data(), p.v[i].data(), pos0[i], len[i]});
+  return p;
+}
+
+// softmax(scale q.K^T) V over the visible keys, in double with the maximum subtracted; zeros when nothing is visible.
+std::vector<double> attend_double(const std::vector<float>& q, const Pages& p, double scale, int lo, int hi) {
+  const int hd = p.head_dim;
+  const size_t row = static_cast<size_t>(hd) * elem_bytes(p.type);
+  std::vector<double> s;             // (n_visible)
+  std::vector<const uint8_t*> vrow;  // (n_visible)
+  for (const cpu::AttnPage& pg : p.views) {
+    for (int j = 0; j < pg.len; ++j) {
+      const int pos = pg.pos0 + j;
+      if (pos < lo || pos > hi) continue;
+      double d = 0;
+      for (int i = 0; i < hd; ++i)
+        d += static_cast<double>(q[static_cast<size_t>(i)]) * decode(p.type, pg.k + j * row, i);
+      s.push_back(d * scale);
+      vrow.push_back(pg.v + j * row);
+    }
+  }
+  std::vector<double> out(static_cast<size_t>(hd), 0.0);
+  if (s.empty()) return out;
+  double m = -std::numeric_limits<double>::infinity();
+  for (double x : s) m = std::max(m, x);
+  double l = 0;
+  for (size_t j = 0; j < s.size(); ++j) {
+    const double w = std::exp(s[j] - m);
+    l += w;
+    for (int i = 0; i < hd; ++i) out[static_cast<size_t>(i)] += w * decode(p.type, vrow[j], i);
+  }
+  for (double& o : out) o /= l;
+  return out;
+}
+
+// Runs one implementation; `out` starts as NaN so an output it forgets to write shows.
+std::vector<float> attend_with(Impl impl, const std::vector<float>& q, const Pages& p, float scale, int lo, int hi) {
+  std::vector<float> out(static_cast<size_t>(p.head_dim), std::numeric_limits<float>::quiet_NaN());
+  const int n = static_cast<int>(p.views.size());
+  if (impl == Impl::Ref) {
+    cpu::ref::attend(q.data(), p.views.data(), n, p.type, p.head_dim, scale, lo, hi, out.data());
+  } else {
+    const IsaScope isa(impl == Impl::FastAvx2 ? cpu::Isa::Avx2 : cpu::Isa::Scalar);
+    cpu::attend(q.data(), p.views.data(), n, p.type, p.head_dim, scale, lo, hi, out.data());
+  }
+  return out;
+}
+
+// Largest |got - want| over the head; infinity for a NaN or infinity.
+double max_error(const std::vector<float>& got, const std::vector<double>& want) {
+  double e = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
+    e = std::max(e, std::abs(got[i] - want[i]));
+  }
+  return e;
+}
+
+// One scenario of pages and window bounds.
+struct Scenario {
+  const char* name;
+  std::vector<int> pos0, len;
+  int lo, hi;
+};
+
+const std::vector<Scenario>& scenarios() {
+  static const std::vector<Scenario> s = {
+      {"all pages, partial last", {0, 32, 64, 96}, {32, 32, 32, 17}, 0, 112},
+      {"window cuts pages 1 and 2", {0, 32, 64, 96}, {32, 32, 32, 17}, 40, 75},
+      {"window inside one page", {0, 32, 64, 96}, {32, 32, 32, 17}, 70, 71},
+      {"selected pages with gaps", {0, 64, 160}, {32, 32, 9}, 10, 165},
+      {"hi cuts the partial page", {0, 32}, {32, 20}, 0, 40},
+      {"one key", {0}, {5}, 3, 3},
+      {"max page first, then more", {96, 0, 32}, {32, 32, 32}, 0, 127},
+  };
+  return s;
+}
+
+}  // namespace
+
+class TestOps : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void rmsNormMatchesDouble() {
+    for (int n : {1, 3, 64, 1000}) {
+      for (float mag : {1e-3f, 1.f, 1e3f}) {
+        const std::vector<float> x0 = uniform(static_cast<size_t>(n), -mag, mag, static_cast<uint32_t>(n));
+        const std::vector<float> w = uniform(static_cast<size_t>(n), -2.f, 2.f, 7);
+        const float eps = 1e-6f;
+        double ss = 0;
+        for (float v : x0) ss += static_cast<double>(v) * v;
+        const double r = 1.0 / std::sqrt(ss / n + eps);
+        std::vector<float> y(static_cast<size_t>(n));
+        std::vector<float> x = x0;
+        cpu::rms_norm(x.data(), w.data(), y.data(), n, eps);
+        cpu::rms_norm(x.data(), w.data(), x.data(), n, eps);  // in place must give the same
+        for (int i = 0; i < n; ++i) {
+          const size_t u = static_cast<size_t>(i);
+          const double want = x0[u] * r * w[u];
+          // Tolerance: 4 float ulps of each element (one sqrt, one division, two products).
+          QVERIFY2(
+              std::abs(y[u] - want) <= 4.8e-7 * std::abs(want) + 1e-30,
+              qPrintable(
+                  QString("n %1, magnitude %2, i %3: got %4, want %5").arg(n).arg(mag).arg(i).arg(y[u]).arg(want)));
+          QVERIFY2(x[u] == y[u], "rms_norm in place differs from out of place");
+        }
+      }
+    }
+  }
+
+  void gatedActivationsMatchDouble() {
+    std::vector<float> g;
+    for (int i = -400; i <= 400; ++i) g.push_back(static_cast<float>(i) * 0.05f);
+    for (float e : {-100.f, -88.f, -30.f, 30.f, 88.f, 100.f}) g.push_back(e);
+    const std::vector<float> x = uniform(g.size(), -3.f, 3.f, 11);
+    std::vector<float> ys = x, yg = x;
+    cpu::silu_mul(g.data(), ys.data(), static_cast<int64_t>(g.size()));
+    cpu::gelu_mul(g.data(), yg.data(), static_cast<int64_t>(g.size()));
+    const double k = std::sqrt(2.0 / M_PI);
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double gi = g[i], xi = x[i];
+      const double silu = xi * gi / (1.0 + std::exp(-gi));
+      const double gelu = xi * 0.5 * gi * (1.0 + std::tanh(k * (gi + 0.044715 * gi * gi * gi)));
+      // silu: a few ulps relative. gelu: float tanh near -1 loses relative precision in (1 + tanh), so the bound is
+      // absolute, 1e-6 per unit of |x| * max(1, |g|), plus a few ulps relative.
+      QVERIFY2(std::abs(ys[i] - silu) <= 1e-6 * std::abs(silu) + 1e-30,
+               qPrintable(QString("silu_mul g %1 x %2: got %3, want %4").arg(gi).arg(xi).arg(ys[i]).arg(silu)));
+      QVERIFY2(std::abs(yg[i] - gelu) <= 1e-6 * std::abs(gelu) + 1e-6 * std::abs(xi) * std::max(1.0, std::abs(gi)),
+               qPrintable(QString("gelu_mul g %1 x %2: got %3, want %4").arg(gi).arg(xi).arg(yg[i]).arg(gelu)));
+    }
+  }
+
+  void ropeMatchesExplicitRotation_data() {
+    QTest::addColumn<bool>("neox");
+    QTest::addRow("norm") << false;
+    QTest::addRow("neox") << true;
+  }
+  void ropeMatchesExplicitRotation() {
+    QFETCH(bool, neox);
+    for (int hd : {2, 8, 64, 128, 256}) {
+      for (int pos : {0, 1, 7, 1000, 32767}) {
+        const int half = hd / 2;
+        std::vector<float> cs(static_cast<size_t>(hd));  // (half, 2)
+        std::vector<double> ang(static_cast<size_t>(half));
+        for (int i = 0; i < half; ++i) {
+          ang[static_cast<size_t>(i)] = pos * std::pow(10000.0, -2.0 * i / hd);
+          cs[static_cast<size_t>(2 * i)] = static_cast<float>(std::cos(ang[static_cast<size_t>(i)]));
+          cs[static_cast<size_t>(2 * i + 1)] = static_cast<float>(std::sin(ang[static_cast<size_t>(i)]));
+        }
+        const std::vector<float> x0 = uniform(static_cast<size_t>(hd), -1.f, 1.f, static_cast<uint32_t>(hd + pos));
+        std::vector<float> x = x0;
+        cpu::rope_head(x.data(), cs.data(), hd, neox);
+        for (int i = 0; i < half; ++i) {
+          // Pair i as a complex number a + ib, multiplied by e^{i angle}.
+          const int a = neox ? i : 2 * i;
+          const int b = neox ? i + half : 2 * i + 1;
+          const double c = std::cos(ang[static_cast<size_t>(i)]), s = std::sin(ang[static_cast<size_t>(i)]);
+          const double ra = x0[static_cast<size_t>(a)] * c - x0[static_cast<size_t>(b)] * s;
+          const double rb = x0[static_cast<size_t>(a)] * s + x0[static_cast<size_t>(b)] * c;
+          // Tolerance: float rounding of cos/sin and of two products and a sum on values of magnitude <= 1.
+          QVERIFY2(std::abs(x[static_cast<size_t>(a)] - ra) < 1e-6 && std::abs(x[static_cast<size_t>(b)] - rb) < 1e-6,
+                   qPrintable(QString("head_dim %1 pos %2 pair %3: got (%4, %5), want (%6, %7)")
+                                  .arg(hd)
+                                  .arg(pos)
+                                  .arg(i)
+                                  .arg(x[static_cast<size_t>(a)])
+                                  .arg(x[static_cast<size_t>(b)])
+                                  .arg(ra)
+                                  .arg(rb)));
+        }
+      }
+    }
+  }
+
+  // q.k after RoPE depends only on the distance between the two positions, for either pairing.
+  void ropeIsRelative() {
+    const int hd = 64, half = hd / 2;
+    auto rotate = [&](std::vector<float> x, int pos, bool neox) {
+      std::vector<float> cs(static_cast<size_t>(hd));  // (half, 2)
+      for (int i = 0; i < half; ++i) {
+        const double a = pos * std::pow(10000.0, -2.0 * i / hd);
+        cs[static_cast<size_t>(2 * i)] = static_cast<float>(std::cos(a));
+        cs[static_cast<size_t>(2 * i + 1)] = static_cast<float>(std::sin(a));
+      }
+      cpu::rope_head(x.data(), cs.data(), hd, neox);
+      return x;
+    };
+    auto dot = [](const std::vector<float>& a, const std::vector<float>& b) {
+      double s = 0;
+      for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+      return s;
+    };
+    const std::vector<float> q = uniform(hd, -1.f, 1.f, 1), k = uniform(hd, -1.f, 1.f, 2);
+    for (bool neox : {false, true}) {
+      const double d0 = dot(rotate(q, 10, neox), rotate(k, 3, neox));
+      const double d1 = dot(rotate(q, 510, neox), rotate(k, 503, neox));
+      QVERIFY2(
+          std::abs(d0 - d1) < 1e-4,
+          qPrintable(QString("neox %1: q.k at distance 7 is %2 at 10/3 but %3 at 510/503").arg(neox).arg(d0).arg(d1)));
+    }
+  }
+
+  void attendMatchesDouble_data() {
+    QTest::addColumn<DType>("kv");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<int>("impl");
+    for (DType t : {DType::F32, DType::F16, DType::BF16})
+      for (int hd : {64, 128, 256, 6, 72})
+        for (Impl i : {Impl::FastAvx2, Impl::FastScalar, Impl::Ref})
+          QTest::addRow("%s hd=%d %s", fkv::dtype_name(t), hd, impl_name(i)) << t << hd << static_cast<int>(i);
+  }
+  void attendMatchesDouble() {
+    QFETCH(DType, kv);
+    QFETCH(int, head_dim);
+    QFETCH(int, impl);
+    const Impl im = static_cast<Impl>(impl);
+    if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) QSKIP("this CPU has no AVX2/FMA/F16C");
+    const float scale = 1.f / std::sqrt(static_cast<float>(head_dim));
+    const std::vector<float> q = uniform(static_cast<size_t>(head_dim), -2.f, 2.f, 99);
+    for (const Scenario& sc : scenarios()) {
+      const Pages p = make_pages(
+          kv, head_dim, sc.pos0, sc.len, [](size_t n, uint32_t s) { return uniform(n, -1.f, 1.f, 1000 + s); },
+          [](size_t n, uint32_t s) { return uniform(n, -1.f, 1.f, 2000 + s); });
+      const std::vector<double> want = attend_double(q, p, scale, sc.lo, sc.hi);
+      const std::vector<float> got = attend_with(im, q, p, scale, sc.lo, sc.hi);
+      // Tolerance 2e-6: outputs are convex mixes of values in [-1, 1] from O(1) scores; float accumulation over <= 256
+      // channels and <= 113 keys was measured at <= 2e-7 (the stored K/V rounding is in the reference too).
+      const double e = max_error(got, want);
+      QVERIFY2(e <= 2e-6, qPrintable(QString("%1: max error %2 > 2e-6").arg(sc.name).arg(e)));
+    }
+  }
+
+  void attendNothingVisibleGivesZeros_data() { attendMatchesDouble_data(); }
+  void attendNothingVisibleGivesZeros() {
+    QFETCH(DType, kv);
+    QFETCH(int, head_dim);
+    QFETCH(int, impl);
+    const Impl im = static_cast<Impl>(impl);
+    if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) QSKIP("this CPU has no AVX2/FMA/F16C");
+    const std::vector<float> q = uniform(static_cast<size_t>(head_dim), -2.f, 2.f, 5);
+    const Pages p = make_pages(
+        kv, head_dim, {0, 32}, {32, 10}, [](size_t n, uint32_t s) { return uniform(n, -1.f, 1.f, s); },
+        [](size_t n, uint32_t s) { return uniform(n, -1.f, 1.f, 50 + s); });
+    const std::pair<int, int> bounds[] = {{42, 100}, {20, 10}, {-10, -1}, {1000, 2000}};
+    for (const auto& [lo, hi] : bounds) {
+      const std::vector<float> out = attend_with(im, q, p, 0.125f, lo, hi);
+      for (float o : out)
+        QVERIFY2(o == 0.f, qPrintable(QString("window [%1, %2] sees no key, yet out holds %3").arg(lo).arg(hi).arg(o)));
+    }
+    Pages none = p;
+    none.views.clear();
+    for (float o : attend_with(im, q, none, 0.125f, 0, 100)) QVERIFY2(o == 0.f, "no pages: out must be all zeros");
+  }
+
+  // Scores of +-30000 overflow exp() in float unless the running maximum is subtracted (online softmax). Integer keys
+  // and queries make every score exact, so all implementations agree with double to rounding of the final mix.
+  void attendHugeScoresDoNotOverflow_data() {
+    QTest::addColumn<DType>("kv");
+    QTest::addColumn<int>("sign");
+    QTest::addColumn<int>("impl");
+    for (DType t : {DType::F32, DType::F16, DType::BF16})
+      for (int sign : {-1, 0, 1})
+        for (Impl i : {Impl::FastAvx2, Impl::FastScalar, Impl::Ref})
+          QTest::addRow("%s sign=%d %s", fkv::dtype_name(t), sign, impl_name(i)) << t << sign << static_cast<int>(i);
+  }
+  void attendHugeScoresDoNotOverflow() {
+    QFETCH(DType, kv);
+    QFETCH(int, sign);
+    QFETCH(int, impl);
+    const Impl im = static_cast<Impl>(impl);
+    if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) QSKIP("this CPU has no AVX2/FMA/F16C");
+    const int hd = 128;
+    // sign +1: every score large positive; -1: every score large negative; 0: both.
+    const std::vector<float> q =
+        sign == 0 ? integers(hd, -2, 2, 3) : integers(hd, sign > 0 ? 1 : -2, sign > 0 ? 2 : -1, 3);
+    const int k_lo = sign == 0 ? -2 : 1;
+    const Pages p = make_pages(
+        kv, hd, {64, 0, 32, 96}, {32, 32, 32, 7}, [k_lo](size_t n, uint32_t s) { return integers(n, k_lo, 2, 40 + s); },
+        [](size_t n, uint32_t s) { return uniform(n, -1.f, 1.f, 60 + s); });
+    const float scale = 64.f;  // |scores| up to 2 * 2 * 128 * 64 = 32768
+    const std::vector<double> want = attend_double(q, p, scale, 5, 100);
+    const std::vector<float> got = attend_with(im, q, p, scale, 5, 100);
+    const double e = max_error(got, want);
+    // Tolerance 1e-6: only the final mix of a handful of tied keys rounds (measured 0).
+    QVERIFY2(e <= 1e-6, qPrintable(QString("max error %1 > 1e-6 (infinite means NaN/inf in the output)").arg(e)));
+  }
+
+  // The fast kernel keeps one page of scores on the stack: the largest page the cache allows must work.
+  void attendLargestPage() {
+    const int hd = 16, len = 4096;
+    const std::vector<float> q = uniform(hd, -1.f, 1.f, 8);
+    const Pages p = make_pages(
+        DType::F16, hd, {0}, {len}, [](size_t n, uint32_t) { return uniform(n, -1.f, 1.f, 81); },
+        [](size_t n, uint32_t) { return uniform(n, -1.f, 1.f, 82); });
+    const std::vector<double> want = attend_double(q, p, 0.25, 0, len - 1);
+    for (Impl im : {Impl::FastAvx2, Impl::FastScalar, Impl::Ref}) {
+      if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) continue;
+      const double e = max_error(attend_with(im, q, p, 0.25f, 0, len - 1), want);
+      // Tolerance 2e-6 as above; 4096 keys of O(1) scores average out, so the error does not grow with the page.
+      QVERIFY2(e <= 2e-6,
+               qPrintable(QString("%1, page of %2 tokens: max error %3 > 2e-6").arg(impl_name(im)).arg(len).arg(e)));
+    }
+  }
+};
+
+QTEST_APPLESS_MAIN(TestOps)
+#include "test_ops.moc"
