@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <string_view>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -27,8 +29,15 @@ Isa detect() {
   return Isa::Scalar;
 }
 
+// FKV_ISA=scalar forces the reference kernels everywhere (comparing results and speed across ISAs without a rebuild).
+Isa initial_isa() {
+  const char* env = std::getenv("FKV_ISA");
+  if (env != nullptr && std::string_view(env) == "scalar") return Isa::Scalar;
+  return detected_isa();
+}
+
 std::atomic<Isa>& active() {
-  static std::atomic<Isa> isa{detected_isa()};
+  static std::atomic<Isa> isa{initial_isa()};
   return isa;
 }
 
