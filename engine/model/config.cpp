@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "backend/cpu/ops.h"
+
 namespace fkv {
 
 const char* arch_name(Arch a) {
@@ -146,6 +148,10 @@ Status ModelConfig::validate() const {
     return err("query width (", n_heads, " heads x head dim ", head_dim, " = ", q_width,
                ") is out of range (expected at most ", kMaxDim, ")");
   if (head_dim % 2 != 0) return err("head dimension must be even for RoPE, found ", head_dim);
+  // The attention kernels keep one row and a group's scores on the stack.
+  if (head_dim > cpu::kMaxHeadDim) return err("head dimension ", head_dim, " is larger than supported (", cpu::kMaxHeadDim, ")");
+  if (n_heads / n_kv_heads > cpu::kMaxGroup)
+    return err("query heads per key/value head (", n_heads / n_kv_heads, ") exceed the supported ", cpu::kMaxGroup);
   if (!(norm_eps > 0.f) || norm_eps > 1.f) return err("RMS norm epsilon out of range: ", norm_eps);
   if (!(rope_base > 1.f) || !(rope_base_local > 1.f)) return err("RoPE base must be > 1, found ", rope_base);
   if (!(attn_scale > 0.f)) return err("attention scale must be > 0, found ", attn_scale);

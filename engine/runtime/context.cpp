@@ -25,6 +25,9 @@ Status ContextParams::validate() const {
   return {};
 }
 
+// Most ranges a decode step's page list is cut into per KV head (flash-decoding split).
+constexpr int kMaxSplit = 16;
+
 struct Context::Impl {
   const Model* model = nullptr;
   ContextParams params;
@@ -48,6 +51,9 @@ struct Context::Impl {
   std::vector<float> cos_sin;  // (n_batch, head_dim / 2, 2)
   std::vector<cpu::AttnPage> pages;  // (n_kv_heads, n_pages_cap) page lists handed to attention
   std::vector<int> n_sel;            // (n_kv_heads) pages selected per KV head this layer
+  std::vector<float> part_acc;       // (n_kv_heads, kMaxSplit, group, head_dim) decode partial attention states
+  std::vector<float> part_m;         // (n_kv_heads, kMaxSplit, group) running max
+  std::vector<float> part_l;         // (n_kv_heads, kMaxSplit, group) running sum
   std::vector<uint8_t> mm_scratch;   // encoded matmul inputs
 
   void matmul(const cpu::MatrixView& w, const float* in, int n, float* out) {
@@ -55,6 +61,8 @@ struct Context::Impl {
   }
   void forward(const int32_t* tokens, int n, LogitsMode mode, float* logits);
   void attention_layer(int il, int pos0, int n);
+  void prefill_attention(int pos0, int n, int window, int n_pages_cap);
+  void decode_attention(int pos0, int window, int n_pages_cap);
   void fill_rope(const std::vector<float>& inv_freq, int pos0, int n);
   void gather_pages(int il, int kv_head, const int32_t* ids, int n_ids, int n_tokens, cpu::AttnPage* out) const;
 };
@@ -131,6 +139,9 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   s.pages.resize(static_cast<size_t>(c.n_kv_heads) * (s.cache.capacity_tokens() / params.page_size));
   s.mm_scratch.resize(max_scratch(model, s.params.n_batch));
   s.n_sel.resize(static_cast<size_t>(c.n_kv_heads));
+  s.part_acc.resize(static_cast<size_t>(c.n_heads) * kMaxSplit * c.head_dim);
+  s.part_m.resize(static_cast<size_t>(c.n_heads) * kMaxSplit);
+  s.part_l.resize(static_cast<size_t>(c.n_heads) * kMaxSplit);
   s.selection.indptr.reserve(static_cast<size_t>(c.n_kv_heads) + 1);
   s.selection.indices.reserve(s.pages.size());
   return ctx;
@@ -207,26 +218,79 @@ void Context::Impl::attention_layer(int il, int pos0, int n) {
     gather_pages(il, h, ids.data() + b, n_sel[static_cast<size_t>(h)], n_tokens, pages.data() + h * n_pages_cap);
   }
 
-  // The job captures two pointers so std::function keeps it inline: the decode loop does not allocate.
+  if (n == 1) {
+    decode_attention(pos0, window, n_pages_cap);
+  } else {
+    prefill_attention(pos0, n, window, n_pages_cap);
+  }
+}
+
+// Prefill: one work item per (token, KV head); the group's query heads are contiguous in q and att.
+void Context::Impl::prefill_attention(int pos0, int n, int window, int n_pages_cap) {
+  const ModelConfig& c = model->config();
   struct Job {
-    const ModelConfig* c;
-    int pos0, window, n_pages_cap, group;
-  } job{&c, pos0, window, n_pages_cap, c.group_size()};
-  pool->parallel_for(static_cast<int64_t>(n) * c.n_heads, 1, [this, &job](int64_t begin, int64_t end) {
-    const ModelConfig& c = *job.c;
+    Impl* s;
+    int pos0, window, n_pages_cap;
+  } job{this, pos0, window, n_pages_cap};
+  // Captures one pointer, so std::function keeps it inline.
+  pool->parallel_for(static_cast<int64_t>(n) * c.n_kv_heads, 1, [jp = &job](int64_t begin, int64_t end) {
+    Impl& s = *jp->s;
+    const ModelConfig& c = s.model->config();
     const int hd = c.head_dim;
-    const int pos0 = job.pos0, window = job.window, n_pages_cap = job.n_pages_cap, group = job.group;
+    const int group = c.group_size();
+    float m[cpu::kMaxGroup];
+    float l[cpu::kMaxGroup];
     for (int64_t item = begin; item < end; ++item) {
-      const int t = static_cast<int>(item / c.n_heads);
-      const int h = static_cast<int>(item % c.n_heads);
-      const int kvh = h / group;
-      const int pos = pos0 + t;
-      const int lo = window > 0 ? std::max(0, pos - window + 1) : 0;
-      const size_t off = (static_cast<size_t>(t) * c.n_heads + h) * hd;
-      cpu::attend(q.data() + off, pages.data() + kvh * n_pages_cap, n_sel[static_cast<size_t>(kvh)], params.kv_type, hd,
-                  c.attn_scale, lo, pos, att.data() + off);
+      const int t = static_cast<int>(item / c.n_kv_heads);
+      const int kvh = static_cast<int>(item % c.n_kv_heads);
+      const int pos = jp->pos0 + t;
+      const int lo = jp->window > 0 ? std::max(0, pos - jp->window + 1) : 0;
+      const size_t off = (static_cast<size_t>(t) * c.n_heads + static_cast<size_t>(kvh) * group) * hd;
+      float* out = s.att.data() + off;
+      cpu::attend_partial(s.q.data() + off, group, s.pages.data() + kvh * jp->n_pages_cap,
+                          s.n_sel[static_cast<size_t>(kvh)], s.params.kv_type, hd, c.attn_scale, lo, pos, out, m, l);
+      for (int g = 0; g < group; ++g) {
+        const float inv = l[g] > 0.f ? 1.f / l[g] : 0.f;
+        for (int d = 0; d < hd; ++d) out[g * hd + d] *= inv;
+      }
     }
   });
+}
+
+// Decode: the page list of each KV head is cut into up to kMaxSplit ranges so that even one KV head keeps every thread
+// busy at long context (flash-decoding); partial softmax states are merged afterwards.
+void Context::Impl::decode_attention(int pos0, int window, int n_pages_cap) {
+  const ModelConfig& c = model->config();
+  const int want = 2 * pool->size();
+  const int n_split = std::clamp((want + c.n_kv_heads - 1) / c.n_kv_heads, 1, kMaxSplit);
+  struct Job {
+    Impl* s;
+    int pos0, lo, n_pages_cap, n_split;
+  } job{this, pos0, window > 0 ? std::max(0, pos0 - window + 1) : 0, n_pages_cap, n_split};
+  pool->parallel_for(static_cast<int64_t>(c.n_kv_heads) * n_split, 1, [jp = &job](int64_t begin, int64_t end) {
+    Impl& s = *jp->s;
+    const ModelConfig& c = s.model->config();
+    const int hd = c.head_dim;
+    const int group = c.group_size();
+    for (int64_t item = begin; item < end; ++item) {
+      const int kvh = static_cast<int>(item / jp->n_split);
+      const int part = static_cast<int>(item % jp->n_split);
+      const int n_sel = s.n_sel[static_cast<size_t>(kvh)];
+      const int p0 = n_sel * part / jp->n_split;
+      const int p1 = n_sel * (part + 1) / jp->n_split;
+      const size_t slot = static_cast<size_t>(kvh) * kMaxSplit + part;
+      cpu::attend_partial(s.q.data() + static_cast<size_t>(kvh) * group * hd, group,
+                          s.pages.data() + kvh * jp->n_pages_cap + p0, p1 - p0, s.params.kv_type, hd, c.attn_scale,
+                          jp->lo, jp->pos0, &s.part_acc[slot * group * hd], &s.part_m[slot * group],
+                          &s.part_l[slot * group]);
+    }
+  });
+  const int group = c.group_size();
+  for (int kvh = 0; kvh < c.n_kv_heads; ++kvh) {
+    const size_t slot = static_cast<size_t>(kvh) * kMaxSplit;
+    cpu::attend_merge(&part_acc[slot * group * c.head_dim], &part_m[slot * group], &part_l[slot * group], n_split, group,
+                      c.head_dim, &att[static_cast<size_t>(kvh) * group * c.head_dim]);
+  }
 }
 
 void Context::Impl::forward(const int32_t* tokens, int n, LogitsMode mode, float* logits) {

@@ -1,4 +1,4 @@
-// Page-blocked attention: scores for a whole page first, then one rescale of the accumulator per page.
+// Paged attention: the query heads of a GQA group score blocks of keys together, with one online-softmax rescale per block.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -9,105 +9,137 @@
 namespace fkv::cpu {
 
 namespace avx2 {
-float dot_f16(const uint16_t* k, const float* q, int n);
-void axpy_f16(float a, const uint16_t* v, float* y, int n);
 float dot_f32(const float* k, const float* q, int n);
 void axpy_f32(float a, const float* v, float* y, int n);
+float exp_sub_max(float* x, int n, float mx);
+void score_block(const float* q, int n_q, const float* k, int nb, int hd, float scale, float* s, int ld);
+void accumulate_block(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc);
 }  // namespace avx2
 
 namespace {
 
-using DotFn = float (*)(const uint8_t* row, const float* q, int n);
-using AxpyFn = void (*)(float a, const uint8_t* row, float* y, int n);
+constexpr int kBlock = 64;           // most keys scored per online-softmax step
+constexpr int kBlockFloats = 8192;   // converted rows kept on the stack (32 KiB): kBlock rows of head_dim <= 128
 
-float dot_scalar_f32(const uint8_t* row, const float* q, int n) {
-  const auto* k = reinterpret_cast<const float*>(row);
-  float s = 0.f;
-  for (int i = 0; i < n; ++i) s += k[i] * q[i];
-  return s;
-}
-void axpy_scalar_f32(float a, const uint8_t* row, float* y, int n) {
-  const auto* v = reinterpret_cast<const float*>(row);
-  for (int i = 0; i < n; ++i) y[i] += a * v[i];
-}
-template <float (*Cvt)(uint16_t)>
-float dot_scalar_16(const uint8_t* row, const float* q, int n) {
-  const auto* k = reinterpret_cast<const uint16_t*>(row);
-  float s = 0.f;
-  for (int i = 0; i < n; ++i) s += Cvt(k[i]) * q[i];
-  return s;
-}
-template <float (*Cvt)(uint16_t)>
-void axpy_scalar_16(float a, const uint8_t* row, float* y, int n) {
-  const auto* v = reinterpret_cast<const uint16_t*>(row);
-  for (int i = 0; i < n; ++i) y[i] += a * Cvt(v[i]);
-}
-float dot_avx2_f16(const uint8_t* row, const float* q, int n) {
-  return avx2::dot_f16(reinterpret_cast<const uint16_t*>(row), q, n);
-}
-void axpy_avx2_f16(float a, const uint8_t* row, float* y, int n) {
-  avx2::axpy_f16(a, reinterpret_cast<const uint16_t*>(row), y, n);
-}
-float dot_avx2_f32(const uint8_t* row, const float* q, int n) {
-  return avx2::dot_f32(reinterpret_cast<const float*>(row), q, n);
-}
-void axpy_avx2_f32(float a, const uint8_t* row, float* y, int n) {
-  avx2::axpy_f32(a, reinterpret_cast<const float*>(row), y, n);
-}
-
-void pick(DType kv, DotFn& dot, AxpyFn& axpy) {
-  const bool fast = active_isa() == Isa::Avx2;
+// Converts nb rows of a key or value block to floats; F32 blocks are used in place.
+const float* load_rows(DType kv, const uint8_t* rows, int nb, int hd, float* buf) {
+  const int64_t n = static_cast<int64_t>(nb) * hd;
   switch (kv) {
-    case DType::F32:
-      dot = fast ? dot_avx2_f32 : dot_scalar_f32;
-      axpy = fast ? axpy_avx2_f32 : axpy_scalar_f32;
-      break;
-    case DType::F16:
-      dot = fast ? dot_avx2_f16 : dot_scalar_16<f16_to_f32>;
-      axpy = fast ? axpy_avx2_f16 : axpy_scalar_16<f16_to_f32>;
-      break;
-    default:
-      dot = dot_scalar_16<bf16_to_f32>;
-      axpy = axpy_scalar_16<bf16_to_f32>;
+    case DType::F32: return reinterpret_cast<const float*>(rows);
+    case DType::F16: f16_to_f32_row(reinterpret_cast<const uint16_t*>(rows), buf, n); return buf;
+    default: {
+      const auto* r = reinterpret_cast<const uint16_t*>(rows);
+      for (int64_t i = 0; i < n; ++i) buf[i] = bf16_to_f32(r[i]);
+      return buf;
+    }
   }
 }
 
-constexpr int kMaxPage = 4096;  // KvGeometry::validate bounds the page size
+struct Kernels {
+  void (*score)(const float* q, int n_q, const float* k, int nb, int hd, float scale, float* s, int ld);
+  float (*exp_sub_max)(float* x, int n, float mx);  // x[i] = exp(x[i] - mx); returns the sum
+  void (*accumulate)(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc);
+};
+
+void score_scalar(const float* q, int n_q, const float* k, int nb, int hd, float scale, float* s, int ld) {
+  for (int j = 0; j < nb; ++j)
+    for (int g = 0; g < n_q; ++g) {
+      float d = 0.f;
+      for (int i = 0; i < hd; ++i) d += q[g * hd + i] * k[j * hd + i];
+      s[g * ld + j] = d * scale;
+    }
+}
+float exp_sub_max_scalar(float* x, int n, float mx) {
+  float sum = 0.f;
+  for (int i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  return sum;
+}
+void accumulate_scalar(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc) {
+  for (int g = 0; g < n_q; ++g)
+    for (int j = 0; j < nb; ++j)
+      for (int i = 0; i < hd; ++i) acc[g * hd + i] += w[g * ld + j] * v[j * hd + i];
+}
+
+Kernels kernels() {
+  if (active_isa() == Isa::Avx2) return {avx2::score_block, avx2::exp_sub_max, avx2::accumulate_block};
+  return {score_scalar, exp_sub_max_scalar, accumulate_scalar};
+}
+
+struct BlockArgs {
+  const Kernels* kn;
+  const float* q;  // (n_q, head_dim)
+  int n_q, head_dim;
+  DType kv;
+  float scale;
+  float* acc;  // (n_q, head_dim)
+  float* m;    // (n_q)
+  float* l;    // (n_q)
+};
+
+// One block of nb keys for every head of the group: score, rescale the running state, accumulate values.
+void attend_block(const BlockArgs& a, const uint8_t* k, const uint8_t* v, int nb) {
+  float buf[kBlockFloats];      // (nb, head_dim) converted keys, then values
+  float s[kMaxGroup * kBlock];  // (n_q, kBlock) scores, then weights
+  const int hd = a.head_dim;
+  a.kn->score(a.q, a.n_q, load_rows(a.kv, k, nb, hd, buf), nb, hd, a.scale, s, kBlock);
+  for (int g = 0; g < a.n_q; ++g) {
+    float* sg = s + g * kBlock;
+    const float m_new = std::max(a.m[g], *std::max_element(sg, sg + nb));
+    const float corr = std::exp(a.m[g] - m_new);  // rescales what was accumulated under the old maximum
+    if (corr != 1.f)
+      for (int d = 0; d < hd; ++d) a.acc[g * hd + d] *= corr;
+    a.l[g] = a.l[g] * corr + a.kn->exp_sub_max(sg, nb, m_new);
+    a.m[g] = m_new;
+  }
+  a.kn->accumulate(s, kBlock, a.n_q, load_rows(a.kv, v, nb, hd, buf), nb, hd, a.acc);
+}
 
 }  // namespace
 
-void attend(const float* q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale, int lo, int hi,
-            float* out) {
-  DotFn dot = nullptr;
-  AxpyFn axpy = nullptr;
-  pick(kv, dot, axpy);
+void attend_partial(const float* q, int n_q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale,
+                    int lo, int hi, float* acc, float* m, float* l) {
+  const Kernels kn = kernels();
+  std::fill(acc, acc + static_cast<size_t>(n_q) * head_dim, 0.f);
+  std::fill(m, m + n_q, -std::numeric_limits<float>::infinity());
+  std::fill(l, l + n_q, 0.f);
+  const BlockArgs args{&kn, q, n_q, head_dim, kv, scale, acc, m, l};
   const size_t row = static_cast<size_t>(head_dim) * (kv == DType::F32 ? 4 : 2);
-  float s[kMaxPage];  // scores of one page
-  float m = -std::numeric_limits<float>::infinity();
-  float l = 0.f;
-  std::fill(out, out + head_dim, 0.f);
+  const int block = std::min(kBlock, kBlockFloats / head_dim);
   for (int p = 0; p < n_pages; ++p) {
     const AttnPage& pg = pages[p];
     const int j0 = std::max(0, lo - pg.pos0);
     const int j1 = std::min(pg.len, hi - pg.pos0 + 1);
-    if (j0 >= j1) continue;
-    float m_page = -std::numeric_limits<float>::infinity();
-    for (int j = j0; j < j1; ++j) {
-      s[j] = dot(pg.k + j * row, q, head_dim) * scale;
-      m_page = std::max(m_page, s[j]);
-    }
-    const float m_new = std::max(m, m_page);
-    const float corr = std::exp(m - m_new);  // rescales what was accumulated under the old maximum
-    if (corr != 1.f)
-      for (int d = 0; d < head_dim; ++d) out[d] *= corr;
-    l *= corr;
-    for (int j = j0; j < j1; ++j) {
-      const float e = std::exp(s[j] - m_new);
-      l += e;
-      axpy(e, pg.v + j * row, out, head_dim);
-    }
-    m = m_new;
+    for (int j = j0; j < j1; j += block) attend_block(args, pg.k + j * row, pg.v + j * row, std::min(block, j1 - j));
   }
+}
+
+void attend_merge(const float* acc, const float* m, const float* l, int n_parts, int n_q, int head_dim, float* out) {
+  for (int g = 0; g < n_q; ++g) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int c = 0; c < n_parts; ++c) mx = std::max(mx, m[c * n_q + g]);
+    float* o = out + static_cast<size_t>(g) * head_dim;
+    std::fill(o, o + head_dim, 0.f);
+    if (mx == -std::numeric_limits<float>::infinity()) continue;  // no visible key
+    float sum = 0.f;
+    for (int c = 0; c < n_parts; ++c) {
+      const float w = std::exp(m[c * n_q + g] - mx);
+      sum += w * l[c * n_q + g];
+      const float* a = acc + (static_cast<size_t>(c) * n_q + g) * head_dim;
+      for (int d = 0; d < head_dim; ++d) o[d] += w * a[d];
+    }
+    const float inv = 1.f / sum;
+    for (int d = 0; d < head_dim; ++d) o[d] *= inv;
+  }
+}
+
+void attend(const float* q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale, int lo, int hi,
+            float* out) {
+  float m = 0.f;
+  float l = 0.f;
+  attend_partial(q, 1, pages, n_pages, kv, head_dim, scale, lo, hi, out, &m, &l);
   if (l > 0.f) {
     const float inv = 1.f / l;
     for (int d = 0; d < head_dim; ++d) out[d] *= inv;

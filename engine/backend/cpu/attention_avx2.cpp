@@ -1,6 +1,7 @@
 // AVX2/FMA/F16C inner loops of attention. Called only after cpu::active_isa() reported AVX2.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 
 namespace fkv::cpu::avx2 {
@@ -12,33 +13,26 @@ float hsum(__m256 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
-float f16_scalar(uint16_t h) { return _cvtsh_ss(h); }
+
+// exp(x) for x <= 0 to about 2e-7 relative: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 Taylor polynomial,
+// 2^n built in the exponent bits. Inputs below -87 are clamped (their weight, ~1e-38, is negligible next to the max's 1).
+__m256 exp_ps(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 split in two for an exact first step
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.f / 720.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
 }  // namespace
-
-float dot_f16(const uint16_t* k, const float* q, int n) {
-  __m256 acc0 = _mm256_setzero_ps();
-  __m256 acc1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 k0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i)));
-    const __m256 k1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i + 8)));
-    acc0 = _mm256_fmadd_ps(k0, _mm256_loadu_ps(q + i), acc0);
-    acc1 = _mm256_fmadd_ps(k1, _mm256_loadu_ps(q + i + 8), acc1);
-  }
-  float s = hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < n; ++i) s += f16_scalar(k[i]) * q[i];
-  return s;
-}
-
-void axpy_f16(float a, const uint16_t* v, float* y, int n) {
-  const __m256 va = _mm256_set1_ps(a);
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, x, _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += a * f16_scalar(v[i]);
-}
 
 float dot_f32(const float* k, const float* q, int n) {
   __m256 acc = _mm256_setzero_ps();
@@ -54,6 +48,74 @@ void axpy_f32(float a, const float* v, float* y, int n) {
   int i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(v + i), _mm256_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += a * v[i];
+}
+
+// s[g * ld + j] = scale * q_g . k_j for every head g of the group and key j of the block; k: (nb, hd) floats.
+void score_block(const float* q, int n_q, const float* k, int nb, int hd, float scale, float* s, int ld) {
+  for (int j = 0; j < nb; ++j) {
+    const float* kj = k + static_cast<size_t>(j) * hd;
+    int g = 0;
+    for (; g + 4 <= n_q; g += 4) {  // four heads share each loaded key vector
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      const float* q0 = q + static_cast<size_t>(g) * hd;
+      int d = 0;
+      for (; d + 8 <= hd; d += 8) {
+        const __m256 kv = _mm256_loadu_ps(kj + d);
+        a0 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q0 + d), a0);
+        a1 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q0 + hd + d), a1);
+        a2 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q0 + 2 * hd + d), a2);
+        a3 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q0 + 3 * hd + d), a3);
+      }
+      float r[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+      for (; d < hd; ++d)
+        for (int i = 0; i < 4; ++i) r[i] += kj[d] * q0[i * hd + d];
+      for (int i = 0; i < 4; ++i) s[(g + i) * ld + j] = r[i] * scale;
+    }
+    for (; g < n_q; ++g) s[g * ld + j] = dot_f32(kj, q + static_cast<size_t>(g) * hd, hd) * scale;
+  }
+}
+
+// acc_g += sum_j w[g * ld + j] v_j for every head g; v: (nb, hd) floats. Accumulators stay in registers across keys.
+void accumulate_block(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc) {
+  for (int g = 0; g < n_q; ++g) {
+    float* ag = acc + static_cast<size_t>(g) * hd;
+    const float* wg = w + g * ld;
+    int d = 0;
+    for (; d + 32 <= hd; d += 32) {
+      __m256 a0 = _mm256_loadu_ps(ag + d), a1 = _mm256_loadu_ps(ag + d + 8);
+      __m256 a2 = _mm256_loadu_ps(ag + d + 16), a3 = _mm256_loadu_ps(ag + d + 24);
+      for (int j = 0; j < nb; ++j) {
+        const __m256 wj = _mm256_set1_ps(wg[j]);
+        const float* vj = v + static_cast<size_t>(j) * hd + d;
+        a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a0);
+        a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a1);
+        a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a2);
+        a3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a3);
+      }
+      _mm256_storeu_ps(ag + d, a0);
+      _mm256_storeu_ps(ag + d + 8, a1);
+      _mm256_storeu_ps(ag + d + 16, a2);
+      _mm256_storeu_ps(ag + d + 24, a3);
+    }
+    for (int j = 0; j < nb && d < hd; ++j) axpy_f32(wg[j], v + static_cast<size_t>(j) * hd + d, ag + d, hd - d);
+  }
+}
+
+float exp_sub_max(float* x, int n, float mx) {
+  const __m256 vm = _mm256_set1_ps(mx);
+  __m256 acc = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float sum = hsum(acc);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  return sum;
 }
 
 }  // namespace fkv::cpu::avx2

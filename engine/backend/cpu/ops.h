@@ -32,6 +32,19 @@ struct AttnPage {
 void attend(const float* q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale, int lo, int hi,
             float* out);
 
+// The query heads that share one KV head (a GQA group) attend together: each key and value row is read and converted
+// once for the whole group. Writes the unnormalised partial state of an online softmax over these pages, so a long page
+// list can be split across threads and merged (attend_merge): acc (n_q, head_dim), m (n_q) running max, l (n_q) sum.
+// Limits: n_q <= kMaxGroup, head_dim <= kMaxHeadDim (ModelConfig::validate enforces both).
+constexpr int kMaxGroup = 64;
+constexpr int kMaxHeadDim = 1024;
+void attend_partial(const float* q, int n_q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale,
+                    int lo, int hi, float* acc, float* m, float* l);
+
+// Combines n_parts partial states of n_q heads into normalised outputs: acc (n_parts, n_q, head_dim), m and l
+// (n_parts, n_q) -> out (n_q, head_dim). Heads that saw no key get zeros.
+void attend_merge(const float* acc, const float* m, const float* l, int n_parts, int n_q, int head_dim, float* out);
+
 namespace ref {
 void attend(const float* q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale, int lo, int hi,
             float* out);
