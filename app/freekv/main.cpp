@@ -5,6 +5,7 @@
 
 #include "backend/cpu/quant.h"
 #include "cli.h"
+#include "runtime/backend_info.h"
 
 namespace {
 
@@ -58,7 +59,7 @@ int main(int argc, char** argv) {
   const std::string_view name(all[1]);
   const std::span<char* const> rest = all.subspan(2);
   if (name == "--version" || name == "version") {
-    std::printf("freekv %s (cpu kernels: %s)\n", FKV_VERSION, fkv::cpu::isa_name(fkv::cpu::detected_isa()));
+    std::printf("freekv %s\nbackends: %s\n", FKV_VERSION, fkv::backend_summary().c_str());
     return freekv::kExitOk;
   }
   if (name == "help" || name == "--help" || name == "-h") return run_help(rest);

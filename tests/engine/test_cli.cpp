@@ -90,6 +90,7 @@ class TestCli : public QObject {
     const CliRun v = runCli({"--version"});
     QCOMPARE(v.exitCode, 0);
     QVERIFY(v.out.startsWith("freekv "));
+    QVERIFY(v.out.contains("backends: cpu ("));
     const CliRun h = runCli({"help"});
     QCOMPARE(h.exitCode, 0);
     for (const char* cmd : {"info", "tokenize", "generate", "chat", "bench"}) QVERIFY(h.out.contains(cmd));
