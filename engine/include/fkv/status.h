@@ -41,7 +41,7 @@ class [[nodiscard]] Result {
   Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor): returned implicitly
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!status_.ok() && "a Result built from a Status must hold an error");
-    if (status_.ok()) status_ = Status::error("internal error: empty Result");
+    if (status_.ok()) (void)(status_ = Status::error("internal error: empty Result"));
   }
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
