@@ -1,6 +1,13 @@
-// Attention policies decide, for each decode step, layer and KV head, which KV pages the query attends to.
-// The forward pass asks the policy and attends exactly the pages it returns; prefill is always exact (all pages).
-// The retrieval policies (streaming, quest, arkvale, freekv) plug in here; this engine spine ships `full`.
+// Attention policies decide, for each decode step, layer and KV head, which KV pages the query attends to and where
+// attention reads them (host tier, or the working set for policies that recall). Prefill is always exact.
+//   full       every page
+//   streaming  sink pages + recent window
+//   quest      sink + recent + top-k pages by summary bound with the current query (selection on the critical path)
+//   arkvale    like quest, but the retrieved pages are recalled into the working set synchronously before attention
+//   freekv     speculative: the pages for step t+1 are selected with q_t and recalled in the background after layer l's
+//              attention at step t; per KV head, if the group-mean cosine between q_{t+1} and q_t is below tau the head is
+//              corrected (re-selected with q_{t+1} and recalled synchronously).
+// Contexts that fit the budget attend every page from the host tier, exactly as `full` does.
 #pragma once
 
 #include <cstdint>
@@ -8,41 +15,75 @@
 #include <string_view>
 #include <vector>
 
+#include "fkv/events.h"
 #include "fkv/status.h"
+#include "kv/budget.h"
 
 namespace fkv {
 
-// Pages chosen for one layer, in CSR form over KV heads: the pages of head h are indices[indptr[h] .. indptr[h+1]).
+class KvCache;
+class PageSummaries;
+
+// Pages chosen for one layer, in CSR form over KV heads: the pages of head h are indices[indptr[h] .. indptr[h+1]),
+// ascending; attention reads entry i from k_blocks[i] / v_blocks[i], (page_size, head_dim) blocks each.
 struct PageSelection {
   std::vector<int32_t> indptr;   // (n_kv_heads + 1)
-  std::vector<int32_t> indices;  // (total pages selected) logical page ids, ascending within a head
+  std::vector<int32_t> indices;  // (total pages selected)
+  std::vector<const uint8_t*> k_blocks;  // (total pages selected)
+  std::vector<const uint8_t*> v_blocks;  // (total pages selected)
 };
 
 struct SelectionQuery {
   int layer = 0;
   int n_kv_heads = 0;
+  int group = 1;        // query heads per KV head
+  int head_dim = 0;
   int pos = 0;          // position of the query token (its own key is already in the cache)
   int n_pages = 0;      // pages holding positions 0..pos
   int first_page = 0;   // lowest page a sliding-window layer can see (0 for global layers)
-  const float* q = nullptr;  // (n_heads, head_dim) query after RoPE
+  bool dense = false;   // this layer is never sparsified (sliding-window layers)
+  const float* q = nullptr;  // (n_kv_heads * group, head_dim) query after RoPE
+};
+
+// What a policy did in one layer step, for telemetry and the running totals.
+struct SelectCounters {
+  int pages_reused = 0;
+  int pages_recalled = 0;
+  uint64_t bytes_recalled = 0;
+  int heads_checked = 0;
+  int heads_corrected = 0;
+  const float* cosine = nullptr;  // (n_kv_heads) or null
+  double select_s = 0, recall_s = 0, wait_s = 0;
+};
+
+struct PolicyContext {
+  const KvCache* cache = nullptr;
+  const PageSummaries* summaries = nullptr;
+  Budget budget;
+  float tau = 0.9f;
+  int n_layers = 0;
+  int n_kv_heads = 0;
+  int n_heads = 0;
+  int head_dim = 0;
+  int n_pages_cap = 0;
 };
 
 class AttentionPolicy {
  public:
   virtual ~AttentionPolicy() = default;
   virtual const char* name() const = 0;
-  // Fills `out` for one layer. `out` keeps its capacity between calls, so a policy need not allocate per step.
-  virtual void select(const SelectionQuery& in, PageSelection& out) = 0;
+  // Fills `out` for one layer. `out` keeps its capacity between calls, so a policy does not allocate per step.
+  virtual void select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) = 0;
+  // Called once layer `in.layer`'s attention has read its pages; freekv starts the next step's recall here.
+  virtual void after_attention(const SelectionQuery& in) { (void)in; }
+  // Forget all per-sequence state (the context was reset).
+  virtual void reset() {}
 };
 
-// Every page in [first_page, n_pages) for every head: exact attention.
-class FullPolicy final : public AttentionPolicy {
- public:
-  const char* name() const override { return "full"; }
-  void select(const SelectionQuery& in, PageSelection& out) override;
-};
+// Builds a policy by name; an unknown name is an error listing the known ones. The budget is validated here.
+Result<std::unique_ptr<AttentionPolicy>> make_policy(std::string_view name, const PolicyContext& ctx);
 
-// Builds a policy by name ("full"); an unknown name is an error listing the known ones.
-Result<std::unique_ptr<AttentionPolicy>> make_policy(std::string_view name);
+// The policy names make_policy accepts, comma-separated, for messages.
+const char* policy_names();
 
 }  // namespace fkv

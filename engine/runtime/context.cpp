@@ -11,6 +11,7 @@
 #include "backend/cpu/quant.h"
 #include "core/thread_pool.h"
 #include "kv/kv_cache.h"
+#include "kv/page_summary.h"
 #include "kv/policy.h"
 
 namespace fkv {
@@ -33,8 +34,13 @@ struct Context::Impl {
   ContextParams params;
   std::unique_ptr<ThreadPool> pool;
   KvCache cache;
-  std::unique_ptr<AttentionPolicy> policy;
+  PageSummaries summaries;
+  std::unique_ptr<AttentionPolicy> policy;  // decode steps
+  std::unique_ptr<AttentionPolicy> exact;   // prefill: always every page
   PageSelection selection;
+  RetrievalStats stats;
+  TelemetryObserver* observer = nullptr;
+  int64_t step = 0;
 
   std::vector<float> inv_freq_global;  // (head_dim / 2) RoPE frequencies of global layers
   std::vector<float> inv_freq_local;   // (head_dim / 2) sliding-window layers
@@ -64,7 +70,9 @@ struct Context::Impl {
   void prefill_attention(int pos0, int n, int window, int n_pages_cap);
   void decode_attention(int pos0, int window, int n_pages_cap);
   void fill_rope(const std::vector<float>& inv_freq, int pos0, int n);
-  void gather_pages(int il, int kv_head, const int32_t* ids, int n_ids, int n_tokens, cpu::AttnPage* out) const;
+  void gather_pages(int kv_head, int n_tokens, cpu::AttnPage* out);
+  void record(int il, const SelectCounters& sc);
+  void summarise_sealed(int il, int n_tokens);
 };
 
 namespace {
@@ -119,7 +127,14 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   s.pool = std::make_unique<ThreadPool>(params.n_threads > 0 ? params.n_threads : ThreadPool::default_threads());
   KvGeometry g{c.n_layers, c.n_kv_heads, c.head_dim, params.page_size, params.kv_type};
   FKV_ASSIGN_OR_RETURN(s.cache, KvCache::create(g, params.n_ctx));
-  FKV_ASSIGN_OR_RETURN(s.policy, make_policy("full"));
+  const int n_pages_cap = s.cache.capacity_tokens() / params.page_size;
+  FKV_TRY(s.summaries.init(g, n_pages_cap));
+  PolicyContext pc{&s.cache, &s.summaries, params.budget, params.correction_tau, c.n_layers, c.n_kv_heads,
+                   c.n_heads, c.head_dim, n_pages_cap};
+  pc.budget.page_size = params.page_size;
+  FKV_ASSIGN_OR_RETURN(s.policy, make_policy(params.policy, pc));
+  FKV_ASSIGN_OR_RETURN(s.exact, make_policy("full", pc));
+  s.observer = params.observer;
 
   const float* rf = model.weights().rope_freqs;
   const bool gemma = c.arch == Arch::Gemma3;  // gemma scales only its global layers' RoPE
@@ -144,12 +159,21 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   s.part_l.resize(static_cast<size_t>(c.n_heads) * kMaxSplit);
   s.selection.indptr.reserve(static_cast<size_t>(c.n_kv_heads) + 1);
   s.selection.indices.reserve(s.pages.size());
+  s.selection.k_blocks.reserve(s.pages.size());
+  s.selection.v_blocks.reserve(s.pages.size());
   return ctx;
 }
 
 int Context::n_past() const { return impl_->cache.n_tokens(); }
 int Context::n_ctx() const { return impl_->params.n_ctx; }
-void Context::reset() { impl_->cache.set_n_tokens(0); }
+void Context::reset() {
+  impl_->policy->reset();
+  impl_->cache.set_n_tokens(0);
+  impl_->summaries.reset();
+  impl_->stats = RetrievalStats{};
+}
+const RetrievalStats& Context::stats() const { return impl_->stats; }
+void Context::set_observer(TelemetryObserver* observer) { impl_->observer = observer; }
 const Model& Context::model() const { return *impl_->model; }
 const ContextParams& Context::params() const { return impl_->params; }
 
@@ -185,13 +209,56 @@ void Context::Impl::fill_rope(const std::vector<float>& inv_freq, int pos0, int 
     }
 }
 
-void Context::Impl::gather_pages(int il, int kv_head, const int32_t* ids, int n_ids, int n_tokens,
-                                 cpu::AttnPage* out) const {
+// Turns head kv_head's part of the selection into page views for the attention kernels.
+void Context::Impl::gather_pages(int kv_head, int n_tokens, cpu::AttnPage* out) {
   const int ps = params.page_size;
-  for (int i = 0; i < n_ids; ++i) {
-    const int p = ids[i];
-    out[i] = {cache.k_block(il, p, kv_head), cache.v_block(il, p, kv_head), p * ps, std::min(ps, n_tokens - p * ps)};
+  const int b = selection.indptr[static_cast<size_t>(kv_head)];
+  const int e = selection.indptr[static_cast<size_t>(kv_head) + 1];
+  n_sel[static_cast<size_t>(kv_head)] = e - b;
+  for (int i = b; i < e; ++i) {
+    const int p = selection.indices[static_cast<size_t>(i)];
+    out[i - b] = {selection.k_blocks[static_cast<size_t>(i)], selection.v_blocks[static_cast<size_t>(i)], p * ps,
+                  std::min(ps, n_tokens - p * ps)};
   }
+}
+
+// Builds the summaries of layer il's pages that filled up, now that their keys are stored.
+void Context::Impl::summarise_sealed(int il, int n_tokens) {
+  const int sealed = n_tokens / params.page_size;
+  for (int p = summaries.n_built(il); p < sealed; ++p) summaries.build(il, p, cache);
+  summaries.set_n_built(il, sealed);
+}
+
+// Counts a decode step's selection in the running totals and hands it to the observer, if any.
+void Context::Impl::record(int il, const SelectCounters& sc) {
+  stats.layer_steps += 1;
+  stats.pages_selected += selection.indptr.back();
+  stats.pages_reused += sc.pages_reused;
+  stats.pages_recalled += sc.pages_recalled;
+  stats.bytes_recalled += sc.bytes_recalled;
+  stats.heads_checked += sc.heads_checked;
+  stats.heads_corrected += sc.heads_corrected;
+  stats.select_s += sc.select_s;
+  stats.recall_s += sc.recall_s;
+  stats.wait_s += sc.wait_s;
+  if (observer == nullptr) return;
+  LayerStepEvent e;
+  e.step = step;
+  e.layer = il;
+  e.policy = policy->name();
+  e.n_kv_heads = model->config().n_kv_heads;
+  e.sel_indptr = selection.indptr.data();
+  e.sel_pages = selection.indices.data();
+  e.pages_reused = sc.pages_reused;
+  e.pages_recalled = sc.pages_recalled;
+  e.bytes_recalled = sc.bytes_recalled;
+  e.heads_checked = sc.heads_checked;
+  e.heads_corrected = sc.heads_corrected;
+  e.cosine = sc.cosine;
+  e.select_s = sc.select_s;
+  e.recall_s = sc.recall_s;
+  e.wait_s = sc.wait_s;
+  observer->on_layer_step(e);
 }
 
 // Attention of tokens pos0..pos0+n-1 of layer il; their K and V are already in the cache.
@@ -204,22 +271,16 @@ void Context::Impl::attention_layer(int il, int pos0, int n) {
   const int n_pages_cap = static_cast<int>(pages.size()) / c.n_kv_heads;
 
   // Page lists per KV head: the policy chooses for a decode step; prefill (n > 1) attends everything it may see.
-  std::vector<int32_t>& ids = selection.indices;
   const int first_page = window > 0 ? std::max(0, pos0 - window + 1) / params.page_size : 0;
-  SelectionQuery query{il, c.n_kv_heads, pos0, n_pages, first_page, q.data()};
-  if (n == 1) {
-    policy->select(query, selection);
-  } else {
-    FullPolicy().select(query, selection);
-  }
-  for (int h = 0; h < c.n_kv_heads; ++h) {
-    const int b = selection.indptr[static_cast<size_t>(h)];
-    n_sel[static_cast<size_t>(h)] = selection.indptr[static_cast<size_t>(h) + 1] - b;
-    gather_pages(il, h, ids.data() + b, n_sel[static_cast<size_t>(h)], n_tokens, pages.data() + h * n_pages_cap);
-  }
+  SelectionQuery query{il, c.n_kv_heads, c.group_size(), c.head_dim, pos0, n_pages, first_page, local, q.data()};
+  SelectCounters sc;
+  (n == 1 ? policy : exact)->select(query, selection, sc);
+  for (int h = 0; h < c.n_kv_heads; ++h) gather_pages(h, n_tokens, pages.data() + h * n_pages_cap);
+  if (n == 1) record(il, sc);
 
   if (n == 1) {
     decode_attention(pos0, window, n_pages_cap);
+    policy->after_attention(query);
   } else {
     prefill_attention(pos0, n, window, n_pages_cap);
   }
@@ -341,6 +402,7 @@ void Context::Impl::forward(const int32_t* tokens, int n, LogitsMode mode, float
       }
     }
     cache.write(il, pos0, n, k.data(), v.data());
+    summarise_sealed(il, pos0 + n);
     attention_layer(il, pos0, n);
     matmul(L.wo, att.data(), n, xb.data());
     for (int t = 0; t < n; ++t) {
@@ -365,6 +427,7 @@ void Context::Impl::forward(const int32_t* tokens, int n, LogitsMode mode, float
     }
   }
   cache.set_n_tokens(pos0 + n);
+  if (n == 1) ++step;
 
   // 4. Output: final norm and logits, for every token or only the last one.
   if (logits == nullptr) return;

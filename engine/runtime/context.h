@@ -6,8 +6,12 @@
 #include <memory>
 #include <span>
 
+#include <string>
+
 #include "core/dtype.h"
+#include "fkv/events.h"
 #include "fkv/status.h"
+#include "kv/budget.h"
 #include "runtime/model.h"
 
 namespace fkv {
@@ -18,6 +22,12 @@ struct ContextParams {
   int n_batch = 128;      // prefill chunk: tokens per forward pass
   int n_threads = 0;      // 0: the machine's hardware threads
   DType kv_type = DType::F16;  // F16 (default), BF16 or F32 (exactness tests)
+
+  // Decode-time attention policy: full, streaming, quest, arkvale or freekv (prefill is always exact).
+  std::string policy = "full";
+  Budget budget;                  // sink + recent + retrieved tokens; page_size above wins over budget.page_size
+  float correction_tau = 0.9f;    // freekv: KV heads whose group-mean query cosine is below this are corrected
+  TelemetryObserver* observer = nullptr;  // per step and layer events; null costs nothing
   Status validate() const;
 };
 
@@ -36,6 +46,8 @@ class Context {
   int n_past() const;
   int n_ctx() const;
   void reset();  // forget all tokens
+  const RetrievalStats& stats() const;  // totals over decode steps since create()/reset()
+  void set_observer(TelemetryObserver* observer);
   const Model& model() const;
   const ContextParams& params() const;
 

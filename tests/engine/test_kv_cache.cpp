@@ -235,7 +235,11 @@ class TestKvCache : public QObject {
   }
 
   void fullPolicySelectsEveryPage() {
-    auto made = fkv::make_policy("full");
+    auto cache = fkv::KvCache::create(fkv::KvGeometry{1, 8, 4, 4, fkv::DType::F16}, 20 * 4);
+    QVERIFY2(cache.ok(), cache.message().c_str());
+    fkv::PolicyContext pc;
+    pc.cache = &*cache;
+    auto made = fkv::make_policy("full", pc);
     QVERIFY2(made.ok(), made.message().c_str());
     fkv::AttentionPolicy& pol = **made;
     QCOMPARE(QString(pol.name()), QString("full"));
@@ -248,7 +252,11 @@ class TestKvCache : public QObject {
       q.n_kv_heads = n_heads;
       q.first_page = first;
       q.n_pages = n_pages;
-      pol.select(q, sel);
+      fkv::SelectCounters counters;
+      pol.select(q, sel, counters);
+      QCOMPARE(sel.k_blocks.size(), sel.indices.size());
+      for (size_t i = 0; i < sel.indices.size(); ++i)
+        QVERIFY(sel.k_blocks[i] == cache->k_block(0, sel.indices[i], static_cast<int>(i) / std::max(1, n_pages - first)));
       const QString where = QString("heads %1, pages [%2, %3)").arg(n_heads).arg(first).arg(n_pages);
       QVERIFY2(sel.indptr.size() == static_cast<size_t>(n_heads) + 1,
                qPrintable(where + QString(": indptr has %1 entries").arg(sel.indptr.size())));
@@ -270,7 +278,7 @@ class TestKvCache : public QObject {
   }
 
   void unknownPolicyNamesTheKnownOnes() {
-    auto p = fkv::make_policy("nope");
+    auto p = fkv::make_policy("nope", fkv::PolicyContext{});
     QVERIFY2(!p.ok(), "make_policy(\"nope\") succeeded");
     const QString msg = QString::fromStdString(p.message());
     QVERIFY2(msg.contains("nope") && msg.contains("full"), qPrintable("message should name 'nope' and 'full': " + msg));

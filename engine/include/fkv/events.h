@@ -1,0 +1,47 @@
+// Retrieval telemetry: plain structs handed to an observer per decode step and layer. Nothing is built when no observer
+// is set. Pointers inside an event are valid only during the callback; observers copy what they keep.
+#pragma once
+
+#include <cstdint>
+
+namespace fkv {
+
+struct LayerStepEvent {
+  int64_t step = 0;  // decode step since the context was created
+  int layer = 0;
+  const char* policy = "";
+  int n_kv_heads = 0;
+  const int32_t* sel_indptr = nullptr;  // (n_kv_heads + 1) CSR over KV heads of the pages attended
+  const int32_t* sel_pages = nullptr;   // (sel_indptr[n_kv_heads]) page ids
+  int pages_reused = 0;                 // retrieved pages already in the working set
+  int pages_recalled = 0;               // retrieved pages copied into the working set for this step
+  uint64_t bytes_recalled = 0;
+  int heads_checked = 0;                // KV heads whose query cosine was tested (freekv)
+  int heads_corrected = 0;              // of those, re-selected and recalled synchronously
+  const float* cosine = nullptr;        // (n_kv_heads) group-mean cos(q_t, q_selection); null unless checked
+  double select_s = 0;                  // time spent selecting on the critical path
+  double recall_s = 0;                  // time spent copying on the critical path
+  double wait_s = 0;                    // time attention waited for a speculative recall to finish
+};
+
+class TelemetryObserver {
+ public:
+  virtual ~TelemetryObserver() = default;
+  virtual void on_layer_step(const LayerStepEvent& e) = 0;
+};
+
+// Running totals over a context's decode steps (always kept; a few adds per layer).
+struct RetrievalStats {
+  int64_t layer_steps = 0;
+  int64_t pages_selected = 0;
+  int64_t pages_reused = 0;
+  int64_t pages_recalled = 0;
+  uint64_t bytes_recalled = 0;
+  int64_t heads_checked = 0;
+  int64_t heads_corrected = 0;
+  double select_s = 0;
+  double recall_s = 0;
+  double wait_s = 0;
+};
+
+}  // namespace fkv

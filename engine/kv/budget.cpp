@@ -1,0 +1,21 @@
+#include "kv/budget.h"
+
+namespace fkv {
+
+Status Budget::validate() const {
+  if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
+  const struct {
+    const char* name;
+    int tokens;
+  } parts[] = {{"sink", sink_tokens}, {"recent window", recent_tokens}, {"retrieved", retrieved_tokens}};
+  for (const auto& p : parts) {
+    if (p.tokens < 0) return err("budget: ", p.name, " tokens must be >= 0, found ", p.tokens);
+    if (p.tokens % page_size != 0)
+      return err("budget: ", p.name, " tokens (", p.tokens, ") must be a multiple of the page size (", page_size, ")");
+  }
+  if (recent_tokens < page_size)
+    return err("budget: the recent window must hold at least one page (", page_size, " tokens), found ", recent_tokens);
+  return {};
+}
+
+}  // namespace fkv

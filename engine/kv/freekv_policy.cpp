@@ -1,0 +1,165 @@
+// FreeKV: speculative retrieval with fine-grained correction, recall in a background thread.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kv/policies_impl.h"
+
+namespace fkv {
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+float cosine(const float* a, const float* b, int n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (int i = 0; i < n; ++i) {
+    ab += static_cast<double>(a[i]) * b[i];
+    aa += static_cast<double>(a[i]) * a[i];
+    bb += static_cast<double>(b[i]) * b[i];
+  }
+  return aa > 0 && bb > 0 ? static_cast<float>(ab / std::sqrt(aa * bb)) : 0.f;
+}
+}  // namespace
+
+Status FreeKvPolicy::init() {
+  FKV_TRY(RecallPolicy::init());
+  const size_t n_kv = static_cast<size_t>(ctx_.n_kv_heads);
+  layers_.resize(static_cast<size_t>(ctx_.n_layers));
+  for (LayerState& s : layers_) {
+    s.q_sel.resize(static_cast<size_t>(ctx_.n_heads) * ctx_.head_dim);
+    s.spec.resize(n_kv);
+    s.slots.resize(n_kv);
+    s.plans.resize(n_kv);
+    for (auto& v : s.spec) v.reserve(static_cast<size_t>(ctx_.n_pages_cap));
+    s.scores.reserve(static_cast<size_t>(ctx_.n_pages_cap));
+  }
+  cosine_.resize(n_kv);
+  queue_.resize(static_cast<size_t>(ctx_.n_layers));
+  pending_.assign(static_cast<size_t>(ctx_.n_layers), 0);
+  worker_ = std::thread([this] { worker_loop(); });
+  return {};
+}
+
+FreeKvPolicy::~FreeKvPolicy() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_work_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void FreeKvPolicy::worker_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_work_.wait(lock, [this] { return stop_ || q_size_ > 0; });
+    if (q_size_ == 0) return;  // stopping with nothing queued
+    const int l = queue_[q_head_];
+    q_head_ = (q_head_ + 1) % queue_.size();
+    --q_size_;
+    lock.unlock();
+    run_job(l);
+    lock.lock();
+    pending_[static_cast<size_t>(l)] = 0;
+    cv_done_.notify_all();
+  }
+}
+
+// Selects layer l's pages for the next step with the query saved by after_attention and recalls those not resident.
+void FreeKvPolicy::run_job(int l) {
+  LayerState& s = layers_[static_cast<size_t>(l)];
+  const SelectionQuery& in = s.next;
+  const PageRanges r = ranges(in.n_pages, in.first_page);
+  s.bg = SelectCounters{};
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    top_k(in, s.q_sel.data(), h, r, s.spec[static_cast<size_t>(h)], s.scores);
+    recall(l, h, s.spec[static_cast<size_t>(h)], s.slots[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)],
+           &s.bg);
+  }
+}
+
+void FreeKvPolicy::wait(int l) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_done_.wait(lock, [&] { return pending_[static_cast<size_t>(l)] == 0; });
+}
+
+void FreeKvPolicy::after_attention(const SelectionQuery& in) {
+  // The next step sees one more token: prepare its ranges now, with this step's query.
+  const int next_pos = in.pos + 1;
+  const int ps = ctx_.budget.page_size;
+  if (next_pos >= ctx_.n_pages_cap * ps) return;  // the context is full: there is no next step
+  SelectionQuery next = in;
+  next.pos = next_pos;
+  next.n_pages = next_pos / ps + 1;
+  if (fits(next)) return;
+  LayerState& s = layers_[static_cast<size_t>(in.layer)];
+  wait(in.layer);  // the previous job of this layer is done (select() waited already; this keeps reset() safe)
+  std::copy(in.q, in.q + s.q_sel.size(), s.q_sel.begin());
+  s.next = next;
+  s.next.q = nullptr;
+  s.has_spec = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_[static_cast<size_t>(in.layer)] = 1;
+    queue_[(q_head_ + q_size_) % queue_.size()] = in.layer;
+    ++q_size_;
+  }
+  cv_work_.notify_one();
+}
+
+void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
+  LayerState& s = layers_[static_cast<size_t>(in.layer)];
+  const double t0 = now_s();
+  wait(in.layer);
+  c.wait_s += now_s() - t0;
+  const bool spec_valid = s.has_spec && s.next.n_pages == in.n_pages && s.next.first_page == in.first_page;
+  if (spec_valid) {  // the background recall made for this step
+    c.pages_reused += s.bg.pages_reused;
+    c.pages_recalled += s.bg.pages_recalled;
+    c.bytes_recalled += s.bg.bytes_recalled;
+  }
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    auto& pages = pages_[static_cast<size_t>(h)];
+    auto& slots = slots_[static_cast<size_t>(h)];
+    bool correct = !spec_valid;  // no usable speculation (first step, or the context moved): select synchronously
+    if (spec_valid) {
+      float mean = 0.f;
+      for (int g = 0; g < in.group; ++g) {
+        const size_t off = (static_cast<size_t>(h) * in.group + g) * in.head_dim;
+        mean += cosine(in.q + off, s.q_sel.data() + off, in.head_dim);
+      }
+      cosine_[static_cast<size_t>(h)] = mean / static_cast<float>(in.group);
+      ++c.heads_checked;
+      if (cosine_[static_cast<size_t>(h)] < ctx_.tau) {
+        correct = true;
+        ++c.heads_corrected;
+      }
+    }
+    if (correct) {
+      const double t1 = now_s();
+      top_k(in, in.q, h, r, pages, scratch_);
+      const double t2 = now_s();
+      recall(in.layer, h, pages, slots, plans_[static_cast<size_t>(h)], &c);
+      c.select_s += t2 - t1;
+      c.recall_s += now_s() - t2;
+    } else {
+      // The speculative pages were recalled in the background and are resident.
+      const auto& spec = s.spec[static_cast<size_t>(h)];
+      pages.assign(spec.begin(), spec.end());
+      slots.assign(s.slots[static_cast<size_t>(h)].begin(), s.slots[static_cast<size_t>(h)].end());
+    }
+  }
+  c.cosine = spec_valid ? cosine_.data() : nullptr;
+}
+
+void FreeKvPolicy::reset() {
+  for (int l = 0; l < ctx_.n_layers; ++l) {
+    wait(l);
+    layers_[static_cast<size_t>(l)].has_spec = false;
+  }
+  RecallPolicy::reset();
+}
+
+}  // namespace fkv

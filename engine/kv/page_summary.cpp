@@ -1,0 +1,89 @@
+#include "kv/page_summary.h"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include "backend/cpu/quant.h"
+
+namespace fkv {
+
+Status PageSummaries::init(const KvGeometry& g, int n_pages_cap) {
+  FKV_TRY(g.validate());
+  g_ = g;
+  n_pages_cap_ = n_pages_cap;
+  data_.assign(static_cast<size_t>(g.n_layers) * n_pages_cap * g.n_kv_heads * 2 * g.head_dim, 0.f);
+  n_built_.assign(static_cast<size_t>(g.n_layers), 0);
+  return {};
+}
+
+void PageSummaries::reset() { std::fill(n_built_.begin(), n_built_.end(), 0); }
+
+namespace {
+float load(DType t, const uint8_t* row, int i) {
+  switch (t) {
+    case DType::F32: return reinterpret_cast<const float*>(row)[i];
+    case DType::F16: return cpu::f16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
+    default: return cpu::bf16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
+  }
+}
+}  // namespace
+
+void PageSummaries::build(int l, int p, const KvCache& cache) {
+  const int hd = g_.head_dim;
+  const int len = g_.page_size;  // only sealed (full) pages are summarised
+  const size_t row = static_cast<size_t>(hd) * g_.elem_bytes();
+  for (int h = 0; h < g_.n_kv_heads; ++h) {
+    float* mn = const_cast<float*>(at(l, p, h));
+    float* mx = mn + hd;
+    std::fill(mn, mn + hd, std::numeric_limits<float>::infinity());
+    std::fill(mx, mx + hd, -std::numeric_limits<float>::infinity());
+    const uint8_t* k = cache.k_block(l, p, h);
+    for (int j = 0; j < len; ++j)
+      for (int c = 0; c < hd; ++c) {
+        const float v = load(g_.dtype, k + j * row, c);  // the stored (rounded) key, so the bound holds exactly
+        mn[c] = std::min(mn[c], v);
+        mx[c] = std::max(mx[c], v);
+      }
+  }
+}
+
+float PageSummaries::score(int l, int p, int h, const float* q_group, int group) const {
+  const int hd = g_.head_dim;
+  const float* mn = kmin(l, p, h);
+  const float* mx = kmax(l, p, h);
+  float s = 0.f;
+  for (int g = 0; g < group; ++g) {
+    const float* q = q_group + static_cast<size_t>(g) * hd;
+    for (int c = 0; c < hd; ++c) s += std::max(q[c] * mn[c], q[c] * mx[c]);
+  }
+  return s;
+}
+
+void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,
+                  std::vector<int32_t>& out, std::vector<float>& scores) {
+  out.clear();
+  const int n = hi - lo;
+  if (n <= 0 || k <= 0) return;
+  if (k >= n) {
+    for (int p = lo; p < hi; ++p) out.push_back(p);
+    return;
+  }
+  scores.resize(static_cast<size_t>(n));
+  for (int p = lo; p < hi; ++p) {
+    const float v = s.score(l, p, h, q_group, group);
+    scores[static_cast<size_t>(p - lo)] = v == v ? v : -std::numeric_limits<float>::infinity();  // NaN ranks last
+  }
+  out.resize(static_cast<size_t>(n));
+  std::iota(out.begin(), out.end(), lo);
+  const auto better = [&](int32_t a, int32_t b) {
+    const float sa = scores[static_cast<size_t>(a - lo)];
+    const float sb = scores[static_cast<size_t>(b - lo)];
+    return sa > sb || (sa == sb && a < b);
+  };
+  std::nth_element(out.begin(), out.begin() + k, out.end(), better);
+  out.resize(static_cast<size_t>(k));
+  std::sort(out.begin(), out.end());
+}
+
+}  // namespace fkv

@@ -1,0 +1,49 @@
+// Page summaries ("digests"): per layer, page and KV head, the channel-wise minimum and maximum of the page's keys.
+// For a query q the bound sum_c max(q_c * min_c, q_c * max_c) is an upper bound of q.k over every key of the page; the
+// query heads of a GQA group add their bounds so the group selects one set of pages.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "fkv/status.h"
+#include "kv/kv_cache.h"
+
+namespace fkv {
+
+class PageSummaries {
+ public:
+  Status init(const KvGeometry& g, int n_pages_cap);
+
+  // Summarises sealed (full) page p of layer l from the keys stored in `cache`.
+  void build(int l, int p, const KvCache& cache);
+  // Pages [0, n) of layer l have summaries; pages are sealed in order, so one count per layer suffices.
+  int n_built(int l) const { return n_built_[static_cast<size_t>(l)]; }
+  void set_n_built(int l, int n) { n_built_[static_cast<size_t>(l)] = n; }
+  void reset();
+
+  const float* kmin(int l, int p, int h) const { return at(l, p, h); }                   // (head_dim)
+  const float* kmax(int l, int p, int h) const { return at(l, p, h) + g_.head_dim; }     // (head_dim)
+
+  // Group bound: q_group (group, head_dim), the query heads that share KV head h.
+  float score(int l, int p, int h, const float* q_group, int group) const;
+
+  size_t bytes() const { return data_.size() * sizeof(float); }
+
+ private:
+  const float* at(int l, int p, int h) const {
+    return data_.data() + ((static_cast<size_t>(l) * n_pages_cap_ + p) * g_.n_kv_heads + h) * 2 * g_.head_dim;
+  }
+  KvGeometry g_;
+  int n_pages_cap_ = 0;
+  std::vector<float> data_;     // (n_layers, n_pages_cap, n_kv_heads, 2 (min, max), head_dim)
+  std::vector<int> n_built_;    // (n_layers)
+};
+
+// Writes to `out` the `k` pages of [lo, hi) with the highest group bound for KV head h of layer l, in ascending page
+// order; ties go to the lower page id. k >= hi - lo returns the whole range. `scores` is caller scratch (no allocation
+// once it has grown to the largest range).
+void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,
+                  std::vector<int32_t>& out, std::vector<float>& scores);
+
+}  // namespace fkv

@@ -1,0 +1,152 @@
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kv/policies_impl.h"
+
+namespace fkv {
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+SelectionWriter::SelectionWriter(PageSelection& out, const KvCache& cache, int n_kv_heads) : out_(out), cache_(cache) {
+  out_.indptr.resize(static_cast<size_t>(n_kv_heads) + 1);
+  out_.indptr[0] = 0;
+  out_.indices.clear();
+  out_.k_blocks.clear();
+  out_.v_blocks.clear();
+}
+
+void SelectionWriter::host(int l, int p, int h) {
+  out_.indices.push_back(p);
+  out_.k_blocks.push_back(cache_.k_block(l, p, h));
+  out_.v_blocks.push_back(cache_.v_block(l, p, h));
+}
+
+void SelectionWriter::slot(const WorkingSet& ws, int l, int h, int slot, int page) {
+  out_.indices.push_back(page);
+  out_.k_blocks.push_back(ws.k_slot(l, h, slot));
+  out_.v_blocks.push_back(ws.v_slot(l, h, slot));
+}
+
+void SelectionWriter::end_head(int h) {
+  out_.indptr[static_cast<size_t>(h) + 1] = static_cast<int32_t>(out_.indices.size());
+}
+
+// --- full ----------------------------------------------------------------------------------------------------------
+
+void FullPolicy::select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) {
+  (void)c;
+  SelectionWriter w(out, *ctx_.cache, in.n_kv_heads);
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    for (int p = in.first_page; p < in.n_pages; ++p) w.host(in.layer, p, h);
+    w.end_head(h);
+  }
+}
+
+// --- sink + retrieved + recent ---------------------------------------------------------------------------------------
+
+SparsePolicy::SparsePolicy(const PolicyContext& ctx) : FullPolicy(ctx) {
+  pages_.resize(static_cast<size_t>(ctx.n_kv_heads));
+  slots_.resize(static_cast<size_t>(ctx.n_kv_heads));
+  for (auto& p : pages_) p.reserve(static_cast<size_t>(ctx.n_pages_cap));
+  for (auto& s : slots_) s.reserve(static_cast<size_t>(ctx.budget.retrieved_pages()));
+  scratch_.reserve(static_cast<size_t>(ctx.n_pages_cap));
+}
+
+bool SparsePolicy::fits(const SelectionQuery& in) const {
+  return in.dense || (in.n_pages - in.first_page) * ctx_.budget.page_size <= ctx_.budget.total_tokens();
+}
+
+PageRanges SparsePolicy::ranges(int n_pages, int first_page) const {
+  PageRanges r;
+  r.sink_end = std::min(n_pages, first_page + ctx_.budget.sink_pages());
+  r.recent_begin = std::max(r.sink_end, n_pages - ctx_.budget.recent_pages());
+  return r;
+}
+
+void SparsePolicy::top_k(const SelectionQuery& in, const float* q, int h, const PageRanges& r, std::vector<int32_t>& out,
+                         std::vector<float>& scores) const {
+  select_top_k(*ctx_.summaries, in.layer, h, q + static_cast<size_t>(h) * in.group * in.head_dim, in.group, r.sink_end,
+               r.recent_begin, ctx_.budget.retrieved_pages(), out, scores);
+}
+
+void SparsePolicy::select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) {
+  if (fits(in)) {  // the whole visible context is within the budget: exactly `full`
+    FullPolicy::select(in, out, c);
+    return;
+  }
+  const PageRanges r = ranges(in.n_pages, in.first_page);
+  retrieve(in, r, c);
+  SelectionWriter w(out, *ctx_.cache, in.n_kv_heads);
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    for (int p = in.first_page; p < r.sink_end; ++p) w.host(in.layer, p, h);
+    const auto& pages = pages_[static_cast<size_t>(h)];
+    const auto& slots = slots_[static_cast<size_t>(h)];
+    for (size_t i = 0; i < pages.size(); ++i) {
+      if (slots.empty()) {
+        w.host(in.layer, pages[i], h);
+      } else {
+        w.slot(*ws_, in.layer, h, slots[i], pages[i]);
+      }
+    }
+    for (int p = r.recent_begin; p < in.n_pages; ++p) w.host(in.layer, p, h);
+    w.end_head(h);
+  }
+}
+
+void StreamingPolicy::retrieve(const SelectionQuery& in, const PageRanges&, SelectCounters&) {
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    pages_[static_cast<size_t>(h)].clear();
+    slots_[static_cast<size_t>(h)].clear();
+  }
+}
+
+void QuestPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
+  const double t0 = now_s();
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    top_k(in, in.q, h, r, pages_[static_cast<size_t>(h)], scratch_);
+    slots_[static_cast<size_t>(h)].clear();
+  }
+  c.select_s += now_s() - t0;
+}
+
+// --- recall into the working set -----------------------------------------------------------------------------------
+
+Status RecallPolicy::init() {
+  KvGeometry g{ctx_.n_layers, ctx_.n_kv_heads, ctx_.head_dim, ctx_.budget.page_size, DType::F16};
+  g.dtype = ctx_.cache->geometry().dtype;
+  FKV_TRY(ws_owned_.init(g, ctx_.budget.retrieved_pages()));
+  ws_ = &ws_owned_;
+  plans_.resize(static_cast<size_t>(ctx_.n_kv_heads));
+  return {};
+}
+
+void RecallPolicy::recall(int l, int h, std::vector<int32_t>& pages, std::vector<int32_t>& slots, RecallPlan& plan,
+                          SelectCounters* c) {
+  ws_owned_.plan(l, h, pages.data(), static_cast<int>(pages.size()), plan);
+  const uint64_t bytes = ws_owned_.apply(l, h, plan, *ctx_.cache);
+  slots.assign(plan.slots.begin(), plan.slots.end());
+  if (c != nullptr) {
+    c->pages_reused += plan.reused;
+    c->pages_recalled += static_cast<int>(plan.items.size());
+    c->bytes_recalled += bytes;
+  }
+}
+
+void ArkvalePolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    const double t0 = now_s();
+    top_k(in, in.q, h, r, pages_[static_cast<size_t>(h)], scratch_);
+    const double t1 = now_s();
+    recall(in.layer, h, pages_[static_cast<size_t>(h)], slots_[static_cast<size_t>(h)], plans_[static_cast<size_t>(h)],
+           &c);
+    c.select_s += t1 - t0;
+    c.recall_s += now_s() - t1;
+  }
+}
+
+}  // namespace fkv

@@ -1,0 +1,144 @@
+// The attention policies behind make_policy (see policy.h for what each does). Internal to the engine.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "kv/page_summary.h"
+#include "kv/policy.h"
+#include "kv/working_set.h"
+
+namespace fkv {
+
+// Appends one head's pages to a PageSelection, from the host tier or from working-set slots.
+class SelectionWriter {
+ public:
+  SelectionWriter(PageSelection& out, const KvCache& cache, int n_kv_heads);
+  void host(int l, int p, int h);
+  void slot(const WorkingSet& ws, int l, int h, int slot, int page);
+  void end_head(int h);
+
+ private:
+  PageSelection& out_;
+  const KvCache& cache_;
+};
+
+class FullPolicy : public AttentionPolicy {
+ public:
+  explicit FullPolicy(const PolicyContext& ctx) : ctx_(ctx) {}
+  const char* name() const override { return "full"; }
+  void select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) override;
+
+ protected:
+  PolicyContext ctx_;
+};
+
+// Sink + [retrieved] + recent. The page ranges of one step.
+struct PageRanges {
+  int sink_end = 0;      // sink pages are [first, sink_end)
+  int recent_begin = 0;  // middle (retrievable) pages are [sink_end, recent_begin), recent pages [recent_begin, n_pages)
+};
+
+class SparsePolicy : public FullPolicy {
+ public:
+  explicit SparsePolicy(const PolicyContext& ctx);
+  void select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) override;
+
+ protected:
+  bool fits(const SelectionQuery& in) const;
+  PageRanges ranges(int n_pages, int first_page) const;
+  // Chooses head h's retrieved pages into `pages` and says where attention reads them (slots null: host tier).
+  virtual void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) = 0;
+  void top_k(const SelectionQuery& in, const float* q, int h, const PageRanges& r, std::vector<int32_t>& out,
+             std::vector<float>& scores) const;
+
+  std::vector<std::vector<int32_t>> pages_;  // (n_kv_heads) retrieved pages of this step, ascending
+  std::vector<std::vector<int32_t>> slots_;  // (n_kv_heads) their working-set slots, or empty for host reads
+  const WorkingSet* ws_ = nullptr;
+  std::vector<float> scratch_;
+};
+
+class StreamingPolicy final : public SparsePolicy {
+ public:
+  using SparsePolicy::SparsePolicy;
+  const char* name() const override { return "streaming"; }
+
+ protected:
+  void retrieve(const SelectionQuery&, const PageRanges&, SelectCounters&) override;
+};
+
+class QuestPolicy final : public SparsePolicy {
+ public:
+  using SparsePolicy::SparsePolicy;
+  const char* name() const override { return "quest"; }
+
+ protected:
+  void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) override;
+};
+
+// Shared by arkvale and freekv: the working set and synchronous recall of one head.
+class RecallPolicy : public SparsePolicy {
+ public:
+  using SparsePolicy::SparsePolicy;
+  Status init();
+  void reset() override { ws_owned_.reset(); }
+
+ protected:
+  void recall(int l, int h, std::vector<int32_t>& pages, std::vector<int32_t>& slots, RecallPlan& plan,
+              SelectCounters* c);
+  WorkingSet ws_owned_;
+  std::vector<RecallPlan> plans_;  // (n_kv_heads) scratch for the critical path
+};
+
+class ArkvalePolicy final : public RecallPolicy {
+ public:
+  using RecallPolicy::RecallPolicy;
+  const char* name() const override { return "arkvale"; }
+
+ protected:
+  void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) override;
+};
+
+class FreeKvPolicy final : public RecallPolicy {
+ public:
+  explicit FreeKvPolicy(const PolicyContext& ctx) : RecallPolicy(ctx) {}
+  ~FreeKvPolicy() override;
+  const char* name() const override { return "freekv"; }
+  Status init();
+  void after_attention(const SelectionQuery& in) override;
+  void reset() override;
+
+ protected:
+  void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) override;
+
+ private:
+  struct LayerState {
+    bool has_spec = false;
+    std::vector<float> q_sel;                  // (n_heads, head_dim) query the speculative pages were chosen with
+    std::vector<std::vector<int32_t>> spec;    // (n_kv_heads) pages chosen for the next step, ascending
+    std::vector<std::vector<int32_t>> slots;   // (n_kv_heads) their slots
+    std::vector<RecallPlan> plans;             // (n_kv_heads) scratch of the background job
+    std::vector<float> scores;                 // scratch of the background job
+    SelectionQuery next;                       // the query geometry of the step the job prepares
+    SelectCounters bg;                         // what the background job recalled, reported with the step it serves
+  };
+  void worker_loop();
+  void run_job(int l);
+  void wait(int l);
+
+  std::vector<LayerState> layers_;  // (n_layers)
+  std::vector<float> cosine_;       // (n_kv_heads)
+  // The recall worker: one background thread, at most one pending job per layer, processed in order.
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_work_, cv_done_;
+  std::vector<int> queue_;          // ring of layer ids (n_layers)
+  size_t q_head_ = 0, q_size_ = 0;
+  std::vector<uint8_t> pending_;    // (n_layers)
+  bool stop_ = false;
+};
+
+}  // namespace fkv
