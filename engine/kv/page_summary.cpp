@@ -4,6 +4,7 @@
 #include <limits>
 #include <numeric>
 
+#include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
 
 namespace fkv {
@@ -49,15 +50,7 @@ void PageSummaries::build(int l, int p, const KvCache& cache) {
 }
 
 float PageSummaries::score(int l, int p, int h, const float* q_group, int group) const {
-  const int hd = g_.head_dim;
-  const float* mn = kmin(l, p, h);
-  const float* mx = kmax(l, p, h);
-  float s = 0.f;
-  for (int g = 0; g < group; ++g) {
-    const float* q = q_group + static_cast<size_t>(g) * hd;
-    for (int c = 0; c < hd; ++c) s += std::max(q[c] * mn[c], q[c] * mx[c]);
-  }
-  return s;
+  return cpu::page_bound(q_group, group, kmin(l, p, h), kmax(l, p, h), g_.head_dim);
 }
 
 void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,

@@ -413,6 +413,37 @@ class TestOps : public QObject {
                qPrintable(QString("%1, page of %2 tokens: max error %3 > 2e-6").arg(impl_name(im)).arg(len).arg(e)));
     }
   }
+
+  // The page-summary bound: reference against a double loop, AVX2 against the reference (head dims with and without a
+  // tail of fewer than 8 channels), and it really bounds q.k for keys inside [mn, mx].
+  void pageBoundMatchesReferenceAndBounds() {
+    for (int hd : {8, 64, 72, 256}) {
+      for (int group : {1, 3, 8}) {
+        const std::vector<float> q = uniform(static_cast<size_t>(group) * hd, -2.f, 2.f, 90 + hd + group);
+        std::vector<float> mn = uniform(hd, -1.f, 0.f, 91 + hd), mx = uniform(hd, 0.f, 1.f, 92 + hd);
+        double want = 0.0;
+        for (int g = 0; g < group; ++g)
+          for (int c = 0; c < hd; ++c) {
+            const double qc = q[static_cast<size_t>(g * hd + c)];
+            want += std::max(qc * mn[static_cast<size_t>(c)], qc * mx[static_cast<size_t>(c)]);
+          }
+        const float r = cpu::ref::page_bound(q.data(), group, mn.data(), mx.data(), hd);
+        QVERIFY2(std::fabs(r - want) <= 1e-4 * std::max(1.0, std::fabs(want)), qPrintable(QString::number(r - want)));
+        cpu::set_active_isa(cpu::detected_isa());
+        const float f = cpu::page_bound(q.data(), group, mn.data(), mx.data(), hd);
+        QVERIFY2(std::fabs(f - want) <= 1e-4 * std::max(1.0, std::fabs(want)), qPrintable(QString::number(f - want)));
+        // Any key inside the box scores at most the bound, for the summed group.
+        const std::vector<float> t = uniform(hd, 0.f, 1.f, 93 + hd);
+        double qk = 0.0;
+        for (int g = 0; g < group; ++g)
+          for (int c = 0; c < hd; ++c) {
+            const float k = mn[static_cast<size_t>(c)] + t[static_cast<size_t>(c)] * (mx[static_cast<size_t>(c)] - mn[static_cast<size_t>(c)]);
+            qk += static_cast<double>(q[static_cast<size_t>(g * hd + c)]) * k;
+          }
+        QVERIFY(qk <= want + 1e-4);
+      }
+    }
+  }
 };
 
 QTEST_APPLESS_MAIN(TestOps)

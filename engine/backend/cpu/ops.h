@@ -51,3 +51,15 @@ void attend(const float* q, const AttnPage* pages, int n_pages, DType kv, int he
 }
 
 }  // namespace fkv::cpu
+
+namespace fkv::cpu {
+
+// Upper bound of sum_g q_g . k over every key k of a page whose channel-wise key minimum and maximum are mn and mx:
+// sum_g sum_c max(q_gc * mn_c, q_gc * mx_c). q: (group, head_dim). Dispatches to AVX2 when active.
+float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
+
+namespace ref {
+float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
+}
+
+}  // namespace fkv::cpu
