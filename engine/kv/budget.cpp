@@ -2,6 +2,10 @@
 
 namespace fkv {
 
+namespace {
+constexpr int kMaxBudgetTokens = 1 << 24;
+}  // namespace
+
 Status Budget::validate() const {
   if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
   const struct {
@@ -10,6 +14,9 @@ Status Budget::validate() const {
   } parts[] = {{"sink", sink_tokens}, {"recent window", recent_tokens}, {"retrieved", retrieved_tokens}};
   for (const auto& p : parts) {
     if (p.tokens < 0) return err("budget: ", p.name, " tokens must be >= 0, found ", p.tokens);
+    // The context holds at most 2^24 tokens; the bound also keeps total_tokens() from overflowing.
+    if (p.tokens > kMaxBudgetTokens)
+      return err("budget: ", p.name, " tokens must be <= ", kMaxBudgetTokens, ", found ", p.tokens);
     if (p.tokens % page_size != 0)
       return err("budget: ", p.name, " tokens (", p.tokens, ") must be a multiple of the page size (", page_size, ")");
   }

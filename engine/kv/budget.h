@@ -16,7 +16,7 @@ struct Budget {
   int recent_pages() const { return recent_tokens / page_size; }
   int retrieved_pages() const { return retrieved_tokens / page_size; }
   int total_tokens() const { return sink_tokens + recent_tokens + retrieved_tokens; }
-  // Every count a non-negative multiple of the page size, at least one page of sink or recent window.
+  // Every count a multiple of the page size in 0..2^24, and a recent window of at least one page.
   Status validate() const;
 };
 

@@ -36,6 +36,7 @@ Status FreeKvPolicy::init() {
     s.scores.reserve(static_cast<size_t>(ctx_.n_pages_cap));
   }
   cosine_.resize(n_kv);
+  corrected_.resize(n_kv);
   queue_.resize(static_cast<size_t>(ctx_.n_layers));
   pending_.assign(static_cast<size_t>(ctx_.n_layers), 0);
   worker_ = std::thread([this] { worker_loop(); });
@@ -114,7 +115,10 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
   const double t0 = now_s();
   wait(in.layer);
   c.wait_s += now_s() - t0;
-  const bool spec_valid = s.has_spec && s.next.n_pages == in.n_pages && s.next.first_page == in.first_page;
+  // Only a speculation made for this very position counts: tokens prefilled since then (even within the same page)
+  // mean the query it was chosen with is not this step's predecessor.
+  const bool spec_valid =
+      s.has_spec && s.next.pos == in.pos && s.next.n_pages == in.n_pages && s.next.first_page == in.first_page;
   if (spec_valid) {  // the background recall made for this step
     c.pages_reused += s.bg.pages_reused;
     c.pages_recalled += s.bg.pages_recalled;
@@ -136,6 +140,7 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
         correct = true;
         ++c.heads_corrected;
       }
+      corrected_[static_cast<size_t>(h)] = correct ? 1 : 0;
     }
     if (correct) {
       const double t1 = now_s();
@@ -152,6 +157,7 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
     }
   }
   c.cosine = spec_valid ? cosine_.data() : nullptr;
+  c.corrected = spec_valid ? corrected_.data() : nullptr;
 }
 
 void FreeKvPolicy::reset() {

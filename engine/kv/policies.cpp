@@ -129,7 +129,7 @@ void RecallPolicy::recall(int l, int h, std::vector<int32_t>& pages, std::vector
                           SelectCounters* c) {
   ws_owned_.plan(l, h, pages.data(), static_cast<int>(pages.size()), plan);
   const uint64_t bytes = ws_owned_.apply(l, h, plan, *ctx_.cache);
-  slots.assign(plan.slots.begin(), plan.slots.end());
+  slots.assign(plan.page_slots.begin(), plan.page_slots.end());
   if (c != nullptr) {
     c->pages_reused += plan.reused;
     c->pages_recalled += static_cast<int>(plan.items.size());

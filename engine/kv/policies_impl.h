@@ -131,6 +131,7 @@ class FreeKvPolicy final : public RecallPolicy {
 
   std::vector<LayerState> layers_;  // (n_layers)
   std::vector<float> cosine_;       // (n_kv_heads)
+  std::vector<uint8_t> corrected_;  // (n_kv_heads)
   // The recall worker: one background thread, at most one pending job per layer, processed in order.
   std::thread worker_;
   std::mutex mu_;

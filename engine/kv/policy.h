@@ -52,7 +52,8 @@ struct SelectCounters {
   uint64_t bytes_recalled = 0;
   int heads_checked = 0;
   int heads_corrected = 0;
-  const float* cosine = nullptr;  // (n_kv_heads) or null
+  const float* cosine = nullptr;       // (n_kv_heads) or null
+  const uint8_t* corrected = nullptr;  // (n_kv_heads) 1 where the head was re-selected; null with cosine
   double select_s = 0, recall_s = 0, wait_s = 0;
 };
 

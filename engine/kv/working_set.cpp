@@ -23,7 +23,7 @@ void WorkingSet::reset() { std::fill(slot_page_.begin(), slot_page_.end(), -1); 
 void WorkingSet::plan(int l, int h, const int32_t* pages, int n, RecallPlan& plan) const {
   const int32_t* resident = slot_page_.data() + index(l, h);
   plan.items.clear();
-  plan.slots.assign(static_cast<size_t>(n), -1);
+  plan.page_slots.assign(static_cast<size_t>(n), -1);
   plan.reused = 0;
   plan.keep.assign(static_cast<size_t>(n_slots_), 0);
   // Pages already resident keep their slot.
@@ -32,17 +32,17 @@ void WorkingSet::plan(int l, int h, const int32_t* pages, int n, RecallPlan& pla
     const int32_t* it = std::lower_bound(pages, pages + n, resident[s]);
     if (it != pages + n && *it == resident[s]) {
       plan.keep[static_cast<size_t>(s)] = 1;
-      plan.slots[static_cast<size_t>(it - pages)] = s;
+      plan.page_slots[static_cast<size_t>(it - pages)] = s;
       ++plan.reused;
     }
   }
   // The others take the slots nobody keeps, in order.
   int free_slot = 0;
   for (int i = 0; i < n; ++i) {
-    if (plan.slots[static_cast<size_t>(i)] >= 0) continue;
+    if (plan.page_slots[static_cast<size_t>(i)] >= 0) continue;
     while (free_slot < n_slots_ && plan.keep[static_cast<size_t>(free_slot)]) ++free_slot;
     if (free_slot >= n_slots_) break;  // more pages than slots: the caller bounds n, so this never happens
-    plan.slots[static_cast<size_t>(i)] = free_slot;
+    plan.page_slots[static_cast<size_t>(i)] = free_slot;
     plan.items.push_back({pages[i], free_slot});
     ++free_slot;
   }

@@ -20,7 +20,7 @@ struct RecallItem {
 
 struct RecallPlan {
   std::vector<RecallItem> items;  // pages to copy, in ascending page order
-  std::vector<int32_t> slots;     // (n wanted pages) the slot each wanted page will occupy
+  std::vector<int32_t> page_slots;  // (n wanted pages) the slot each wanted page will occupy
   int reused = 0;                 // wanted pages already resident
   std::vector<uint8_t> keep;      // scratch (n_slots)
 };

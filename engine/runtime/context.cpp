@@ -255,6 +255,7 @@ void Context::Impl::record(int il, const SelectCounters& sc) {
   e.heads_checked = sc.heads_checked;
   e.heads_corrected = sc.heads_corrected;
   e.cosine = sc.cosine;
+  e.corrected = sc.corrected;
   e.select_s = sc.select_s;
   e.recall_s = sc.recall_s;
   e.wait_s = sc.wait_s;

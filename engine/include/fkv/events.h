@@ -19,6 +19,7 @@ struct LayerStepEvent {
   int heads_checked = 0;                // KV heads whose query cosine was tested (freekv)
   int heads_corrected = 0;              // of those, re-selected and recalled synchronously
   const float* cosine = nullptr;        // (n_kv_heads) group-mean cos(q_t, q_selection); null unless checked
+  const uint8_t* corrected = nullptr;   // (n_kv_heads) 1 where that head was corrected; null unless checked
   double select_s = 0;                  // time spent selecting on the critical path
   double recall_s = 0;                  // time spent copying on the critical path
   double wait_s = 0;                    // time attention waited for a speculative recall to finish

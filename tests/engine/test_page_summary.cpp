@@ -1,0 +1,426 @@
+// The token budget (kv/budget.h) and page summaries (kv/page_summary.h): validation errors that name the field, min/max
+// against a brute-force scan of the stored keys for each KV cache type, the bound q.k <= score for every key of a page
+// (summed over a GQA group), and select_top_k against a sort of every page by (score desc, page asc).
+#include <QTest>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/quant.h"
+#include "kv/budget.h"
+#include "kv/kv_cache.h"
+#include "kv/page_summary.h"
+#include "kv/policy.h"
+
+using fkv::Budget;
+using fkv::DType;
+using fkv::KvCache;
+using fkv::KvGeometry;
+using fkv::PageSummaries;
+
+Q_DECLARE_METATYPE(DType)
+
+namespace {
+
+Budget budget(int sink, int recent, int retrieved, int page_size) {
+  Budget b;
+  b.sink_tokens = sink;
+  b.recent_tokens = recent;
+  b.retrieved_tokens = retrieved;
+  b.page_size = page_size;
+  return b;
+}
+
+float read_elem(DType t, const uint8_t* p) {
+  if (t == DType::F32) {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return t == DType::F16 ? fkv::cpu::f16_to_f32(h) : fkv::cpu::bf16_to_f32(h);
+}
+
+// Stored key channel c of token j (within the page) of KV head h, page p, layer l.
+float stored_key(const KvCache& cache, int l, int p, int h, int j, int c) {
+  const KvGeometry& g = cache.geometry();
+  return read_elem(g.dtype, cache.k_block(l, p, h) + (static_cast<size_t>(j) * g.head_dim + c) * g.elem_bytes());
+}
+
+// A cache of n_pages full pages of random keys and values in [-2, 2), with every page summarised.
+struct SummaryRig {
+  KvCache cache;
+  PageSummaries summaries;
+};
+
+bool make_rig(const KvGeometry& g, int n_pages, uint64_t seed, SummaryRig& rig, QString* error) {
+  auto cache = KvCache::create(g, n_pages * g.page_size);
+  if (!cache.ok()) {
+    *error = QString::fromStdString(cache.message());
+    return false;
+  }
+  rig.cache = std::move(*cache);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  const int n_tok = n_pages * g.page_size;
+  std::vector<float> k(static_cast<size_t>(n_tok) * g.n_kv_heads * g.head_dim);  // (n_tok, n_kv_heads, head_dim)
+  std::vector<float> v(k.size());                                                // (n_tok, n_kv_heads, head_dim)
+  for (int l = 0; l < g.n_layers; ++l) {
+    for (float& x : k) x = u(rng);
+    for (float& x : v) x = u(rng);
+    rig.cache.write(l, 0, n_tok, k.data(), v.data());
+  }
+  rig.cache.set_n_tokens(n_tok);
+  const fkv::Status st = rig.summaries.init(g, n_pages);
+  if (!st.ok()) {
+    *error = QString::fromStdString(st.message());
+    return false;
+  }
+  for (int l = 0; l < g.n_layers; ++l) {
+    for (int p = 0; p < n_pages; ++p) rig.summaries.build(l, p, rig.cache);
+    rig.summaries.set_n_built(l, n_pages);
+  }
+  return true;
+}
+
+std::vector<float> random_q(std::mt19937_64& rng, size_t n) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> q(n);
+  for (float& x : q) x = nd(rng);
+  return q;
+}
+
+// The brute-force reference: every page of [lo, hi) sorted by (score desc, page asc), NaN last, the first k, ascending.
+std::vector<int32_t> reference_top_k(const PageSummaries& s, int l, int h, const float* q, int group, int lo, int hi,
+                                     int k) {
+  std::vector<int32_t> all;
+  std::vector<float> score;
+  for (int p = lo; p < hi; ++p) {
+    all.push_back(p);
+    score.push_back(s.score(l, p, h, q, group));
+  }
+  std::sort(all.begin(), all.end(), [&](int32_t a, int32_t b) {
+    const float sa = score[static_cast<size_t>(a - lo)];
+    const float sb = score[static_cast<size_t>(b - lo)];
+    if (std::isnan(sa) != std::isnan(sb)) return std::isnan(sb);
+    if (!std::isnan(sa) && sa != sb) return sa > sb;
+    return a < b;
+  });
+  all.resize(static_cast<size_t>(std::clamp(k, 0, static_cast<int>(all.size()))));
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
+QString list(const std::vector<int32_t>& v) {
+  QStringList s;
+  for (int32_t x : v) s << QString::number(x);
+  return "[" + s.join(",") + "]";
+}
+
+}  // namespace
+
+class TestPageSummary : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void budgetValidation_data() {
+    QTest::addColumn<int>("sink");
+    QTest::addColumn<int>("recent");
+    QTest::addColumn<int>("retrieved");
+    QTest::addColumn<int>("page_size");
+    QTest::addColumn<QString>("field");  // what the message must name; empty when valid
+    QTest::addColumn<int>("found");      // the offending value the message must quote
+    QTest::addRow("defaults") << 512 << 512 << 1024 << 32 << "" << 0;
+    QTest::addRow("no sink, no retrieval") << 0 << 4 << 0 << 4 << "" << 0;
+    QTest::addRow("page 1") << 3 << 1 << 5 << 1 << "" << 0;
+    QTest::addRow("page 0") << 8 << 8 << 8 << 0 << "page size" << 0;
+    QTest::addRow("page too large") << 8192 << 8192 << 0 << 8192 << "page size" << 8192;
+    QTest::addRow("negative sink") << -4 << 8 << 8 << 4 << "sink" << -4;
+    QTest::addRow("negative recent") << 4 << -8 << 8 << 4 << "recent" << -8;
+    QTest::addRow("negative retrieved") << 4 << 8 << -12 << 4 << "retrieved" << -12;
+    QTest::addRow("sink not whole pages") << 6 << 8 << 8 << 4 << "sink" << 6;
+    QTest::addRow("recent not whole pages") << 4 << 10 << 8 << 4 << "recent" << 10;
+    QTest::addRow("retrieved not whole pages") << 32 << 32 << 33 << 32 << "retrieved" << 33;
+    QTest::addRow("no recent window") << 8 << 0 << 8 << 4 << "recent" << 0;
+    QTest::addRow("largest parts") << (1 << 24) << (1 << 24) << (1 << 24) << 32 << "" << 0;
+    QTest::addRow("retrieved beyond 2^24") << 32 << 32 << (1 << 24) + 32 << 32 << "retrieved" << 16777248;
+    // Accepted once, and then total_tokens() overflowed int.
+    QTest::addRow("sink near INT_MAX") << 2147483616 << 512 << 1024 << 32 << "sink" << 2147483616;
+  }
+
+  void budgetValidation() {
+    QFETCH(int, sink);
+    QFETCH(int, recent);
+    QFETCH(int, retrieved);
+    QFETCH(int, page_size);
+    QFETCH(QString, field);
+    QFETCH(int, found);
+    const Budget b = budget(sink, recent, retrieved, page_size);
+    const fkv::Status st = b.validate();
+    const QString msg = QString::fromStdString(st.message());
+    if (field.isEmpty()) {
+      QVERIFY2(st.ok(), qPrintable("a valid budget was refused: " + msg));
+      QCOMPARE(b.total_tokens(), sink + recent + retrieved);
+      QCOMPARE(b.sink_pages() * page_size, sink);
+      QCOMPARE(b.recent_pages() * page_size, recent);
+      QCOMPARE(b.retrieved_pages() * page_size, retrieved);
+      return;
+    }
+    QVERIFY2(!st.ok(), "an invalid budget was accepted");
+    QVERIFY2(msg.contains(field) && msg.contains(QString::number(found)),
+             qPrintable(QString("message should name '%1' and quote %2: %3").arg(field).arg(found).arg(msg)));
+    // make_policy refuses the same budget for the sparse policies with the same message; `full` ignores it.
+    fkv::PolicyContext pc;
+    pc.budget = b;
+    for (const char* name : {"streaming", "quest", "arkvale", "freekv"}) {
+      auto p = fkv::make_policy(name, pc);
+      QVERIFY2(!p.ok(), name);
+      QCOMPARE(QString::fromStdString(p.message()), msg);
+    }
+    QVERIFY(fkv::make_policy("full", pc).ok());
+  }
+
+  void policyRefusesTauOutsideCosineRange() {
+    fkv::PolicyContext pc;
+    pc.budget = budget(4, 4, 4, 4);
+    for (float tau : {-1.5f, 1.01f, std::numeric_limits<float>::quiet_NaN()}) {
+      pc.tau = tau;
+      auto p = fkv::make_policy("freekv", pc);
+      QVERIFY2(!p.ok(), qPrintable(QString("tau %1 accepted").arg(tau)));
+      QVERIFY2(QString::fromStdString(p.message()).contains("tau"), p.message().c_str());
+    }
+  }
+
+  void initRefusesBadGeometry() {
+    PageSummaries s;
+    const fkv::Status st = s.init(KvGeometry{0, 2, 8, 4, DType::F16}, 4);
+    QVERIFY(!st.ok());
+    QVERIFY2(QString::fromStdString(st.message()).contains("layers"), st.message().c_str());
+  }
+
+  void minMaxMatchStoredKeys_data() {
+    QTest::addColumn<DType>("dtype");
+    QTest::addRow("f16") << DType::F16;
+    QTest::addRow("f32") << DType::F32;
+    QTest::addRow("bf16") << DType::BF16;
+  }
+
+  // Per channel, kmin/kmax are exactly the extremes of the stored (rounded) keys; bytes() follows the geometry.
+  void minMaxMatchStoredKeys() {
+    QFETCH(DType, dtype);
+    const KvGeometry g{2, 3, 16, 4, dtype};
+    const int n_pages = 6;
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, n_pages, 7, rig, &error), qPrintable(error));
+    QCOMPARE(rig.summaries.bytes(), static_cast<size_t>(2 * n_pages * 3 * 2 * 16) * sizeof(float));
+    for (int l = 0; l < g.n_layers; ++l)
+      for (int p = 0; p < n_pages; ++p)
+        for (int h = 0; h < g.n_kv_heads; ++h)
+          for (int c = 0; c < g.head_dim; ++c) {
+            float mn = std::numeric_limits<float>::infinity();
+            float mx = -mn;
+            for (int j = 0; j < g.page_size; ++j) {
+              mn = std::min(mn, stored_key(rig.cache, l, p, h, j, c));
+              mx = std::max(mx, stored_key(rig.cache, l, p, h, j, c));
+            }
+            const QString where = QString("layer %1 page %2 head %3 channel %4").arg(l).arg(p).arg(h).arg(c);
+            QVERIFY2(rig.summaries.kmin(l, p, h)[c] == mn,
+                     qPrintable(where + QString(": min %1, scan %2").arg(rig.summaries.kmin(l, p, h)[c]).arg(mn)));
+            QVERIFY2(rig.summaries.kmax(l, p, h)[c] == mx,
+                     qPrintable(where + QString(": max %1, scan %2").arg(rig.summaries.kmax(l, p, h)[c]).arg(mx)));
+          }
+  }
+
+  // Rebuilding a page after its keys changed forgets the old extremes (a reused page must not keep stale bounds).
+  void rebuildReplacesOldExtremes() {
+    const KvGeometry g{1, 1, 4, 2, DType::F32};
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, 2, 3, rig, &error), qPrintable(error));
+    const float k[] = {0.5f, 0.5f, 0.5f, 0.5f, 0.25f, 0.25f, 0.25f, 0.25f};  // (2 tokens, 1 head, 4)
+    rig.cache.write(0, 2, 2, k, k);
+    rig.summaries.build(0, 1, rig.cache);
+    for (int c = 0; c < 4; ++c) {
+      QCOMPARE(rig.summaries.kmin(0, 1, 0)[c], 0.25f);
+      QCOMPARE(rig.summaries.kmax(0, 1, 0)[c], 0.5f);
+    }
+    rig.summaries.reset();
+    QCOMPARE(rig.summaries.n_built(0), 0);
+  }
+
+  void boundHoldsForEveryKey_data() {
+    QTest::addColumn<DType>("dtype");
+    QTest::addColumn<int>("group");
+    QTest::addRow("f16 group 1") << DType::F16 << 1;
+    QTest::addRow("f16 group 4") << DType::F16 << 4;
+    QTest::addRow("f32 group 3") << DType::F32 << 3;
+  }
+
+  // score(q) >= sum over the group's heads of q_g.k for every key k of the page. Both sides are summed in float in the
+  // same order (head, then channel), and every term of the bound is >= the matching term of the dot product, so the
+  // inequality holds exactly despite rounding.
+  void boundHoldsForEveryKey() {
+    QFETCH(DType, dtype);
+    QFETCH(int, group);
+    const KvGeometry g{1, 2, 16, 8, dtype};
+    const int n_pages = 5;
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, n_pages, 11, rig, &error), qPrintable(error));
+    std::mt19937_64 rng(5);
+    int n_checked = 0;
+    for (int trial = 0; trial < 20; ++trial) {
+      const std::vector<float> q = random_q(rng, static_cast<size_t>(group) * g.head_dim);  // (group, head_dim)
+      for (int p = 0; p < n_pages; ++p)
+        for (int h = 0; h < g.n_kv_heads; ++h) {
+          const float bound = rig.summaries.score(0, p, h, q.data(), group);
+          float best = -std::numeric_limits<float>::infinity();
+          for (int j = 0; j < g.page_size; ++j) {
+            float dot = 0.f;
+            for (int gi = 0; gi < group; ++gi)
+              for (int c = 0; c < g.head_dim; ++c)
+                dot += q[static_cast<size_t>(gi) * g.head_dim + c] * stored_key(rig.cache, 0, p, h, j, c);
+            best = std::max(best, dot);
+            ++n_checked;
+          }
+          QVERIFY2(bound >= best, qPrintable(QString("trial %1 page %2 head %3: bound %4 < q.k %5")
+                                                 .arg(trial)
+                                                 .arg(p)
+                                                 .arg(h)
+                                                 .arg(bound)
+                                                 .arg(best)));
+        }
+    }
+    QCOMPARE(n_checked, 20 * n_pages * g.n_kv_heads * g.page_size);
+  }
+
+  // The bound is the formula, not just some upper bound: a unit query on channel c scores max_c, its negation -min_c.
+  void boundOfUnitQueriesIsTheExtreme() {
+    const KvGeometry g{1, 2, 8, 4, DType::F32};
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, 3, 2, rig, &error), qPrintable(error));
+    for (int p = 0; p < 3; ++p)
+      for (int h = 0; h < 2; ++h)
+        for (int c = 0; c < g.head_dim; ++c) {
+          std::vector<float> q(static_cast<size_t>(g.head_dim), 0.f);
+          q[static_cast<size_t>(c)] = 1.f;
+          QCOMPARE(rig.summaries.score(0, p, h, q.data(), 1), rig.summaries.kmax(0, p, h)[c]);
+          q[static_cast<size_t>(c)] = -1.f;
+          QCOMPARE(rig.summaries.score(0, p, h, q.data(), 1), -rig.summaries.kmin(0, p, h)[c]);
+          // Two heads in the group, the same unit query: the group's bound is the sum.
+          std::vector<float> q2(2 * static_cast<size_t>(g.head_dim), 0.f);
+          q2[static_cast<size_t>(c)] = 1.f;
+          q2[static_cast<size_t>(g.head_dim) + c] = 1.f;
+          QCOMPARE(rig.summaries.score(0, p, h, q2.data(), 2), 2.f * rig.summaries.kmax(0, p, h)[c]);
+        }
+  }
+
+  // Random queries and ranges; pages repeat their keys every 3 pages, so exact score ties are common and the tie rule
+  // (lower page first) is exercised.
+  void topKMatchesBruteForce() {
+    const KvGeometry g{2, 2, 8, 4, DType::F16};
+    const int n_pages = 24;
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, n_pages, 13, rig, &error), qPrintable(error));
+    for (int l = 0; l < 2; ++l)
+      for (int p = 3; p < n_pages; ++p)
+        for (int h = 0; h < 2; ++h) {
+          std::memcpy(rig.cache.k_block(l, p, h), rig.cache.k_block(l, p % 3, h), g.head_block_bytes());
+          rig.summaries.build(l, p, rig.cache);
+        }
+    std::mt19937_64 rng(17);
+    std::vector<int32_t> out{99, 98};  // stale content select_top_k must replace
+    std::vector<float> scratch;
+    int n_ties_broken = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+      const int group = 1 + static_cast<int>(rng() % 3);
+      const int l = static_cast<int>(rng() % 2);
+      const int h = static_cast<int>(rng() % 2);
+      const int lo = static_cast<int>(rng() % n_pages);
+      const int hi = lo + static_cast<int>(rng() % static_cast<uint64_t>(n_pages - lo + 1));
+      const int k = static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 2));
+      const std::vector<float> q = random_q(rng, static_cast<size_t>(group) * g.head_dim);
+      fkv::select_top_k(rig.summaries, l, h, q.data(), group, lo, hi, k, out, scratch);
+      const std::vector<int32_t> ref = reference_top_k(rig.summaries, l, h, q.data(), group, lo, hi, k);
+      QVERIFY2(out == ref, qPrintable(QString("trial %1 [%2, %3) k %4: got %5, expected %6")
+                                          .arg(trial)
+                                          .arg(lo)
+                                          .arg(hi)
+                                          .arg(k)
+                                          .arg(list(out), list(ref))));
+      if (k > 0 && k < hi - lo && hi - lo > 3) ++n_ties_broken;
+    }
+    QVERIFY2(n_ties_broken > 50, "too few trials cut a range with repeated pages");
+  }
+
+  void topKEdgeCases() {
+    const KvGeometry g{1, 1, 4, 2, DType::F32};
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, 8, 19, rig, &error), qPrintable(error));
+    const float q[] = {1.f, -0.5f, 0.25f, 2.f};
+    std::vector<int32_t> out{7};
+    std::vector<float> scratch;
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 2, 6, 4, out, scratch);
+    QCOMPARE(out, (std::vector<int32_t>{2, 3, 4, 5}));  // k == range
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 2, 6, 100, out, scratch);
+    QCOMPARE(out, (std::vector<int32_t>{2, 3, 4, 5}));  // k > range
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 2, 6, 0, out, scratch);
+    QVERIFY(out.empty());  // k == 0
+    out = {1};
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 3, 3, 2, out, scratch);
+    QVERIFY(out.empty());  // empty range
+    out = {1};
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 5, 3, 2, out, scratch);
+    QVERIFY(out.empty());  // reversed range
+    out = {1};
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 0, 8, -1, out, scratch);
+    QVERIFY(out.empty());  // negative k
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 0, 8, 1, out, scratch);
+    QCOMPARE(out, reference_top_k(rig.summaries, 0, 0, q, 1, 0, 8, 1));
+  }
+
+  // Pages whose channel 0 keys are all +inf score NaN against a query with q_0 = 0 (0 * inf); they rank after every
+  // finite score, even a very negative one, and among themselves by page.
+  void nanScoresRankLast() {
+    const KvGeometry g{1, 1, 4, 2, DType::F32};
+    const int n_pages = 8;
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, n_pages, 23, rig, &error), qPrintable(error));
+    const float inf = std::numeric_limits<float>::infinity();
+    for (int p : {1, 4, 6}) {
+      auto* k = reinterpret_cast<float*>(rig.cache.k_block(0, p, 0));  // (page_size, head_dim)
+      for (int j = 0; j < g.page_size; ++j) k[j * g.head_dim] = inf;
+      rig.summaries.build(0, p, rig.cache);
+    }
+    const float q[] = {0.f, 1.f, 1.f, 1.f};
+    for (int p = 0; p < n_pages; ++p) {
+      const bool nan_page = p == 1 || p == 4 || p == 6;
+      QVERIFY2(std::isnan(rig.summaries.score(0, p, 0, q, 1)) == nan_page,
+               qPrintable(QString("page %1 score %2").arg(p).arg(rig.summaries.score(0, p, 0, q, 1))));
+    }
+    std::vector<int32_t> out;
+    std::vector<float> scratch;
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 0, n_pages, 5, out, scratch);
+    QCOMPARE(out, (std::vector<int32_t>{0, 2, 3, 5, 7}));
+    fkv::select_top_k(rig.summaries, 0, 0, q, 1, 0, n_pages, 6, out, scratch);
+    QCOMPARE(out, (std::vector<int32_t>{0, 1, 2, 3, 5, 7}));  // the first NaN page by page order
+    for (int k = 1; k < n_pages; ++k) {
+      fkv::select_top_k(rig.summaries, 0, 0, q, 1, 0, n_pages, k, out, scratch);
+      QCOMPARE(out, reference_top_k(rig.summaries, 0, 0, q, 1, 0, n_pages, k));
+    }
+  }
+};
+
+QTEST_APPLESS_MAIN(TestPageSummary)
+#include "test_page_summary.moc"
