@@ -73,6 +73,15 @@ struct Context::Impl {
   void gather_pages(int kv_head, int n_tokens, cpu::AttnPage* out);
   void record(int il, const SelectCounters& sc);
   void summarise_sealed(int il, int n_tokens);
+
+  // What a policy sees of this context; the context's page size wins over the budget's.
+  PolicyContext policy_context(const Budget& budget, float tau) const {
+    const ModelConfig& c = model->config();
+    PolicyContext pc{&cache, &summaries, budget, tau, c.n_layers, c.n_kv_heads, c.n_heads, c.head_dim,
+                     cache.capacity_tokens() / params.page_size};
+    pc.budget.page_size = params.page_size;
+    return pc;
+  }
 };
 
 namespace {
@@ -127,13 +136,9 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   s.pool = std::make_unique<ThreadPool>(params.n_threads > 0 ? params.n_threads : ThreadPool::default_threads());
   KvGeometry g{c.n_layers, c.n_kv_heads, c.head_dim, params.page_size, params.kv_type};
   FKV_ASSIGN_OR_RETURN(s.cache, KvCache::create(g, params.n_ctx));
-  const int n_pages_cap = s.cache.capacity_tokens() / params.page_size;
-  FKV_TRY(s.summaries.init(g, n_pages_cap));
-  PolicyContext pc{&s.cache, &s.summaries, params.budget, params.correction_tau, c.n_layers, c.n_kv_heads,
-                   c.n_heads, c.head_dim, n_pages_cap};
-  pc.budget.page_size = params.page_size;
-  FKV_ASSIGN_OR_RETURN(s.policy, make_policy(params.policy, pc));
-  FKV_ASSIGN_OR_RETURN(s.exact, make_policy("full", pc));
+  FKV_TRY(s.summaries.init(g, s.cache.capacity_tokens() / params.page_size));
+  FKV_ASSIGN_OR_RETURN(s.exact, make_policy("full", s.policy_context(params.budget, params.correction_tau)));
+  FKV_TRY(ctx->set_policy(params.policy, params.budget, params.correction_tau));
   s.observer = params.observer;
 
   const float* rf = model.weights().rope_freqs;
@@ -173,6 +178,18 @@ void Context::reset() {
   impl_->stats = RetrievalStats{};
 }
 const RetrievalStats& Context::stats() const { return impl_->stats; }
+
+Status Context::set_policy(const std::string& name, const Budget& budget, float correction_tau) {
+  Impl& s = *impl_;
+  const PolicyContext pc = s.policy_context(budget, correction_tau);
+  FKV_ASSIGN_OR_RETURN(auto policy, make_policy(name, pc));
+  s.policy = std::move(policy);
+  s.params.policy = name;
+  s.params.budget = pc.budget;
+  s.params.correction_tau = correction_tau;
+  s.stats = RetrievalStats{};
+  return {};
+}
 void Context::set_observer(TelemetryObserver* observer) { impl_->observer = observer; }
 const Model& Context::model() const { return *impl_->model; }
 const ContextParams& Context::params() const { return impl_->params; }

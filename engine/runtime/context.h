@@ -46,7 +46,10 @@ class Context {
   int n_past() const;
   int n_ctx() const;
   void reset();  // forget all tokens
-  const RetrievalStats& stats() const;  // totals over decode steps since create()/reset()
+  const RetrievalStats& stats() const;  // totals over decode steps since create()/reset()/set_policy()
+  // Switches the decode-time policy (and its budget and tau) keeping the cached tokens, so several policies can be
+  // compared on one prefilled context. On error the current policy stays.
+  Status set_policy(const std::string& name, const Budget& budget, float correction_tau);
   void set_observer(TelemetryObserver* observer);
   const Model& model() const;
   const ContextParams& params() const;

@@ -696,6 +696,29 @@ class TestPolicies : public QObject {
     QVERIFY(fk.ctx->stats().heads_checked > 0);
   }
 
+  // Switching the policy of a prefilled context decodes exactly like a context made with that policy; a bad name is
+  // refused and leaves the current policy working.
+  void setPolicyOnPrefilledContext_data() { add_sparse_rows(); }
+  void setPolicyOnPrefilledContext() {
+    QFETCH(QString, policy);
+    const std::string name = policy.toStdString();
+    RunSpec s;
+    s.policy = name.c_str();
+    Run direct, switched;
+    run(*llama_, s, script(40, 12), direct);
+    RunSpec full;
+    run(*llama_, full, {40}, switched);
+    if (QTest::currentTestFailed()) return;
+    const fkv::Status bad = switched.ctx->set_policy("bogus", s.budget, s.tau);
+    QVERIFY(!bad.ok() && bad.message().find("bogus") != std::string::npos);
+    const fkv::Status st = switched.ctx->set_policy(name, s.budget, s.tau);
+    QVERIFY2(st.ok(), st.message().c_str());
+    QVERIFY2(switched.feed(std::vector<int>(12, 1)).isEmpty(), "decode after set_policy failed");
+    const QString d = same_logits(direct, switched);
+    QVERIFY2(d.isEmpty(), qPrintable(d));
+    QCOMPARE(switched.ctx->stats().layer_steps, direct.ctx->stats().layer_steps);
+  }
+
   // tau = -1: no cosine is below it, so no head is ever corrected, though heads are checked.
   void freeKvTauMinusOneNeverCorrects() {
     RunSpec s;
