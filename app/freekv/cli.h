@@ -10,7 +10,12 @@
 #include <string_view>
 #include <vector>
 
+#include "fkv/events.h"
 #include "fkv/status.h"
+
+namespace fkv {
+struct ContextParams;
+}
 
 namespace freekv {
 
@@ -95,17 +100,33 @@ std::string json_escape(std::string_view s);
 // "1.17 GiB", "512.0 KiB", "37 B".
 std::string format_bytes(uint64_t n);
 
+// Retrieval options shared by bench and eval: --budget-sink, --budget-recent, --budget-retrieved, --page-size, --tau.
+std::span<const OptionSpec> budget_options();
+// Reads them into cp (budget, page size, correction tau) and validates the budget; errors name the option.
+fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp);
+// "512 sink + 512 recent + 1024 retrieved tokens, page 32, tau 0.90".
+std::string budget_summary(const fkv::ContextParams& cp);
+void write_budget_json(JsonWriter& j, const fkv::ContextParams& cp);
+// Retrieval work per decoded token over `n_tokens` decode steps: stage times, pages recalled/reused, correction rate.
+std::string retrieval_summary(const fkv::RetrievalStats& s, int64_t n_tokens);
+void write_retrieval_json(JsonWriter& j, const fkv::RetrievalStats& s, int64_t n_tokens);
+void add_retrieval_stats(fkv::RetrievalStats& to, const fkv::RetrievalStats& s);
+// heads_corrected / heads_checked; NaN (JSON null) when no head was checked.
+double correction_rate(const fkv::RetrievalStats& s);
+
 // Entry points; args exclude the program and command names. Each returns the process exit code.
 int run_info(std::span<char* const> args);
 int run_tokenize(std::span<char* const> args);
 int run_generate(std::span<char* const> args);
 int run_chat(std::span<char* const> args);
 int run_bench(std::span<char* const> args);
+int run_eval(std::span<char* const> args);
 
 extern const CommandHelp kInfoHelp;
 extern const CommandHelp kTokenizeHelp;
 extern const CommandHelp kGenerateHelp;
 extern const CommandHelp kChatHelp;
 extern const CommandHelp kBenchHelp;
+extern const CommandHelp kEvalHelp;
 
 }  // namespace freekv

@@ -1,6 +1,7 @@
 // freekv bench: prefill and decode speed of the CPU engine on a model file or a synthetic model of a real shape.
 // Prefill evaluates random token ids in chunks; decode fills the context to a depth (untimed) and then times
-// single-token evaluations, each fed the greedy choice of the previous logits.
+// single-token evaluations, each fed the greedy choice of the previous logits, under the chosen attention policy
+// (prefill is exact under every policy); the policy's retrieval work per decoded token is reported beside the speed.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -22,7 +23,7 @@ namespace freekv {
 
 namespace {
 
-const OptionSpec kBenchOptions[] = {
+const OptionSpec kBenchOwnOptions[] = {
     {"--model", "-m", "MODEL", "GGUF model file (or --synthetic)"},
     {"--synthetic", "", "SHAPE", "benchmark a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3"},
     {"--vocab", "", "PATH", "vocabulary GGUF for --synthetic (default: $FKV_VOCAB, else shared/vocab/llama-spm.gguf)"},
@@ -35,8 +36,18 @@ const OptionSpec kBenchOptions[] = {
     {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
     {"--isa", "", "ISA", "CPU kernels: auto, avx2 or scalar (default auto)"},
     {"--seed", "", "S", "seed of the random prompt tokens (default 1)"},
+    {"--policy", "", "P", "decode attention policy: full, streaming, quest, arkvale or freekv (default full)"},
     {"--json", "", "", "print one JSON object instead of text"},
 };
+
+std::vector<OptionSpec> bench_options() {
+  std::vector<OptionSpec> out(std::begin(kBenchOwnOptions), std::end(kBenchOwnOptions));
+  const std::span<const OptionSpec> budget = budget_options();
+  out.insert(out.end(), budget.begin(), budget.end());
+  return out;
+}
+
+const std::vector<OptionSpec> kBenchOptions = bench_options();
 
 using Clock = std::chrono::steady_clock;
 
@@ -54,6 +65,7 @@ struct BenchOptions {
   std::string isa = "auto";
   uint64_t seed = 1;
   bool json = false;
+  fkv::ContextParams retrieval;  // policy, budget, page size and tau
 };
 
 struct Samples {
@@ -78,6 +90,8 @@ struct BenchReport {
   int n_threads = 0, n_ctx = 0;
   Samples prefill, decode;
   double peak_rss_mib = 0;
+  fkv::RetrievalStats stats;  // summed over the timed decode runs
+  int64_t decode_tokens = 0;  // decode steps those stats cover
 };
 
 fkv::Result<fkv::DType> kv_type_from(const std::string& s) {
@@ -109,6 +123,8 @@ fkv::Result<BenchOptions> read_bench_options(const ParsedArgs& a) {
   if (o.n_prompt == 0 && o.n_decode == 0)
     return fkv::err("nothing to measure: --prompt-tokens and --decode-tokens are 0");
   o.json = a.has("--json");
+  o.retrieval.policy = a.value("--policy").value_or("full");
+  FKV_TRY(read_budget_options(a, o.retrieval));
   return o;
 }
 
@@ -160,7 +176,7 @@ double peak_rss_mib() {
 
 fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string& path) {
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Model> model, fkv::Model::load(path));
-  fkv::ContextParams cp;
+  fkv::ContextParams cp = o.retrieval;
   cp.n_ctx = std::max({o.n_prompt, o.depth + o.n_decode, 1});
   cp.n_batch = o.n_batch;
   cp.n_threads = o.n_threads;
@@ -185,6 +201,8 @@ fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string&
     if (o.n_decode > 0) {
       FKV_ASSIGN_OR_RETURN(double tps, time_decode(*ctx, std::span(tokens).first(o.depth), o.n_decode, first, logits));
       r.decode.values.push_back(tps);
+      add_retrieval_stats(r.stats, ctx->stats());  // stats() restarts at reset(), so this run's decode steps only
+      r.decode_tokens += o.n_decode;
     }
   }
   r.model = model->config().name;
@@ -204,6 +222,7 @@ void print_report_text(const BenchOptions& o, const BenchReport& r) {
               format_bytes(r.file_bytes).c_str(), format_bytes(r.weight_bytes).c_str());
   std::printf("setup       %d threads, isa %s, KV %s, context %d, batch %d, %d run(s)\n", r.n_threads, r.isa.c_str(),
               r.kv_type.c_str(), r.n_ctx, o.n_batch, o.n_repeat);
+  std::printf("policy      %s, budget %s\n", o.retrieval.policy.c_str(), budget_summary(o.retrieval).c_str());
   if (o.n_prompt > 0) {
     std::printf("prefill     %d tokens: %.2f +- %.2f tok/s\n", o.n_prompt, r.prefill.mean(), r.prefill.stddev());
   }
@@ -212,6 +231,7 @@ void print_report_text(const BenchOptions& o, const BenchReport& r) {
     std::printf("decode      %d tokens at depth %d: %.2f +- %.2f tok/s, %.2f ms/token, weights %.2f GB/s\n", o.n_decode,
                 o.depth, tps, r.decode.stddev(), tps > 0 ? 1000.0 / tps : 0.0,
                 static_cast<double>(r.weight_bytes) * tps / 1e9);
+    std::printf("retrieval   %s\n", retrieval_summary(r.stats, r.decode_tokens).c_str());
   }
   std::printf("peak RSS    %.1f MiB\n", r.peak_rss_mib);
 }
@@ -231,6 +251,9 @@ void print_report_json(const BenchOptions& o, const BenchReport& r) {
   j.key("decode_ms_per_token").value(tps > 0 ? 1000.0 / tps : 0.0);
   j.key("weights_gb_per_s").value(static_cast<double>(r.weight_bytes) * tps / 1e9);
   j.key("peak_rss_mib").value(r.peak_rss_mib);
+  j.key("policy").value(o.retrieval.policy);
+  write_budget_json(j, o.retrieval);
+  write_retrieval_json(j, r.stats, r.decode_tokens);
   j.end_object();
   std::printf("%s\n", j.str().c_str());
 }

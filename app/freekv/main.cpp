@@ -17,7 +17,7 @@ struct Command {
 const Command kCommands[] = {
     {&freekv::kInfoHelp, freekv::run_info},         {&freekv::kTokenizeHelp, freekv::run_tokenize},
     {&freekv::kGenerateHelp, freekv::run_generate}, {&freekv::kChatHelp, freekv::run_chat},
-    {&freekv::kBenchHelp, freekv::run_bench},
+    {&freekv::kBenchHelp, freekv::run_bench},       {&freekv::kEvalHelp, freekv::run_eval},
 };
 
 const Command* find_command(std::string_view name) {

@@ -177,6 +177,19 @@ void Context::reset() {
   impl_->summaries.reset();
   impl_->stats = RetrievalStats{};
 }
+Status Context::truncate(int n_tokens) {
+  Impl& s = *impl_;
+  if (n_tokens < 0 || n_tokens > s.cache.n_tokens())
+    return err("truncate: expected 0..", s.cache.n_tokens(), " tokens (those in the context), found ", n_tokens);
+  s.policy->reset();
+  s.cache.set_n_tokens(n_tokens);
+  // A page that is partial again loses its summary; it is rebuilt when the page fills up anew.
+  const int sealed = n_tokens / s.params.page_size;
+  for (int l = 0; l < s.model->config().n_layers; ++l)
+    s.summaries.set_n_built(l, std::min(s.summaries.n_built(l), sealed));
+  s.stats = RetrievalStats{};
+  return {};
+}
 const RetrievalStats& Context::stats() const { return impl_->stats; }
 
 Status Context::set_policy(const std::string& name, const Budget& budget, float correction_tau) {

@@ -46,6 +46,9 @@ class Context {
   int n_past() const;
   int n_ctx() const;
   void reset();  // forget all tokens
+  // Forgets the tokens after the first `n_tokens` (0..n_past()): the prefix's cache stays, the policy and the stats
+  // restart. With set_policy(), one prefill serves several policies decoding after it in turn.
+  Status truncate(int n_tokens);
   const RetrievalStats& stats() const;  // totals over decode steps since create()/reset()/set_policy()
   // Switches the decode-time policy (and its budget and tau) keeping the cached tokens, so several policies can be
   // compared on one prefilled context. On error the current policy stays.

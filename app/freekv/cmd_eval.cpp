@@ -1,0 +1,343 @@
+// freekv eval: accuracy and fidelity of attention policies on generated long-context tasks. For each task kind, length
+// and prompt, the prompt is prefilled once and "full" decodes the reference; every other policy restarts from the
+// prefilled prompt, is teacher-forced on the reference's tokens and compared (top-1 agreement, KL divergence), and its
+// own greedy answer is scored by exact match.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "cli.h"
+#include "runtime/context.h"
+#include "runtime/eval_tasks.h"
+#include "runtime/fidelity.h"
+#include "runtime/model.h"
+#include "synthetic_models.h"
+#include "tokenizer/tokenizer.h"
+
+namespace freekv {
+
+namespace {
+
+const OptionSpec kEvalOwnOptions[] = {
+    {"--model", "-m", "MODEL", "GGUF model file (or --synthetic)"},
+    {"--synthetic", "", "SHAPE", "evaluate a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3"},
+    {"--vocab", "", "PATH", "vocabulary GGUF for --synthetic (default: $FKV_VOCAB, else shared/vocab/llama-spm.gguf)"},
+    {"--tasks", "", "LIST", "task kinds: passkey,multikey,vartrack,qa (default: all)"},
+    {"--lengths", "", "LIST", "prompt lengths in tokens (default 4096)"},
+    {"--count", "", "N", "prompts per task kind and length (default 1)"},
+    {"--policies", "", "LIST", "policies: full,streaming,quest,arkvale,freekv (default: all; full always runs)"},
+    {"--queries", "", "K", "multikey: numbers asked for, of 4 hidden (default 2)"},
+    {"--gen-tokens", "", "N", "decode steps compared and the longest answer (default 32)"},
+    {"--seed", "", "S", "seed of the generated tasks (default 1)"},
+    {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
+    {"--batch", "", "N", "prefill chunk in tokens (default 128)"},
+    {"--json", "", "", "print one JSON object instead of a table"},
+};
+
+std::vector<OptionSpec> eval_options() {
+  std::vector<OptionSpec> out(std::begin(kEvalOwnOptions), std::end(kEvalOwnOptions));
+  const std::span<const OptionSpec> budget = budget_options();
+  out.insert(out.end(), budget.begin(), budget.end());
+  return out;
+}
+
+const std::vector<OptionSpec> kEvalOptions = eval_options();
+
+struct EvalOptions {
+  std::string model_path, synthetic, vocab;
+  std::vector<std::string> tasks, policies;
+  std::vector<int> lengths;
+  int count = 1;
+  uint64_t seed = 1;
+  bool json = false;
+  fkv::TaskOptions task_options;
+  fkv::FidelityParams fidelity;
+};
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+fkv::Result<std::vector<std::string>> read_tasks(const ParsedArgs& a) {
+  const std::span<const std::string_view> known = fkv::task_kinds();
+  if (!a.has("--tasks")) return std::vector<std::string>(known.begin(), known.end());
+  std::vector<std::string> tasks = split_list(*a.value("--tasks"));
+  for (const std::string& t : tasks) {
+    if (std::find(known.begin(), known.end(), t) == known.end())
+      return fkv::err("option --tasks: expected passkey, multikey, vartrack or qa, found '", t, "'");
+  }
+  return tasks;
+}
+
+fkv::Result<std::vector<int>> read_lengths(const ParsedArgs& a) {
+  std::vector<int> lengths;
+  for (const std::string& s : split_list(a.value("--lengths").value_or("4096"))) {
+    char* end = nullptr;
+    const long n = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || n < 16 || n > (1 << 24))
+      return fkv::err("option --lengths: expected integers in 16..16777216, found '", s, "'");
+    lengths.push_back(static_cast<int>(n));
+  }
+  return lengths;
+}
+
+// "full" first (the reference), each name once.
+fkv::Result<std::vector<std::string>> read_policies(const ParsedArgs& a) {
+  std::vector<std::string> out = {"full"};
+  for (const std::string& p : split_list(a.value("--policies").value_or("full,streaming,quest,arkvale,freekv"))) {
+    if (p.empty()) return fkv::err("option --policies: found an empty name in '", *a.value("--policies"), "'");
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
+}
+
+fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
+  EvalOptions o;
+  o.model_path = a.value("--model").value_or("");
+  o.synthetic = a.value("--synthetic").value_or("");
+  if (o.model_path.empty() == o.synthetic.empty()) return fkv::err("give either --model MODEL or --synthetic SHAPE");
+  if (!o.synthetic.empty()) FKV_TRY(synthetic_shape(o.synthetic).status());
+  o.vocab = a.value("--vocab").value_or("");
+  FKV_ASSIGN_OR_RETURN(o.tasks, read_tasks(a));
+  FKV_ASSIGN_OR_RETURN(o.lengths, read_lengths(a));
+  FKV_ASSIGN_OR_RETURN(o.policies, read_policies(a));
+  FKV_ASSIGN_OR_RETURN(o.count, int_option(a, "--count", 1, 1, 10000));
+  FKV_ASSIGN_OR_RETURN(o.seed, u64_option(a, "--seed", 1));
+  FKV_ASSIGN_OR_RETURN(o.task_options.multikey_queries,
+                       int_option(a, "--queries", 2, 1, o.task_options.multikey_pairs));
+  FKV_ASSIGN_OR_RETURN(o.fidelity.n_gen, int_option(a, "--gen-tokens", 32, 1, 4096));
+  FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_threads, int_option(a, "--threads", 0, 0, 1024));
+  FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_batch, int_option(a, "--batch", 128, 1, 8192));
+  FKV_TRY(read_budget_options(a, o.fidelity.context));
+  o.json = a.has("--json");
+  return o;
+}
+
+// One prompt under one policy.
+struct PromptRecord {
+  int index = 0;
+  int n_tokens = 0;
+  double depth = 0;
+  std::string expected;
+  int n_expected = 0;  // answers the output must hold
+  fkv::FidelityResult result;
+};
+
+// Everything measured for one task kind, length and policy.
+struct Cell {
+  std::string task, policy;
+  int length = 0;
+  std::vector<PromptRecord> prompts;
+  fkv::RetrievalStats stats;  // summed over prompts
+
+  int n_correct() const {
+    return static_cast<int>(std::count_if(prompts.begin(), prompts.end(), [](auto& p) { return p.result.correct; }));
+  }
+  double accuracy() const { return prompts.empty() ? 0 : static_cast<double>(n_correct()) / prompts.size(); }
+  // Partial credit: the mean fraction of expected answers found (a multikey answer with one of two numbers: 0.5).
+  double answer_recall() const {
+    double s = 0;
+    for (const PromptRecord& p : prompts) s += static_cast<double>(p.result.n_found) / std::max(1, p.n_expected);
+    return prompts.empty() ? 0 : s / static_cast<double>(prompts.size());
+  }
+  double mean_of(double fkv::FidelityResult::*field) const {
+    double s = 0;
+    for (const PromptRecord& p : prompts) s += p.result.*field;
+    return prompts.empty() ? 0 : s / static_cast<double>(prompts.size());
+  }
+  int64_t decode_tokens() const {
+    int64_t n = 0;
+    for (const PromptRecord& p : prompts) n += p.result.n_steps;
+    return n;
+  }
+  double decode_tokens_per_s() const {
+    double s = 0;
+    for (const PromptRecord& p : prompts) s += p.result.decode_s;
+    return s > 0 ? static_cast<double>(decode_tokens()) / s : 0;
+  }
+};
+
+struct Removable {  // the synthetic model's folder, removed however the run ends
+  std::string path;
+  ~Removable() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+};
+
+fkv::Result<std::string> prepare_model(const EvalOptions& o, Removable& tmp) {
+  if (o.synthetic.empty()) return o.model_path;
+  FKV_ASSIGN_OR_RETURN(fkv::SyntheticModelSpec spec, synthetic_shape(o.synthetic));
+  FKV_ASSIGN_OR_RETURN(spec.vocab_path, find_vocab(o.vocab));
+  FKV_ASSIGN_OR_RETURN(tmp.path, make_temp_dir());
+  const std::string path = tmp.path + "/" + o.synthetic + ".gguf";
+  FKV_TRY(write_synthetic_in_child(spec, path));
+  return path;
+}
+
+// Fails before any long run: lengths past the model's training context, unknown policies, a budget a policy rejects.
+fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
+  const int n_train = model.config().n_ctx_train;
+  const int longest = *std::max_element(o.lengths.begin(), o.lengths.end());
+  if (n_train > 0 && longest + o.fidelity.n_gen > n_train) {
+    return fkv::err("length ", longest, " + ", o.fidelity.n_gen,
+                    " generated tokens exceeds the model's training context (", n_train,
+                    " tokens); use --lengths up to ", n_train - o.fidelity.n_gen);
+  }
+  for (const std::string& p : o.policies) {
+    fkv::ContextParams cp = o.fidelity.context;
+    cp.policy = p;
+    cp.n_ctx = cp.page_size;
+    FKV_TRY(fkv::Context::create(model, cp).status());
+  }
+  return {};
+}
+
+// Runs every prompt of one task kind and length under every policy; cells are appended in policy order.
+fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::string& kind, int length,
+                      std::vector<Cell>& cells) {
+  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::EvalTask> tasks,
+                       fkv::make_tasks(model.tokenizer(), kind, length, o.count, o.seed, o.task_options));
+  const size_t first = cells.size();
+  for (const std::string& p : o.policies) cells.push_back(Cell{kind, p, length, {}, {}});
+  const bool progress = isatty(STDERR_FILENO) != 0;  // a terminal watching a long run; never in a pipe
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (progress) std::fprintf(stderr, "\r%s %d #%zu: full         ", kind.c_str(), length, i + 1);
+    // One prefill per prompt: the session decodes the reference, then rewinds to the prompt for each policy.
+    FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::FidelitySession> session,
+                         fkv::FidelitySession::start(model, tasks[i], o.fidelity));
+    for (size_t k = 0; k < o.policies.size(); ++k) {
+      if (progress) std::fprintf(stderr, "\r%s %d #%zu: %-12s", kind.c_str(), length, i + 1, o.policies[k].c_str());
+      PromptRecord rec{static_cast<int>(i),
+                       tasks[i].n_tokens,
+                       tasks[i].depth,
+                       tasks[i].answer,
+                       static_cast<int>(tasks[i].answers.size()),
+                       {}};
+      if (k == 0) {
+        rec.result = fkv::reference_result(session->reference());
+      } else {
+        FKV_ASSIGN_OR_RETURN(rec.result, session->compare(o.policies[k]));
+      }
+      Cell& cell = cells[first + k];
+      add_retrieval_stats(cell.stats, rec.result.stats);
+      cell.prompts.push_back(std::move(rec));
+    }
+  }
+  if (progress) std::fprintf(stderr, "\r%60s\r", "");
+  return {};
+}
+
+void print_table(const fkv::Model& model, const EvalOptions& o, const std::vector<Cell>& cells) {
+  std::printf("model   %s (%s), training context %d\n", model.config().name.c_str(),
+              fkv::arch_name(model.config().arch), model.config().n_ctx_train);
+  std::printf("budget  %s; %d prompt(s) per cell, %d decode steps, seed %llu\n\n",
+              budget_summary(o.fidelity.context).c_str(), o.count, o.fidelity.n_gen,
+              static_cast<unsigned long long>(o.seed));
+  std::printf("%-9s %7s %-10s %6s %6s %7s %9s %9s %6s %9s %7s %7s\n", "task", "length", "policy", "exact", "found",
+              "agree", "KL mean", "KL max", "corr%", "decode/s", "pages/t", "recall/t");
+  for (const Cell& c : cells) {
+    double max_kl = 0;
+    for (const PromptRecord& p : c.prompts) max_kl = std::max(max_kl, p.result.max_kl);
+    const double rate = correction_rate(c.stats);
+    char corr[16] = "-";
+    if (!std::isnan(rate)) std::snprintf(corr, sizeof corr, "%.1f", 100.0 * rate);
+    const double n_tok = static_cast<double>(std::max<int64_t>(1, c.decode_tokens()));
+    std::printf("%-9s %7d %-10s %3d/%-2zu %6.2f %7.3f %9.5f %9.5f %6s %9.2f %7.1f %7.1f\n", c.task.c_str(), c.length,
+                c.policy.c_str(), c.n_correct(), c.prompts.size(), c.answer_recall(),
+                c.mean_of(&fkv::FidelityResult::agreement), c.mean_of(&fkv::FidelityResult::mean_kl), max_kl, corr,
+                c.decode_tokens_per_s(), static_cast<double>(c.stats.pages_selected) / n_tok,
+                static_cast<double>(c.stats.pages_recalled) / n_tok);
+  }
+  std::printf(
+      "\nexact: prompts whose answer holds every expected string; found: mean fraction of them found;\n"
+      "agree/KL: top-1 agreement and KL(full || policy) over teacher-forced decode steps; corr%%: freekv heads\n"
+      "corrected of those checked; pages/t, recall/t: KV pages attended and recalled per decoded token.\n");
+}
+
+void write_prompt_json(JsonWriter& j, const PromptRecord& p) {
+  const fkv::FidelityResult& r = p.result;
+  j.begin_object();
+  j.key("index").value(p.index).key("n_tokens").value(p.n_tokens).key("depth").value(p.depth);
+  j.key("expected").value(p.expected).key("output").value(r.output).key("correct").value(r.correct);
+  j.key("answers_found").value(r.n_found);
+  j.key("agreement").value(r.agreement).key("mean_kl").value(r.mean_kl).key("max_kl").value(r.max_kl);
+  j.key("first_divergence").value(r.first_divergence).key("reran").value(r.reran);
+  j.key("prefill_s").value(r.prefill_s).key("decode_s").value(r.decode_s);
+  j.end_object();
+}
+
+void print_json(const fkv::Model& model, const EvalOptions& o, const std::vector<Cell>& cells) {
+  JsonWriter j;
+  j.begin_object();
+  j.key("model").value(model.config().name).key("architecture").value(fkv::arch_name(model.config().arch));
+  j.key("synthetic").value(o.synthetic).key("n_ctx_train").value(model.config().n_ctx_train);
+  j.key("count").value(o.count).key("gen_tokens").value(o.fidelity.n_gen).key("seed").value(o.seed);
+  write_budget_json(j, o.fidelity.context);
+  j.key("results").begin_array();
+  for (const Cell& c : cells) {
+    j.begin_object();
+    j.key("task").value(c.task).key("length").value(c.length).key("policy").value(c.policy);
+    j.key("prompts").value(static_cast<int>(c.prompts.size())).key("accuracy").value(c.accuracy());
+    j.key("answer_recall").value(c.answer_recall());
+    j.key("agreement").value(c.mean_of(&fkv::FidelityResult::agreement));
+    j.key("mean_kl").value(c.mean_of(&fkv::FidelityResult::mean_kl));
+    j.key("decode_tokens_per_s").value(c.decode_tokens_per_s());
+    write_retrieval_json(j, c.stats, c.decode_tokens());
+    j.key("items").begin_array();
+    for (const PromptRecord& p : c.prompts) write_prompt_json(j, p);
+    j.end_array();
+    j.end_object();
+  }
+  j.end_array();
+  j.end_object();
+  std::printf("%s\n", j.str().c_str());
+}
+
+}  // namespace
+
+const CommandHelp kEvalHelp = {
+    "eval", "(-m MODEL | --synthetic SHAPE) [options]",
+    "Scores attention policies on generated long-context tasks: accuracy, agreement with full attention, speed.",
+    kEvalOptions};
+
+int run_eval(std::span<char* const> args) {
+  fkv::Result<ParsedArgs> parsed = parse_args(kEvalOptions, args);
+  if (!parsed.ok()) return usage_fail("eval: " + parsed.message());
+  if (!parsed->positionals().empty()) return usage_fail("eval: unexpected argument '" + parsed->positionals()[0] + "'");
+  fkv::Result<EvalOptions> o = read_eval_options(*parsed);
+  if (!o.ok()) return usage_fail("eval: " + o.message());
+  Removable tmp;
+  fkv::Result<std::string> path = prepare_model(*o, tmp);
+  if (!path.ok()) return fail(path.message());
+  fkv::Result<std::unique_ptr<fkv::Model>> model = fkv::Model::load(*path);
+  if (!model.ok()) return fail(model.message());
+  if (fkv::Status s = check_setup(**model, *o); !s.ok()) return fail("eval: " + s.message());
+  std::vector<Cell> cells;
+  for (const std::string& kind : o->tasks) {
+    for (int length : o->lengths) {
+      if (fkv::Status s = run_tasks(**model, *o, kind, length, cells); !s.ok()) {
+        return fail("eval: " + kind + " at " + std::to_string(length) + " tokens: " + s.message());
+      }
+    }
+  }
+  if (o->json) {
+    print_json(**model, *o, cells);
+  } else {
+    print_table(**model, *o, cells);
+  }
+  return kExitOk;
+}
+
+}  // namespace freekv

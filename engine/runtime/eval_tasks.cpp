@@ -1,0 +1,421 @@
+// Long-context task generation. A task is a blueprint (intro, needles at relative depths, question with an answer
+// cue) plus filler sentences; the filler grows until the tokenized prompt is as long as asked.
+#include "runtime/eval_tasks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "tokenizer/tokenizer.h"
+
+namespace fkv {
+
+namespace {
+
+// SplitMix64: a generator whose output the C++ standard does not leave to the library, so the same seed gives the
+// same tasks everywhere (std:: distributions are implementation-defined).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
+  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  template <size_t N>
+  std::string_view pick(const std::string_view (&words)[N]) {
+    return words[below(static_cast<int>(N))];
+  }
+  // A number of exactly `digits` digits (no leading zero).
+  std::string number(int digits) {
+    std::string s(1, static_cast<char>('1' + below(9)));
+    while (static_cast<int>(s.size()) < digits) s += static_cast<char>('0' + below(10));
+    return s;
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// Filler vocabulary: everyday scenes, no digits, nothing that looks like a needle.
+constexpr std::string_view kSubjects[] = {
+    "the old gardener", "a quiet librarian",  "the ferry captain",     "a young painter",
+    "the night baker",  "the village doctor", "a travelling musician", "the head cook",
+    "a retired sailor", "the museum guard",   "a curious student",     "the weaver",
+    "a tired shepherd", "the school teacher", "a patient fisherman",   "the blacksmith",
+    "a street vendor",  "the postman",        "a cheerful nurse",      "the carpenter"};
+constexpr std::string_view kVerbsPast[] = {"repaired", "painted",  "carried",  "studied",  "described", "cleaned",
+                                           "arranged", "measured", "sketched", "polished", "collected", "examined",
+                                           "wrapped",  "admired",  "moved",    "mended"};
+constexpr std::string_view kObjects[] = {
+    "the wooden bench",   "a basket of apples", "the narrow bridge", "an old map",       "the copper kettle",
+    "a stack of letters", "the garden gate",    "a faded blanket",   "the clock tower",  "a box of buttons",
+    "the village well",   "a pair of boots",    "the stone wall",    "a jar of honey",   "the fishing nets",
+    "a bundle of reeds",  "the iron lantern",   "a set of brushes",  "the painted door", "a bag of flour"};
+constexpr std::string_view kPlaces[] = {
+    "near the harbor",   "behind the bakery",         "along the river",    "under the oak trees",
+    "beside the market", "at the edge of the forest", "inside the library", "on the hill above the town",
+    "by the old mill",   "across the square",         "in the back garden", "next to the chapel"};
+constexpr std::string_view kTimes[] = {
+    "early in the morning", "after the rain stopped", "before supper", "on a windy afternoon",
+    "late at night",        "during the festival",    "at dawn",       "in the spring",
+    "when the bells rang",  "on a grey day"};
+constexpr std::string_view kManners[] = {"slowly",          "carefully",       "with great patience", "without a word",
+                                         "cheerfully",      "in silence",      "with some effort",    "as usual",
+                                         "absent-mindedly", "with quiet pride"};
+constexpr std::string_view kNouns[] = {"sky",    "road",   "kitchen", "lake",    "meadow", "workshop",
+                                       "street", "garden", "harbor",  "orchard", "valley", "courtyard"};
+constexpr std::string_view kAdjectives[] = {"calm",  "bright", "cold",  "dusty", "crowded", "empty",
+                                            "green", "warm",   "noisy", "still", "misty",   "golden"};
+constexpr std::string_view kGroups[] = {"the children", "the neighbours", "a few travellers", "the merchants",
+                                        "the farmers",  "the pigeons",    "the old friends",  "the dancers"};
+constexpr std::string_view kVerbsPresent[] = {"gather", "wait", "talk", "sing", "rest", "work", "argue", "laugh"};
+
+// Needle vocabulary.
+constexpr std::string_view kKeyAdjectives[] = {"amber",  "brisk",  "coral", "dusky", "elder", "frosty", "gilded",
+                                               "hollow", "ivory",  "jolly", "keen",  "lunar", "mossy",  "noble",
+                                               "plush",  "rustic", "tawny", "umber", "vivid", "zesty"};
+constexpr std::string_view kKeyNouns[] = {"falcon", "lantern", "anchor", "thistle", "compass", "cobble", "ember",
+                                          "willow", "garnet",  "quill",  "beacon",  "saddle",  "pebble", "orchid",
+                                          "marble", "ripple",  "summit", "badger",  "walnut",  "heron"};
+constexpr std::string_view kFirstNames[] = {"Alma", "Bruno", "Celia",  "Dario",  "Elena",  "Farid", "Greta", "Hugo",
+                                            "Ines", "Jonas", "Kira",   "Lionel", "Mira",   "Nils",  "Olga",  "Pavel",
+                                            "Rosa", "Soren", "Tamsin", "Ulla",   "Viktor", "Wanda", "Yara",  "Zeno"};
+constexpr std::string_view kNameHeads[] = {"Ar",  "Bel", "Cor", "Dun", "El", "Fen", "Gar",  "Hal", "Ism", "Jar",
+                                           "Kel", "Lor", "Mar", "Nor", "Or", "Pel", "Quin", "Ros", "Sel", "Tor"};
+constexpr std::string_view kNameTails[] = {"bright", "dale",  "ford",  "gate", "holm", "kirk", "ley",  "mere",
+                                           "mont",   "ridge", "stead", "ton",  "vale", "wick", "wood", "brook"};
+constexpr std::string_view kPlaceHeads[] = {"Quil", "Vel", "Mor", "Tal", "Bra", "Zen",  "Ost", "Kar",
+                                            "Lun",  "Dra", "Sil", "Fer", "Gav", "Hesk", "Nim", "Pra"};
+constexpr std::string_view kPlaceTails[] = {"ona",    "amar", "ith", "oria", "avel", "ennor",
+                                            "opolis", "ura",  "esk", "anth", "iva",  "umbra"};
+constexpr std::string_view kOrgTypes[] = {"Institute", "Foundation", "Observatory", "Trading Company", "Orchestra",
+                                          "Museum",    "Library",    "Seed Bank",   "Shipyard",        "Academy"};
+
+std::string capitalized(std::string s) {
+  if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = static_cast<char>(s[0] - 'a' + 'A');
+  return s;
+}
+
+std::string cat(std::initializer_list<std::string_view> parts) {
+  std::string s;
+  for (std::string_view p : parts) s += p;
+  return s;
+}
+
+std::string filler_sentence(Rng& r) {
+  switch (r.below(6)) {
+    case 0:
+      return capitalized(cat({r.pick(kTimes), ", ", r.pick(kSubjects), " ", r.pick(kVerbsPast), " ", r.pick(kObjects),
+                              " ", r.pick(kPlaces), "."}));
+    case 1:
+      return capitalized(
+          cat({r.pick(kSubjects), " ", r.pick(kVerbsPast), " ", r.pick(kObjects), " ", r.pick(kManners), "."}));
+    case 2:
+      return cat({"The ", r.pick(kNouns), " ", r.pick(kPlaces), " was ", r.pick(kAdjectives), " and ",
+                  r.pick(kAdjectives), "."});
+    case 3:
+      return cat(
+          {"Nobody remembered why ", r.pick(kSubjects), " had ", r.pick(kVerbsPast), " ", r.pick(kObjects), "."});
+    case 4:
+      return capitalized(cat({r.pick(kPlaces), ", ", r.pick(kGroups), " ", r.pick(kVerbsPresent), " ", r.pick(kManners),
+                              " while ", r.pick(kSubjects), " watches."}));
+    default:
+      return cat({"It was ", r.pick(kAdjectives), " ", r.pick(kTimes), ", so ", r.pick(kSubjects), " stayed ",
+                  r.pick(kPlaces), "."});
+  }
+}
+
+// "a", "a and b", "a, b and c".
+std::string join_and(std::span<const std::string> items) {
+  std::string s;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) s += (i + 1 == items.size()) ? " and " : ", ";
+    s += items[i];
+  }
+  return s;
+}
+
+// Draws from `make` until the result is new; the word lists are large enough for every option validate() allows.
+template <class Make>
+std::string fresh(std::set<std::string>& used, Make make) {
+  for (;;) {
+    std::string s = make();
+    if (used.insert(s).second) return s;
+  }
+}
+
+struct Needle {
+  double depth = 0;  // 0..1, position among the filler sentences
+  std::string text;
+};
+
+struct Blueprint {
+  std::string intro;
+  std::vector<Needle> needles;  // ascending depth
+  std::string question;         // ends with the answer cue
+  std::vector<std::string> answers;
+};
+
+// `n` depths in ascending order, one in each of n equal slots, jittered inside the middle of the slot.
+std::vector<double> spread_depths(Rng& r, int n) {
+  std::vector<double> d(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) d[static_cast<size_t>(i)] = (i + 0.2 + 0.6 * r.unit()) / n;
+  return d;
+}
+
+Blueprint passkey_task(Rng& r, double depth) {
+  Blueprint b;
+  const std::string key = r.number(5 + r.below(3));
+  // The intro never says "passkey": a small model would copy whatever follows the word there instead of the key.
+  b.intro =
+      "A secret number is hidden somewhere in the following text. Find it and memorize it; I will ask you "
+      "about it at the end.\n\n";
+  b.needles.push_back({depth, "The passkey is " + key + ". Remember it."});
+  b.question = "\n\nWhat is the passkey? The passkey is";
+  b.answers = {key};
+  return b;
+}
+
+Blueprint multikey_task(Rng& r, const TaskOptions& o) {
+  Blueprint b;
+  b.intro =
+      "Some special magic numbers are hidden inside the following text. Make sure to memorize them. "
+      "I will quiz you about the numbers afterwards.\n\n";
+  std::set<std::string> used;
+  std::vector<std::string> keys, values;
+  const std::vector<double> depths = spread_depths(r, o.multikey_pairs);
+  for (int i = 0; i < o.multikey_pairs; ++i) {
+    keys.push_back(fresh(used, [&] { return cat({r.pick(kKeyAdjectives), "-", r.pick(kKeyNouns)}); }));
+    values.push_back(fresh(used, [&] { return r.number(7); }));
+    b.needles.push_back(
+        {depths[static_cast<size_t>(i)], "The special magic number for " + keys.back() + " is " + values.back() + "."});
+  }
+  std::vector<int> order(static_cast<size_t>(o.multikey_pairs));
+  for (int i = 0; i < o.multikey_pairs; ++i) order[static_cast<size_t>(i)] = i;
+  for (int i = o.multikey_pairs - 1; i > 0; --i) std::swap(order[static_cast<size_t>(i)], order[r.below(i + 1)]);
+  std::vector<std::string> asked;
+  for (int i = 0; i < o.multikey_queries; ++i) {
+    asked.push_back(keys[static_cast<size_t>(order[static_cast<size_t>(i)])]);
+    b.answers.push_back(values[static_cast<size_t>(order[static_cast<size_t>(i)])]);
+  }
+  const std::string names = join_and(asked);
+  b.question =
+      o.multikey_queries == 1
+          ? "\n\nWhat is the special magic number for " + names + "? The special magic number for " + names + " is"
+          : "\n\nWhat are the special magic numbers for " + names + "? The special magic numbers for " + names + " are";
+  return b;
+}
+
+Blueprint vartrack_task(Rng& r, const TaskOptions& o) {
+  Blueprint b;
+  b.intro = "Memorize and track the chains of variable assignments hidden in the following text.\n\n";
+  const int n_chains = 1 + o.vartrack_distractors;
+  std::set<std::string> used;
+  std::vector<std::vector<std::string>> names(static_cast<size_t>(n_chains));  // (n_chains, hops)
+  std::vector<std::string> values;
+  for (auto& chain : names) {
+    values.push_back(fresh(used, [&] { return r.number(5); }));
+    for (int h = 0; h < o.vartrack_hops; ++h) {
+      chain.push_back(fresh(used, [&] {
+        std::string s;
+        for (int i = 0; i < 5; ++i) s += static_cast<char>('A' + r.below(26));
+        return s;
+      }));
+    }
+  }
+  // Hop by hop, the chains in a random order: each chain's statements stay in assignment order.
+  std::vector<std::string> statements;
+  for (int h = 0; h < o.vartrack_hops; ++h) {
+    const int first = r.below(n_chains);
+    for (int c = 0; c < n_chains; ++c) {
+      const auto& chain = names[static_cast<size_t>((first + c) % n_chains)];
+      const std::string& rhs =
+          h == 0 ? values[static_cast<size_t>((first + c) % n_chains)] : "VAR " + chain[static_cast<size_t>(h - 1)];
+      statements.push_back("VAR " + chain[static_cast<size_t>(h)] + " = " + rhs + ".");
+    }
+  }
+  const std::vector<double> depths = spread_depths(r, static_cast<int>(statements.size()));
+  for (size_t i = 0; i < statements.size(); ++i) b.needles.push_back({depths[i], statements[i]});
+  b.answers = names[0];
+  b.question = "\n\nQuestion: Find all variables that are assigned the value " + values[0] +
+               " in the text above.\nAnswer: According to the chains of variable assignments in the text above, " +
+               std::to_string(o.vartrack_hops) + " variables are assigned the value " + values[0] + ", they are:";
+  return b;
+}
+
+struct Fact {
+  std::string org, person, city, year;
+};
+
+std::string fact_sentence(Rng& r, const Fact& f) {
+  switch (r.below(3)) {
+    case 0:
+      return capitalized(f.org) + " was founded by " + f.person + " in the city of " + f.city + " in the year " +
+             f.year + ".";
+    case 1:
+      return "In the year " + f.year + ", " + f.person + " founded " + f.org + " in the city of " + f.city + ".";
+    default:
+      return f.person + " started " + f.org + " in the city of " + f.city + "; that was in the year " + f.year + ".";
+  }
+}
+
+Blueprint qa_task(Rng& r, const TaskOptions& o) {
+  Blueprint b;
+  std::set<std::string> used;
+  auto place = [&] { return cat({r.pick(kPlaceHeads), r.pick(kPlaceTails)}); };
+  b.intro = "The following is the annual report of the " + fresh(used, place) +
+            " Historical Society. It mentions many people, organizations and places. Read it carefully; a question "
+            "about it follows.\n\n";
+  std::vector<Fact> facts;
+  const std::vector<double> depths = spread_depths(r, o.qa_facts);
+  for (int i = 0; i < o.qa_facts; ++i) {
+    Fact f;
+    f.org = "the " + fresh(used, place) + " " + std::string(r.pick(kOrgTypes));
+    f.person = fresh(used, [&] { return cat({r.pick(kFirstNames), " ", r.pick(kNameHeads), r.pick(kNameTails)}); });
+    f.city = fresh(used, place);
+    f.year = std::to_string(1800 + r.below(220));
+    b.needles.push_back({depths[static_cast<size_t>(i)], fact_sentence(r, f)});
+    facts.push_back(std::move(f));
+  }
+  const Fact& f = facts[static_cast<size_t>(r.below(o.qa_facts))];
+  const std::string org = capitalized(f.org);
+  switch (r.below(3)) {
+    case 0:
+      b.question =
+          "\n\nQuestion: In which city was " + f.org + " founded?\nAnswer: " + org + " was founded in the city of";
+      b.answers = {f.city};
+      break;
+    case 1:
+      b.question =
+          "\n\nQuestion: In which year was " + f.org + " founded?\nAnswer: " + org + " was founded in the year";
+      b.answers = {f.year};
+      break;
+    default:
+      b.question = "\n\nQuestion: Who founded " + f.org + "?\nAnswer: " + org + " was founded by";
+      b.answers = {f.person};
+      break;
+  }
+  return b;
+}
+
+// The prompt with the first `n_filler` sentences of `filler`, each needle before the sentence at its depth.
+std::string assemble(const Blueprint& b, std::span<const std::string> filler) {
+  std::string s = b.intro;
+  size_t next = 0;
+  const auto n = static_cast<double>(filler.size());
+  for (size_t i = 0; i <= filler.size(); ++i) {
+    while (next < b.needles.size() && std::lround(b.needles[next].depth * n) <= static_cast<long>(i)) {
+      s += b.needles[next++].text;
+      s += ' ';
+    }
+    if (i < filler.size()) {
+      s += filler[i];
+      s += ' ';
+    }
+  }
+  if (!s.empty() && s.back() == ' ') s.pop_back();
+  return s + b.question;
+}
+
+// Grows the filler to the most sentences whose prompt still fits `target` tokens.
+Result<EvalTask> fit_to_length(const Tokenizer& tok, const Blueprint& b, int target, Rng& filler_rng) {
+  std::vector<std::string> pool;  // (sentences drawn so far) prefixes of one stream, so n sentences are always the same
+  EvalTask t;
+  auto tokens_with = [&](int n) -> Result<int> {
+    while (static_cast<int>(pool.size()) < n) pool.push_back(filler_sentence(filler_rng));
+    t.prompt = assemble(b, std::span(pool).first(static_cast<size_t>(n)));
+    FKV_ASSIGN_OR_RETURN(t.tokens, tok.encode(t.prompt, tok.add_bos_default(), false));
+    return static_cast<int>(t.tokens.size());
+  };
+  FKV_ASSIGN_OR_RETURN(const int fixed, tokens_with(0));
+  if (fixed > target) {
+    return err("target length ", target, " tokens is too short: the task's text without filler takes ", fixed,
+               " tokens");
+  }
+  FKV_ASSIGN_OR_RETURN(const int sample, tokens_with(32));
+  const double per_sentence = std::max(1.0, (sample - fixed) / 32.0);
+  // Probe upward from an estimate until the prompt no longer fits, then bisect between fitting and not fitting.
+  int lo = 0, hi = std::max(1, static_cast<int>((target - fixed) / per_sentence));
+  for (;;) {
+    FKV_ASSIGN_OR_RETURN(const int n_tok, tokens_with(hi));
+    if (n_tok > target) break;
+    lo = hi;
+    hi += std::max(2, hi / 8);
+  }
+  while (hi - lo > 1) {
+    const int mid = lo + (hi - lo) / 2;
+    FKV_ASSIGN_OR_RETURN(const int n_tok, tokens_with(mid));
+    (n_tok <= target ? lo : hi) = mid;
+  }
+  FKV_ASSIGN_OR_RETURN(t.n_tokens, tokens_with(lo));
+  t.answers = b.answers;
+  t.depth = b.needles.empty() ? 0 : b.needles.front().depth;
+  return t;
+}
+
+uint64_t mix_seed(uint64_t seed, std::string_view kind, int target, int index) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the kind name
+  for (char c : kind) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  Rng r(seed ^ h ^ (static_cast<uint64_t>(target) << 20) ^ static_cast<uint64_t>(index));
+  return r.next();
+}
+
+constexpr std::string_view kKinds[] = {"passkey", "multikey", "vartrack", "qa"};
+
+}  // namespace
+
+Status TaskOptions::validate() const {
+  if (multikey_pairs < 1 || multikey_pairs > 64) return err("multikey pairs must be 1..64, found ", multikey_pairs);
+  if (multikey_queries < 1 || multikey_queries > multikey_pairs)
+    return err("multikey queries must be 1..", multikey_pairs, " (the pairs), found ", multikey_queries);
+  if (vartrack_hops < 1 || vartrack_hops > 32) return err("vartrack hops must be 1..32, found ", vartrack_hops);
+  if (vartrack_distractors < 0 || vartrack_distractors > 16)
+    return err("vartrack distractor chains must be 0..16, found ", vartrack_distractors);
+  if (qa_facts < 1 || qa_facts > 64) return err("qa facts must be 1..64, found ", qa_facts);
+  if (depth > 1) return err("needle depth must be 0..1 (or negative to spread), found ", depth);
+  return {};
+}
+
+std::span<const std::string_view> task_kinds() { return kKinds; }
+
+Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view kind, int target_tokens, int count,
+                                         uint64_t seed, const TaskOptions& options) {
+  if (std::find(std::begin(kKinds), std::end(kKinds), kind) == std::end(kKinds))
+    return err("unknown task kind '", kind, "' (expected passkey, multikey, vartrack or qa)");
+  if (count < 1) return err("task count must be at least 1, found ", count);
+  if (target_tokens < 1) return err("target length must be at least 1 token, found ", target_tokens);
+  FKV_TRY(options.validate());
+  std::vector<EvalTask> tasks;
+  for (int i = 0; i < count; ++i) {
+    Rng r(mix_seed(seed, kind, target_tokens, i));
+    Rng filler_rng(r.next());
+    double depth = options.depth;
+    // Mid-slot depths: the ends of the filler would sit in the sink and the recent window, which every policy keeps.
+    if (depth < 0) depth = (i + 0.5) / count;
+    Blueprint b = kind == "passkey"    ? passkey_task(r, depth)
+                  : kind == "multikey" ? multikey_task(r, options)
+                  : kind == "vartrack" ? vartrack_task(r, options)
+                                       : qa_task(r, options);
+    FKV_ASSIGN_OR_RETURN(EvalTask t, fit_to_length(tok, b, target_tokens, filler_rng));
+    t.kind = std::string(kind);
+    for (const std::string& a : t.answers) t.answer += (t.answer.empty() ? "" : ", ") + a;
+    tasks.push_back(std::move(t));
+  }
+  return tasks;
+}
+
+int count_answers_found(std::string_view output, std::span<const std::string> answers) {
+  return static_cast<int>(std::count_if(answers.begin(), answers.end(), [&](const std::string& a) {
+    return !a.empty() && output.find(a) != std::string_view::npos;
+  }));
+}
+
+bool answers_match(std::string_view output, std::span<const std::string> answers) {
+  return !answers.empty() && count_answers_found(output, answers) == static_cast<int>(answers.size());
+}
+
+}  // namespace fkv

@@ -1,0 +1,434 @@
+// Long-context evaluation: generated tasks (deterministic, sized to the target, needles where they belong), the
+// fidelity comparison of a policy with full attention, and the `freekv eval` / `freekv bench --policy` commands.
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QRegularExpression>
+#include <QtTest>
+
+#include <cmath>
+
+#include "model/synthetic.h"
+#include "runtime/eval_tasks.h"
+#include "runtime/fidelity.h"
+#include "runtime/model.h"
+#include "support/test_paths.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+int occurrences(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+bool endsWith(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+struct CliRun {
+  int exitCode = -1;
+  QByteArray out, err;
+};
+
+CliRun runCli(const QStringList& args) {
+  QProcess p;
+  QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+  env.insert("FKV_VOCAB", fkvtest::llamaVocabPath());
+  p.setProcessEnvironment(env);
+  p.start(QStringLiteral(FKV_CLI_PATH), args);
+  CliRun r;
+  if (!p.waitForStarted(10000) || !p.waitForFinished(120000)) {
+    p.kill();
+    p.waitForFinished();
+    return r;
+  }
+  if (p.exitStatus() == QProcess::NormalExit) r.exitCode = p.exitCode();
+  r.out = p.readAllStandardOutput();
+  r.err = p.readAllStandardError();
+  return r;
+}
+
+QJsonObject parseObject(const QByteArray& text) {
+  QJsonParseError e{};
+  const QJsonDocument doc = QJsonDocument::fromJson(text, &e);
+  if (e.error != QJsonParseError::NoError || !doc.isObject()) {
+    qWarning("not a JSON object (%s): %s", qPrintable(e.errorString()), text.constData());
+    return {};
+  }
+  return doc.object();
+}
+
+}  // namespace
+
+class TestEval : public QObject {
+  Q_OBJECT
+
+ private:
+  std::unique_ptr<fkv::Model> m_model;
+  const fkv::Tokenizer& tok() const { return m_model->tokenizer(); }
+
+  std::vector<fkv::EvalTask> tasks(std::string_view kind, int target, int count, uint64_t seed) {
+    fkv::Result<std::vector<fkv::EvalTask>> r = fkv::make_tasks(tok(), kind, target, count, seed);
+    if (!r.ok()) qWarning("make_tasks: %s", r.message().c_str());
+    return r.ok() ? std::move(r).value() : std::vector<fkv::EvalTask>();
+  }
+
+  fkv::FidelityParams smallBudget(std::string_view policy) const {
+    fkv::FidelityParams p;
+    p.n_gen = 8;
+    p.context.policy = std::string(policy);
+    p.context.page_size = 16;
+    p.context.budget = fkv::Budget{16, 32, 32, 16};
+    return p;
+  }
+
+ private slots:
+  void initTestCase() {
+    fkv::SyntheticModelSpec spec;  // 2 layers, embd 64, 4 heads, 2 KV heads: fast even at a thousand tokens
+    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
+    spec.seed = 11;
+    spec.name = "eval test model";
+    const std::string path = (fkvtest::tempDir() + "/eval.gguf").toStdString();
+    const fkv::Status s = fkv::write_synthetic_model(spec, path);
+    QVERIFY2(s.ok(), s.message().c_str());
+    fkv::Result<std::unique_ptr<fkv::Model>> m = fkv::Model::load(path);
+    QVERIFY2(m.ok(), m.message().c_str());
+    m_model = std::move(m).value();
+  }
+
+  void tasksAreDeterministic() {
+    for (std::string_view kind : fkv::task_kinds()) {
+      const auto a = tasks(kind, 600, 2, 7);
+      const auto b = tasks(kind, 600, 2, 7);
+      const auto c = tasks(kind, 600, 2, 8);
+      QCOMPARE(a.size(), size_t(2));
+      QCOMPARE(b.size(), size_t(2));
+      QCOMPARE(c.size(), size_t(2));
+      for (size_t i = 0; i < 2; ++i) {
+        QCOMPARE(a[i].prompt, b[i].prompt);
+        QCOMPARE(a[i].answers, b[i].answers);
+        QVERIFY(a[i].prompt != c[i].prompt);
+      }
+      QVERIFY(a[0].prompt != a[1].prompt);  // prompts of one batch differ
+    }
+  }
+
+  void tasksReachTargetLength() {
+    // The longest filler sentence is well under 40 tokens in this vocabulary.
+    for (std::string_view kind : fkv::task_kinds()) {
+      for (int target : {300, 1500}) {
+        for (const fkv::EvalTask& t : tasks(kind, target, 2, 3)) {
+          QCOMPARE(t.kind, std::string(kind));
+          QVERIFY2(t.n_tokens <= target && t.n_tokens > target - 40,
+                   qPrintable(QString("%1 at %2: %3 tokens").arg(kind.data()).arg(target).arg(t.n_tokens)));
+          QCOMPARE(static_cast<int>(t.tokens.size()), t.n_tokens);
+          fkv::Result<std::vector<int32_t>> again = tok().encode(t.prompt, tok().add_bos_default(), false);
+          QVERIFY(again.ok());
+          QCOMPARE(*again, t.tokens);
+        }
+      }
+    }
+  }
+
+  void passkeyPlacement() {
+    const auto ts = tasks("passkey", 1200, 3, 5);
+    QCOMPARE(ts.size(), size_t(3));
+    const double depths[] = {1.0 / 6, 0.5, 5.0 / 6};  // mid-slot: (i + 0.5) / count
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const fkv::EvalTask& t = ts[i];
+      QCOMPARE(t.answers.size(), size_t(1));
+      const std::string& key = t.answers[0];
+      QVERIFY(key.size() >= 5 && key.size() <= 7);
+      QCOMPARE(occurrences(t.prompt, key), 1);
+      QCOMPARE(occurrences(t.prompt, "The passkey is " + key + "."), 1);
+      // Only the passkey holds digits, so the answer cannot be found anywhere else.
+      QCOMPARE(std::count_if(t.prompt.begin(), t.prompt.end(), [](char c) { return c >= '0' && c <= '9'; }),
+               static_cast<long>(key.size()));
+      QVERIFY(endsWith(t.prompt, "The passkey is"));
+      QCOMPARE(t.depth, depths[i]);
+      const size_t body_begin = t.prompt.find("\n\n") + 2;
+      const size_t body_end = t.prompt.rfind("\n\n");
+      const double at =
+          static_cast<double>(t.prompt.find(key) - body_begin) / static_cast<double>(body_end - body_begin);
+      QVERIFY2(std::abs(at - depths[i]) < 0.05, qPrintable(QString("passkey at %1, asked %2").arg(at).arg(depths[i])));
+    }
+  }
+
+  void multikeyAndVartrackNeedles() {
+    for (const fkv::EvalTask& t : tasks("multikey", 900, 2, 9)) {
+      QCOMPARE(t.answers.size(), size_t(2));
+      QCOMPARE(occurrences(t.prompt, "The special magic number for "), 4);  // the needles (the cue says "numbers")
+      for (const std::string& a : t.answers) {
+        QCOMPARE(occurrences(t.prompt, a), 1);
+        const size_t at = t.prompt.find(a);
+        const size_t key_at = t.prompt.rfind("The special magic number for ", at);
+        const std::string key = t.prompt.substr(key_at + 29, t.prompt.find(' ', key_at + 29) - key_at - 29);
+        QVERIFY2(occurrences(t.prompt, key) == 3, key.c_str());  // the needle, the question and the cue
+      }
+      QVERIFY(endsWith(t.prompt, " are"));
+    }
+    for (const fkv::EvalTask& t : tasks("vartrack", 900, 2, 9)) {
+      QCOMPARE(t.answers.size(), size_t(4));
+      const QRegularExpression first("VAR " + QString::fromStdString(t.answers[0]) + " = (\\d{5})\\.");
+      const QRegularExpressionMatch m = first.match(QString::fromStdString(t.prompt));
+      QVERIFY(m.hasMatch());
+      QVERIFY(t.prompt.find("assigned the value " + m.captured(1).toStdString()) != std::string::npos);
+      size_t last = t.prompt.find("VAR " + t.answers[0] + " =");
+      for (size_t h = 1; h < t.answers.size(); ++h) {
+        const size_t at = t.prompt.find("VAR " + t.answers[h] + " = VAR " + t.answers[h - 1] + ".");
+        QVERIFY(at != std::string::npos && at > last);  // the chain reads in assignment order
+        last = at;
+      }
+      QCOMPARE(occurrences(t.prompt, "VAR "), 2 * 4 + 2 * 3);  // two chains; hops after the first name two variables
+    }
+  }
+
+  void qaAsksAboutOneFact() {
+    for (const fkv::EvalTask& t : tasks("qa", 900, 4, 2)) {
+      QCOMPARE(t.answers.size(), size_t(1));
+      QVERIFY(occurrences(t.prompt, t.answers[0]) >= 1);
+      QVERIFY(t.prompt.find("Question: ") != std::string::npos);
+      QVERIFY(endsWith(t.prompt, " was founded in the city of") || endsWith(t.prompt, " was founded in the year") ||
+              endsWith(t.prompt, " was founded by"));
+      QCOMPARE(occurrences(t.prompt, "in the city of "), 8);  // one per fact; the cue ends without the space
+    }
+  }
+
+  void taskErrors() {
+    fkv::Result<std::vector<fkv::EvalTask>> r = fkv::make_tasks(tok(), "sudoku", 500, 1, 1);
+    QVERIFY(!r.ok());
+    QVERIFY(r.message().find("sudoku") != std::string::npos);
+    r = fkv::make_tasks(tok(), "passkey", 20, 1, 1);
+    QVERIFY(!r.ok());
+    QVERIFY2(r.message().find("too short") != std::string::npos, r.message().c_str());
+    QVERIFY(!fkv::make_tasks(tok(), "passkey", 500, 0, 1).ok());
+    fkv::TaskOptions o;
+    o.multikey_queries = 5;  // more than the 4 pairs
+    QVERIFY(!fkv::make_tasks(tok(), "multikey", 500, 1, 1, o).ok());
+  }
+
+  void scoring() {
+    const std::vector<std::string> answers = {"123", "456"};
+    QCOMPARE(fkv::count_answers_found(" 123 and 789", answers), 1);
+    QVERIFY(!fkv::answers_match(" 123 and 789", answers));
+    QVERIFY(fkv::answers_match("456, 123.", answers));
+    QVERIFY(!fkv::answers_match("anything", {}));
+  }
+
+  void klDivergence() {
+    const std::vector<float> p = {0.f, 0.f};
+    const std::vector<float> q = {0.f, std::log(3.f)};  // (1/4, 3/4)
+    const double expected = 0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3.0);
+    fkv::Result<double> kl = fkv::kl_divergence(p, q);
+    QVERIFY(kl.ok());
+    QVERIFY(std::abs(*kl - expected) < 1e-6);
+    const std::vector<float> q_shifted = {100.f, 100.f + std::log(3.f)};  // softmax ignores a common shift
+    QVERIFY(std::abs(*fkv::kl_divergence(p, q_shifted) - expected) < 1e-5);
+    QCOMPARE(*fkv::kl_divergence(q, q), 0.0);
+    QVERIFY(!fkv::kl_divergence(p, std::vector<float>{0.f}).ok());
+  }
+
+  void fullAgainstFullIsExact() {
+    const auto ts = tasks("passkey", 400, 1, 1);
+    QCOMPARE(ts.size(), size_t(1));
+    fkv::FidelityParams params;
+    params.n_gen = 12;
+    fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], params);
+    QVERIFY2(ref.ok(), ref.message().c_str());
+    QCOMPARE(ref->tokens.size(), size_t(13));
+    fkv::Result<fkv::FidelityResult> r = fkv::compare_policy(*m_model, ts[0], *ref, "full", params);
+    QVERIFY2(r.ok(), r.message().c_str());
+    QCOMPARE(r->agreement, 1.0);
+    QCOMPARE(r->mean_kl, 0.0);
+    QCOMPARE(r->max_kl, 0.0);
+    QCOMPARE(r->first_divergence, 13);
+    QCOMPARE(r->output, ref->output);
+    QVERIFY(!r->reran);
+  }
+
+  void policyWithinBudgetIsExact() {
+    const auto ts = tasks("multikey", 300, 1, 4);
+    QCOMPARE(ts.size(), size_t(1));
+    fkv::FidelityParams params;  // default budget: 2048 tokens, more than the prompt
+    params.n_gen = 6;
+    fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], params);
+    QVERIFY2(ref.ok(), ref.message().c_str());
+    for (const char* policy : {"streaming", "quest", "arkvale", "freekv"}) {
+      fkv::Result<fkv::FidelityResult> r = fkv::compare_policy(*m_model, ts[0], *ref, policy, params);
+      QVERIFY2(r.ok(), r.message().c_str());
+      QCOMPARE(r->policy, std::string(policy));
+      QCOMPARE(r->agreement, 1.0);
+      QCOMPARE(r->mean_kl, 0.0);
+      QCOMPARE(r->output, ref->output);
+    }
+  }
+
+  void smallBudgetDiverges() {
+    // A 64-token budget over a thousand tokens: the comparison must see the difference, and retrieval must happen.
+    const auto ts = tasks("passkey", 1000, 1, 6);
+    QCOMPARE(ts.size(), size_t(1));
+    fkv::FidelityParams full = smallBudget("full");
+    fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], full);
+    QVERIFY2(ref.ok(), ref.message().c_str());
+    for (const char* policy : {"streaming", "quest", "freekv"}) {
+      fkv::Result<fkv::FidelityResult> r = fkv::compare_policy(*m_model, ts[0], *ref, policy, smallBudget(policy));
+      QVERIFY2(r.ok(), r.message().c_str());
+      QVERIFY2(r->mean_kl > 0, policy);
+      QVERIFY(r->max_kl >= r->mean_kl);
+      QVERIFY(r->agreement >= 0 && r->agreement <= 1);
+      QVERIFY(r->stats.layer_steps > 0);
+      QVERIFY(r->stats.pages_selected < ref->stats.pages_selected);  // fewer pages than full attention reads
+    }
+  }
+
+  void sessionMatchesFreshContexts() {
+    // One prefill rewound for each policy in turn must give what a fresh context per policy gives, bit for bit.
+    const auto ts = tasks("qa", 1000, 1, 12);
+    QCOMPARE(ts.size(), size_t(1));
+    fkv::FidelityParams params = smallBudget("full");
+    params.n_gen = 64;  // decoding seals pages that leave the recent window; rewinding must open them again
+    fkv::Result<std::unique_ptr<fkv::FidelitySession>> session = fkv::FidelitySession::start(*m_model, ts[0], params);
+    QVERIFY2(session.ok(), session.message().c_str());
+    const fkv::ReferenceRun& ref = (*session)->reference();
+    fkv::Result<fkv::ReferenceRun> fresh_ref = fkv::run_reference(*m_model, ts[0], params);
+    QVERIFY(fresh_ref.ok());
+    QCOMPARE(fresh_ref->tokens, ref.tokens);
+    QVERIFY(fresh_ref->logits == ref.logits);
+    int n_reran = 0;
+    for (const char* policy : {"freekv", "streaming", "quest", "arkvale", "full", "freekv"}) {
+      fkv::Result<fkv::FidelityResult> a = (*session)->compare(policy);
+      fkv::Result<fkv::FidelityResult> b = fkv::compare_policy(*m_model, ts[0], ref, policy, params);
+      QVERIFY2(a.ok() && b.ok(), policy);
+      QCOMPARE(a->agreement, b->agreement);
+      QCOMPARE(a->mean_kl, b->mean_kl);
+      QCOMPARE(a->max_kl, b->max_kl);
+      QCOMPARE(a->first_divergence, b->first_divergence);
+      QCOMPARE(a->output, b->output);
+      QCOMPARE(a->stats.pages_selected, b->stats.pages_selected);
+      QCOMPARE(a->stats.heads_corrected, b->stats.heads_corrected);
+      QCOMPARE(a->reran, b->reran);
+      QCOMPARE(a->reran, a->first_divergence < ref.answer_tokens);
+      n_reran += a->reran ? 1 : 0;
+    }
+    QVERIFY(n_reran > 0);  // some policy parted from the reference inside the answer and decoded on its own
+    QVERIFY(!(*session)->compare("nonesuch").ok());
+    QVERIFY((*session)->compare("quest").ok());  // a rejected policy leaves the session usable
+  }
+
+  void truncateRewindsExactly() {
+    // Decoding other tokens, rewinding and decoding B must equal decoding B right after the prompt: the cache, the
+    // page summaries of pages that were sealed after the rewind point and the policy's state all go back.
+    const auto ts = tasks("passkey", 100, 1, 3);
+    QCOMPARE(ts.size(), size_t(1));
+    const std::vector<int32_t>& prompt = ts[0].tokens;
+    constexpr int kSteps = 160;  // most pages the policy ranks are sealed while decoding, after the rewind point
+    const auto n_vocab = static_cast<size_t>(m_model->config().n_vocab);
+    auto decode = [&](fkv::Context& ctx, int32_t first_id) {
+      std::vector<float> rows;  // (kSteps, n_vocab)
+      std::vector<float> logits(n_vocab);
+      for (int32_t t = first_id; t < first_id + kSteps; ++t) {
+        if (!ctx.eval(std::span<const int32_t>(&t, 1), fkv::LogitsMode::Last, logits).ok()) return std::vector<float>();
+        rows.insert(rows.end(), logits.begin(), logits.end());
+      }
+      return rows;
+    };
+    for (const char* policy : {"quest", "freekv"}) {
+      fkv::ContextParams cp = smallBudget(policy).context;
+      cp.n_ctx = 400;
+      cp.correction_tau = -1.f;  // freekv never corrects: every step uses what the previous step left behind
+      auto a = fkv::Context::create(*m_model, cp);
+      auto b = fkv::Context::create(*m_model, cp);
+      QVERIFY(a.ok() && b.ok());
+      std::vector<float> logits(n_vocab);
+      QVERIFY((*a)->eval(prompt, fkv::LogitsMode::Last, logits).ok());
+      QVERIFY((*b)->eval(prompt, fkv::LogitsMode::Last, logits).ok());
+      QCOMPARE(decode(**a, 3000).size(), size_t(kSteps) * n_vocab);
+      QVERIFY((*a)->truncate(static_cast<int>(prompt.size())).ok());
+      QCOMPARE((*a)->n_past(), static_cast<int>(prompt.size()));
+      QCOMPARE((*a)->stats().layer_steps, int64_t(0));
+      const std::vector<float> rewound = decode(**a, 9000);
+      const std::vector<float> fresh = decode(**b, 9000);
+      QCOMPARE(rewound.size(), size_t(kSteps) * n_vocab);
+      QVERIFY2(rewound == fresh, policy);
+    }
+    fkv::ContextParams cp;
+    cp.n_ctx = 64;
+    auto ctx = fkv::Context::create(*m_model, cp);
+    QVERIFY(ctx.ok());
+    std::vector<float> logits(n_vocab);
+    QVERIFY((*ctx)->eval(std::span(prompt).first(4), fkv::LogitsMode::Last, logits).ok());
+    const fkv::Status over = (*ctx)->truncate(5);
+    QVERIFY(!over.ok());
+    QVERIFY2(over.message().find("found 5") != std::string::npos, over.message().c_str());
+  }
+
+  void referenceMismatchIsAnError() {
+    const auto ts = tasks("passkey", 300, 1, 1);
+    fkv::FidelityParams params;
+    params.n_gen = 4;
+    fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], params);
+    QVERIFY(ref.ok());
+    params.n_gen = 5;
+    QVERIFY(!fkv::compare_policy(*m_model, ts[0], *ref, "quest", params).ok());
+    params.n_gen = 4;
+    fkv::Result<fkv::FidelityResult> bad = fkv::compare_policy(*m_model, ts[0], *ref, "nonesuch", params);
+    QVERIFY(!bad.ok());
+    QVERIFY(bad.message().find("nonesuch") != std::string::npos);
+  }
+
+  void evalCommandJson() {
+    const CliRun r = runCli(
+        {"eval", "--synthetic", "tiny-llama", "--lengths", "512", "--count", "1", "--gen-tokens", "8", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonObject o = parseObject(r.out);
+    QCOMPARE(o.value("synthetic").toString(), QStringLiteral("tiny-llama"));
+    QCOMPARE(o.value("budget").toObject().value("total_tokens").toInt(), 2048);
+    const QJsonArray results = o.value("results").toArray();
+    QCOMPARE(results.size(), 4 * 5);  // every kind under every policy
+    for (const QJsonValue& v : results) {
+      const QJsonObject c = v.toObject();
+      QCOMPARE(c.value("length").toInt(), 512);
+      QCOMPARE(c.value("prompts").toInt(), 1);
+      QCOMPARE(c.value("agreement").toDouble(), 1.0);  // the budget holds the whole context
+      QCOMPARE(c.value("mean_kl").toDouble(), 0.0);
+      QVERIFY(c.value("decode_tokens_per_s").toDouble() > 0);
+      const QJsonObject item = c.value("items").toArray().at(0).toObject();
+      QVERIFY(item.value("n_tokens").toInt() <= 512);
+      QVERIFY(!item.value("expected").toString().isEmpty());
+    }
+    QCOMPARE(results.at(0).toObject().value("policy").toString(), QStringLiteral("full"));
+  }
+
+  void evalCommandErrors() {
+    const CliRun tooLong = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "8192"});
+    QCOMPARE(tooLong.exitCode, 1);
+    QVERIFY2(tooLong.err.contains("training context (4096 tokens)"), tooLong.err.constData());
+    const CliRun badPolicy = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "256", "--policies", "magic"});
+    QCOMPARE(badPolicy.exitCode, 1);
+    QVERIFY2(badPolicy.err.contains("magic"), badPolicy.err.constData());
+    const CliRun badTask = runCli({"eval", "--synthetic", "tiny-llama", "--tasks", "passkey,chess"});
+    QCOMPARE(badTask.exitCode, 2);
+    QVERIFY(badTask.err.contains("chess"));
+    QCOMPARE(badTask.err.count('\n'), 1);
+  }
+
+  void benchReportsPolicy() {
+    const CliRun r = runCli({"bench", "--synthetic", "tiny-llama", "--policy", "quest", "--context", "512",
+                             "--prompt-tokens", "0", "--decode-tokens", "4", "--budget-sink", "32", "--budget-recent",
+                             "64", "--budget-retrieved", "64", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonObject o = parseObject(r.out);
+    QCOMPARE(o.value("policy").toString(), QStringLiteral("quest"));
+    QCOMPARE(o.value("budget").toObject().value("total_tokens").toInt(), 160);
+    // 160 tokens of 32-token pages for each of 2 KV heads in 2 layers, every decode step.
+    QCOMPARE(o.value("pages_selected_per_token").toDouble(), 5.0 * 2 * 2);
+    QVERIFY(o.value("decode_tokens_per_s").toDouble() > 0);
+    QVERIFY(o.contains("select_ms_per_token") && o.contains("correction_rate"));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestEval)
+#include "test_eval.moc"
