@@ -258,26 +258,6 @@ void print_report_json(const BenchOptions& o, const BenchReport& r) {
   std::printf("%s\n", j.str().c_str());
 }
 
-// Removes the synthetic model's folder when the benchmark ends, however it ends.
-struct TempDir {
-  std::string path;
-  ~TempDir() {
-    std::error_code ec;
-    if (!path.empty()) std::filesystem::remove_all(path, ec);
-  }
-};
-
-// The model to benchmark: the file given, or a synthetic one written into `tmp`.
-fkv::Result<std::string> prepare_model(const BenchOptions& o, TempDir& tmp) {
-  if (o.synthetic.empty()) return o.model_path;
-  FKV_ASSIGN_OR_RETURN(fkv::SyntheticModelSpec spec, synthetic_shape(o.synthetic));
-  FKV_ASSIGN_OR_RETURN(spec.vocab_path, find_vocab(o.vocab));
-  FKV_ASSIGN_OR_RETURN(tmp.path, make_temp_dir());
-  const std::string path = tmp.path + "/" + o.synthetic + ".gguf";
-  FKV_TRY(write_synthetic_in_child(spec, path));
-  return path;
-}
-
 }  // namespace
 
 const CommandHelp kBenchHelp = {"bench", "(-m MODEL | --synthetic SHAPE) [options]",
@@ -294,7 +274,7 @@ int run_bench(std::span<char* const> args) {
   if (!o.ok()) return usage_fail("bench: " + o.message());
   if (fkv::Status s = apply_isa(o->isa); !s.ok()) return fail(s.message());
   TempDir tmp;
-  fkv::Result<std::string> path = prepare_model(*o, tmp);
+  fkv::Result<std::string> path = prepare_model(o->model_path, o->synthetic, o->vocab, tmp);
   if (!path.ok()) return fail(path.message());
   fkv::Result<BenchReport> r = run_benchmark(*o, *path);
   if (!r.ok()) return fail(r.message());

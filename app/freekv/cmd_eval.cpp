@@ -168,24 +168,6 @@ struct Cell {
   }
 };
 
-struct Removable {  // the synthetic model's folder, removed however the run ends
-  std::string path;
-  ~Removable() {
-    std::error_code ec;
-    if (!path.empty()) std::filesystem::remove_all(path, ec);
-  }
-};
-
-fkv::Result<std::string> prepare_model(const EvalOptions& o, Removable& tmp) {
-  if (o.synthetic.empty()) return o.model_path;
-  FKV_ASSIGN_OR_RETURN(fkv::SyntheticModelSpec spec, synthetic_shape(o.synthetic));
-  FKV_ASSIGN_OR_RETURN(spec.vocab_path, find_vocab(o.vocab));
-  FKV_ASSIGN_OR_RETURN(tmp.path, make_temp_dir());
-  const std::string path = tmp.path + "/" + o.synthetic + ".gguf";
-  FKV_TRY(write_synthetic_in_child(spec, path));
-  return path;
-}
-
 // Fails before any long run: lengths past the model's training context, unknown policies, a budget a policy rejects.
 fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
   const int n_train = model.config().n_ctx_train;
@@ -318,8 +300,8 @@ int run_eval(std::span<char* const> args) {
   if (!parsed->positionals().empty()) return usage_fail("eval: unexpected argument '" + parsed->positionals()[0] + "'");
   fkv::Result<EvalOptions> o = read_eval_options(*parsed);
   if (!o.ok()) return usage_fail("eval: " + o.message());
-  Removable tmp;
-  fkv::Result<std::string> path = prepare_model(*o, tmp);
+  TempDir tmp;
+  fkv::Result<std::string> path = prepare_model(o->model_path, o->synthetic, o->vocab, tmp);
   if (!path.ok()) return fail(path.message());
   fkv::Result<std::unique_ptr<fkv::Model>> model = fkv::Model::load(*path);
   if (!model.ok()) return fail(model.message());

@@ -133,4 +133,20 @@ fkv::Status write_synthetic_in_child(const fkv::SyntheticModelSpec& spec, const 
   return fkv::err("the synthetic model writer failed (exit code ", WEXITSTATUS(status), ")");
 }
 
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!path.empty()) std::filesystem::remove_all(path, ec);
+}
+
+fkv::Result<std::string> prepare_model(const std::string& model_path, const std::string& synthetic,
+                                       const std::string& vocab, TempDir& tmp) {
+  if (synthetic.empty()) return model_path;
+  FKV_ASSIGN_OR_RETURN(fkv::SyntheticModelSpec spec, synthetic_shape(synthetic));
+  FKV_ASSIGN_OR_RETURN(spec.vocab_path, find_vocab(vocab));
+  FKV_ASSIGN_OR_RETURN(tmp.path, make_temp_dir());
+  const std::string path = tmp.path + "/" + synthetic + ".gguf";
+  FKV_TRY(write_synthetic_in_child(spec, path));
+  return path;
+}
+
 }  // namespace freekv

@@ -24,4 +24,18 @@ fkv::Result<std::string> make_temp_dir();
 // Writes the model from a child process, so the memory the writer needs never counts toward this process's peak RSS.
 fkv::Status write_synthetic_in_child(const fkv::SyntheticModelSpec& spec, const std::string& path);
 
+// A folder removed when this goes out of scope, however the command ends.
+struct TempDir {
+  std::string path;
+  TempDir() = default;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir();
+};
+
+// The model a command runs: `model_path` when `synthetic` is empty, else the named synthetic shape written into a fresh
+// folder held by `tmp` (vocabulary from find_vocab(vocab)).
+fkv::Result<std::string> prepare_model(const std::string& model_path, const std::string& synthetic,
+                                       const std::string& vocab, TempDir& tmp);
+
 }  // namespace freekv
