@@ -50,7 +50,11 @@ void PageSummaries::build(int l, int p, const KvCache& cache) {
 }
 
 float PageSummaries::score(int l, int p, int h, const float* q_group, int group) const {
-  return cpu::page_bound(q_group, group, kmin(l, p, h), kmax(l, p, h), g_.head_dim);
+  std::vector<float> q_split(2 * static_cast<size_t>(g_.head_dim));  // (2, head_dim); tests and tools only
+  cpu::split_group_query(q_group, group, g_.head_dim, q_split.data());
+  float out = 0.f;
+  cpu::page_bounds(q_split.data(), at(l, p, h), page_stride(), 1, g_.head_dim, &out);
+  return out;
 }
 
 void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,
@@ -62,11 +66,14 @@ void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, in
     for (int p = lo; p < hi; ++p) out.push_back(p);
     return;
   }
-  scores.resize(static_cast<size_t>(n));
-  for (int p = lo; p < hi; ++p) {
-    const float v = s.score(l, p, h, q_group, group);
-    scores[static_cast<size_t>(p - lo)] = v == v ? v : -std::numeric_limits<float>::infinity();  // NaN ranks last
-  }
+  const int hd = s.head_dim();
+  scores.resize(static_cast<size_t>(n) + 2 * static_cast<size_t>(hd));  // (n) scores, then the (2, head_dim) split query
+  float* q_split = scores.data() + n;
+  cpu::split_group_query(q_group, group, hd, q_split);
+  cpu::page_bounds(q_split, s.kmin(l, lo, h), s.page_stride(), n, hd, scores.data());
+  for (int i = 0; i < n; ++i)
+    if (scores[static_cast<size_t>(i)] != scores[static_cast<size_t>(i)])
+      scores[static_cast<size_t>(i)] = -std::numeric_limits<float>::infinity();  // NaN ranks last
   out.resize(static_cast<size_t>(n));
   std::iota(out.begin(), out.end(), lo);
   const auto better = [&](int32_t a, int32_t b) {

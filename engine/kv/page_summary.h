@@ -25,8 +25,18 @@ class PageSummaries {
   const float* kmin(int l, int p, int h) const { return at(l, p, h); }                   // (head_dim)
   const float* kmax(int l, int p, int h) const { return at(l, p, h) + g_.head_dim; }     // (head_dim)
 
-  // Group bound: q_group (group, head_dim), the query heads that share KV head h.
+  // Group bound: q_group (group, head_dim), the query heads that share KV head h. One page; selection scores a
+  // whole range at once through cpu::page_bounds.
   float score(int l, int p, int h, const float* q_group, int group) const;
+  // Floats from one page's (min, max) block to the next page's for the same layer and KV head.
+  size_t page_stride() const { return static_cast<size_t>(g_.n_kv_heads) * 2 * g_.head_dim; }
+  int head_dim() const { return g_.head_dim; }
+  // The geometry and page capacity the summaries were sized for (a snapshot load checks them against the cache).
+  const KvGeometry& geometry() const { return g_; }
+  int n_pages_cap() const { return n_pages_cap_; }
+  // Mutable (2, head_dim) min/max block of KV head h in page p of layer l. Within a layer, page p + 1 follows page p
+  // page_stride() floats later, so a run of pages is one contiguous range: a snapshot restores it with one copy.
+  float* minmax(int l, int p, int h) { return const_cast<float*>(at(l, p, h)); }
 
   size_t bytes() const { return data_.size() * sizeof(float); }
 
@@ -42,7 +52,7 @@ class PageSummaries {
 
 // Writes to `out` the `k` pages of [lo, hi) with the highest group bound for KV head h of layer l, in ascending page
 // order; ties go to the lower page id. k >= hi - lo returns the whole range. `scores` is caller scratch (no allocation
-// once it has grown to the largest range).
+// once it has grown to the largest range plus 2 * head_dim).
 void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,
                   std::vector<int32_t>& out, std::vector<float>& scores);
 

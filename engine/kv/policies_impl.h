@@ -121,6 +121,9 @@ class FreeKvPolicy final : public RecallPolicy {
     std::vector<std::vector<int32_t>> spec;    // (n_kv_heads) pages chosen for the next step, ascending
     std::vector<std::vector<int32_t>> slots;   // (n_kv_heads) their slots
     std::vector<RecallPlan> plans;             // (n_kv_heads) scratch of the background job
+    // (n_kv_heads) 1: this step selected the head synchronously with the query the job would use, over the same page
+    // ranges, so its speculation is that selection, already resident; the job skips it.
+    std::vector<uint8_t> fresh;
     std::vector<float> scores;                 // scratch of the background job
     SelectionQuery next;                       // the query geometry of the step the job prepares
     SelectCounters bg;                         // what the background job recalled, reported with the step it serves
@@ -132,6 +135,8 @@ class FreeKvPolicy final : public RecallPolicy {
   std::vector<LayerState> layers_;  // (n_layers)
   std::vector<float> cosine_;       // (n_kv_heads)
   std::vector<uint8_t> corrected_;  // (n_kv_heads)
+  std::vector<uint8_t> synced_;     // (n_kv_heads) selected synchronously this step (corrected, or no speculation)
+  int synced_layer_ = -1, synced_pos_ = -1;  // the (layer, position) synced_ and pages_ describe
   // The recall worker: one background thread, at most one pending job per layer, processed in order.
   std::thread worker_;
   std::mutex mu_;

@@ -414,33 +414,53 @@ class TestOps : public QObject {
     }
   }
 
-  // The page-summary bound: reference against a double loop, AVX2 against the reference (head dims with and without a
-  // tail of fewer than 8 channels), and it really bounds q.k for keys inside [mn, mx].
+  // The page-summary bound: the term-by-term reference against a double loop; the split form (one dot product per
+  // page), scalar and AVX2, against the same loop for several pages at a stride (head dims with and without a tail of
+  // fewer than 16 channels); and the bound really bounds q.k for keys inside [mn, mx].
   void pageBoundMatchesReferenceAndBounds() {
-    for (int hd : {8, 64, 72, 256}) {
+    for (int hd : {4, 8, 64, 72, 256}) {
       for (int group : {1, 3, 8}) {
+        const int n_pages = 5;
+        const size_t stride = 3 * static_cast<size_t>(hd);  // (min, max) plus a gap the kernel must skip
         const std::vector<float> q = uniform(static_cast<size_t>(group) * hd, -2.f, 2.f, 90 + hd + group);
-        std::vector<float> mn = uniform(hd, -1.f, 0.f, 91 + hd), mx = uniform(hd, 0.f, 1.f, 92 + hd);
-        double want = 0.0;
-        for (int g = 0; g < group; ++g)
-          for (int c = 0; c < hd; ++c) {
-            const double qc = q[static_cast<size_t>(g * hd + c)];
-            want += std::max(qc * mn[static_cast<size_t>(c)], qc * mx[static_cast<size_t>(c)]);
-          }
-        const float r = cpu::ref::page_bound(q.data(), group, mn.data(), mx.data(), hd);
-        QVERIFY2(std::fabs(r - want) <= 1e-4 * std::max(1.0, std::fabs(want)), qPrintable(QString::number(r - want)));
+        std::vector<float> sums = uniform(n_pages * stride, -1.f, 1.f, 91 + hd);
+        std::vector<double> want(n_pages, 0.0);
+        for (int p = 0; p < n_pages; ++p) {
+          float* mn = sums.data() + p * stride;
+          float* mx = mn + hd;
+          for (int c = 0; c < hd; ++c)
+            if (mn[c] > mx[c]) std::swap(mn[c], mx[c]);
+          for (int g = 0; g < group; ++g)
+            for (int c = 0; c < hd; ++c) {
+              const double qc = q[static_cast<size_t>(g * hd + c)];
+              want[p] += std::max(qc * mn[c], qc * mx[c]);
+            }
+          const float r = cpu::ref::page_bound(q.data(), group, mn, mx, hd);
+          QVERIFY2(std::fabs(r - want[p]) <= 1e-4 * std::max(1.0, std::fabs(want[p])),
+                   qPrintable(QString::number(r - want[p])));
+        }
+        std::vector<float> q_split(2 * static_cast<size_t>(hd));
+        cpu::split_group_query(q.data(), group, hd, q_split.data());
+        std::vector<float> got_ref(n_pages), got(n_pages);
+        cpu::ref::page_bounds(q_split.data(), sums.data(), stride, n_pages, hd, got_ref.data());
         cpu::set_active_isa(cpu::detected_isa());
-        const float f = cpu::page_bound(q.data(), group, mn.data(), mx.data(), hd);
-        QVERIFY2(std::fabs(f - want) <= 1e-4 * std::max(1.0, std::fabs(want)), qPrintable(QString::number(f - want)));
+        cpu::page_bounds(q_split.data(), sums.data(), stride, n_pages, hd, got.data());
+        for (int p = 0; p < n_pages; ++p) {
+          const double tol = 1e-4 * std::max(1.0, std::fabs(want[p]));
+          QVERIFY2(std::fabs(got_ref[p] - want[p]) <= tol, qPrintable(QString("ref page %1: %2").arg(p).arg(got_ref[p] - want[p])));
+          QVERIFY2(std::fabs(got[p] - want[p]) <= tol, qPrintable(QString("fast page %1: %2").arg(p).arg(got[p] - want[p])));
+        }
         // Any key inside the box scores at most the bound, for the summed group.
+        const float* mn = sums.data();
+        const float* mx = mn + hd;
         const std::vector<float> t = uniform(hd, 0.f, 1.f, 93 + hd);
         double qk = 0.0;
         for (int g = 0; g < group; ++g)
           for (int c = 0; c < hd; ++c) {
-            const float k = mn[static_cast<size_t>(c)] + t[static_cast<size_t>(c)] * (mx[static_cast<size_t>(c)] - mn[static_cast<size_t>(c)]);
+            const float k = mn[c] + t[static_cast<size_t>(c)] * (mx[c] - mn[c]);
             qk += static_cast<double>(q[static_cast<size_t>(g * hd + c)]) * k;
           }
-        QVERIFY(qk <= want + 1e-4);
+        QVERIFY(qk <= want[0] + 1e-4);
       }
     }
   }

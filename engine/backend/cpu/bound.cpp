@@ -6,7 +6,7 @@
 namespace fkv::cpu {
 
 namespace avx2 {
-float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
+void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out);
 }
 
 namespace ref {
@@ -19,11 +19,32 @@ float page_bound(const float* q, int group, const float* mn, const float* mx, in
     }
   return s;
 }
+
+void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out) {
+  for (int i = 0; i < n; ++i) {
+    const float* mn_mx = summaries + static_cast<size_t>(i) * stride;  // (2, head_dim)
+    float s = 0.f;
+    for (int c = 0; c < 2 * head_dim; ++c) s += q_split[c] * mn_mx[c];
+    out[i] = s;
+  }
+}
 }  // namespace ref
 
-float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim) {
-  if (active_isa() == Isa::Avx2) return avx2::page_bound(q, group, mn, mx, head_dim);
-  return ref::page_bound(q, group, mn, mx, head_dim);
+void split_group_query(const float* q, int group, int head_dim, float* out) {
+  float* neg = out;
+  float* pos = out + head_dim;
+  std::fill(out, out + 2 * head_dim, 0.f);
+  for (int g = 0; g < group; ++g)
+    for (int c = 0; c < head_dim; ++c) {
+      const float qc = q[g * head_dim + c];
+      neg[c] += std::min(qc, 0.f);
+      pos[c] += std::max(qc, 0.f);
+    }
+}
+
+void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out) {
+  if (active_isa() == Isa::Avx2) return avx2::page_bounds(q_split, summaries, stride, n, head_dim, out);
+  ref::page_bounds(q_split, summaries, stride, n, head_dim, out);
 }
 
 }  // namespace fkv::cpu

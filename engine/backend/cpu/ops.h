@@ -55,11 +55,21 @@ void attend(const float* q, const AttnPage* pages, int n_pages, DType kv, int he
 namespace fkv::cpu {
 
 // Upper bound of sum_g q_g . k over every key k of a page whose channel-wise key minimum and maximum are mn and mx:
-// sum_g sum_c max(q_gc * mn_c, q_gc * mx_c). q: (group, head_dim). Dispatches to AVX2 when active.
-float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
+// sum_g sum_c max(q_gc * mn_c, q_gc * mx_c). Each term is q_gc * mx_c when q_gc > 0 and q_gc * mn_c otherwise, so the
+// group's sum is one dot product: sum_c neg_c * mn_c + pos_c * mx_c with neg_c = sum_g min(q_gc, 0) and
+// pos_c = sum_g max(q_gc, 0). Splitting the query once per selection makes scoring a page cost 2 * head_dim
+// multiply-adds whatever the group size.
+
+// q: (group, head_dim) -> out: (2, head_dim) = (neg, pos).
+void split_group_query(const float* q, int group, int head_dim, float* out);
+// summaries: n pages, page i at summaries + i * stride floats, each starting with (2, head_dim) = (min, max);
+// q_split: (2, head_dim) from split_group_query; out: (n) bounds. Dispatches to AVX2 when active.
+void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out);
 
 namespace ref {
+// The definition, term by term: the reference the split form is tested against.
 float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
+void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out);
 }
 
 }  // namespace fkv::cpu
