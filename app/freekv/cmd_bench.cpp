@@ -1,7 +1,8 @@
 // freekv bench: prefill and decode speed of the CPU engine on a model file or a synthetic model of a real shape.
-// Prefill evaluates random token ids in chunks; decode fills the context to a depth (untimed) and then times
-// single-token evaluations, each fed the greedy choice of the previous logits, under the chosen attention policy
-// (prefill is exact under every policy); the policy's retrieval work per decoded token is reported beside the speed.
+// Prefill evaluates random token ids in chunks; decode fills the context to a depth once (untimed) and then, in each
+// run, truncates back to that depth and times single-token evaluations, each fed the greedy choice of the previous
+// logits, under the chosen attention policy (prefill is exact under every policy); the policy's retrieval work per
+// decoded token is reported beside the speed.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -151,15 +152,9 @@ fkv::Result<double> time_prefill(fkv::Context& ctx, std::span<const int32_t> tok
   return static_cast<double>(tokens.size()) / seconds_since(t0);
 }
 
-// Tokens per second of `n_decode` single-token evaluations after an untimed prefill of `fill`.
-fkv::Result<double> time_decode(fkv::Context& ctx, std::span<const int32_t> fill, int n_decode, int32_t first,
-                                std::span<float> logits) {
-  ctx.reset();
+// Tokens per second of `n_decode` single-token evaluations starting from `first`, on the context as it is.
+fkv::Result<double> time_decode(fkv::Context& ctx, int n_decode, int32_t first, std::span<float> logits) {
   int32_t next = first;
-  if (!fill.empty()) {
-    FKV_TRY(ctx.eval(fill, fkv::LogitsMode::Last, logits));
-    next = argmax(logits);
-  }
   const Clock::time_point t0 = Clock::now();
   for (int i = 0; i < n_decode; ++i) {
     FKV_TRY(ctx.eval(std::span<const int32_t>(&next, 1), fkv::LogitsMode::Last, logits));
@@ -198,10 +193,20 @@ fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string&
       FKV_ASSIGN_OR_RETURN(double tps, time_prefill(*ctx, std::span(tokens).first(o.n_prompt), logits));
       r.prefill.values.push_back(tps);
     }
-    if (o.n_decode > 0) {
-      FKV_ASSIGN_OR_RETURN(double tps, time_decode(*ctx, std::span(tokens).first(o.depth), o.n_decode, first, logits));
+  }
+  if (o.n_decode > 0) {
+    // One untimed fill to the depth serves every run: each run truncates back to it and decodes the same tokens.
+    ctx->reset();
+    int32_t first_decoded = first;
+    if (o.depth > 0) {
+      FKV_TRY(ctx->eval(std::span(tokens).first(o.depth), fkv::LogitsMode::Last, logits));
+      first_decoded = argmax(logits);
+    }
+    for (int rep = 0; rep < o.n_repeat; ++rep) {
+      FKV_TRY(ctx->truncate(o.depth));  // restarts the policy and the stats
+      FKV_ASSIGN_OR_RETURN(double tps, time_decode(*ctx, o.n_decode, first_decoded, logits));
       r.decode.values.push_back(tps);
-      add_retrieval_stats(r.stats, ctx->stats());  // stats() restarts at reset(), so this run's decode steps only
+      add_retrieval_stats(r.stats, ctx->stats());
       r.decode_tokens += o.n_decode;
     }
   }
