@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -29,7 +30,9 @@ const OptionSpec kEvalOwnOptions[] = {
     {"--tasks", "", "LIST", "task kinds: passkey,multikey,vartrack,qa (default: all)"},
     {"--lengths", "", "LIST", "prompt lengths in tokens (default 4096)"},
     {"--count", "", "N", "prompts per task kind and length (default 1)"},
-    {"--policies", "", "LIST", "policies: full,streaming,quest,arkvale,freekv (default: all; full always runs)"},
+    {"--policies", "", "LIST",
+     "policies: full,streaming,quest,arkvale,freekv (default: all; full always runs); freekv@T sets freekv's tau to T, "
+     "so freekv@0.8,freekv@0.95 sweeps it on the same prefills"},
     {"--queries", "", "K", "multikey: numbers asked for, of 4 hidden (default 2)"},
     {"--gen-tokens", "", "N", "decode steps compared and the longest answer (default 32)"},
     {"--seed", "", "S", "seed of the generated tasks (default 1)"},
@@ -47,9 +50,16 @@ std::vector<OptionSpec> eval_options() {
 
 const std::vector<OptionSpec> kEvalOptions = eval_options();
 
+// A policy as the table names it ("freekv@0.8") and as the context takes it (name, tau).
+struct PolicySpec {
+  std::string label, name;
+  float tau = 0.9f;
+};
+
 struct EvalOptions {
   std::string model_path, synthetic, vocab;
-  std::vector<std::string> tasks, policies;
+  std::vector<std::string> tasks;
+  std::vector<PolicySpec> policies;
   std::vector<int> lengths;
   int count = 1;
   uint64_t seed = 1;
@@ -92,12 +102,29 @@ fkv::Result<std::vector<int>> read_lengths(const ParsedArgs& a) {
   return lengths;
 }
 
-// "full" first (the reference), each name once.
-fkv::Result<std::vector<std::string>> read_policies(const ParsedArgs& a) {
-  std::vector<std::string> out = {"full"};
+// "name" or "name@tau": tau in [0, 1], only for freekv.
+fkv::Result<PolicySpec> read_policy_spec(const std::string& label, float default_tau) {
+  PolicySpec s{label, label, default_tau};
+  const size_t at = label.find('@');
+  if (at == std::string::npos) return s;
+  s.name = label.substr(0, at);
+  const std::string t = label.substr(at + 1);
+  char* end = nullptr;
+  const double v = std::strtod(t.c_str(), &end);
+  if (s.name != "freekv") return fkv::err("option --policies: '", label, "': only freekv takes a tau (freekv@0.8)");
+  if (t.empty() || end != t.c_str() + t.size() || !(v >= 0.0 && v <= 1.0))
+    return fkv::err("option --policies: '", label, "': expected a tau between 0 and 1 after '@', found '", t, "'");
+  s.tau = static_cast<float>(v);
+  return s;
+}
+
+// "full" first (the reference), each label once.
+fkv::Result<std::vector<PolicySpec>> read_policies(const ParsedArgs& a, float default_tau) {
+  std::vector<PolicySpec> out = {PolicySpec{"full", "full", default_tau}};
   for (const std::string& p : split_list(a.value("--policies").value_or("full,streaming,quest,arkvale,freekv"))) {
     if (p.empty()) return fkv::err("option --policies: found an empty name in '", *a.value("--policies"), "'");
-    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+    FKV_ASSIGN_OR_RETURN(PolicySpec spec, read_policy_spec(p, default_tau));
+    if (std::none_of(out.begin(), out.end(), [&](const PolicySpec& o) { return o.label == p; })) out.push_back(spec);
   }
   return out;
 }
@@ -111,7 +138,7 @@ fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
   o.vocab = a.value("--vocab").value_or("");
   FKV_ASSIGN_OR_RETURN(o.tasks, read_tasks(a));
   FKV_ASSIGN_OR_RETURN(o.lengths, read_lengths(a));
-  FKV_ASSIGN_OR_RETURN(o.policies, read_policies(a));
+
   FKV_ASSIGN_OR_RETURN(o.count, int_option(a, "--count", 1, 1, 10000));
   FKV_ASSIGN_OR_RETURN(o.seed, u64_option(a, "--seed", 1));
   FKV_ASSIGN_OR_RETURN(o.task_options.multikey_queries,
@@ -120,6 +147,7 @@ fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
   FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_threads, int_option(a, "--threads", 0, 0, 1024));
   FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_batch, int_option(a, "--batch", 128, 1, 8192));
   FKV_TRY(read_budget_options(a, o.fidelity.context));
+  FKV_ASSIGN_OR_RETURN(o.policies, read_policies(a, o.fidelity.context.correction_tau));
   o.json = a.has("--json");
   return o;
 }
@@ -177,9 +205,10 @@ fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
                     " generated tokens exceeds the model's training context (", n_train,
                     " tokens); use --lengths up to ", n_train - o.fidelity.n_gen);
   }
-  for (const std::string& p : o.policies) {
+  for (const PolicySpec& p : o.policies) {
     fkv::ContextParams cp = o.fidelity.context;
-    cp.policy = p;
+    cp.policy = p.name;
+    cp.correction_tau = p.tau;
     cp.n_ctx = cp.page_size;
     FKV_TRY(fkv::Context::create(model, cp).status());
   }
@@ -192,7 +221,7 @@ fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::
   FKV_ASSIGN_OR_RETURN(const std::vector<fkv::EvalTask> tasks,
                        fkv::make_tasks(model.tokenizer(), kind, length, o.count, o.seed, o.task_options));
   const size_t first = cells.size();
-  for (const std::string& p : o.policies) cells.push_back(Cell{kind, p, length, {}, {}});
+  for (const PolicySpec& p : o.policies) cells.push_back(Cell{kind, p.label, length, {}, {}});
   const bool progress = isatty(STDERR_FILENO) != 0;  // a terminal watching a long run; never in a pipe
   for (size_t i = 0; i < tasks.size(); ++i) {
     if (progress) std::fprintf(stderr, "\r%s %d #%zu: full         ", kind.c_str(), length, i + 1);
@@ -200,7 +229,7 @@ fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::
     FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::FidelitySession> session,
                          fkv::FidelitySession::start(model, tasks[i], o.fidelity));
     for (size_t k = 0; k < o.policies.size(); ++k) {
-      if (progress) std::fprintf(stderr, "\r%s %d #%zu: %-12s", kind.c_str(), length, i + 1, o.policies[k].c_str());
+      if (progress) std::fprintf(stderr, "\r%s %d #%zu: %-12s", kind.c_str(), length, i + 1, o.policies[k].label.c_str());
       PromptRecord rec{static_cast<int>(i),
                        tasks[i].n_tokens,
                        tasks[i].depth,
@@ -210,7 +239,7 @@ fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::
       if (k == 0) {
         rec.result = fkv::reference_result(session->reference());
       } else {
-        FKV_ASSIGN_OR_RETURN(rec.result, session->compare(o.policies[k]));
+        FKV_ASSIGN_OR_RETURN(rec.result, session->compare(o.policies[k].name, o.policies[k].tau));
       }
       Cell& cell = cells[first + k];
       add_retrieval_stats(cell.stats, rec.result.stats);
@@ -227,7 +256,7 @@ void print_table(const fkv::Model& model, const EvalOptions& o, const std::vecto
   std::printf("budget  %s; %d prompt(s) per cell, %d decode steps, seed %llu\n\n",
               budget_summary(o.fidelity.context).c_str(), o.count, o.fidelity.n_gen,
               static_cast<unsigned long long>(o.seed));
-  std::printf("%-9s %7s %-10s %6s %6s %7s %9s %9s %6s %9s %7s %7s\n", "task", "length", "policy", "exact", "found",
+  std::printf("%-9s %7s %-11s %6s %6s %7s %9s %9s %6s %9s %7s %7s\n", "task", "length", "policy", "exact", "found",
               "agree", "KL mean", "KL max", "corr%", "decode/s", "pages/t", "recall/t");
   for (const Cell& c : cells) {
     double max_kl = 0;
@@ -236,7 +265,7 @@ void print_table(const fkv::Model& model, const EvalOptions& o, const std::vecto
     char corr[16] = "-";
     if (!std::isnan(rate)) std::snprintf(corr, sizeof corr, "%.1f", 100.0 * rate);
     const double n_tok = static_cast<double>(std::max<int64_t>(1, c.decode_tokens()));
-    std::printf("%-9s %7d %-10s %3d/%-2zu %6.2f %7.3f %9.5f %9.5f %6s %9.2f %7.1f %7.1f\n", c.task.c_str(), c.length,
+    std::printf("%-9s %7d %-11s %3d/%-2zu %6.2f %7.3f %9.5f %9.5f %6s %9.2f %7.1f %7.1f\n", c.task.c_str(), c.length,
                 c.policy.c_str(), c.n_correct(), c.prompts.size(), c.answer_recall(),
                 c.mean_of(&fkv::FidelityResult::agreement), c.mean_of(&fkv::FidelityResult::mean_kl), max_kl, corr,
                 c.decode_tokens_per_s(), static_cast<double>(c.stats.pages_selected) / n_tok,

@@ -197,8 +197,12 @@ Result<std::unique_ptr<FidelitySession>> FidelitySession::start(const Model& mod
 }
 
 Result<FidelityResult> FidelitySession::compare(std::string_view policy) {
+  return compare(policy, params_.context.correction_tau);
+}
+
+Result<FidelityResult> FidelitySession::compare(std::string_view policy, float tau) {
   FKV_TRY(ctx_->truncate(task_.n_tokens));
-  FKV_TRY(ctx_->set_policy(std::string(policy), params_.context.budget, params_.context.correction_tau));
+  FKV_TRY(ctx_->set_policy(std::string(policy), params_.context.budget, tau));
   FidelityResult r;
   r.policy = std::string(policy);
   r.prefill_s = ref_.prefill_s;

@@ -74,6 +74,8 @@ class FidelitySession {
   // Rewinds to the prompt, switches to `policy` (any name make_policy accepts) and compares it with the reference.
   // prefill_s is the shared prefill's time.
   Result<FidelityResult> compare(std::string_view policy);
+  // The same with freekv's correction threshold set to `tau` instead of the session's.
+  Result<FidelityResult> compare(std::string_view policy, float tau);
 
  private:
   FidelitySession() = default;

@@ -402,6 +402,25 @@ class TestEval : public QObject {
     QCOMPARE(results.at(0).toObject().value("policy").toString(), QStringLiteral("full"));
   }
 
+  // freekv@T runs freekv with tau T on the same prefills: tau 1 corrects every checked head, tau 0 only those whose
+  // query turned by more than 90 degrees (the random model's queries often do), and the plain label keeps --tau.
+  void evalTauSweep() {
+    const CliRun r = runCli({"eval", "--synthetic", "tiny-llama", "--tasks", "passkey", "--lengths", "1024",
+                             "--gen-tokens", "8", "--budget-sink", "64", "--budget-recent", "64", "--budget-retrieved",
+                             "128", "--policies", "freekv@1,freekv@0,freekv", "--tau", "1", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonArray results = parseObject(r.out).value("results").toArray();
+    QCOMPARE(results.size(), 4);
+    QStringList labels;
+    for (const QJsonValue& v : results) labels << v.toObject().value("policy").toString();
+    QCOMPARE(labels, (QStringList{"full", "freekv@1", "freekv@0", "freekv"}));
+    const double always = results.at(1).toObject().value("correction_rate").toDouble(-1);
+    const double never = results.at(2).toObject().value("correction_rate").toDouble(-1);
+    QCOMPARE(always, 1.0);
+    QVERIFY2(never >= 0 && never < always, qPrintable(QString::number(never)));
+    QCOMPARE(results.at(3).toObject().value("correction_rate").toDouble(-1), 1.0);
+  }
+
   void evalCommandErrors() {
     const CliRun tooLong = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "8192"});
     QCOMPARE(tooLong.exitCode, 1);
@@ -409,6 +428,11 @@ class TestEval : public QObject {
     const CliRun badPolicy = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "256", "--policies", "magic"});
     QCOMPARE(badPolicy.exitCode, 1);
     QVERIFY2(badPolicy.err.contains("magic"), badPolicy.err.constData());
+    for (const char* bad : {"freekv@1.5", "freekv@", "freekv@0.8x", "quest@0.8"}) {
+      const CliRun r = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "256", "--policies", bad});
+      QCOMPARE(r.exitCode, 2);  // a usage error, found before anything runs
+      QVERIFY2(r.err.contains(bad), r.err.constData());
+    }
     const CliRun badTask = runCli({"eval", "--synthetic", "tiny-llama", "--tasks", "passkey,chess"});
     QCOMPARE(badTask.exitCode, 2);
     QVERIFY(badTask.err.contains("chess"));
