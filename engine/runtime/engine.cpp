@@ -100,13 +100,13 @@ Result<GenerateResult> Engine::Impl::run(const std::vector<int32_t>& tokens, con
     return err("the prompt has ", tokens.size(), " tokens, more than the context of ", ctx->n_ctx(),
                " (load the model with a larger context)");
   }
-  // The cache cannot be truncated, so it is reused only when it is a strict prefix of the new prompt (the last
-  // prompt token must be evaluated again to get its logits).
+  // Whatever the context shares with the new prompt stays; the rest is dropped (a regenerated answer, an edited
+  // question). At least the last prompt token is evaluated again, for its logits.
   size_t n_cached = common_prefix(ctx_tokens, tokens);
-  if (n_cached < ctx_tokens.size() || n_cached == tokens.size()) {
-    ctx->reset();
-    ctx_tokens.clear();
-    n_cached = 0;
+  if (n_cached == tokens.size() && n_cached > 0) --n_cached;
+  if (n_cached < ctx_tokens.size()) {
+    FKV_TRY(ctx->truncate(static_cast<int>(n_cached)));
+    ctx_tokens.resize(n_cached);
   }
   GenerateParams params;
   params.max_tokens = o.max_tokens;

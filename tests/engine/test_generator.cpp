@@ -358,11 +358,20 @@ class TestGenerator : public QObject {
     QVERIFY2(r.ok(), r.message().c_str());
     QCOMPARE(r->n_cached_tokens, static_cast<int>(m_prompt.size()));
     QCOMPARE(r->text, expected->text);
-    // Asking again for the same prompt cannot reuse it (its last token's logits are gone) but answers the same.
+    // Asking again for the same prompt drops the answer and re-evaluates only the last prompt token (for its logits).
     auto again = engine->generate(longer, greedyOptions(6), nullptr);
     QVERIFY(again.ok());
-    QCOMPARE(again->n_cached_tokens, 0);
+    QCOMPARE(again->n_cached_tokens, r->n_prompt_tokens - 1);
     QCOMPARE(again->text, expected->text);
+    // A prompt that leaves the cached one part way (an edited question) keeps the shared beginning only.
+    const std::string edited = m_promptText + " once";
+    auto fresh_edit = newEngine()->generate(edited, greedyOptions(6), nullptr);
+    QVERIFY(fresh_edit.ok());
+    auto edit = engine->generate(edited, greedyOptions(6), nullptr);
+    QVERIFY2(edit.ok(), edit.message().c_str());
+    QVERIFY(edit->n_cached_tokens >= static_cast<int>(m_prompt.size()) - 1);
+    QVERIFY(edit->n_cached_tokens < edit->n_prompt_tokens);
+    QCOMPARE(edit->text, fresh_edit->text);
   }
 
   void engineChat() {
