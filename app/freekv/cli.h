@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fkv/events.h"
+#include "fkv/types.h"
 #include "fkv/status.h"
 
 namespace fkv {
@@ -114,6 +115,15 @@ void add_retrieval_stats(fkv::RetrievalStats& to, const fkv::RetrievalStats& s);
 // heads_corrected / heads_checked; NaN (JSON null) when no head was checked.
 double correction_rate(const fkv::RetrievalStats& s);
 
+// Model and sampling options shared by generate, chat and ask (-m, --ctx, --temp, ...), read into engine options.
+struct RunOptions {
+  std::string model_path;
+  fkv::ModelOptions model;
+  fkv::GenerationOptions gen;
+};
+std::span<const OptionSpec> model_run_options();
+fkv::Result<RunOptions> read_run_options(const ParsedArgs& a);
+
 // Entry points; args exclude the program and command names. Each returns the process exit code.
 int run_info(std::span<char* const> args);
 int run_tokenize(std::span<char* const> args);
@@ -121,6 +131,9 @@ int run_generate(std::span<char* const> args);
 int run_chat(std::span<char* const> args);
 int run_bench(std::span<char* const> args);
 int run_eval(std::span<char* const> args);
+int run_ingest(std::span<char* const> args);
+int run_library(std::span<char* const> args);
+int run_ask(std::span<char* const> args);
 
 extern const CommandHelp kInfoHelp;
 extern const CommandHelp kTokenizeHelp;
@@ -128,5 +141,8 @@ extern const CommandHelp kGenerateHelp;
 extern const CommandHelp kChatHelp;
 extern const CommandHelp kBenchHelp;
 extern const CommandHelp kEvalHelp;
+extern const CommandHelp kIngestHelp;
+extern const CommandHelp kLibraryHelp;
+extern const CommandHelp kAskHelp;
 
 }  // namespace freekv

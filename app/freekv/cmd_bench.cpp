@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "backend/cpu/quant.h"
+#include "bench_reopen.h"
 #include "cli.h"
 #include "runtime/context.h"
 #include "runtime/model.h"
@@ -39,6 +40,8 @@ const OptionSpec kBenchOwnOptions[] = {
     {"--seed", "", "S", "seed of the random prompt tokens (default 1)"},
     {"--policy", "", "P", "decode attention policy: full, streaming, quest, arkvale or freekv (default full)"},
     {"--json", "", "", "print one JSON object instead of text"},
+    {"--reopen-tokens", "", "N",
+     "instead: open a generated N-token document (prefill + save) and reopen it (load), time to first answer token"},
 };
 
 std::vector<OptionSpec> bench_options() {
@@ -263,6 +266,28 @@ void print_report_json(const BenchOptions& o, const BenchReport& r) {
   std::printf("%s\n", j.str().c_str());
 }
 
+int run_reopen(const ParsedArgs& a) {
+  ReopenOptions ro;
+  ro.model_path = a.value("--model").value_or("");
+  if (ro.model_path.empty()) return usage_fail("bench --reopen-tokens: give -m MODEL");
+  fkv::Result<int> n = int_option(a, "--reopen-tokens", 16384, 256, 1 << 20);
+  if (!n.ok()) return usage_fail("bench: " + n.message());
+  fkv::Result<int> threads = int_option(a, "--threads", 0, 0, 1024);
+  if (!threads.ok()) return usage_fail("bench: " + threads.message());
+  ro.n_tokens = *n;
+  ro.model.n_ctx = *n + 512;  // room for the prompt head and the question
+  ro.model.n_threads = *threads;
+  ro.model.kv_type = a.value("--kv-type").value_or("f16");
+  TempDir tmp;
+  fkv::Result<std::string> dir = make_temp_dir();
+  if (!dir.ok()) return fail(dir.message());
+  tmp.path = *dir;
+  fkv::Result<ReopenReport> r = run_reopen_benchmark(ro, tmp.path);
+  if (!r.ok()) return fail("bench: " + r.message());
+  print_reopen_report(*r, a.has("--json"));
+  return kExitOk;
+}
+
 }  // namespace
 
 const CommandHelp kBenchHelp = {"bench", "(-m MODEL | --synthetic SHAPE) [options]",
@@ -275,6 +300,7 @@ int run_bench(std::span<char* const> args) {
   if (!parsed->positionals().empty()) {
     return usage_fail("bench: unexpected argument '" + parsed->positionals()[0] + "'");
   }
+  if (parsed->has("--reopen-tokens")) return run_reopen(*parsed);
   fkv::Result<BenchOptions> o = read_bench_options(*parsed);
   if (!o.ok()) return usage_fail("bench: " + o.message());
   if (fkv::Status s = apply_isa(o->isa); !s.ok()) return fail(s.message());

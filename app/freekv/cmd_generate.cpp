@@ -17,7 +17,7 @@ namespace freekv {
 namespace {
 
 // Options shared by generate and chat.
-const OptionSpec kModelOptions[] = {
+constexpr OptionSpec kModelOptions[] = {
     {"--model", "-m", "MODEL", "GGUF model file (required)"},
     {"--max-tokens", "-n", "N", "tokens to generate at most (default 256)"},
     {"--temp", "", "T", "temperature; 0 is greedy (default 0.8)"},
@@ -50,11 +50,9 @@ std::vector<OptionSpec> join(std::span<const OptionSpec> a, std::span<const Opti
 const std::vector<OptionSpec> kGenerateOptions = join(kModelOptions, kGenerateOnlyOptions);
 const std::span<const OptionSpec> kChatOptions = kModelOptions;
 
-struct RunOptions {
-  std::string model_path;
-  fkv::ModelOptions model;
-  fkv::GenerationOptions gen;
-};
+}  // namespace
+
+std::span<const OptionSpec> model_run_options() { return kModelOptions; }
 
 // Everything here is a usage error: the values are checked before any file is touched.
 fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
@@ -94,6 +92,8 @@ fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
   FKV_TRY(sp.validate());
   return o;
 }
+
+namespace {
 
 fkv::Result<std::unique_ptr<fkv::Engine>> open_engine(const RunOptions& o) {
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Engine> engine, fkv::Engine::create(fkv::EngineOptions{}));

@@ -17,7 +17,9 @@ struct Command {
 const Command kCommands[] = {
     {&freekv::kInfoHelp, freekv::run_info},         {&freekv::kTokenizeHelp, freekv::run_tokenize},
     {&freekv::kGenerateHelp, freekv::run_generate}, {&freekv::kChatHelp, freekv::run_chat},
-    {&freekv::kBenchHelp, freekv::run_bench},       {&freekv::kEvalHelp, freekv::run_eval},
+    {&freekv::kIngestHelp, freekv::run_ingest},     {&freekv::kLibraryHelp, freekv::run_library},
+    {&freekv::kAskHelp, freekv::run_ask},           {&freekv::kBenchHelp, freekv::run_bench},
+    {&freekv::kEvalHelp, freekv::run_eval},
 };
 
 const Command* find_command(std::string_view name) {

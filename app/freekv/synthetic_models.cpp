@@ -92,14 +92,6 @@ fkv::Result<std::string> find_vocab(const std::string& explicit_path) {
                   kVocabName, " in the folders above ", start.empty() ? "the executable" : start.string(), ")");
 }
 
-fkv::Result<std::string> make_temp_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/freekv-bench-XXXXXX";
-  if (mkdtemp(pattern.data()) == nullptr) {
-    return fkv::err("cannot create a temporary folder ", pattern, ": ", std::strerror(errno));
-  }
-  return pattern;
-}
 
 // Writing holds every tensor in memory; a child process does it so the benchmark's peak RSS measures only the run.
 fkv::Status write_synthetic_in_child(const fkv::SyntheticModelSpec& spec, const std::string& path) {
@@ -131,6 +123,15 @@ fkv::Status write_synthetic_in_child(const fkv::SyntheticModelSpec& spec, const 
   if (!message.empty()) return fkv::Status::error(message);
   if (WIFSIGNALED(status)) return fkv::err("the synthetic model writer died of signal ", WTERMSIG(status));
   return fkv::err("the synthetic model writer failed (exit code ", WEXITSTATUS(status), ")");
+}
+
+fkv::Result<std::string> make_temp_dir() {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/freekv-bench-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return fkv::err("cannot create a temporary folder ", pattern, ": ", std::strerror(errno));
+  }
+  return pattern;
 }
 
 TempDir::~TempDir() {

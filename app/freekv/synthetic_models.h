@@ -33,6 +33,9 @@ struct TempDir {
   ~TempDir();
 };
 
+// A fresh folder under $TMPDIR (else /tmp), for a TempDir to own.
+fkv::Result<std::string> make_temp_dir();
+
 // The model a command runs: `model_path` when `synthetic` is empty, else the named synthetic shape written into a fresh
 // folder held by `tmp` (vocabulary from find_vocab(vocab)).
 fkv::Result<std::string> prepare_model(const std::string& model_path, const std::string& synthetic,

@@ -330,6 +330,7 @@ Status GgufParser::read_tensor_shape(GgufTensor& t, std::string_view name) {
 // The data section starts at the first multiple of the alignment after the infos; each tensor must lie in the file.
 Status GgufParser::place_tensors() {
   const size_t data_start = (pos_ + f_.alignment_ - 1) / f_.alignment_ * f_.alignment_;  // pos_ <= size, no overflow
+  f_.data_offset_ = std::min(data_start, f_.size_);  // a file without tensors may end before the aligned start
   for (GgufTensor& t : f_.tensors_) {
     if (t.offset % f_.alignment_ != 0) {
       return err(f_.label_, ": tensor '", t.name, "' has data offset ", t.offset,

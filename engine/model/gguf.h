@@ -74,6 +74,8 @@ class GgufFile {
   size_t alignment() const { return alignment_; }
   size_t file_size() const { return size_; }
   const uint8_t* file_data() const { return data_; }
+  // Where the tensor data section starts: bytes before it are the header, metadata and tensor infos.
+  size_t data_offset() const { return data_offset_; }
   const std::string& label() const { return label_; }
 
   // Metadata in file order.
@@ -103,6 +105,7 @@ class GgufFile {
   std::string label_;
   uint32_t version_ = 0;
   size_t alignment_ = 32;
+  size_t data_offset_ = 0;
   std::vector<std::pair<std::string, GgufValue>> kv_;
   std::vector<GgufTensor> tensors_;
   friend class GgufParser;

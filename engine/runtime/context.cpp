@@ -13,6 +13,7 @@
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
 #include "kv/policy.h"
+#include "store/kv_snapshot.h"
 
 namespace fkv {
 
@@ -191,6 +192,19 @@ Status Context::truncate(int n_tokens) {
   return {};
 }
 const RetrievalStats& Context::stats() const { return impl_->stats; }
+
+Status Context::save_kv(const std::string& path, const SnapshotMeta& meta, int first_page,
+                        const ByteProgress& progress) const {
+  return save_kv_snapshot(path, meta, impl_->cache, impl_->summaries, first_page, progress);
+}
+
+Status Context::load_kv(const PageFileReader& file, const SnapshotMeta& meta) {
+  Impl& s = *impl_;
+  s.policy->reset();
+  s.stats = RetrievalStats{};
+  if (file.info().first_page == 0) reset();
+  return load_kv_snapshot(file, meta, s.cache, s.summaries);
+}
 
 Status Context::set_policy(const std::string& name, const Budget& budget, float correction_tau) {
   Impl& s = *impl_;

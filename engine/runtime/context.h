@@ -13,8 +13,11 @@
 #include "fkv/status.h"
 #include "kv/budget.h"
 #include "runtime/model.h"
+#include "store/page_file.h"
 
 namespace fkv {
+
+struct SnapshotMeta;
 
 struct ContextParams {
   int n_ctx = 4096;       // tokens the cache holds
@@ -54,6 +57,14 @@ class Context {
   // compared on one prefilled context. On error the current policy stays.
   Status set_policy(const std::string& name, const Budget& budget, float correction_tau);
   void set_observer(TelemetryObserver* observer);
+
+  // Persistence (store/kv_snapshot.h). save_kv writes the cached pages [first_page, ...) with their summaries;
+  // first_page > 0 makes an extension of the snapshot meta.base_fingerprint. load_kv takes a snapshot's tokens
+  // into the context: a whole snapshot replaces what is cached, an extension goes on top of its loaded base. The
+  // policy and stats restart; on error the context is empty.
+  Status save_kv(const std::string& path, const SnapshotMeta& meta, int first_page,
+                 const ByteProgress& progress = {}) const;
+  Status load_kv(const PageFileReader& file, const SnapshotMeta& meta);
   const Model& model() const;
   const ContextParams& params() const;
 

@@ -7,11 +7,9 @@
 #include <optional>
 
 #include "backend/cpu/quant.h"
-#include "runtime/context.h"
+#include "runtime/engine_impl.h"
 #include "runtime/generator.h"
-#include "runtime/model.h"
-#include "tokenizer/chat_template.h"
-#include "tokenizer/tokenizer.h"
+#include "store/fingerprint.h"
 
 namespace fkv {
 
@@ -51,6 +49,18 @@ SamplerParams sampler_params(const GenerationOptions& o) {
   return s;
 }
 
+Status apply_retrieval(const RetrievalOptions& r, ContextParams& cp) {
+  if (!(r.correction_tau >= 0.f && r.correction_tau <= 1.f))
+    return err("correction threshold: expected 0..1, found ", r.correction_tau);
+  cp.policy = r.policy;
+  cp.budget.sink_tokens = r.sink_tokens;
+  cp.budget.recent_tokens = r.recent_tokens;
+  cp.budget.retrieved_tokens = r.retrieved_tokens;
+  cp.budget.page_size = cp.page_size;
+  cp.correction_tau = r.correction_tau;
+  return cp.budget.validate();
+}
+
 size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
   const size_t n = std::min(a.size(), b.size());
   size_t i = 0;
@@ -59,23 +69,6 @@ size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
 }
 
 }  // namespace
-
-struct Engine::Impl {
-  std::unique_ptr<Model> model;
-  std::unique_ptr<Context> ctx;
-  std::optional<ChatTemplate> chat_template;
-  std::string template_error;       // why chat_template is empty
-  std::vector<int32_t> ctx_tokens;  // (ctx->n_past()) the tokens in the context, in order
-  std::atomic<bool> cancel{false};
-
-  Status check_loaded() const {
-    if (!model) return err("no model is loaded");
-    return {};
-  }
-  Result<std::vector<int32_t>> tokenize_chat(std::span<const ChatMessage> messages) const;
-  Result<GenerateResult> run(const std::vector<int32_t>& tokens, const GenerationOptions& o, const TextCallback& cb);
-  void record_context(std::span<const int32_t> prompt, std::span<const int32_t> generated);
-};
 
 Result<std::vector<int32_t>> Engine::Impl::tokenize_chat(std::span<const ChatMessage> messages) const {
   if (!chat_template) return err(template_error);
@@ -143,7 +136,9 @@ Engine::~Engine() = default;
 
 Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
   FKV_TRY(apply_isa(options.isa));
-  return std::unique_ptr<Engine>(new Engine());
+  std::unique_ptr<Engine> e(new Engine());
+  e->impl_->library_path = options.library_path;
+  return e;
 }
 
 Status Engine::load_model(const std::string& path, const ModelOptions& options) {
@@ -152,6 +147,7 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
   cp.n_threads = options.n_threads;
   cp.page_size = options.page_size;
   FKV_ASSIGN_OR_RETURN(cp.kv_type, parse_kv_type(options.kv_type));
+  FKV_TRY(apply_retrieval(options.retrieval, cp));
   FKV_TRY(cp.validate());
   std::optional<ChatTemplate> tmpl;
   if (!options.chat_template.empty()) {
@@ -169,8 +165,12 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
     }
   }
   impl_->ctx.reset();  // the old context refers to the old model
+  impl_->doc.reset();
+  impl_->model_fingerprint = model_fingerprint(model->gguf());
+  impl_->tokenizer_hash = tokenizer_hash(model->gguf());
   impl_->model = std::move(model);
   impl_->ctx = std::move(ctx);
+  impl_->ctx->set_observer(impl_->observer);
   impl_->chat_template = tmpl;
   impl_->template_error = std::move(template_error);
   impl_->ctx_tokens.clear();
@@ -233,11 +233,45 @@ Result<GenerateResult> Engine::chat(const std::vector<Message>& history, const G
   return impl_->run(tokens, options, on_text);
 }
 
+Status Engine::set_retrieval(const RetrievalOptions& options) {
+  FKV_TRY(impl_->check_loaded());
+  ContextParams cp = impl_->ctx->params();
+  FKV_TRY(apply_retrieval(options, cp));
+  return impl_->ctx->set_policy(cp.policy, cp.budget, cp.correction_tau);
+}
+
+void Engine::set_observer(TelemetryObserver* observer) {
+  impl_->observer = observer;
+  if (impl_->ctx) impl_->ctx->set_observer(observer);
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  if (!impl_->ctx) return s;
+  const Context& c = *impl_->ctx;
+  s.n_ctx = c.n_ctx();
+  s.n_tokens = c.n_past();
+  const ModelConfig& mc = impl_->model->config();
+  const uint64_t elem = c.params().kv_type == DType::F32 ? 4 : 2;
+  s.kv_host_bytes = 2ull * static_cast<uint64_t>(mc.n_layers) * static_cast<uint64_t>(mc.n_embd_kv()) * elem *
+                    static_cast<uint64_t>(s.n_tokens);
+  s.policy = c.params().policy;
+  const RetrievalStats& r = c.stats();
+  s.layer_steps = r.layer_steps;
+  s.heads_checked = r.heads_checked;
+  s.heads_corrected = r.heads_corrected;
+  s.pages_recalled = r.pages_recalled;
+  s.pages_reused = r.pages_reused;
+  s.bytes_recalled = r.bytes_recalled;
+  return s;
+}
+
 void Engine::cancel() { impl_->cancel.store(true); }
 
 void Engine::reset() {
   if (impl_->ctx) impl_->ctx->reset();
   impl_->ctx_tokens.clear();
+  impl_->doc.reset();
 }
 
 }  // namespace fkv

@@ -34,17 +34,30 @@ std::string unescape_spaces(std::string_view s) {
 }  // namespace
 
 Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
+  std::vector<int32_t> out;
+  if (add_bos && bos_id_ >= 0) out.push_back(bos_id_);
+  FKV_TRY(encode_append(text, true, parse_special, out));
+  return out;
+}
+
+Status Tokenizer::encode_append(std::string_view text, bool space_prefix, bool parse_special,
+                                std::vector<int32_t>& out) const {
   if (const auto bad = utf8_first_invalid(text)) {
     char byte[8];
     std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned>(static_cast<uint8_t>(text[*bad])));
     return err("encode: invalid UTF-8 at byte offset ", *bad, " (byte ", byte, "), expected UTF-8 text");
   }
-  std::vector<int32_t> out;
-  if (add_bos && bos_id_ >= 0) out.push_back(bos_id_);
+  const size_t n_before = out.size();
+  Status status = encode_valid(text, space_prefix && add_space_prefix_, parse_special, out);
+  if (!status.ok()) out.resize(n_before);
+  return status;
+}
+
+Status Tokenizer::encode_valid(std::string_view text, bool space_prefix, bool parse_special,
+                               std::vector<int32_t>& out) const {
   // llama.cpp puts the space prefix before the text and after each control piece (the reference chat code of Llama 2
   // encodes each turn on its own, so "</s><s>[INST]" is "▁[INST]" there too). After a user-defined piece there is
   // none: libsentencepiece handles those pieces itself when parse_special is off, and both modes must agree.
-  bool space_prefix = add_space_prefix_;
   size_t start = 0;
   if (parse_special) {
     for (size_t pos = 0; pos < text.size();) {
@@ -61,7 +74,7 @@ Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, bool add_b
     }
   }
   if (start < text.size()) FKV_TRY(encode_fragment(text.substr(start), space_prefix, out));
-  return out;
+  return Status();
 }
 
 Status Tokenizer::encode_fragment(std::string_view text, bool space_prefix, std::vector<int32_t>& out) const {

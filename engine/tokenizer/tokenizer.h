@@ -39,6 +39,13 @@ class Tokenizer {
   // unknown pieces ("<start_of_turn>") becomes their ids; without it, control text is encoded as plain text.
   // When the vocabulary asks for a space prefix, it goes before the text and after each special piece (llama.cpp).
   Result<std::vector<int32_t>> encode(std::string_view text, bool add_bos, bool parse_special) const;
+  // Appends the ids of `text` to `out` (never a BOS), for text encoded piece by piece: a long document in segments,
+  // chat-template parts around it. `space_prefix` says whether the text starts a run of its own, which gets the
+  // vocabulary's space prefix when it uses one (encode() passes true); pass false for a piece that continues text
+  // encoded before it, so the concatenated ids decode back to exactly the concatenated texts. With `parse_special`,
+  // special pieces are parsed and the prefix after them follows encode(). On error (invalid UTF-8, named by byte
+  // offset) `out` is left as it was.
+  Status encode_append(std::string_view text, bool space_prefix, bool parse_special, std::vector<int32_t>& out) const;
   // Concatenates token_piece() of each id; control tokens (BOS, EOS, turn markers) and ids outside the vocabulary
   // contribute nothing, and the space prefix that encode() added at the start is removed again.
   std::string decode(std::span<const int32_t> ids) const;
@@ -72,6 +79,7 @@ class Tokenizer {
   Status build_processor();
   void build_lookups();
   void compute_fingerprint();
+  Status encode_valid(std::string_view text, bool space_prefix, bool parse_special, std::vector<int32_t>& out) const;
   Status encode_fragment(std::string_view text, bool space_prefix, std::vector<int32_t>& out) const;
   Status encode_chunk(std::string_view text, bool space_prefix, std::vector<int32_t>& out) const;
   size_t next_cut(std::string_view text, size_t from) const;

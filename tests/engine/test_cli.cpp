@@ -9,45 +9,14 @@
 #include <QtTest>
 
 #include "model/synthetic.h"
+#include "support/cli_runner.h"
 #include "support/test_paths.h"
 
 namespace {
 
-struct CliRun {
-  int exitCode = -1;
-  QProcess::ExitStatus exitStatus = QProcess::CrashExit;
-  QByteArray out;
-  QByteArray err;
-};
-
-CliRun runCli(const QStringList& args, const QByteArray& input = {}) {
-  QProcess p;
-  p.start(QStringLiteral(FKV_CLI_PATH), args);
-  CliRun r;
-  if (!p.waitForStarted(10000)) return r;
-  p.write(input);
-  p.closeWriteChannel();
-  if (!p.waitForFinished(120000)) {
-    p.kill();
-    p.waitForFinished();
-    return r;
-  }
-  r.exitCode = p.exitCode();
-  r.exitStatus = p.exitStatus();
-  r.out = p.readAllStandardOutput();
-  r.err = p.readAllStandardError();
-  return r;
-}
-
-QJsonObject parseObject(const QByteArray& text) {
-  QJsonParseError e{};
-  const QJsonDocument doc = QJsonDocument::fromJson(text, &e);
-  if (e.error != QJsonParseError::NoError || !doc.isObject()) {
-    qWarning("not a JSON object (%s): %s", qPrintable(e.errorString()), text.constData());
-    return {};
-  }
-  return doc.object();
-}
+using fkvtest::CliRun;
+using fkvtest::parseObject;
+using fkvtest::runCli;
 
 }  // namespace
 

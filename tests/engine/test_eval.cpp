@@ -13,6 +13,7 @@
 #include "runtime/eval_tasks.h"
 #include "runtime/fidelity.h"
 #include "runtime/model.h"
+#include "support/cli_runner.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 
@@ -28,38 +29,9 @@ bool endsWith(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-struct CliRun {
-  int exitCode = -1;
-  QByteArray out, err;
-};
-
-CliRun runCli(const QStringList& args) {
-  QProcess p;
-  QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-  env.insert("FKV_VOCAB", fkvtest::llamaVocabPath());
-  p.setProcessEnvironment(env);
-  p.start(QStringLiteral(FKV_CLI_PATH), args);
-  CliRun r;
-  if (!p.waitForStarted(10000) || !p.waitForFinished(120000)) {
-    p.kill();
-    p.waitForFinished();
-    return r;
-  }
-  if (p.exitStatus() == QProcess::NormalExit) r.exitCode = p.exitCode();
-  r.out = p.readAllStandardOutput();
-  r.err = p.readAllStandardError();
-  return r;
-}
-
-QJsonObject parseObject(const QByteArray& text) {
-  QJsonParseError e{};
-  const QJsonDocument doc = QJsonDocument::fromJson(text, &e);
-  if (e.error != QJsonParseError::NoError || !doc.isObject()) {
-    qWarning("not a JSON object (%s): %s", qPrintable(e.errorString()), text.constData());
-    return {};
-  }
-  return doc.object();
-}
+using fkvtest::CliRun;
+using fkvtest::parseObject;
+using fkvtest::runCli;
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fkv/events.h"
 #include "fkv/status.h"
 #include "fkv/types.h"
 
@@ -34,8 +35,32 @@ class Engine {
   Result<GenerateResult> chat(const std::vector<Message>& history, const GenerationOptions& options,
                               const TextCallback& on_text);
 
+  // Documents (needs a loaded model). open_document reads the file (txt, md, html, pdf), records it in the library
+  // and makes its KV ready: loaded from the library's snapshot when one is valid for this model, else prefilled (with
+  // progress; cancel() or a false from the callback stops it) and saved. A snapshot that cannot be used (damaged,
+  // other model, older layout) is recomputed and the reason is returned. The overload by id reopens a library
+  // document without reading its file again. Errors: no model, unreadable or unsupported file, a document longer
+  // than the context, cancellation.
+  Result<OpenedDocument> open_document(const std::string& path, const DocumentOptions& options,
+                                       const ProgressCallback& progress);
+  Result<OpenedDocument> open_document(int64_t id, const DocumentOptions& options, const ProgressCallback& progress);
+  // Answers the last turn of `turns` (user, assistant, ..., user) about the open document, through the model's chat
+  // template. Only the turns are evaluated: the document stays in the context between questions.
+  Result<GenerateResult> ask(const std::vector<Message>& turns, const GenerationOptions& options,
+                             const TextCallback& on_text);
+  void close_document();
+  // The open document's text, outline and span map; null when none is open. Valid until the next open or close.
+  const DocumentContent* document() const;
+
+  // Switches the decode-time retrieval policy and budget, keeping what the context holds. Errors (the current
+  // setting stays): an unknown policy, a budget that is not whole pages or has no recent window, tau outside 0..1.
+  Status set_retrieval(const RetrievalOptions& options);
+  // Per decode step and layer retrieval events, called on the thread that runs ask/generate; null stops them.
+  void set_observer(TelemetryObserver* observer);
+  EngineStats stats() const;
+
   // Stops the generation in progress after the current token (or prompt batch); it then returns with stop_reason
-  // "cancelled". Thread-safe. A request made while nothing runs is dropped when the next generation starts.
+  // "cancelled"; a document prefill stops after the current chunk with an error. Thread-safe. A request made while nothing runs is dropped when the next generation starts.
   void cancel();
   // Forgets the tokens in the context (the next call evaluates its whole prompt).
   void reset();

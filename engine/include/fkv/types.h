@@ -14,6 +14,46 @@ struct EngineOptions {
   // Which CPU kernels to run: "auto" (the best this CPU supports), "avx2" (an error on a CPU without AVX2/FMA/F16C)
   // or "scalar" (the plain reference kernels). It is a process-wide setting: the last Engine created decides.
   std::string isa = "auto";
+  // The document library (SQLite; page files go to a "pages" folder beside it). Empty: documents can still be
+  // opened and asked about, but nothing is remembered and every open prefills.
+  std::string library_path;
+};
+
+// Long work reports what it is doing; returning false from the callback cancels it.
+struct Progress {
+  std::string stage;  // "ingest", "tokenize", "load" (bytes), "prefill" (tokens), "save" (bytes)
+  int64_t done = 0;
+  int64_t total = 0;
+};
+using ProgressCallback = std::function<bool(const Progress&)>;
+
+struct DocumentOptions {
+  int64_t max_file_bytes = int64_t{256} << 20;  // larger files are refused before they are read
+  bool use_snapshot = true;                     // load the persisted KV when it is valid
+  bool save_snapshot = true;                    // persist the KV after a prefill
+  int64_t storage_cap_bytes = 0;                // > 0: evict least recently used snapshots beyond this
+};
+
+// A document made ready to answer questions about: its KV is in the context, from a snapshot or a prefill.
+struct OpenedDocument {
+  int64_t id = 0;  // library id; 0 without a library
+  std::string path, title, format;
+  int64_t n_chars = 0;        // bytes of its normalized text
+  int n_tokens = 0;           // tokens of the prefix (template head, intro, document) held in the context
+  std::string kv_source;      // "snapshot" (loaded, no prefill) or "prefill"
+  std::string recompute_reason;  // why a snapshot that existed was not used; empty otherwise
+  std::string save_error;        // a prefill whose snapshot could not be saved (the document is still open)
+  uint64_t snapshot_bytes = 0;   // size of the page file loaded or saved
+  double ingest_s = 0, tokenize_s = 0, load_s = 0, prefill_s = 0, save_s = 0;
+};
+
+// Decode-time KV retrieval (the prefill is always exact).
+struct RetrievalOptions {
+  std::string policy = "freekv";  // "full", "streaming", "quest", "arkvale" or "freekv"
+  int sink_tokens = 512;          // budget: tokens at the start, always attended
+  int recent_tokens = 512;        // budget: most recent tokens, always attended
+  int retrieved_tokens = 1024;    // budget: tokens in the pages retrieved each step
+  float correction_tau = 0.9f;    // freekv: heads whose query cosine falls below this are re-selected
 };
 
 struct ModelOptions {
@@ -22,6 +62,7 @@ struct ModelOptions {
   int page_size = 32;           // tokens per KV page
   std::string kv_type = "f16";  // KV cache element type: "f16", "bf16" or "f32"
   std::string chat_template;    // "" detects it from the file; else "llama2", "llama3", "mistral", "chatml", "gemma"
+  RetrievalOptions retrieval;
 };
 
 struct ModelInfo {
@@ -75,6 +116,37 @@ struct GenerateResult {
   double prefill_tokens_per_s = 0;  // evaluated prompt tokens / prefill_s
   double decode_tokens_per_s = 0;   // n_generated / decode_s
   std::string stop_reason;          // "eos" | "max_tokens" | "cancelled" | "stop_string" | "context_full"
+};
+
+// The open document as the desktop shows it: text, outline, and which characters each token range came from.
+struct DocumentSection {
+  bool is_page = false;     // a PDF page start; otherwise a heading
+  int level = 0;            // heading depth (1 = top)
+  std::string title;
+  int64_t char_offset = 0;  // byte offset into text
+};
+struct DocumentSpan {
+  int32_t token_begin = 0, token_end = 0;  // positions in the context
+  int64_t char_begin = 0, char_end = 0;    // byte offsets into text
+};
+struct DocumentContent {
+  std::string text;
+  std::vector<DocumentSection> sections;  // in text order
+  std::vector<DocumentSpan> spans;        // in order, contiguous
+  int page_size = 32;                     // KV page p holds context positions [p * page_size, (p + 1) * page_size)
+};
+
+// What the context holds now.
+struct EngineStats {
+  int n_ctx = 0;               // tokens the context can hold
+  int n_tokens = 0;            // tokens in it
+  uint64_t kv_host_bytes = 0;  // KV of those tokens in host memory
+  uint64_t kv_device_bytes = 0;
+  std::string policy;
+  int64_t layer_steps = 0;  // retrieval totals since the last reset
+  int64_t heads_checked = 0, heads_corrected = 0;
+  int64_t pages_recalled = 0, pages_reused = 0;
+  uint64_t bytes_recalled = 0;
 };
 
 // Receives the answer as it is generated, in pieces of whole UTF-8 characters; returning false cancels.

@@ -1,0 +1,305 @@
+// freekv ingest, library and ask: documents in the library, and questions about one whose KV is persisted, so asking
+// again (even from a new process) needs no prefill.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "cli.h"
+#include "fkv/engine.h"
+#include "ingest/ingest.h"
+#include "runtime/library_documents.h"
+#include "store/library.h"
+
+namespace freekv {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+constexpr OptionSpec kLibraryOption = {"--library", "", "PATH",
+                                       "library database (default: $FKV_LIBRARY, else $XDG_DATA_HOME/freekv-desk/"
+                                       "library.db, else ~/.local/share/freekv-desk/library.db)"};
+constexpr OptionSpec kJsonOption = {"--json", "", "", "print one JSON object instead of text"};
+
+// The desktop app keeps its library in the same place (its AppDataLocation is .../freekv-desk).
+std::string default_library_path() {
+  if (const char* p = std::getenv("FKV_LIBRARY"); p != nullptr && *p != '\0') return p;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x != nullptr && *x != '\0')
+    return std::string(x) + "/freekv-desk/library.db";
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : ".") + "/.local/share/freekv-desk/library.db";
+}
+
+std::string library_path(const ParsedArgs& a) { return a.value("--library").value_or(default_library_path()); }
+
+const char* state_name(fkv::SnapshotState s) {
+  return s == fkv::SnapshotState::ready ? "ready" : s == fkv::SnapshotState::stale ? "stale" : "none";
+}
+
+// ---- ingest ----
+
+constexpr OptionSpec kIngestOptions[] = {kLibraryOption, kJsonOption};
+
+int run_ingest_impl(const ParsedArgs& a) {
+  if (a.positionals().empty()) return usage_fail("ingest: give at least one FILE");
+  fkv::Result<std::unique_ptr<fkv::Library>> lib = fkv::Library::open(library_path(a));
+  if (!lib.ok()) return fail("ingest: " + lib.message());
+  const bool json = a.has("--json");
+  JsonWriter j;
+  j.begin_object().key("library").value((*lib)->db_path()).key("documents").begin_array();
+  int failures = 0;
+  for (const std::string& path : a.positionals()) {
+    fkv::Result<fkv::IngestedDocument> d = fkv::ingest_file(path);
+    fkv::Result<int64_t> id = d.ok() ? fkv::import_document(**lib, *d) : fkv::Result<int64_t>(d.status());
+    j.begin_object().key("path").value(path);
+    if (!id.ok()) {
+      ++failures;
+      j.key("error").value(id.message()).end_object();
+      if (!json) std::fprintf(stderr, "freekv: error: %s\n", id.message().c_str());
+      continue;
+    }
+    j.key("id").value(*id).key("title").value(d->title).key("format").value(d->format);
+    j.key("encoding").value(d->encoding).key("n_chars").value(static_cast<int64_t>(d->text.size()));
+    j.key("headings").value(static_cast<int64_t>(d->headings.size()));
+    j.key("pages").value(static_cast<int64_t>(d->page_offsets.size()));
+    j.key("replaced_bytes").value(d->replaced_bytes).end_object();
+    if (!json) {
+      std::printf("%lld  %s  (%s, %s of text", static_cast<long long>(*id), d->title.c_str(), d->format.c_str(),
+                  format_bytes(d->text.size()).c_str());
+      if (!d->page_offsets.empty()) std::printf(", %zu pages", d->page_offsets.size());
+      if (!d->headings.empty()) std::printf(", %zu headings", d->headings.size());
+      if (d->replaced_bytes > 0) std::printf(", %lld invalid bytes replaced", static_cast<long long>(d->replaced_bytes));
+      std::printf(")\n");
+    }
+  }
+  j.end_array().end_object();
+  if (json) std::printf("%s\n", j.str().c_str());
+  return failures == 0 ? kExitOk : kExitRuntime;
+}
+
+// ---- library ----
+
+constexpr OptionSpec kLibraryOptions[] = {
+    kLibraryOption,
+    kJsonOption,
+    {"--cap", "", "BYTES", "evict: keep page files under this many bytes (suffixes K, M, G)"},
+};
+
+fkv::Result<int64_t> parse_bytes(const std::string& s) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  const std::string unit(end);
+  const double mult = unit.empty() || unit == "B" ? 1.0
+                      : unit == "K"              ? 1024.0
+                      : unit == "M"              ? 1024.0 * 1024
+                      : unit == "G"              ? 1024.0 * 1024 * 1024
+                                                 : -1.0;
+  if (end == s.c_str() || mult < 0 || !(v >= 0)) return fkv::err("expected a size such as 500M or 2G, found '", s, "'");
+  return static_cast<int64_t>(v * mult);
+}
+
+int list_documents(fkv::Library& lib, bool json) {
+  fkv::Result<std::vector<fkv::DocumentSummary>> docs = lib.list_documents();
+  if (!docs.ok()) return fail("library: " + docs.message());
+  fkv::Result<int64_t> total = lib.total_snapshot_bytes();
+  if (!total.ok()) return fail("library: " + total.message());
+  if (json) {
+    JsonWriter j;
+    j.begin_object().key("library").value(lib.db_path()).key("snapshot_bytes").value(*total);
+    j.key("documents").begin_array();
+    for (const fkv::DocumentSummary& d : *docs) {
+      j.begin_object().key("id").value(d.info.id).key("title").value(d.info.title).key("path").value(d.info.path);
+      j.key("format").value(d.info.format).key("n_chars").value(d.info.n_chars);
+      j.key("kv_state").value(state_name(d.best_state)).key("snapshot_bytes").value(d.snapshot_bytes);
+      j.key("added_at").value(d.info.added_at).key("opened_at").value(d.info.opened_at).end_object();
+    }
+    j.end_array().end_object();
+    std::printf("%s\n", j.str().c_str());
+    return kExitOk;
+  }
+  std::printf("%s: %zu document(s), KV snapshots %s\n", lib.db_path().c_str(), docs->size(),
+              format_bytes(static_cast<uint64_t>(*total)).c_str());
+  for (const fkv::DocumentSummary& d : *docs) {
+    std::printf("%5lld  %-40s %-8s %10s  KV %-5s %10s  %s\n", static_cast<long long>(d.info.id), d.info.title.c_str(),
+                d.info.format.c_str(), format_bytes(static_cast<uint64_t>(d.info.n_chars)).c_str(),
+                state_name(d.best_state), format_bytes(static_cast<uint64_t>(d.snapshot_bytes)).c_str(),
+                d.info.path.c_str());
+  }
+  return kExitOk;
+}
+
+int run_library_impl(const ParsedArgs& a) {
+  const std::vector<std::string>& pos = a.positionals();
+  const std::string verb = pos.empty() ? "list" : pos[0];
+  if (verb != "list" && verb != "delete" && verb != "size" && verb != "evict")
+    return usage_fail("library: unknown action '" + verb + "' (expected list, delete ID..., size or evict --cap N)");
+  fkv::Result<int64_t> cap = int64_t{0};
+  if (verb == "evict") {
+    if (!a.has("--cap")) return usage_fail("library evict: give --cap BYTES");
+    cap = parse_bytes(*a.value("--cap"));
+    if (!cap.ok()) return usage_fail("library: option --cap: " + cap.message());
+  }
+  std::vector<int64_t> ids;
+  for (size_t i = 1; i < pos.size(); ++i) {
+    char* end = nullptr;
+    const long long v = std::strtoll(pos[i].c_str(), &end, 10);
+    if (verb != "delete" || end == pos[i].c_str() || *end != '\0' || v <= 0)
+      return usage_fail("library " + verb + ": unexpected argument '" + pos[i] + "'");
+    ids.push_back(v);
+  }
+  if (verb == "delete" && ids.empty()) return usage_fail("library delete: give the ID of each document to delete");
+  fkv::Result<std::unique_ptr<fkv::Library>> lib = fkv::Library::open(library_path(a));
+  if (!lib.ok()) return fail("library: " + lib.message());
+  if (verb == "list") return list_documents(**lib, a.has("--json"));
+  if (verb == "delete") {
+    for (int64_t id : ids) {
+      if (fkv::Status s = (*lib)->delete_document(id); !s.ok()) return fail("library delete: " + s.message());
+    }
+    return kExitOk;
+  }
+  if (verb == "evict") {
+    fkv::Result<std::vector<fkv::SnapshotRecord>> gone = (*lib)->evict_to_cap(*cap);
+    if (!gone.ok()) return fail("library evict: " + gone.message());
+    std::printf("evicted %zu snapshot(s)\n", gone->size());
+  }
+  fkv::Result<int64_t> total = (*lib)->total_snapshot_bytes();
+  if (!total.ok()) return fail("library: " + total.message());
+  std::printf("%lld\n", static_cast<long long>(*total));
+  return kExitOk;
+}
+
+// ---- ask ----
+
+constexpr OptionSpec kAskOwnOptions[] = {
+    {"--doc", "", "FILE", "the document to ask about (txt, md, html, pdf)"},
+    {"--doc-id", "", "ID", "a library document instead of --doc"},
+    {"--question", "-q", "TEXT", "the question (or give it as the last argument)"},
+    kLibraryOption,
+    {"--no-library", "", "", "remember nothing: prefill every time and save no snapshot"},
+    kJsonOption,
+};
+
+std::vector<OptionSpec> ask_options() {
+  std::vector<OptionSpec> out(std::begin(kAskOwnOptions), std::end(kAskOwnOptions));
+  for (const OptionSpec& o : model_run_options())
+    if (o.name != "--system") out.push_back(o);
+  return out;
+}
+const std::vector<OptionSpec> kAskOptions = ask_options();
+
+void print_progress(const fkv::Progress& p) {
+  if (p.total <= 0) return;
+  std::fprintf(stderr, "\r%-8s %5.1f%% (%lld / %lld)", p.stage.c_str(), 100.0 * static_cast<double>(p.done) / p.total,
+               static_cast<long long>(p.done), static_cast<long long>(p.total));
+  if (p.done >= p.total) std::fprintf(stderr, "\r%60s\r", "");
+}
+
+void write_opened_json(JsonWriter& j, const fkv::OpenedDocument& d) {
+  j.key("document").begin_object();
+  j.key("id").value(d.id).key("title").value(d.title).key("path").value(d.path).key("format").value(d.format);
+  j.key("n_chars").value(d.n_chars).key("n_tokens").value(d.n_tokens).key("kv_source").value(d.kv_source);
+  j.key("recompute_reason").value(d.recompute_reason).key("save_error").value(d.save_error);
+  j.key("snapshot_bytes").value(d.snapshot_bytes);
+  j.key("ingest_s").value(d.ingest_s).key("tokenize_s").value(d.tokenize_s).key("load_s").value(d.load_s);
+  j.key("prefill_s").value(d.prefill_s).key("save_s").value(d.save_s);
+  j.end_object();
+}
+
+int run_ask_impl(const ParsedArgs& a) {
+  fkv::Result<RunOptions> ro = read_run_options(a);
+  if (!ro.ok()) return usage_fail("ask: " + ro.message());
+  const std::optional<std::string> doc = a.value("--doc");
+  const std::optional<std::string> doc_id = a.value("--doc-id");
+  if (doc.has_value() == doc_id.has_value()) return usage_fail("ask: give either --doc FILE or --doc-id ID");
+  if (doc_id && a.has("--no-library")) return usage_fail("ask: --doc-id needs the library (drop --no-library)");
+  std::string question = a.value("--question").value_or("");
+  if (question.empty() && !a.positionals().empty()) question = a.positionals().back();
+  if (question.empty()) return usage_fail("ask: give the question (-q TEXT or as the last argument)");
+  int64_t id = 0;
+  if (doc_id) {
+    char* end = nullptr;
+    id = std::strtoll(doc_id->c_str(), &end, 10);
+    if (end == doc_id->c_str() || *end != '\0' || id <= 0)
+      return usage_fail("ask: option --doc-id: expected a document id, found '" + *doc_id + "'");
+  }
+  const bool json = a.has("--json");
+  const Clock::time_point t0 = Clock::now();
+  fkv::EngineOptions eo;
+  if (!a.has("--no-library")) eo.library_path = library_path(a);
+  fkv::Result<std::unique_ptr<fkv::Engine>> engine = fkv::Engine::create(eo);
+  if (!engine.ok()) return fail("ask: " + engine.message());
+  if (fkv::Status s = (*engine)->load_model(ro->model_path, ro->model); !s.ok()) return fail("ask: " + s.message());
+  const double load_model_s = seconds_since(t0);
+  const bool show_progress = isatty(STDERR_FILENO) != 0;
+  const fkv::ProgressCallback progress = [&](const fkv::Progress& p) {
+    if (show_progress) print_progress(p);
+    return true;
+  };
+  const Clock::time_point t_open = Clock::now();
+  fkv::Result<fkv::OpenedDocument> opened = doc ? (*engine)->open_document(*doc, fkv::DocumentOptions{}, progress)
+                                                : (*engine)->open_document(id, fkv::DocumentOptions{}, progress);
+  if (!opened.ok()) return fail("ask: " + opened.message());
+  if (!opened->recompute_reason.empty() && !json)
+    std::fprintf(stderr, "freekv: note: the saved KV was not used (%s); prefilled again\n",
+                 opened->recompute_reason.c_str());
+  if (!opened->save_error.empty() && !json)
+    std::fprintf(stderr, "freekv: warning: the KV could not be saved: %s\n", opened->save_error.c_str());
+  double first_token_s = 0;
+  const fkv::Result<fkv::GenerateResult> r =
+      (*engine)->ask({{"user", question}}, ro->gen, [&](std::string_view piece) {
+        if (first_token_s == 0) first_token_s = seconds_since(t_open);
+        if (!json) {
+          std::fwrite(piece.data(), 1, piece.size(), stdout);
+          std::fflush(stdout);
+        }
+        return true;
+      });
+  if (!r.ok()) return fail("ask: " + r.message());
+  if (!json) {
+    std::printf("\n");
+    std::fprintf(stderr, "[%s: %d tokens, KV from %s in %.2f s; first answer token after %.2f s; %.1f tok/s]\n",
+                 opened->title.c_str(), opened->n_tokens, opened->kv_source.c_str(),
+                 opened->kv_source == "snapshot" ? opened->load_s : opened->prefill_s, first_token_s,
+                 r->decode_tokens_per_s);
+    return kExitOk;
+  }
+  JsonWriter j;
+  j.begin_object().key("model").value(ro->model_path).key("load_model_s").value(load_model_s);
+  write_opened_json(j, *opened);
+  j.key("question").value(question).key("answer").value(r->text).key("stop_reason").value(r->stop_reason);
+  j.key("first_token_s").value(first_token_s).key("question_tokens").value(r->n_prompt_tokens - r->n_cached_tokens);
+  j.key("n_generated").value(r->n_generated).key("decode_tokens_per_s").value(r->decode_tokens_per_s);
+  j.end_object();
+  std::printf("%s\n", j.str().c_str());
+  return kExitOk;
+}
+
+template <typename F>
+int parse_then(std::span<const OptionSpec> specs, std::span<char* const> args, const char* name, F run) {
+  fkv::Result<ParsedArgs> a = parse_args(specs, args);
+  if (!a.ok()) return usage_fail(std::string(name) + ": " + a.message());
+  return run(*a);
+}
+
+}  // namespace
+
+const CommandHelp kIngestHelp = {"ingest", "FILE... [options]",
+                                 "read documents (txt, md, html, pdf) into the library", kIngestOptions};
+const CommandHelp kLibraryHelp = {"library", "[list | delete ID... | size | evict --cap BYTES] [options]",
+                                  "list the library's documents, delete them, show or cap the KV storage",
+                                  kLibraryOptions};
+const CommandHelp kAskHelp = {"ask", "-m MODEL (--doc FILE | --doc-id ID) QUESTION [options]",
+                              "answer a question about a document; its KV is saved, so asking again skips the prefill",
+                              kAskOptions};
+
+int run_ingest(std::span<char* const> args) { return parse_then(kIngestOptions, args, "ingest", run_ingest_impl); }
+int run_library(std::span<char* const> args) {
+  return parse_then(kLibraryOptions, args, "library", run_library_impl);
+}
+int run_ask(std::span<char* const> args) { return parse_then(kAskOptions, args, "ask", run_ask_impl); }
+
+}  // namespace freekv

@@ -1,0 +1,248 @@
+// The facade's documents: ingest a file into the library, make its KV ready (load the persisted snapshot, or prefill
+// and save one), and answer questions with the document's prefix left in the context.
+#include <chrono>
+#include <cstdio>
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "ingest/ingest.h"
+#include "runtime/engine_impl.h"
+#include "runtime/library_documents.h"
+
+namespace fkv {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Token spans for the library row: (n_spans, 4) little-endian int64 (token_begin, token_end, char_begin, char_end).
+std::vector<uint8_t> encode_spans(const DocumentTokens& t, int32_t token_offset) {
+  std::vector<uint8_t> out(t.spans.size() * 4 * sizeof(int64_t));
+  uint8_t* p = out.data();
+  for (const TokenSpan& s : t.spans) {
+    const int64_t v[4] = {s.token_begin + token_offset, s.token_end + token_offset, s.char_begin, s.char_end};
+    std::memcpy(p, v, sizeof v);  // x86-64 and every platform this builds for are little-endian
+    p += sizeof v;
+  }
+  return out;
+}
+
+DocumentContent document_content(const IngestedDocument& d, const DocumentTokens& t, int32_t doc_begin,
+                                 int page_size) {
+  DocumentContent c;
+  c.text = d.text;
+  c.page_size = page_size;
+  for (const Heading& h : d.headings) c.sections.push_back({false, h.level, h.text, h.char_offset});
+  for (size_t i = 0; i < d.page_offsets.size(); ++i)
+    c.sections.push_back({true, 0, "Page " + std::to_string(i + 1), d.page_offsets[i]});
+  std::stable_sort(c.sections.begin(), c.sections.end(),
+                   [](const DocumentSection& a, const DocumentSection& b) { return a.char_offset < b.char_offset; });
+  c.spans.reserve(t.spans.size());
+  for (const TokenSpan& s : t.spans)
+    c.spans.push_back({s.token_begin + doc_begin, s.token_end + doc_begin, s.char_begin, s.char_end});
+  return c;
+}
+
+bool report(const ProgressCallback& cb, const char* stage, int64_t done, int64_t total) {
+  return !cb || cb(Progress{stage, done, total});
+}
+
+const char* kv_type_name(DType t) { return t == DType::F32 ? "f32" : t == DType::BF16 ? "bf16" : "f16"; }
+
+}  // namespace
+
+Result<Library*> Engine::Impl::open_library() {
+  if (library_path.empty()) return static_cast<Library*>(nullptr);
+  if (!library) {
+    FKV_ASSIGN_OR_RETURN(library, Library::open(library_path));
+  }
+  return library.get();
+}
+
+SnapshotMeta Engine::Impl::snapshot_meta(const DocumentPrompt& p) const {
+  SnapshotMeta m;
+  m.model_fingerprint = model_fingerprint;
+  m.tokenizer_hash = tokenizer_hash;
+  m.prompt_format = p.format_tag;
+  return m;
+}
+
+// Prefill in chunks so that progress is reported and a cancel lands within one chunk.
+Status Engine::Impl::prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb) {
+  ctx->reset();
+  ctx_tokens.clear();
+  const int chunk = std::max(ctx->params().n_batch, 256);
+  std::vector<float> logits(static_cast<size_t>(model->config().n_vocab));  // (n_vocab) of each chunk's last token
+  const int64_t total = static_cast<int64_t>(prefix.size());
+  for (int64_t done = 0; done < total;) {
+    if (cancel.load() || !report(cb, "prefill", done, total)) {
+      ctx->reset();
+      return err("opening the document was cancelled after ", done, " of ", total, " tokens");
+    }
+    const int64_t n = std::min<int64_t>(chunk, total - done);
+    if (Status s = ctx->eval(std::span(prefix).subspan(static_cast<size_t>(done), static_cast<size_t>(n)),
+                             LogitsMode::Last, logits);
+        !s.ok()) {
+      ctx->reset();
+      return s;
+    }
+    done += n;
+  }
+  report(cb, "prefill", total, total);
+  ctx_tokens = prefix;
+  return {};
+}
+
+Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, const DocumentOptions& o,
+                                                   const ProgressCallback& cb) {
+  cancel.store(false);
+  doc.reset();
+  OpenDocumentState st;
+  OpenedDocument& info = st.info;
+  info.path = ingested.path;
+  info.title = ingested.title;
+  info.format = ingested.format;
+  info.n_chars = static_cast<int64_t>(ingested.text.size());
+
+  // 1. Tokens: the document's, then the prompt prefix around them.
+  Clock::time_point t0 = Clock::now();
+  report(cb, "tokenize", 0, info.n_chars);
+  FKV_ASSIGN_OR_RETURN(st.tokens, tokenize_document(model->tokenizer(), ingested.text));
+  if (!chat_template) return err(template_error);
+  FKV_ASSIGN_OR_RETURN(st.prompt, make_document_prompt(model->tokenizer(), *chat_template, info.title, st.tokens));
+  info.n_tokens = static_cast<int>(st.prompt.prefix.size());
+  info.tokenize_s = seconds_since(t0);
+  st.content = document_content(ingested, st.tokens, st.prompt.doc_begin, ctx->params().page_size);
+  if (info.n_tokens >= ctx->n_ctx()) {
+    return err("'", info.title, "' takes ", info.n_tokens, " tokens with its prompt; the context holds ", ctx->n_ctx(),
+               " (load the model with a larger context, or open a shorter document)");
+  }
+
+  // 2. The library row and the snapshot key.
+  FKV_ASSIGN_OR_RETURN(Library * lib, open_library());
+  std::optional<SnapshotRecord> snap;
+  SnapshotKey key;
+  if (lib != nullptr) {
+    FKV_ASSIGN_OR_RETURN(info.id, import_document(*lib, ingested));
+    FKV_TRY(lib->touch_opened(info.id));
+    FKV_ASSIGN_OR_RETURN(key.model_id, lib->upsert_model(model_fingerprint, model->config().name, model->path(),
+                                                         static_cast<int64_t>(model->gguf().file_size())));
+    key.document_id = info.id;
+    key.prompt_format = st.prompt.format_tag;
+    key.page_size = ctx->params().page_size;
+    key.dtype = kv_type_name(ctx->params().kv_type);
+    FKV_ASSIGN_OR_RETURN(snap, lib->find_snapshot(key));
+  }
+
+  // 3. Load the snapshot when it is usable.
+  const SnapshotMeta meta = snapshot_meta(st.prompt);
+  if (snap && snap->state == SnapshotState::stale) info.recompute_reason = snap->stale_reason;
+  if (snap && snap->state == SnapshotState::ready && o.use_snapshot) {
+    t0 = Clock::now();
+    report(cb, "load", 0, snap->bytes);
+    Status s = [&]() -> Status {
+      FKV_ASSIGN_OR_RETURN(const PageFileReader file, PageFileReader::open(lib->page_file_path(*snap)));
+      FKV_TRY(ctx->load_kv(file, meta));
+      if (ctx->n_past() != info.n_tokens)
+        return err("snapshot holds ", ctx->n_past(), " tokens, the document's prompt has ", info.n_tokens);
+      return {};
+    }();
+    if (s.ok()) {
+      ctx_tokens = st.prompt.prefix;
+      info.kv_source = "snapshot";
+      info.load_s = seconds_since(t0);
+      info.snapshot_bytes = static_cast<uint64_t>(snap->bytes);
+      st.snapshot_id = snap->id;
+      FKV_TRY(lib->touch_snapshot(snap->id));
+      report(cb, "load", snap->bytes, snap->bytes);
+    } else {
+      ctx->reset();
+      ctx_tokens.clear();
+      info.recompute_reason = s.message();
+      FKV_TRY(lib->mark_stale(snap->id, s.message()));
+    }
+  }
+
+  // 4. Otherwise prefill, then save the snapshot (a failed save leaves the document open, and says why).
+  if (info.kv_source.empty()) {
+    t0 = Clock::now();
+    FKV_TRY(prefill_prefix(st.prompt.prefix, cb));
+    info.prefill_s = seconds_since(t0);
+    info.kv_source = "prefill";
+    if (lib != nullptr && o.save_snapshot) {
+      t0 = Clock::now();
+      SnapshotRecord rec = lib->begin_snapshot(key);
+      const std::string path = lib->page_file_path(rec);
+      const ByteProgress bytes_cb = [&](uint64_t done, uint64_t total) {
+        return !cancel.load() && report(cb, "save", static_cast<int64_t>(done), static_cast<int64_t>(total));
+      };
+      Status s = ctx->save_kv(path, meta, 0, bytes_cb);
+      if (s.ok()) {
+        std::error_code ec;
+        rec.n_tokens = info.n_tokens;
+        rec.bytes = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+        rec.token_spans = encode_spans(st.tokens, st.prompt.doc_begin);
+        Result<int64_t> id = lib->put_snapshot(rec);
+        if (id.ok()) {
+          st.snapshot_id = *id;
+          info.snapshot_bytes = static_cast<uint64_t>(rec.bytes);
+        } else {
+          s = id.status();
+        }
+      }
+      if (!s.ok()) info.save_error = s.message();
+      info.save_s = seconds_since(t0);
+      if (s.ok() && o.storage_cap_bytes > 0) {
+        // The document is open either way; a failed eviction only means the library stays above its cap for now.
+        if (Status e = lib->evict_to_cap(o.storage_cap_bytes, st.snapshot_id).status(); !e.ok())
+          info.save_error = "saved, but the storage cap could not be applied: " + e.message();
+      }
+    }
+  }
+  doc = std::move(st);
+  return doc->info;
+}
+
+Result<OpenedDocument> Engine::open_document(const std::string& path, const DocumentOptions& options,
+                                             const ProgressCallback& progress) {
+  FKV_TRY(impl_->check_loaded());
+  impl_->doc.reset();  // whatever happens next, the previous document is no longer the open one
+  const Clock::time_point t0 = Clock::now();
+  if (!report(progress, "ingest", 0, 1)) return err("opening ", path, " was cancelled");
+  IngestOptions io;
+  io.max_bytes = options.max_file_bytes;
+  FKV_ASSIGN_OR_RETURN(IngestedDocument d, ingest_file(path, io));
+  const double ingest_s = seconds_since(t0);
+  FKV_ASSIGN_OR_RETURN(OpenedDocument r, impl_->open_document(std::move(d), options, progress));
+  r.ingest_s = impl_->doc->info.ingest_s = ingest_s;
+  return r;
+}
+
+Result<OpenedDocument> Engine::open_document(int64_t id, const DocumentOptions& options,
+                                             const ProgressCallback& progress) {
+  FKV_TRY(impl_->check_loaded());
+  FKV_ASSIGN_OR_RETURN(Library * lib, impl_->open_library());
+  if (lib == nullptr) return err("document ", id, ": no library is configured (EngineOptions::library_path)");
+  FKV_ASSIGN_OR_RETURN(const Document d, lib->get_document(id));
+  return impl_->open_document(ingested_from(d), options, progress);
+}
+
+Result<GenerateResult> Engine::ask(const std::vector<Message>& turns, const GenerationOptions& options,
+                                   const TextCallback& on_text) {
+  FKV_TRY(impl_->check_loaded());
+  if (!impl_->doc) return err("no document is open: open one before asking about it");
+  std::vector<ChatMessage> messages;
+  messages.reserve(turns.size());
+  for (const Message& m : turns) messages.push_back({m.role, m.content});
+  FKV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens,
+                       document_turn_tokens(impl_->model->tokenizer(), impl_->doc->prompt, messages));
+  return impl_->run(tokens, options, on_text);
+}
+
+void Engine::close_document() { impl_->doc.reset(); }
+
+const DocumentContent* Engine::document() const { return impl_->doc ? &impl_->doc->content : nullptr; }
+
+}  // namespace fkv

@@ -1,0 +1,62 @@
+// Engine internals shared by the facade's source files (engine.cpp: models and chat; engine_documents.cpp: documents
+// and their persisted KV). Not part of the public API.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "fkv/engine.h"
+#include "ingest/document.h"
+#include "runtime/context.h"
+#include "runtime/document_prompt.h"
+#include "runtime/document_tokens.h"
+#include "runtime/model.h"
+#include "store/kv_snapshot.h"
+#include "store/library.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace fkv {
+
+struct OpenDocumentState {
+  OpenedDocument info;
+  DocumentTokens tokens;  // the document's tokens and span map
+  DocumentPrompt prompt;  // the prefix in the context
+  DocumentContent content;  // for the desktop: text, sections, spans at context positions
+  int64_t snapshot_id = 0;  // 0: none saved
+};
+
+struct Engine::Impl {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Context> ctx;
+  std::optional<ChatTemplate> chat_template;
+  std::string template_error;       // why chat_template is empty
+  std::vector<int32_t> ctx_tokens;  // (ctx->n_past()) the tokens in the context, in order
+  std::atomic<bool> cancel{false};
+  std::string library_path;  // EngineOptions::library_path
+  std::unique_ptr<Library> library;  // opened on first use, on the engine's thread
+  std::string model_fingerprint;     // of the loaded model, for snapshots
+  uint64_t tokenizer_hash = 0;
+  std::optional<OpenDocumentState> doc;  // the open document, if any
+  TelemetryObserver* observer = nullptr;
+
+  Status check_loaded() const {
+    if (!model) return err("no model is loaded");
+    return {};
+  }
+  Result<std::vector<int32_t>> tokenize_chat(std::span<const ChatMessage> messages) const;
+  Result<GenerateResult> run(const std::vector<int32_t>& tokens, const GenerationOptions& o, const TextCallback& cb);
+  void record_context(std::span<const int32_t> prompt, std::span<const int32_t> generated);
+  // engine_documents.cpp
+  Result<Library*> open_library();
+  Result<OpenedDocument> open_document(IngestedDocument ingested, const DocumentOptions& o, const ProgressCallback& cb);
+  Status prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb);
+  SnapshotMeta snapshot_meta(const DocumentPrompt& p) const;
+};
+
+
+}  // namespace fkv

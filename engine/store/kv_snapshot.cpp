@@ -1,0 +1,174 @@
+#include "store/kv_snapshot.h"
+
+#include <algorithm>
+#include <bit>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace fkv {
+
+// Records and summaries are copied as raw bytes between memory and file, and the format is little-endian.
+static_assert(std::endian::native == std::endian::little, "KV snapshots copy little-endian bytes as they are");
+
+namespace {
+
+std::string hex64(uint64_t v) {
+  char buf[19];
+  std::snprintf(buf, sizeof(buf), "0x%016" PRIx64, v);
+  return buf;
+}
+
+// Summaries depend on the layer, head and channel counts only (they are f32 whatever the cache type).
+bool same_shape(const KvGeometry& a, const KvGeometry& b) {
+  return a.n_layers == b.n_layers && a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim;
+}
+
+// The summaries must describe this cache and have room for `n_pages` pages.
+Status check_summaries(const PageSummaries& s, const KvCache& cache, int64_t n_pages) {
+  const KvGeometry& g = s.geometry();
+  if (!same_shape(g, cache.geometry())) {
+    return err("page summaries are sized for ", g.n_layers, " layers x ", g.n_kv_heads, " KV heads x head dim ",
+               g.head_dim, ", the cache has ", cache.geometry().n_layers, " x ", cache.geometry().n_kv_heads, " x ",
+               cache.geometry().head_dim);
+  }
+  if (s.n_pages_cap() < n_pages)
+    return err("page summaries have room for ", s.n_pages_cap(), " pages, expected at least ", n_pages);
+  return {};
+}
+
+PageFileInfo info_for(const SnapshotMeta& meta, const KvCache& cache, int first_page) {
+  const KvGeometry& g = cache.geometry();
+  PageFileInfo info;
+  info.model_fingerprint = meta.model_fingerprint;
+  info.tokenizer_hash = meta.tokenizer_hash;
+  info.prompt_format = meta.prompt_format;
+  info.n_layers = g.n_layers;
+  info.n_kv_heads = g.n_kv_heads;
+  info.head_dim = g.head_dim;
+  info.page_size = g.page_size;
+  info.dtype = g.dtype;
+  info.n_tokens = cache.n_tokens();
+  info.first_page = first_page;
+  info.base_fingerprint = first_page > 0 ? meta.base_fingerprint : 0;
+  return info;
+}
+
+Status write_pages(PageFileWriter& w, const KvCache& cache, const PageSummaries& summaries, int first_page) {
+  const KvGeometry& g = cache.geometry();
+  const int n_pages = cache.n_pages();
+  for (int l = 0; l < g.n_layers; ++l)
+    for (int p = first_page; p < n_pages; ++p)  // HND: a page's K heads are one block, its V heads another
+      FKV_TRY(w.add_page(cache.k_block(l, p, 0), cache.v_block(l, p, 0), cache.page_len(p)));
+  for (int l = 0; l < g.n_layers; ++l)
+    FKV_TRY(w.add_summaries(n_pages > first_page ? summaries.kmin(l, first_page, 0) : nullptr));
+  std::vector<int> n_built(static_cast<size_t>(g.n_layers));  // (n_layers)
+  // A count past the cache's pages (tokens were rolled back) would not survive the reader's checks; the pages it
+  // names no longer exist, so it is cut to them.
+  for (int l = 0; l < g.n_layers; ++l) n_built[static_cast<size_t>(l)] = std::min(summaries.n_built(l), n_pages);
+  return w.finish(n_built);
+}
+
+}  // namespace
+
+Status save_kv_snapshot(const std::string& path, const SnapshotMeta& meta, const KvCache& cache,
+                        const PageSummaries& summaries, int first_page, const ByteProgress& progress) {
+  const int page_size = cache.geometry().page_size;
+  if (first_page < 0 || static_cast<int64_t>(first_page) * page_size > cache.n_tokens()) {
+    return err(path, ": first page ", first_page, " must be a full page of the ", cache.n_tokens(),
+               "-token context (at most ", cache.n_tokens() / page_size, ")");
+  }
+  if (Status s = check_summaries(summaries, cache, cache.n_pages()); !s.ok()) return err(path, ": ", s.message());
+  FKV_ASSIGN_OR_RETURN(PageFileWriter w, PageFileWriter::create(path, info_for(meta, cache, first_page), progress));
+  return write_pages(w, cache, summaries, first_page);
+}
+
+Status check_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected, const KvGeometry& g) {
+  const PageFileInfo& f = file.info();
+  const std::string& n = file.label();
+  if (f.model_fingerprint != expected.model_fingerprint) {
+    return err(n, ": snapshot was made with model ", f.model_fingerprint, ", this is model ",
+               expected.model_fingerprint);
+  }
+  if (f.tokenizer_hash != expected.tokenizer_hash) {
+    return err(n, ": snapshot was made with tokenizer ", hex64(f.tokenizer_hash), ", this model's tokenizer is ",
+               hex64(expected.tokenizer_hash));
+  }
+  if (f.prompt_format != expected.prompt_format)
+    return err(n, ": snapshot uses prompt format '", f.prompt_format, "', expected '", expected.prompt_format, "'");
+  if (f.n_layers != g.n_layers) return err(n, ": snapshot has ", f.n_layers, " layers, expected ", g.n_layers);
+  if (f.n_kv_heads != g.n_kv_heads)
+    return err(n, ": snapshot has ", f.n_kv_heads, " KV heads, expected ", g.n_kv_heads);
+  if (f.head_dim != g.head_dim) return err(n, ": snapshot has head dim ", f.head_dim, ", expected ", g.head_dim);
+  if (f.page_size != g.page_size) return err(n, ": page size ", f.page_size, ", expected ", g.page_size);
+  if (f.dtype != g.dtype) {
+    return err(n, ": snapshot stores ", dtype_name(f.dtype), " keys and values, expected ", dtype_name(g.dtype));
+  }
+  return {};
+}
+
+namespace {
+
+// What must hold before the first byte is copied; nothing is changed here.
+Status check_target(const PageFileReader& file, const SnapshotMeta& expected, const KvCache& cache,
+                    const PageSummaries& summaries) {
+  const PageFileInfo& f = file.info();
+  const std::string& n = file.label();
+  FKV_TRY(check_kv_snapshot(file, expected, cache.geometry()));
+  if (f.n_tokens > cache.capacity_tokens())
+    return err(n, ": snapshot holds ", f.n_tokens, " tokens, the cache has room for ", cache.capacity_tokens());
+  const int64_t n_total = f.first_page + f.n_pages();
+  if (Status s = check_summaries(summaries, cache, n_total); !s.ok()) return err(n, ": ", s.message());
+  if (f.first_page == 0) return {};
+  if (f.base_fingerprint != expected.base_fingerprint) {
+    return err(n, ": snapshot extends base snapshot ", hex64(f.base_fingerprint), ", the loaded base is ",
+               hex64(expected.base_fingerprint));
+  }
+  if (cache.n_tokens() < f.first_page * f.page_size) {
+    return err(n, ": snapshot extends a base of ", f.first_page, " pages (", f.first_page * f.page_size,
+               " tokens), the cache holds ", cache.n_tokens(), " tokens: load the base first");
+  }
+  for (int l = 0; l < f.n_layers; ++l) {
+    const int64_t needed = std::min<int64_t>(f.first_page, file.n_built(l));
+    if (summaries.n_built(l) < needed)
+      return err(n, ": layer ", l, " of the base has ", summaries.n_built(l), " page summaries, expected ", needed);
+  }
+  return {};
+}
+
+Status copy_in(const PageFileReader& file, KvCache& cache, PageSummaries& summaries) {
+  const PageFileInfo& f = file.info();
+  const int first = static_cast<int>(f.first_page);
+  const int end = static_cast<int>(f.first_page + f.n_pages());
+  const size_t half = static_cast<size_t>(file.layout().record_bytes) / 2;  // K of all heads, then V
+  for (int l = 0; l < f.n_layers; ++l) {
+    for (int p = first; p < end; ++p) {
+      FKV_ASSIGN_OR_RETURN(const uint8_t* record, file.page(l, p));
+      std::memcpy(cache.k_block(l, p, 0), record, half);
+      std::memcpy(cache.v_block(l, p, 0), record + half, half);
+    }
+  }
+  const size_t layer_bytes = static_cast<size_t>(end - first) * summaries.page_stride() * sizeof(float);
+  for (int l = 0; l < f.n_layers; ++l) {
+    if (layer_bytes > 0) std::memcpy(summaries.minmax(l, first, 0), file.summaries(l), layer_bytes);
+    summaries.set_n_built(l, file.n_built(l));
+  }
+  cache.set_n_tokens(static_cast<int>(f.n_tokens));
+  return {};
+}
+
+}  // namespace
+
+Status load_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected, KvCache& cache,
+                        PageSummaries& summaries) {
+  Status s = check_target(file, expected, cache, summaries);
+  if (s.ok()) s = copy_in(file, cache, summaries);
+  if (!s.ok()) {
+    cache.set_n_tokens(0);
+    summaries.reset();
+  }
+  return s;
+}
+
+}  // namespace fkv

@@ -1,0 +1,225 @@
+// `freekv ingest`, `freekv library` and `freekv ask`, run as a user would (QProcess) on a synthetic model and documents
+// the test writes: what each prints (text and JSON), a second ask from a new process that loads the saved KV instead
+// of prefilling and answers the same, and usage errors that end with one error line and exit code 2.
+#include <QDir>
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QtTest>
+
+#include "model/synthetic.h"
+#include "support/cli_runner.h"
+#include "support/test_paths.h"
+
+namespace {
+
+using fkvtest::CliRun;
+using fkvtest::parseObject;
+using fkvtest::runCli;
+
+void writeFile(const QString& path, const QByteArray& bytes) {
+  QFile f(path);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate)) qFatal("cannot write %s", qPrintable(path));
+  f.write(bytes);
+}
+
+// A few hundred tokens of seeded prose.
+QByteArray prose(int n_words, uint32_t seed) {
+  static const char* const k_words[] = {"the",  "garden", "wall",  "apple", "tree",   "summer", "bees", "path",
+                                        "gate", "old",    "green", "rain",  "shadow", "bench",  "rose", "well"};
+  uint32_t x = seed;
+  QByteArray out;
+  for (int i = 0; i < n_words; ++i) {
+    x = x * 1664525u + 1013904223u;
+    out += k_words[(x >> 16) % 16];
+    out += i % 12 == 11 ? ". " : " ";
+  }
+  return out;
+}
+
+// The single error line every failure prints, or an empty array when stderr is anything else.
+QByteArray errorLine(const CliRun& r) {
+  const QList<QByteArray> lines = r.err.trimmed().split('\n');
+  return lines.size() == 1 && lines[0].startsWith("freekv: error: ") ? lines[0] : QByteArray();
+}
+
+}  // namespace
+
+class TestCliDocuments : public QObject {
+  Q_OBJECT
+
+ private:
+  QString m_model, m_lib, m_txt, m_md, m_empty, m_missing;
+  qint64 m_txtId = 0, m_mdId = 0;
+
+  QStringList askArgs(const QStringList& doc) const {
+    return QStringList{"ask", "-m", m_model, "--library", m_lib,       "--temp", "0",
+                       "-n",  "8",  "--ctx", "1024",      "--threads", "2",      "--json"} +
+           doc + QStringList{"What grows by the wall?"};
+  }
+
+  QJsonObject listJson() const {
+    const CliRun r = runCli({"library", "list", "--library", m_lib, "--json"});
+    if (r.exitCode != 0) qWarning("library list: %s", r.err.constData());
+    return parseObject(r.out);
+  }
+
+  static QJsonObject documentById(const QJsonObject& list, qint64 id) {
+    for (const QJsonValue& v : list.value("documents").toArray())
+      if (v.toObject().value("id").toInteger() == id) return v.toObject();
+    return {};
+  }
+
+ private slots:
+  void initTestCase() {
+    fkv::SyntheticModelSpec spec;
+    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
+    spec.n_ctx = 1024;
+    spec.seed = 21;
+    m_model = fkvtest::tempDir() + "/cli-docs.gguf";
+    const fkv::Status s = fkv::write_synthetic_model(spec, m_model.toStdString());
+    QVERIFY2(s.ok(), s.message().c_str());
+    QVERIFY(QDir().mkpath(fkvtest::tempDir() + "/docs"));
+    m_lib = fkvtest::tempDir() + "/lib/library.db";
+    m_txt = fkvtest::tempDir() + "/docs/garden.txt";
+    writeFile(m_txt, "The walled garden\n\n" + prose(300, 4));
+    m_md = fkvtest::tempDir() + "/docs/orchard.md";
+    writeFile(m_md, "# Orchard\n\n## Apples\n\n" + prose(150, 5) + "\n\n## Pears\n\n" + prose(150, 6));
+    m_empty = fkvtest::tempDir() + "/docs/empty.txt";
+    writeFile(m_empty, "");
+    m_missing = fkvtest::tempDir() + "/docs/missing.txt";
+  }
+
+  void ingest() {
+    const CliRun r = runCli({"ingest", "--library", m_lib, "--json", m_txt, m_md});
+    QCOMPARE(r.exitCode, 0);
+    const QJsonArray docs = parseObject(r.out).value("documents").toArray();
+    QCOMPARE(docs.size(), 2);
+    const QJsonObject txt = docs[0].toObject(), md = docs[1].toObject();
+    m_txtId = txt.value("id").toInteger();
+    m_mdId = md.value("id").toInteger();
+    QVERIFY(m_txtId > 0 && m_mdId > 0 && m_txtId != m_mdId);
+    QCOMPARE(txt.value("format").toString(), QStringLiteral("text"));
+    QCOMPARE(md.value("format").toString(), QStringLiteral("markdown"));
+    QCOMPARE(md.value("title").toString(), QStringLiteral("Orchard"));
+    QCOMPARE(md.value("headings").toInt(), 3);
+    QVERIFY(!txt.value("title").toString().isEmpty());
+    QVERIFY(txt.value("n_chars").toInteger() > 1000);
+
+    // Again, as text: the same content keeps its id.
+    const CliRun again = runCli({"ingest", "--library", m_lib, m_txt});
+    QCOMPARE(again.exitCode, 0);
+    QVERIFY2(again.out.startsWith(QByteArray::number(m_txtId) + "  "), again.out.constData());
+    QVERIFY(again.out.contains("(text, "));
+  }
+
+  void ingestBadFiles_data() {
+    QTest::addColumn<QString>("file");
+    QTest::addColumn<QByteArray>("reason");
+    QTest::newRow("missing") << m_missing << QByteArray("not found");
+    QTest::newRow("empty") << m_empty << QByteArray("empty");
+  }
+
+  void ingestBadFiles() {
+    QFETCH(QString, file);
+    QFETCH(QByteArray, reason);
+    const CliRun r = runCli({"ingest", "--library", m_lib, file});
+    QCOMPARE(r.exitCode, 1);
+    const QByteArray line = errorLine(r);
+    QVERIFY2(line.contains(file.toUtf8()) && line.contains(reason), r.err.constData());
+    // With --json the failure is an entry of its own, beside the files that worked.
+    const CliRun j = runCli({"ingest", "--library", m_lib, "--json", m_txt, file});
+    QCOMPARE(j.exitCode, 1);
+    const QJsonArray docs = parseObject(j.out).value("documents").toArray();
+    QCOMPARE(docs.size(), 2);
+    QCOMPARE(docs[0].toObject().value("id").toInteger(), m_txtId);
+    QVERIFY(docs[1].toObject().value("error").toString().contains(file));
+  }
+
+  void libraryBeforeAsking() {
+    const QJsonObject list = listJson();
+    QCOMPARE(list.value("documents").toArray().size(), 2);
+    QCOMPARE(list.value("snapshot_bytes").toInteger(), 0);
+    const QJsonObject md = documentById(list, m_mdId);
+    QCOMPARE(md.value("title").toString(), QStringLiteral("Orchard"));
+    QCOMPARE(md.value("kv_state").toString(), QStringLiteral("none"));
+    const CliRun size = runCli({"library", "size", "--library", m_lib});
+    QCOMPARE(size.exitCode, 0);
+    QCOMPARE(size.out.trimmed(), QByteArray("0"));
+  }
+
+  void askTwice() {
+    const CliRun first = runCli(askArgs({"--doc", m_txt}));
+    QVERIFY2(first.exitCode == 0, first.err.constData());
+    const QJsonObject a = parseObject(first.out);
+    const QJsonObject da = a.value("document").toObject();
+    QCOMPARE(da.value("kv_source").toString(), QStringLiteral("prefill"));
+    QCOMPARE(da.value("id").toInteger(), m_txtId);
+    QVERIFY(da.value("snapshot_bytes").toInteger() > 0);
+    QVERIFY(da.value("save_error").toString().isEmpty());
+    QVERIFY(!a.value("answer").toString().isEmpty());
+    QVERIFY(a.value("n_generated").toInt() >= 1 && a.value("n_generated").toInt() <= 8);
+
+    const CliRun second = runCli(askArgs({"--doc", m_txt}));
+    QVERIFY2(second.exitCode == 0, second.err.constData());
+    const QJsonObject b = parseObject(second.out);
+    const QJsonObject db = b.value("document").toObject();
+    QCOMPARE(db.value("kv_source").toString(), QStringLiteral("snapshot"));
+    QCOMPARE(db.value("prefill_s").toDouble(), 0.0);
+    QCOMPARE(db.value("n_tokens").toInt(), da.value("n_tokens").toInt());
+    QCOMPARE(b.value("answer").toString(), a.value("answer").toString());
+    QCOMPARE(b.value("question_tokens").toInt(), a.value("question_tokens").toInt());
+
+    const CliRun byId = runCli(askArgs({"--doc-id", QString::number(m_txtId)}));
+    QVERIFY2(byId.exitCode == 0, byId.err.constData());
+    const QJsonObject c = parseObject(byId.out);
+    QCOMPARE(c.value("document").toObject().value("kv_source").toString(), QStringLiteral("snapshot"));
+    QCOMPARE(c.value("answer").toString(), a.value("answer").toString());
+
+    const QJsonObject list = listJson();
+    QCOMPARE(documentById(list, m_txtId).value("kv_state").toString(), QStringLiteral("ready"));
+    QCOMPARE(list.value("snapshot_bytes").toInteger(), da.value("snapshot_bytes").toInteger());
+    const CliRun size = runCli({"library", "size", "--library", m_lib});
+    QCOMPARE(size.exitCode, 0);
+    QCOMPARE(size.out.trimmed().toLongLong(), da.value("snapshot_bytes").toInteger());
+  }
+
+  void deleteDocument() {
+    const CliRun del = runCli({"library", "delete", QString::number(m_txtId), "--library", m_lib});
+    QVERIFY2(del.exitCode == 0, del.err.constData());
+    const QJsonObject list = listJson();
+    QCOMPARE(list.value("documents").toArray().size(), 1);
+    QVERIFY(documentById(list, m_txtId).isEmpty());
+    QCOMPARE(documentById(list, m_mdId).value("title").toString(), QStringLiteral("Orchard"));
+    QCOMPARE(list.value("snapshot_bytes").toInteger(), 0);  // its snapshot went with it
+    const CliRun gone = runCli(askArgs({"--doc-id", QString::number(m_txtId)}));
+    QCOMPARE(gone.exitCode, 1);
+    QVERIFY2(!errorLine(gone).isEmpty(), gone.err.constData());
+  }
+
+  void usageErrors_data() {
+    QTest::addColumn<QStringList>("args");
+    const QString lib = m_lib;
+    QTest::newRow("ask without --doc") << QStringList{"ask", "-m", m_model, "--library", lib, "what?"};
+    QTest::newRow("ask with --doc and --doc-id")
+        << QStringList{"ask", "-m", m_model, "--library", lib, "--doc", m_txt, "--doc-id", "1", "what?"};
+    QTest::newRow("ask without question") << QStringList{"ask", "-m", m_model, "--library", lib, "--doc", m_txt};
+    QTest::newRow("ask bad --doc-id") << QStringList{"ask", "-m", m_model, "--library", lib, "--doc-id", "x", "q"};
+    QTest::newRow("ingest without files") << QStringList{"ingest", "--library", lib};
+    QTest::newRow("library unknown action") << QStringList{"library", "rename", "--library", lib};
+    QTest::newRow("library delete without id") << QStringList{"library", "delete", "--library", lib};
+  }
+
+  void usageErrors() {
+    QFETCH(QStringList, args);
+    const CliRun r = runCli(args);
+    QCOMPARE(r.exitCode, 2);
+    QVERIFY2(!errorLine(r).isEmpty(), r.err.constData());
+    QVERIFY(r.out.isEmpty());
+  }
+};
+
+QTEST_GUILESS_MAIN(TestCliDocuments)
+#include "test_cli_documents.moc"
