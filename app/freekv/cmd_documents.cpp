@@ -212,6 +212,7 @@ void write_opened_json(JsonWriter& j, const fkv::OpenedDocument& d) {
 int run_ask_impl(const ParsedArgs& a) {
   fkv::Result<RunOptions> ro = read_run_options(a);
   if (!ro.ok()) return usage_fail("ask: " + ro.message());
+  if (!a.has("--ctx")) ro->model.n_ctx = 0;  // documents are long: the model's training context (up to 32k)
   const std::optional<std::string> doc = a.value("--doc");
   const std::optional<std::string> doc_id = a.value("--doc-id");
   if (doc.has_value() == doc_id.has_value()) return usage_fail("ask: give either --doc FILE or --doc-id ID");

@@ -143,7 +143,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
 
 Status Engine::load_model(const std::string& path, const ModelOptions& options) {
   ContextParams cp;
-  cp.n_ctx = options.n_ctx;
+  cp.n_ctx = options.n_ctx == 0 ? 4096 : options.n_ctx;  // 0 (automatic) is resolved once the model is read
   cp.n_threads = options.n_threads;
   cp.page_size = options.page_size;
   FKV_ASSIGN_OR_RETURN(cp.kv_type, parse_kv_type(options.kv_type));
@@ -154,6 +154,11 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
     FKV_ASSIGN_OR_RETURN(tmpl, chat_template_from_name(options.chat_template));
   }
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path));
+  if (options.n_ctx == 0) {
+    const int train = model->config().n_ctx_train;
+    cp.n_ctx = train > 0 ? std::min(train, kAutoContextMax) : 4096;
+    cp.n_ctx = (cp.n_ctx + cp.page_size - 1) / cp.page_size * cp.page_size;
+  }
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<Context> ctx, Context::create(*model, cp));
   std::string template_error;
   if (!tmpl) {

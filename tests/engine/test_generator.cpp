@@ -347,6 +347,18 @@ class TestGenerator : public QObject {
     QCOMPARE(r->stop_reason, std::string("max_tokens"));
   }
 
+  // n_ctx 0: the context is the model's training context (256 for this synthetic model).
+  void engineAutomaticContext() {
+    auto e = fkv::Engine::create(fkv::EngineOptions{});
+    QVERIFY(e.ok());
+    fkv::ModelOptions mo;
+    mo.n_ctx = 0;
+    mo.n_threads = 2;
+    const fkv::Status s = (*e)->load_model(m_path, mo);
+    QVERIFY2(s.ok(), s.message().c_str());
+    QCOMPARE((*e)->model_info().n_ctx, 256);
+  }
+
   void engineReusesTheCachedPrefix() {
     const std::string longer = m_promptText + " there lived";
     auto fresh = newEngine();

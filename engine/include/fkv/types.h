@@ -56,8 +56,12 @@ struct RetrievalOptions {
   float correction_tau = 0.9f;    // freekv: heads whose query cosine falls below this are re-selected
 };
 
+inline constexpr int kAutoContextMax = 32768;
+
 struct ModelOptions {
-  int n_ctx = 4096;             // tokens the context holds; more than the model's training context is allowed
+  // Tokens the context holds; more than the model's training context is allowed. 0: the training context, at most
+  // kAutoContextMax (the KV cache reserves address space for all of it but only touches what is used).
+  int n_ctx = 4096;
   int n_threads = 0;            // compute threads; 0: the machine's hardware threads
   int page_size = 32;           // tokens per KV page
   std::string kv_type = "f16";  // KV cache element type: "f16", "bf16" or "f32"
