@@ -1,0 +1,107 @@
+// Plain values that cross from the engine worker thread to the GUI (queued signals copy them). Registered with the
+// meta-type system by registerClientTypes() before the first connection.
+#pragma once
+
+#include <QList>
+#include <QMetaType>
+#include <QSharedPointer>
+#include <QString>
+#include <QVector>
+
+#include "fkv/types.h"
+
+// A model as the window shows it.
+struct ModelSummary {
+  QString path;
+  QString name;
+  QString architecture;
+  int nLayers = 0;
+  int nKvHeads = 0;
+  int nCtx = 0;       // the context this load uses
+  int nCtxTrain = 0;  // the model's own
+  quint64 fileBytes = 0;
+  quint64 kvBytesPerToken = 0;
+  QString chatTemplate;
+  QString backend;  // "CPU (AVX2)", "CUDA (NVIDIA H100)", ...
+};
+
+// A document made ready (fkv::OpenedDocument) plus what the document view needs (fkv::DocumentContent).
+struct OpenedDocumentInfo {
+  fkv::OpenedDocument doc;
+  QSharedPointer<const fkv::DocumentContent> content;  // shared, read-only: text, sections, span map
+};
+
+// Where opening a document stands; the worker sends at most ~20 of these a second (and always a stage's first and
+// last report).
+struct OpenProgress {
+  QString stage;  // "ingest", "tokenize", "load" (bytes), "prefill" (tokens), "save" (bytes)
+  qint64 done = 0;
+  qint64 total = 0;
+  double tokensPerSecond = 0;  // prefill only: tokens of this stage per second so far; 0 until measurable
+  double secondsLeft = -1;     // this stage at its rate so far; -1 while unknown
+};
+
+struct ChatTurn {
+  QString role;  // "user" | "assistant"
+  QString text;
+};
+
+struct AnswerStats {
+  QString text;
+  QString stopReason;  // "eos" | "max_tokens" | "cancelled" | "stop_string" | "context_full"
+  int nPromptTokens = 0;
+  int nCachedTokens = 0;
+  int nGenerated = 0;
+  double decodeTokensPerSecond = 0;
+};
+
+// One decode step's retrieval, summed over layers (for the recall timeline).
+struct StepRecord {
+  qint64 step = 0;
+  int pagesSelected = 0;
+  int pagesReused = 0;
+  int pagesRecalled = 0;
+  quint64 bytesRecalled = 0;
+  int headsChecked = 0;
+  int headsCorrected = 0;
+  double stallMs = 0;  // select + recall + wait on the critical path
+};
+
+// What the live panels draw, emitted at most 30 times a second. Grids are (nLayers, nKvHeads) row-major.
+struct TelemetryFrame {
+  QString policy;
+  int nLayers = 0;
+  int nKvHeads = 0;
+  qint64 lastStep = -1;
+  QVector<quint8> correctedNow;   // (nLayers * nKvHeads) 1 where the head was corrected in the last step
+  QVector<float> cosineNow;       // (nLayers * nKvHeads) query cosine of the last step; NaN where not checked
+  QVector<float> correctionRate;  // (nLayers * nKvHeads) share of checked steps corrected, recent (decaying) window
+  QVector<StepRecord> newSteps;   // steps completed since the previous frame, oldest first
+  // Context positions of the KV pages retrieved in the last step (any layer or head): page p covers positions
+  // [p * pageSize, (p + 1) * pageSize); weight = share of (layer, head) pairs that selected it.
+  QVector<int> retrievedPages;
+  QVector<float> retrievedWeight;
+  int pageSize = 32;
+  qint64 emittedMs = 0;    // std::chrono::steady_clock, in ms, when the worker sent the frame
+  bool answerEnd = false;  // the flush at the end of an answer (it may follow the previous frame sooner than 1/30 s)
+};
+
+struct MemoryUse {
+  int nCtx = 0;
+  int nTokens = 0;
+  quint64 deviceBytes = 0;
+  quint64 hostBytes = 0;
+  quint64 diskBytes = 0;  // page files in the library
+  quint64 budgetTokens = 0;
+};
+
+void registerClientTypes();
+
+Q_DECLARE_METATYPE(ModelSummary)
+Q_DECLARE_METATYPE(OpenedDocumentInfo)
+Q_DECLARE_METATYPE(OpenProgress)
+Q_DECLARE_METATYPE(ChatTurn)
+Q_DECLARE_METATYPE(AnswerStats)
+Q_DECLARE_METATYPE(StepRecord)
+Q_DECLARE_METATYPE(TelemetryFrame)
+Q_DECLARE_METATYPE(MemoryUse)

@@ -1,0 +1,301 @@
+#include "engine_worker.h"
+
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "backend/cpu/quant.h"
+#include "ingest/ingest.h"
+#include "runtime/library_documents.h"
+#include "store/library.h"
+#include "telemetry_throttle.h"
+
+namespace {
+
+QString fromStd(const std::string& s) { return QString::fromStdString(s); }
+
+// Every request ends with requestDone, whichever way its slot returns.
+class RequestScope {
+ public:
+  RequestScope(EngineWorker* worker, quint64 id) : m_worker(worker), m_id(id) {}
+  ~RequestScope() { emit m_worker->requestDone(m_id); }
+  RequestScope(const RequestScope&) = delete;
+  RequestScope& operator=(const RequestScope&) = delete;
+
+ private:
+  EngineWorker* m_worker;
+  quint64 m_id;
+};
+
+std::vector<fkv::Message> toMessages(const QList<ChatTurn>& turns) {
+  std::vector<fkv::Message> out;
+  out.reserve(size_t(turns.size()));
+  for (const ChatTurn& t : turns) out.push_back({t.role.toStdString(), t.text.toStdString()});
+  return out;
+}
+
+AnswerStats answerStats(const fkv::GenerateResult& r) {
+  AnswerStats a;
+  a.text = fromStd(r.text);
+  a.stopReason = fromStd(r.stop_reason);
+  a.nPromptTokens = r.n_prompt_tokens;
+  a.nCachedTokens = r.n_cached_tokens;
+  a.nGenerated = r.n_generated;
+  a.decodeTokensPerSecond = r.decode_tokens_per_s;
+  return a;
+}
+
+QString backendName() {
+  const QString isa = QLatin1String(fkv::cpu::isa_name(fkv::cpu::active_isa()));
+  return QStringLiteral("CPU (%1)").arg(isa == QLatin1String("scalar") ? isa : isa.toUpper());
+}
+
+}  // namespace
+
+EngineWorker::EngineWorker(const QString& libraryPath, std::shared_ptr<RequestGate> gate)
+    : m_libraryPath(libraryPath), m_gate(std::move(gate)) {
+  m_throttle = new TelemetryThrottle(this);
+  connect(m_throttle, &TelemetryThrottle::frameReady, this, &EngineWorker::telemetry);
+  fkv::EngineOptions options;
+  options.library_path = libraryPath.toStdString();
+  fkv::Result<std::unique_ptr<fkv::Engine>> engine = fkv::Engine::create(options);
+  if (engine.ok()) {
+    m_engine = std::move(engine).value();
+    m_engine->set_observer(m_throttle);
+  } else {
+    m_engineError = tr("the engine could not start: %1").arg(fromStd(engine.message()));
+  }
+}
+
+// The engine goes first: it holds a pointer to the throttle, a child deleted after this body.
+EngineWorker::~EngineWorker() { m_engine.reset(); }
+
+void EngineWorker::loadModel(quint64 id, const QString& path, const fkv::ModelOptions& options) {
+  const RequestScope scope(this, id);
+  if (!m_engine) {
+    emit modelFailed(id, m_engineError);
+    return;
+  }
+  const fkv::Status s = m_engine->load_model(path.toStdString(), options);
+  if (!s.ok()) {
+    emit modelFailed(id, fromStd(s.message()));  // the previous model, if any, is still loaded
+    return;
+  }
+  if (m_documentOpen) closeDocument();  // a new model drops the context, and the document's KV with it
+  m_retrieval = options.retrieval;
+  m_pageSize = options.page_size;
+  configureTelemetry();
+  emit modelLoaded(id, modelSummary());
+  emitMemory();
+}
+
+void EngineWorker::openDocument(quint64 id, const QString& path) {
+  runOpen(id, [&](const fkv::ProgressCallback& progress) {
+    return m_engine->open_document(path.toStdString(), m_documentOptions, progress);
+  });
+}
+
+void EngineWorker::openDocumentId(quint64 id, qint64 documentId) {
+  runOpen(id, [&](const fkv::ProgressCallback& progress) {
+    return m_engine->open_document(static_cast<int64_t>(documentId), m_documentOptions, progress);
+  });
+}
+
+template <class OpenFn>
+void EngineWorker::runOpen(quint64 id, OpenFn&& open) {
+  const RequestScope scope(this, id);
+  if (!m_engine) {
+    emit documentFailed(id, m_engineError);
+    return;
+  }
+  if (!m_gate->openWanted(id)) {
+    emit documentFailed(id, tr("opening the document was cancelled before it started"));
+    return;
+  }
+  ProgressThrottle throttle;
+  const fkv::ProgressCallback progress = [&](const fkv::Progress& p) {
+    OpenProgress out;
+    if (throttle.accept(p, out)) emit openProgress(id, out);
+    return m_gate->openWanted(id);
+  };
+  const fkv::Result<fkv::OpenedDocument> opened = open(progress);
+  if (!m_libraryPath.isEmpty()) emit libraryChanged();  // even a cancelled open has recorded the document
+  if (!opened.ok()) {
+    emit documentFailed(id, fromStd(opened.message()));
+    // A file that cannot be read leaves the open document as it was; a failure later on has dropped it.
+    if (m_documentOpen && m_engine->document() == nullptr) closeDocument();
+    emitMemory();
+    return;
+  }
+  OpenedDocumentInfo info;
+  info.doc = *opened;
+  if (const fkv::DocumentContent* content = m_engine->document())
+    info.content = QSharedPointer<fkv::DocumentContent>::create(*content);
+  m_documentOpen = true;
+  m_openDocumentId = opened->id;
+  emit documentOpened(id, info);
+  emitMemory();
+}
+
+void EngineWorker::ask(quint64 id, const QList<ChatTurn>& turns, const fkv::GenerationOptions& options) {
+  const RequestScope scope(this, id);
+  if (!m_engine) {
+    emit answerFailed(id, m_engineError);
+    return;
+  }
+  if (!m_gate->askWanted(id)) {
+    emit answerFailed(id, tr("the question was withdrawn before it was answered"));
+    return;
+  }
+  // A newer question or a cancel stops this answer at its next piece.
+  const fkv::TextCallback onText = [&](std::string_view piece) {
+    emit answerPiece(id, QString::fromUtf8(piece.data(), qsizetype(piece.size())));
+    return m_gate->askWanted(id);
+  };
+  const fkv::Result<fkv::GenerateResult> r = m_engine->ask(toMessages(turns), options, onText);
+  if (m_throttle->isEnabled()) m_throttle->flush();
+  if (r.ok()) {
+    emit answerFinished(id, answerStats(*r));
+  } else {
+    emit answerFailed(id, fromStd(r.message()));
+  }
+  emitMemory();
+}
+
+void EngineWorker::setRetrieval(quint64 id, const fkv::RetrievalOptions& options) {
+  const RequestScope scope(this, id);
+  if (!m_engine) {
+    emit retrievalFailed(id, m_engineError);
+    return;
+  }
+  const fkv::Status s = m_engine->set_retrieval(options);
+  if (!s.ok()) {
+    emit retrievalFailed(id, fromStd(s.message()));
+    return;
+  }
+  m_retrieval = options;
+  configureTelemetry();
+  emit retrievalApplied(id);
+  emitMemory();
+}
+
+void EngineWorker::importDocuments(quint64 id, const QStringList& paths) {
+  const RequestScope scope(this, id);
+  QList<qint64> documentIds;
+  QStringList errors;
+  const fkv::Result<fkv::Library*> lib = library();
+  if (!lib.ok()) {
+    errors.append(fromStd(lib.message()));
+    emit importFinished(id, documentIds, errors);
+    return;
+  }
+  fkv::IngestOptions io;
+  io.max_bytes = m_documentOptions.max_file_bytes;
+  for (const QString& path : paths) {
+    if (!m_gate->notCancelled(id)) {
+      errors.append(tr("%1: the import was cancelled").arg(path));
+      continue;
+    }
+    fkv::Result<fkv::IngestedDocument> doc = fkv::ingest_file(path.toStdString(), io);
+    if (!doc.ok()) {
+      errors.append(fromStd(doc.message()));  // ingest names the file in its messages
+      continue;
+    }
+    const fkv::Result<int64_t> row = fkv::import_document(**lib, *doc);
+    if (row.ok()) {
+      documentIds.append(*row);
+    } else {
+      errors.append(QStringLiteral("%1: %2").arg(path, fromStd(row.message())));
+    }
+  }
+  emit importFinished(id, documentIds, errors);
+  if (!documentIds.isEmpty()) emit libraryChanged();
+}
+
+void EngineWorker::deleteDocument(quint64 id, qint64 documentId) {
+  const RequestScope scope(this, id);
+  const fkv::Result<fkv::Library*> lib = library();
+  if (!lib.ok()) {
+    emit deleteFailed(id, fromStd(lib.message()));
+    return;
+  }
+  const fkv::Status s = (*lib)->delete_document(documentId);
+  if (!s.ok()) {
+    emit deleteFailed(id, fromStd(s.message()));
+    return;
+  }
+  if (m_documentOpen && m_openDocumentId == documentId) {
+    m_engine->close_document();
+    closeDocument();
+  }
+  emit documentDeleted(id, documentId);
+  emit libraryChanged();
+  emitMemory();
+}
+
+void EngineWorker::setTelemetryEnabled(bool enabled) {
+  m_throttle->setEnabled(enabled);
+  if (!m_engine) return;
+  if (enabled) configureTelemetry();  // forget a step left half-gathered when it was turned off
+  m_engine->set_observer(enabled ? m_throttle : nullptr);
+}
+
+fkv::Result<fkv::Library*> EngineWorker::library() {
+  if (m_libraryPath.isEmpty())
+    return fkv::err("no document library is configured (the client was created without a library path)");
+  if (!m_library) {
+    FKV_ASSIGN_OR_RETURN(m_library, fkv::Library::open(m_libraryPath.toStdString()));
+  }
+  return m_library.get();
+}
+
+void EngineWorker::emitMemory() {
+  if (!m_engine) return;
+  const fkv::EngineStats s = m_engine->stats();
+  MemoryUse m;
+  m.nCtx = s.n_ctx;
+  m.nTokens = s.n_tokens;
+  m.deviceBytes = s.kv_device_bytes;
+  m.hostBytes = s.kv_host_bytes;
+  if (!m_libraryPath.isEmpty()) {
+    const fkv::Result<fkv::Library*> lib = library();
+    if (lib.ok()) {
+      const fkv::Result<int64_t> total = (*lib)->total_snapshot_bytes();
+      if (total.ok()) m.diskBytes = quint64(*total);
+    }
+  }
+  const fkv::RetrievalOptions& r = m_retrieval;
+  m.budgetTokens = r.policy == "full" ? quint64(s.n_ctx)
+                                      : quint64(r.sink_tokens) + quint64(r.recent_tokens) + quint64(r.retrieved_tokens);
+  emit memoryChanged(m);
+}
+
+void EngineWorker::configureTelemetry() {
+  const fkv::ModelInfo info = m_engine->model_info();
+  if (!info.loaded) return;
+  m_throttle->configure(info.n_layers, info.n_kv_heads, m_pageSize, m_retrieval.sink_tokens, m_retrieval.recent_tokens);
+}
+
+ModelSummary EngineWorker::modelSummary() const {
+  const fkv::ModelInfo i = m_engine->model_info();
+  ModelSummary m;
+  m.path = fromStd(i.path);
+  m.name = fromStd(i.name);
+  m.architecture = fromStd(i.architecture);
+  m.nLayers = i.n_layers;
+  m.nKvHeads = i.n_kv_heads;
+  m.nCtx = i.n_ctx;
+  m.nCtxTrain = i.n_ctx_train;
+  m.fileBytes = i.file_bytes;
+  m.kvBytesPerToken = i.kv_bytes_per_token;
+  m.chatTemplate = fromStd(i.chat_template);
+  m.backend = backendName();
+  return m;
+}
+
+void EngineWorker::closeDocument() {
+  const qint64 closed = m_openDocumentId;
+  m_documentOpen = false;
+  m_openDocumentId = 0;
+  emit documentClosed(closed);
+}
