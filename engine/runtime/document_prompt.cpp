@@ -40,17 +40,33 @@ Result<std::pair<std::string, std::string>> render_around_marker(ChatTemplate tm
   return std::make_pair(text.substr(0, at), text.substr(at + kMarker.size()));
 }
 
+// "Question: q1\nAnswer: a1\n\nQuestion: q2\nAnswer:" after the document.
+std::string completion_turns(std::span<const ChatMessage> turns) {
+  std::string s = "\n\n";
+  for (const ChatMessage& m : turns) {
+    if (m.role == "user") {
+      s += "Question: " + m.content + "\nAnswer:";
+    } else {
+      s += " " + m.content + "\n\n";
+    }
+  }
+  return s;
+}
+
 }  // namespace
 
 Result<DocumentPrompt> make_document_prompt(const Tokenizer& tok, ChatTemplate tmpl, std::string_view title,
-                                            const DocumentTokens& doc) {
-  // Any question renders the same head: the head ends where the first user turn's content begins.
-  const ChatMessage probe{"user", "?"};
-  FKV_ASSIGN_OR_RETURN(const auto parts, render_around_marker(tmpl, std::span(&probe, 1)));
+                                            const DocumentTokens& doc, bool completion) {
   DocumentPrompt p;
+  p.completion = completion;
   p.chat_template = tmpl;
   if (tok.add_bos_default() && tok.bos_id() >= 0) p.prefix.push_back(tok.bos_id());
-  FKV_TRY(tok.encode_append(parts.first, /*space_prefix=*/true, /*parse_special=*/true, p.prefix));  // as encode()
+  if (!completion) {
+    // Any question renders the same head: the head ends where the first user turn's content begins.
+    const ChatMessage probe{"user", "?"};
+    FKV_ASSIGN_OR_RETURN(const auto parts, render_around_marker(tmpl, std::span(&probe, 1)));
+    FKV_TRY(tok.encode_append(parts.first, /*space_prefix=*/true, /*parse_special=*/true, p.prefix));  // as encode()
+  }
   std::string intro = "Read the document below";
   if (!title.empty()) intro += std::string(", \"") + std::string(title) + "\"";
   intro += ", then answer the questions about it.\n\n";
@@ -60,15 +76,24 @@ Result<DocumentPrompt> make_document_prompt(const Tokenizer& tok, ChatTemplate t
   const uint64_t h = checksum64(p.prefix.data(), p.prefix.size() * sizeof(int32_t));
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  p.format_tag = std::string(kLayoutVersion) + "-" + chat_template_name(tmpl) + "-" + hex;
+  p.format_tag = std::string(kLayoutVersion) + "-" + (completion ? "completion" : chat_template_name(tmpl)) + "-" + hex;
   return p;
+}
+
+std::vector<std::string> document_stop_strings(const DocumentPrompt& prompt) {
+  if (!prompt.completion) return {};
+  return {"\nQuestion:"};
 }
 
 Result<std::vector<int32_t>> document_turn_tokens(const Tokenizer& tok, const DocumentPrompt& prompt,
                                                   std::span<const ChatMessage> turns) {
   FKV_TRY(check_turns(turns));
-  FKV_ASSIGN_OR_RETURN(const auto parts, render_around_marker(prompt.chat_template, turns));
   std::vector<int32_t> out = prompt.prefix;
+  if (prompt.completion) {
+    FKV_TRY(tok.encode_append(completion_turns(turns), /*space_prefix=*/false, /*parse_special=*/false, out));
+    return out;
+  }
+  FKV_ASSIGN_OR_RETURN(const auto parts, render_around_marker(prompt.chat_template, turns));
   FKV_TRY(tok.encode_append(parts.second, /*space_prefix=*/false, /*parse_special=*/true, out));
   return out;
 }

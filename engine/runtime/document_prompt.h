@@ -19,7 +19,10 @@ namespace fkv {
 class Tokenizer;
 
 struct DocumentPrompt {
-  ChatTemplate chat_template = ChatTemplate::ChatML;
+  // A base (pretrained) model has no chat template of its own: its turns are written as "Question: ...\nAnswer: ..."
+  // completions, which it continues sensibly; turn markers of a guessed template mean nothing to it.
+  bool completion = false;
+  ChatTemplate chat_template = ChatTemplate::ChatML;  // when !completion
   std::vector<int32_t> prefix;  // (n_prefix) [BOS] head, intro, document
   int32_t doc_begin = 0;        // index in prefix of the document's first token
   // Names the layout for snapshots (<= 64 bytes): template, layout version and a checksum of the prefix tokens, so
@@ -28,7 +31,10 @@ struct DocumentPrompt {
 };
 
 Result<DocumentPrompt> make_document_prompt(const Tokenizer& tok, ChatTemplate tmpl, std::string_view title,
-                                            const DocumentTokens& doc);
+                                            const DocumentTokens& doc, bool completion = false);
+
+// Where an answer ends in a completion layout (the model starting the next question); empty for chat templates.
+std::vector<std::string> document_stop_strings(const DocumentPrompt& prompt);
 
 // prefix + the tokens of `turns` (user first, then alternating user/assistant, ending with a user turn) and the
 // opening of the assistant's answer.

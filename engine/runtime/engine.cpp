@@ -178,6 +178,8 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
   impl_->ctx->set_observer(impl_->observer);
   impl_->chat_template = tmpl;
   impl_->template_error = std::move(template_error);
+  impl_->document_completion =
+      options.chat_template.empty() && impl_->model->gguf().find("tokenizer.chat_template") == nullptr;
   impl_->ctx_tokens.clear();
   return {};
 }

@@ -111,7 +111,8 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   report(cb, "tokenize", 0, info.n_chars);
   FKV_ASSIGN_OR_RETURN(st.tokens, tokenize_document(model->tokenizer(), ingested.text));
   if (!chat_template) return err(template_error);
-  FKV_ASSIGN_OR_RETURN(st.prompt, make_document_prompt(model->tokenizer(), *chat_template, info.title, st.tokens));
+  FKV_ASSIGN_OR_RETURN(st.prompt, make_document_prompt(model->tokenizer(), *chat_template, info.title, st.tokens,
+                                                        document_completion));
   info.n_tokens = static_cast<int>(st.prompt.prefix.size());
   info.tokenize_s = seconds_since(t0);
   st.content = document_content(ingested, st.tokens, st.prompt.doc_begin, ctx->params().page_size);
@@ -238,7 +239,9 @@ Result<GenerateResult> Engine::ask(const std::vector<Message>& turns, const Gene
   for (const Message& m : turns) messages.push_back({m.role, m.content});
   FKV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens,
                        document_turn_tokens(impl_->model->tokenizer(), impl_->doc->prompt, messages));
-  return impl_->run(tokens, options, on_text);
+  GenerationOptions o = options;
+  for (std::string& s : document_stop_strings(impl_->doc->prompt)) o.stop.push_back(std::move(s));
+  return impl_->run(tokens, o, on_text);
 }
 
 void Engine::close_document() { impl_->doc.reset(); }

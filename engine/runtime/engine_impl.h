@@ -43,6 +43,7 @@ struct Engine::Impl {
   uint64_t tokenizer_hash = 0;
   std::optional<OpenDocumentState> doc;  // the open document, if any
   TelemetryObserver* observer = nullptr;
+  bool document_completion = false;  // the model has no chat template of its own: documents use a completion layout
 
   Status check_loaded() const {
     if (!model) return err("no model is loaded");
