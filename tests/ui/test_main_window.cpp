@@ -1,0 +1,309 @@
+// FreeKV Desk end to end, offscreen: the test writes a small synthetic model and a generated markdown document,
+// configures the model in the settings, imports the document (the command line's path), waits for the prefill, asks
+// a question, stops a long answer, hides and shows the live panels, then closes the window and opens the document in
+// a new one: its KV comes from the snapshot (no prefill) and the chat is restored. A watchdog timer on the GUI thread
+// proves the event loop never stops for more than 50 ms while the engine prefills and generates.
+//
+// With FKV_SCREENSHOT_DIR set, it also saves screenshots of the window and its panels there, and runs on the real
+// Gemma 3 270M (fkvtest::gemmaModelPath()) when it is installed: `FKV_SCREENSHOT_DIR=docs/images test_main_window`
+// makes the user guide's pictures.
+#include <QDir>
+#include <QDockWidget>
+#include <QElapsedTimer>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QSettings>
+#include <QSignalSpy>
+#include <QTest>
+#include <QTimer>
+#include <QTreeWidget>
+#include <algorithm>
+#include <fstream>
+#include <memory>
+
+#include "chat_model.h"
+#include "chat_view.h"
+#include "document_view.h"
+#include "engine_client.h"
+#include "main_window.h"
+#include "model/synthetic.h"
+#include "prefill_progress.h"
+#include "recall_timeline.h"
+#include "retrieval_heatmap.h"
+#include "settings_dialog.h"
+#include "support/test_paths.h"
+
+namespace {
+
+constexpr int kTimeoutMs = 120000;
+constexpr qint64 kMaxGapMs = 50;
+
+// Ticks every 5 ms on the GUI thread and keeps the longest gap between ticks while running.
+class Watchdog : public QObject {
+ public:
+  Watchdog() {
+    m_timer.setTimerType(Qt::PreciseTimer);
+    m_timer.setInterval(5);
+    connect(&m_timer, &QTimer::timeout, this, [this] {
+      m_maxGap = std::max(m_maxGap, m_sinceTick.restart());
+      ++m_ticks;
+    });
+  }
+  void start() {
+    m_sinceTick.start();
+    m_timer.start();
+  }
+  void stop() { m_timer.stop(); }
+  bool isRunning() const { return m_timer.isActive(); }
+  qint64 maxGap() const { return m_maxGap; }
+  int ticks() const { return m_ticks; }
+
+ private:
+  QTimer m_timer;
+  QElapsedTimer m_sinceTick;
+  qint64 m_maxGap = 0;
+  int m_ticks = 0;
+};
+
+// A markdown document of numbered records under headings, ~17 tokens a record.
+void writeDocument(const QString& path, int nRecords) {
+  const char* things[] = {"lantern", "harbour", "orchard", "ledger", "bridge", "meadow", "tower", "river"};
+  const char* verbs[] = {"keeps", "counts", "guards", "remembers", "lists", "describes"};
+  std::ofstream out(path.toStdString());
+  out << "# The Harbour Ledger\n\n";
+  for (int i = 0; i < nRecords; ++i) {
+    if (i % 20 == 0) out << "## Records " << i << " to " << i + 19 << "\n\n";
+    out << "Record " << i << " says the " << things[i % 8] << " " << verbs[i % 6] << " " << (i * 37) % 101 << " old "
+        << things[(i * 3 + 1) % 8] << "s.";
+    out << ((i % 5 == 4) ? "\n\n" : " ");
+  }
+}
+
+QString screenshotDir() { return qEnvironmentVariable("FKV_SCREENSHOT_DIR"); }
+
+bool useGemma() { return !screenshotDir().isEmpty() && !fkvtest::gemmaModelPath().isEmpty(); }
+
+}  // namespace
+
+class TestMainWindow : public QObject {
+  Q_OBJECT
+
+ private:
+  QString m_dir, m_model, m_doc, m_library;
+  std::unique_ptr<MainWindow> m_window;
+  Watchdog m_watchdog;
+  qint64 m_docId = 0;
+
+  void shoot(QWidget* widget, const QString& name) {
+    if (screenshotDir().isEmpty()) return;
+    const bool watching = m_watchdog.isRunning();
+    m_watchdog.stop();  // grabbing a whole window is the test's work, not the app's
+    QDir().mkpath(screenshotDir());
+    QVERIFY(widget->grab().save(screenshotDir() + QLatin1Char('/') + name));
+    if (watching) m_watchdog.start();
+  }
+
+  DeskSettings settingsFor() const {
+    DeskSettings s;
+    s.modelPath = m_model;
+    s.policy = QStringLiteral("freekv");
+    s.temperature = 0.0;
+    if (useGemma()) {
+      s.nCtx = 8192;
+      s.sinkTokens = 256;
+      s.recentTokens = 256;
+      s.retrievedTokens = 512;
+      s.maxAnswerTokens = 96;
+      return s;
+    }
+    s.nCtx = 4096;
+    s.nThreads = 1;  // the other core stays with the GUI thread the watchdog measures
+    s.chatTemplate = QStringLiteral("llama2");
+    s.pageSize = 16;
+    s.sinkTokens = 64;
+    s.recentTokens = 64;
+    s.retrievedTokens = 128;
+    s.maxAnswerTokens = 24;
+    return s;
+  }
+
+  void newWindow() {
+    m_window = std::make_unique<MainWindow>(m_library);
+    m_window->resize(1400, 900);
+    m_window->show();
+    QVERIFY(QTest::qWaitForWindowExposed(m_window.get()));
+    QTRY_VERIFY_WITH_TIMEOUT(m_window->hasModel(), kTimeoutMs);
+  }
+
+  // Asks through the chat pane, as a person would: type, Enter. The watchdog pauses while the test types: QTest
+  // delivers a whole question's keys at once, where a person takes seconds.
+  void typeQuestion(const QString& question) {
+    QPlainTextEdit* input = m_window->chatView()->input();
+    input->setFocus();
+    const bool watching = m_watchdog.isRunning();
+    m_watchdog.stop();
+    QTest::keyClicks(input, question);
+    if (watching) m_watchdog.start();
+    QTest::keyClick(input, Qt::Key_Return);
+  }
+
+ private slots:
+  void initTestCase() {
+    m_dir = fkvtest::tempDir();
+    QSettings::setPath(QSettings::NativeFormat, QSettings::UserScope, m_dir + QStringLiteral("/config"));
+    QCoreApplication::setOrganizationDomain(QStringLiteral("freekv.org"));
+    QCoreApplication::setApplicationName(QStringLiteral("freekv-desk-test"));
+    m_library = m_dir + QStringLiteral("/data/library.db");
+    QDir().mkpath(m_dir + QStringLiteral("/data"));
+    m_doc = m_dir + QStringLiteral("/harbour-ledger.md");
+    writeDocument(m_doc, useGemma() ? 300 : 60);
+    if (useGemma()) {
+      m_model = fkvtest::gemmaModelPath();
+    } else {
+      m_model = m_dir + QStringLiteral("/desk-synthetic.gguf");
+      fkv::SyntheticModelSpec spec;
+      spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
+      spec.seed = 11;
+      spec.n_layers = 6;
+      spec.n_embd = 128;
+      spec.n_heads = 8;
+      spec.n_kv_heads = 4;
+      spec.n_ff = 256;
+      spec.tied_embeddings = true;
+      spec.name = "desk-synthetic";
+      const fkv::Status s = fkv::write_synthetic_model(spec, m_model.toStdString());
+      QVERIFY2(s.ok(), s.message().c_str());
+    }
+    QSettings store;
+    settingsFor().save(store);
+  }
+
+  void loadsTheConfiguredModel() {
+    newWindow();
+    QVERIFY(m_window->model().nLayers > 0);
+    QCOMPARE(m_window->chatView()->state(), ChatView::State::NoDocument);
+    QVERIFY(m_window->chatView()->bannerText().contains(QStringLiteral("library")));
+  }
+
+  void importsAndPrefills() {
+    QSignalSpy progress(m_window->client(), &EngineClient::openProgress);
+    QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
+    bool shotPrefill = false;
+    connect(m_window->client(), &EngineClient::openProgress, this, [&](quint64, const OpenProgress& p) {
+      if (shotPrefill || p.stage != QLatin1String("prefill") || p.done * 3 < p.total) return;
+      shotPrefill = true;
+      shoot(m_window.get(), QStringLiteral("prefill.png"));
+    });
+    m_watchdog.start();
+    m_window->importAndOpen({m_doc});
+    QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
+    QCOMPARE(m_window->openedDocument().doc.kv_source, std::string("prefill"));
+    m_docId = m_window->openDocumentId();
+    QVERIFY(m_docId > 0);
+    const bool prefilled = std::any_of(progress.begin(), progress.end(), [](const QList<QVariant>& call) {
+      return call.at(1).value<OpenProgress>().stage == QLatin1String("prefill");
+    });
+    QVERIFY(prefilled);
+    QVERIFY(!m_window->prefillProgress()->isActive());
+    QVERIFY(m_window->documentView()->hasContent());
+    QVERIFY(m_window->documentView()->outline()->topLevelItemCount() > 0);  // the headings
+    QCOMPARE(m_window->chatView()->state(), ChatView::State::Ready);
+  }
+
+  void asksAndShowsThePanels() {
+    QSignalSpy done(m_window.get(), &MainWindow::answerDone);
+    typeQuestion(QStringLiteral("What does record 12 say about the harbour?"));
+    QVERIFY(m_window->isAnswering());
+    QTRY_VERIFY_WITH_TIMEOUT(done.count() == 1, kTimeoutMs);
+    const AnswerStats stats = done.at(0).at(0).value<AnswerStats>();
+    QVERIFY2(stats.stopReason == QLatin1String("eos") || stats.stopReason == QLatin1String("max_tokens") ||
+                 stats.stopReason == QLatin1String("stop_string"),
+             qPrintable(stats.stopReason));
+    ChatModel* chat = m_window->chatModel();
+    QCOMPARE(chat->rowCount(), 2);
+    QCOMPARE(chat->index(1, 0).data(ChatModel::TextRole).toString(), stats.text);
+    // The live panels saw the decode steps; the document view shows where the model looked.
+    QTRY_VERIFY(m_window->timeline()->stepCount() > 0);
+    QCOMPARE(m_window->heatmap()->layerCount(), m_window->model().nLayers);
+    QCOMPARE(m_window->heatmap()->headCount(), m_window->model().nKvHeads);
+    QVERIFY(!m_window->documentView()->passages().isEmpty());
+    QVERIFY(m_window->speedText().contains(QStringLiteral("tokens/s")));
+    QVERIFY2(m_window->contextText().contains(QStringLiteral("context")), qPrintable(m_window->contextText()));
+    QVERIFY(m_window->memoryText().contains(QStringLiteral("host")));
+    m_window->documentView()->goToPassage(0);
+    shoot(m_window.get(), QStringLiteral("main-window.png"));
+    shoot(m_window->heatmapDock(), QStringLiteral("heatmap.png"));
+    shoot(m_window->timelineDock(), QStringLiteral("timeline.png"));
+    shoot(m_window->memoryDock(), QStringLiteral("memory.png"));
+  }
+
+  void stopsAnAnswer() {
+    DeskSettings s = m_window->settings();
+    s.maxAnswerTokens = 1500;
+    m_window->applySettings(s);  // same model load: only the generation options change
+    QSignalSpy done(m_window.get(), &MainWindow::answerDone);
+    QSignalSpy pieces(m_window->client(), &EngineClient::answerPiece);
+    typeQuestion(QStringLiteral("List every record about the lantern, one per line."));
+    QTRY_VERIFY_WITH_TIMEOUT(!pieces.isEmpty() || !done.isEmpty(), kTimeoutMs);
+    QVERIFY2(done.isEmpty(), "the answer ended before it could be stopped");
+    QVERIFY(m_window->chatView()->stopButton()->isEnabled());
+    QTest::mouseClick(m_window->chatView()->stopButton(), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(done.count() == 1, kTimeoutMs);
+    m_watchdog.stop();
+    QCOMPARE(done.at(0).at(0).value<AnswerStats>().stopReason, QStringLiteral("cancelled"));
+    QCOMPARE(m_window->chatModel()->index(3, 0).data(ChatModel::StopReasonRole).toString(),
+             QStringLiteral("cancelled"));
+    QVERIFY(m_window->chatView()->regenerateButton()->isEnabled());
+    QVERIFY(m_watchdog.ticks() > 10);
+    QVERIFY2(m_watchdog.maxGap() <= kMaxGapMs,
+             qPrintable(QStringLiteral("the event loop stopped for %1 ms").arg(m_watchdog.maxGap())));
+  }
+
+  void hiddenPanelsTurnTelemetryOff() {
+    QVERIFY(m_window->client()->telemetryEnabled());
+    QAction* highlights = nullptr;
+    for (QAction* a : m_window->findChildren<QAction*>())
+      if (a->text().contains(QStringLiteral("Highlight"))) highlights = a;
+    QVERIFY(highlights);
+    m_window->heatmapDock()->hide();
+    m_window->timelineDock()->hide();
+    QVERIFY(m_window->client()->telemetryEnabled());  // the highlights still want it
+    highlights->setChecked(false);
+    QVERIFY(!m_window->client()->telemetryEnabled());
+    highlights->setChecked(true);
+    m_window->heatmapDock()->show();
+    m_window->timelineDock()->show();
+    QVERIFY(m_window->client()->telemetryEnabled());
+  }
+
+  void screenshotsOfSearchAndSettings() {
+    if (screenshotDir().isEmpty()) QSKIP("FKV_SCREENSHOT_DIR is not set");
+    m_window->documentView()->setSearchText(QStringLiteral("lantern"));
+    shoot(m_window->centralWidget(), QStringLiteral("search.png"));
+    m_window->documentView()->setSearchText(QString());
+    SettingsDialog dialog(m_window->settings(), m_window.get());
+    dialog.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&dialog));
+    shoot(&dialog, QStringLiteral("settings.png"));
+  }
+
+  void reopensFromTheSnapshotInANewWindow() {
+    m_window->close();
+    m_window.reset();
+    newWindow();
+    QSignalSpy progress(m_window->client(), &EngineClient::openProgress);
+    QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
+    m_window->openDocument(m_docId);
+    QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
+    QCOMPARE(m_window->openedDocument().doc.kv_source, std::string("snapshot"));
+    for (const QList<QVariant>& call : progress)
+      QVERIFY(call.at(1).value<OpenProgress>().stage != QLatin1String("prefill"));
+    QCOMPARE(m_window->chatModel()->rowCount(), 4);  // both questions and answers came back
+    QCOMPARE(m_window->chatView()->state(), ChatView::State::Ready);
+  }
+
+  void cleanupTestCase() { m_window.reset(); }
+};
+
+QTEST_MAIN(TestMainWindow)
+#include "test_main_window.moc"

@@ -1,0 +1,459 @@
+// The desktop views fed synthetic data, one at a time: heatmap colours, cells and tooltips; the recall timeline's
+// scrolling over a model that drops old steps; page -> span -> text mapping and search in the document view; settings
+// validation and the dialog; the chat pane's keys, states and buttons; prefill progress; memory tiers; the library
+// pane's drops, selection and delete.
+#include <QAbstractItemModelTester>
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QFont>
+#include <QHelpEvent>
+#include <QLineEdit>
+#include <QListView>
+#include <QMimeData>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QScrollBar>
+#include <QSettings>
+#include <QSignalSpy>
+#include <QSpinBox>
+#include <QTableView>
+#include <QTest>
+#include <QToolTip>
+#include <QTreeWidget>
+#include <QUrl>
+#include <cmath>
+#include <fstream>
+
+#include "chat_model.h"
+#include "chat_view.h"
+#include "document_view.h"
+#include "library_model.h"
+#include "library_pane.h"
+#include "memory_panel.h"
+#include "prefill_progress.h"
+#include "recall_timeline.h"
+#include "retrieval_heatmap.h"
+#include "settings_dialog.h"
+#include "store/library.h"
+#include "support/test_paths.h"
+#include "timeline_model.h"
+
+namespace {
+
+TelemetryFrame heatFrame() {
+  TelemetryFrame f;
+  f.policy = QStringLiteral("freekv");
+  f.nLayers = 4;
+  f.nKvHeads = 2;
+  f.lastStep = 41;
+  for (int i = 0; i < 8; ++i) {
+    f.correctedNow.append(i == 5 ? 1 : 0);
+    f.cosineNow.append(i == 3 ? std::nanf("") : 0.5f + 0.05f * float(i));
+    f.correctionRate.append(float(i) / 7.0f);
+  }
+  return f;
+}
+
+QVector<StepRecord> steps(qint64 first, int n) {
+  QVector<StepRecord> out;
+  for (int i = 0; i < n; ++i) {
+    StepRecord s;
+    s.step = first + i;
+    s.pagesSelected = 40 + int(s.step % 7);
+    s.pagesReused = 6;
+    s.pagesRecalled = int(s.step % 3);
+    s.bytesRecalled = quint64(s.pagesRecalled) * 65536;
+    s.stallMs = 0.25 * double(s.step % 4);
+    out.append(s);
+  }
+  return out;
+}
+
+// 64 tokens of prompt head, then a document in two spans of 32 and 32 tokens; page size 16.
+QSharedPointer<const fkv::DocumentContent> content() {
+  auto c = QSharedPointer<fkv::DocumentContent>::create();
+  c->text =
+      "Chapter one: the harbour kept its lantern lit for the night boats.\n"  // 67 bytes
+      "Chapter two: a needle in the orchard, é and 😀, then NEEDLE again. needle.";
+  const int64_t split = 67;
+  c->spans = {{64, 96, 0, split}, {96, 128, split, int64_t(c->text.size())}};
+  c->sections = {{true, 0, "Page 1", 0}, {true, 0, "Page 2", split}};
+  c->page_size = 16;
+  return c;
+}
+
+}  // namespace
+
+class TestWidgets : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void heatmapColoursCellsAndTooltips() {
+    RetrievalHeatmap map;
+    map.resize(400, 200);
+    map.setFrame(heatFrame());
+    QCOMPARE(map.layerCount(), 4);
+    QCOMPARE(map.headCount(), 2);
+    // The ramp goes from calm (blue > red) to hot (red > blue), and the fill follows the rate.
+    QVERIFY(RetrievalHeatmap::rateColor(0.f).blue() > RetrievalHeatmap::rateColor(0.f).red());
+    QVERIFY(RetrievalHeatmap::rateColor(1.f).red() > RetrievalHeatmap::rateColor(1.f).blue());
+    QCOMPARE(map.cellColor(0, 0), RetrievalHeatmap::rateColor(0.f));
+    QCOMPARE(map.cellColor(3, 1), RetrievalHeatmap::rateColor(1.f));
+    QVERIFY(map.cellColor(0, 0) != map.cellColor(3, 1));
+    QVERIFY(map.correctedNow(2, 1));  // index 5 = layer 2, head 1
+    QVERIFY(!map.correctedNow(2, 0));
+    for (int layer = 0; layer < 4; ++layer) {
+      for (int head = 0; head < 2; ++head) {
+        int l = -1, h = -1;
+        QVERIFY(map.cellAt(map.cellRect(layer, head).center(), &l, &h));
+        QCOMPARE(l, layer);
+        QCOMPARE(h, head);
+      }
+    }
+    const QString tip = map.cellToolTip(2, 1);
+    QVERIFY2(tip.contains(QStringLiteral("0.750")) && tip.contains(QStringLiteral("yes")), qPrintable(tip));
+    QVERIFY(map.cellToolTip(1, 1).contains(QStringLiteral("not checked")));  // NaN cosine
+    // A hover really shows it.
+    map.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&map));
+    const QPoint at = map.cellRect(2, 1).center();
+    QHelpEvent help(QEvent::ToolTip, at, map.mapToGlobal(at));
+    QApplication::sendEvent(&map, &help);
+    QTRY_COMPARE(QToolTip::text(), tip);
+    // A frame whose grids do not match its dimensions changes nothing.
+    TelemetryFrame bad = heatFrame();
+    bad.nLayers = 5;
+    map.setFrame(bad);
+    QCOMPARE(map.layerCount(), 4);
+    int l = 0, h = 0;
+    QVERIFY(!map.cellAt(QPoint(1, 1), &l, &h));
+  }
+
+  void timelineFollowsAndKeepsTheReadersPlace() {
+    TimelineModel model;
+    QAbstractItemModelTester tester(&model);
+    model.setCapacity(120);
+    RecallTimeline view;
+    view.setModel(&model);
+    view.setBarWidth(5);
+    view.resize(300, 160);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    model.appendSteps(steps(0, 20));  // fits: nothing to scroll
+    QCOMPARE(view.horizontalScrollBar()->maximum(), 0);
+    model.appendSteps(steps(20, 200));  // the model keeps the last 120
+    QCOMPARE(view.stepCount(), 120);
+    QCOMPARE(view.stepAt(0).step, qint64(100));
+    QVERIFY(view.isFollowing());
+    QCOMPARE(view.horizontalScrollBar()->value(), view.horizontalScrollBar()->maximum());
+    QVERIFY(view.horizontalScrollBar()->maximum() > 0);
+    // The reader scrolls back into the middle; new steps push old ones out but the same steps stay in view.
+    view.horizontalScrollBar()->setValue(view.horizontalScrollBar()->maximum() / 2);
+    QVERIFY(!view.isFollowing());
+    const qint64 first = view.stepAt(view.firstVisibleIndex()).step;
+    model.appendSteps(steps(220, 10));
+    QCOMPARE(view.stepAt(view.firstVisibleIndex()).step, first);
+    QVERIFY(!view.isFollowing());
+    // The end key goes back to following.
+    QTest::keyClick(&view, Qt::Key_End);
+    QVERIFY(view.isFollowing());
+    model.appendSteps(steps(230, 5));
+    QCOMPARE(view.horizontalScrollBar()->value(), view.horizontalScrollBar()->maximum());
+    const int last = view.stepCount() - 1;
+    const QString tip = view.stepToolTip(last);
+    QVERIFY2(tip.contains(QStringLiteral("Step 234")) && tip.contains(QStringLiteral("Stall: 0.50 ms")),
+             qPrintable(tip));
+    QCOMPARE(view.indexAt(QPoint(view.viewport()->width() - 1, 20)), last);
+    model.clear();
+    QCOMPARE(view.stepCount(), 0);
+    QVERIFY(view.isFollowing());
+  }
+
+  void pagesMapThroughSpansToBytes() {
+    const auto c = content();
+    // Page 4 = positions [64, 80): the first half of span 0 -> bytes [0, 33).
+    QVector<DocumentRange> r = pageByteRanges(*c, {4}, {0.5f});
+    QCOMPARE(r.size(), 1);
+    QCOMPARE(r[0].begin, qint64(0));
+    QCOMPARE(r[0].end, qint64(33));
+    // Pages 5 and 6 touch across the span edge and merge; the larger weight wins. Pages 0..3 are the prompt head.
+    r = pageByteRanges(*c, {6, 0, 5, 3}, {0.25f, 1.f, 0.75f, 1.f});
+    QCOMPARE(r.size(), 1);
+    QCOMPARE(r[0].begin, qint64(33));
+    QCOMPARE(r[0].end, qint64(67 + (qint64(c->text.size()) - 67) / 2));
+    QCOMPARE(r[0].weight, 0.75f);
+    QVERIFY(pageByteRanges(*c, {100}, {}).isEmpty());  // past the document: the question's tokens
+  }
+
+  void utf8PositionsMatchQString() {
+    std::string text;
+    for (int i = 0; i < 200; ++i) text += (i % 3 == 0) ? "é" : (i % 5 == 0) ? "😀" : "ab";
+    const Utf8PositionMap map(text);
+    for (size_t b = 0; b <= text.size(); ++b) {
+      size_t end = b;  // an offset inside a character counts that character
+      while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+      QCOMPARE(map.toUtf16(qint64(b)), int(QString::fromUtf8(text.data(), qsizetype(end)).size()));
+    }
+    QCOMPARE(map.toUtf16(-5), 0);
+    QCOMPARE(map.toUtf16(1 << 20), int(QString::fromStdString(text).size()));
+  }
+
+  void documentViewHighlightsSearchesAndScrolls() {
+    DocumentView view;
+    view.resize(700, 400);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    const auto c = content();
+    view.setContent(c, QStringLiteral("Harbour"));
+    QCOMPARE(view.outline()->topLevelItemCount(), 2);
+    // Page 7 = positions [112, 128): the second half of span 1, which holds the multi-byte characters before it.
+    view.setRetrievedPages({7}, {1.f});
+    QCOMPARE(view.passages().size(), 1);
+    const std::string& t = c->text;
+    const size_t half = 67 + (t.size() - 67) / 2;
+    QCOMPARE(view.passageText(0), QString::fromStdString(t.substr(half)));
+    QCOMPARE(view.minimap()->passageMarks().size(), 1);
+
+    view.setSearchText(QStringLiteral("needle"));
+    QCOMPARE(view.matchCount(), 3);  // case-insensitive
+    QCOMPARE(view.textEdit()->textCursor().selectedText().toLower(), QStringLiteral("needle"));
+    const int first = view.currentMatch();
+    view.findNext();
+    view.findNext();
+    view.findNext();
+    QCOMPARE(view.currentMatch(), first);  // wrapped around
+    view.findPrevious();
+    QCOMPARE(view.currentMatch(), (first + 2) % 3);
+    view.setSearchText(QStringLiteral("absent"));
+    QCOMPARE(view.matchCount(), 0);
+    QVERIFY(!view.findNext());
+
+    // Clicking the passage's mark on the minimap goes to the passage; the outline goes to its section.
+    const DocumentMinimap::Mark mark = view.minimap()->passageMarks().first();
+    QTest::mouseClick(view.minimap(), Qt::LeftButton, {}, QPoint(4, view.minimap()->yOf(mark.from) + 1));
+    QCOMPARE(view.currentPassage(), 0);
+    QCOMPARE(view.textEdit()->textCursor().position(), int(view.passages()[0].begin));
+    QVERIFY(view.sectionAt(int(view.passages()[0].begin)).contains(QStringLiteral("Page 2")));
+    QTreeWidgetItem* page1 = view.outline()->topLevelItem(0);
+    emit view.outline()->itemClicked(page1, 0);
+    QCOMPARE(view.textEdit()->textCursor().position(), 0);
+    view.setRetrievedPages({}, {});
+    QVERIFY(view.passages().isEmpty());
+    view.clearContent();
+    QVERIFY(!view.hasContent());
+  }
+
+  void settingsValidation() {
+    DeskSettings s;
+    QVERIFY2(s.validate().isEmpty(), qPrintable(s.validate().join('\n')));
+    s.sinkTokens = 500;
+    QStringList p = s.validate();
+    QCOMPARE(p.size(), 1);
+    QVERIFY2(p[0].contains(QStringLiteral("whole pages")) && p[0].contains(QStringLiteral("480 or 512")),
+             qPrintable(p[0]));
+    s = DeskSettings{};
+    s.recentTokens = 0;
+    QVERIFY(s.validate().join(' ').contains(QStringLiteral("at least one page")));
+    s = DeskSettings{};
+    s.correctionTau = 1.5;
+    QVERIFY(s.validate().join(' ').contains(QStringLiteral("between 0 and 1, found 1.5")));
+    s = DeskSettings{};
+    s.pageSize = 0;
+    QVERIFY(s.validate().join(' ').contains(QStringLiteral("page size")));
+    s = DeskSettings{};
+    s.modelPath = fkvtest::tempDir() + QStringLiteral("/missing.gguf");
+    QVERIFY(s.validate().join(' ').contains(QStringLiteral("does not exist")));
+    s = DeskSettings{};
+    s.policy = QStringLiteral("magic");
+    QVERIFY(s.validate().join(' ').contains(QStringLiteral("Unknown retrieval policy")));
+    // Round trip through QSettings, and into engine options.
+    DeskSettings d;
+    d.pageSize = 16;
+    d.sinkTokens = 64;
+    d.chatTemplate = QStringLiteral("llama2");
+    QSettings store(fkvtest::tempDir() + QStringLiteral("/settings.ini"), QSettings::IniFormat);
+    d.save(store);
+    const DeskSettings back = DeskSettings::load(store);
+    QVERIFY(back.sameModelLoad(d));
+    QCOMPARE(back.sinkTokens, 64);
+    QCOMPARE(back.modelOptions().page_size, 16);
+    QCOMPARE(back.modelOptions().chat_template, std::string("llama2"));
+    QCOMPARE(back.retrievalOptions().sink_tokens, 64);
+  }
+
+  void settingsDialogRefusesInvalidValues() {
+    SettingsDialog dialog(DeskSettings{});
+    QVERIFY(dialog.canAccept());
+    dialog.sinkSpin()->setValue(500);
+    QVERIFY(!dialog.canAccept());
+    QVERIFY(dialog.problemText().contains(QStringLiteral("480 or 512")));
+    dialog.accept();
+    QCOMPARE(dialog.result(), int(QDialog::Rejected));  // not accepted while invalid
+    dialog.sinkSpin()->setValue(512);
+    dialog.recentSpin()->setValue(16);
+    QVERIFY(dialog.problemText().contains(QStringLiteral("at least one page")));
+    dialog.pageSizeSpin()->setValue(16);  // 16 is a whole page of 16
+    QVERIFY2(dialog.canAccept(), qPrintable(dialog.problemText()));
+    QCOMPARE(dialog.settings().pageSize, 16);
+    dialog.policyCombo()->setCurrentText(QStringLiteral("full"));
+    QVERIFY(!dialog.tauSpin()->isEnabled());
+  }
+
+  void chatViewKeysStatesAndButtons() {
+    ChatModel model(QString{});
+    QAbstractItemModelTester tester(&model);
+    ChatView view;
+    view.setModel(&model);
+    view.resize(400, 500);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QVERIFY(view.isBannerVisible());
+    QVERIFY(view.bannerText().contains(QStringLiteral("Settings")));
+    QVERIFY(!view.sendButton()->isEnabled());
+    QSignalSpy settings(&view, &ChatView::settingsRequested);
+    view.setState(ChatView::State::Ready);
+    QVERIFY(!view.isBannerVisible());
+
+    QSignalSpy sent(&view, &ChatView::sendRequested);
+    view.input()->setFocus();
+    QTest::keyClicks(view.input(), QStringLiteral("first line"));
+    QTest::keyClick(view.input(), Qt::Key_Return, Qt::ShiftModifier);
+    QTest::keyClicks(view.input(), QStringLiteral("second"));
+    QCOMPARE(sent.count(), 0);
+    QCOMPARE(view.input()->toPlainText(), QStringLiteral("first line\nsecond"));
+    QTest::keyClick(view.input(), Qt::Key_Return);
+    QCOMPARE(sent.count(), 1);
+    QCOMPARE(sent.at(0).at(0).toString(), QStringLiteral("first line\nsecond"));
+    QVERIFY(view.input()->toPlainText().isEmpty());
+
+    model.appendUser(QStringLiteral("first line\nsecond"));
+    model.beginAssistant();
+    view.setState(ChatView::State::Answering);
+    model.appendPiece(QStringLiteral("The harbour"));
+    QVERIFY(view.stopButton()->isEnabled());
+    QVERIFY(!view.regenerateButton()->isEnabled());
+    const QModelIndex answer = model.index(1, 0);
+    QVERIFY(ChatTurnDelegate::displayText(answer).startsWith(QStringLiteral("The harbour")));
+    QVERIFY(ChatTurnDelegate::displayText(answer).contains(QStringLiteral("▍")));
+    QSignalSpy stop(&view, &ChatView::stopRequested);
+    QTest::mouseClick(view.stopButton(), Qt::LeftButton);
+    QCOMPARE(stop.count(), 1);
+    model.finishAssistant(QStringLiteral("cancelled"));
+    view.setState(ChatView::State::Ready);
+    QVERIFY(ChatTurnDelegate::displayText(answer).contains(QStringLiteral("(stopped)")));
+    QVERIFY(view.regenerateButton()->isEnabled());
+    QCOMPARE(view.copyText(), QStringLiteral("The harbour"));
+    view.setState(ChatView::State::NoModel);
+    QVERIFY(view.settingsButton()->isVisible());
+    QTest::mouseClick(view.settingsButton(), Qt::LeftButton);
+    QCOMPARE(settings.count(), 1);
+  }
+
+  void prefillProgressShowsRateAndCancels() {
+    PrefillProgress bar;
+    bar.start(QStringLiteral("Harbour"));
+    QVERIFY(bar.isActive());
+    OpenProgress p;
+    p.stage = QStringLiteral("prefill");
+    p.done = 500;
+    p.total = 2000;
+    p.tokensPerSecond = 250;
+    p.secondsLeft = 6;
+    bar.setProgress(p);
+    const QString text = bar.statusText();
+    QVERIFY2(text.contains(QLocale().toString(500)) && text.contains(QLocale().toString(2000)) &&
+                 text.contains(QStringLiteral("250 tokens/s")) && text.contains(QStringLiteral("6 s left")),
+             qPrintable(text));
+    QCOMPARE(bar.bar()->value() * 4, bar.bar()->maximum());
+    QCOMPARE(PrefillProgress::durationText(125), QStringLiteral("2:05"));
+    QSignalSpy cancel(&bar, &PrefillProgress::cancelRequested);
+    QTest::mouseClick(bar.cancelButton(), Qt::LeftButton);
+    QCOMPARE(cancel.count(), 1);
+    bar.finish();
+    QVERIFY(!bar.isActive() && bar.isHidden());
+  }
+
+  void memoryPanelTiers() {
+    MemoryPanel panel;
+    ModelSummary model;
+    model.backend = QStringLiteral("CPU (AVX2)");
+    model.kvBytesPerToken = 1000;
+    panel.setModel(model);
+    MemoryUse m;
+    m.nCtx = 4096;
+    m.nTokens = 1024;
+    m.hostBytes = 1024 * 1000;
+    m.diskBytes = 5 << 20;
+    m.budgetTokens = 2048;
+    panel.setMemoryUse(m);
+    QVERIFY(!panel.hasDeviceTier());
+    QVERIFY(panel.rowText(MemoryPanel::Tier::Device).contains(QStringLiteral("CPU backend")));
+    QCOMPARE(panel.budget(MemoryPanel::Tier::Host), quint64(4096 * 1000));
+    QCOMPARE(panel.used(MemoryPanel::Tier::Context), quint64(1024));
+    model.backend = QStringLiteral("CUDA (NVIDIA H100)");
+    panel.setModel(model);
+    QVERIFY(panel.hasDeviceTier());
+    QCOMPARE(panel.budget(MemoryPanel::Tier::Device), quint64(2048 * 1000));
+    panel.setStorageCap(8 << 20);
+    QVERIFY(panel.rowText(MemoryPanel::Tier::Disk).contains(QStringLiteral("cap")));
+  }
+
+  void libraryPaneDropsSelectsAndDeletes() {
+    const QString dir = fkvtest::tempDir();
+    const QString txt = dir + QStringLiteral("/notes.txt");
+    std::ofstream(txt.toStdString()) << "notes";
+    auto mime = std::make_unique<QMimeData>();
+    mime->setUrls({QUrl::fromLocalFile(txt), QUrl::fromLocalFile(dir), QUrl::fromLocalFile(dir + "/a.exe"),
+                   QUrl(QStringLiteral("https://example.org/x.txt"))});
+    QCOMPARE(LibraryPane::importableFiles(mime.get()), QStringList{txt});
+
+    const QString db = dir + QStringLiteral("/pane/library.db");
+    {
+      auto lib = fkv::Library::open(db.toStdString());
+      QVERIFY2(lib.ok(), lib.message().c_str());
+      fkv::Document doc;
+      doc.info.path = txt.toStdString();
+      doc.info.content_hash = "hash-notes";
+      doc.info.title = "Notes";
+      doc.info.format = "txt";
+      doc.text = "notes";
+      QVERIFY((*lib)->add_document(doc).ok());
+    }
+    LibraryModel model(db);
+    model.refresh();
+    LibraryPane pane;
+    pane.setModel(&model);
+    pane.setConfirmDeletes(false);
+    QAbstractItemModelTester proxyTester(pane.table()->model());  // the pane's sorting proxy (it bolds the open one)
+    pane.setOpenDocument(model.documentId(0));
+    QVERIFY(pane.table()->model()->index(0, 0).data(Qt::FontRole).value<QFont>().bold());
+    pane.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&pane));
+    QCOMPARE(pane.table()->model()->rowCount(), 1);
+    const qint64 id = model.documentId(0);
+    pane.selectDocument(id);
+    QCOMPARE(pane.selectedDocumentId(), id);
+    QSignalSpy del(&pane, &LibraryPane::deleteRequested);
+    QTest::keyClick(pane.table(), Qt::Key_Delete);
+    QCOMPARE(del.count(), 1);
+    QCOMPARE(del.at(0).at(0).toLongLong(), id);
+    QSignalSpy open(&pane, &LibraryPane::openRequested);
+    pane.openSelected();
+    QCOMPARE(open.count(), 1);
+    QSignalSpy imported(&pane, &LibraryPane::importRequested);
+    QDragEnterEvent enter(QPoint(10, 10), Qt::CopyAction, mime.get(), Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&pane, &enter);
+    QVERIFY(enter.isAccepted());
+    QDropEvent drop(QPointF(10, 10), Qt::CopyAction, mime.get(), Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&pane, &drop);
+    QCOMPARE(imported.count(), 1);
+    QCOMPARE(imported.at(0).at(0).toStringList(), QStringList{txt});
+    pane.filterEdit()->setText(QStringLiteral("zzz"));
+    QCOMPARE(pane.table()->model()->rowCount(), 0);
+    QVERIFY(pane.storageText().contains(QStringLiteral("1 document")));
+  }
+};
+
+QTEST_MAIN(TestWidgets)
+#include "test_widgets.moc"

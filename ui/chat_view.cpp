@@ -1,0 +1,270 @@
+#include "chat_view.h"
+
+#include <QAbstractItemModel>
+#include <QApplication>
+#include <QClipboard>
+#include <QHBoxLayout>
+#include <QKeyEvent>
+#include <QLabel>
+#include <QListView>
+#include <QPainter>
+#include <QPainterPath>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QScrollBar>
+#include <QTimer>
+#include <QVBoxLayout>
+
+#include "chat_model.h"
+
+namespace {
+
+constexpr int kPad = 8;          // inside a bubble
+constexpr int kGap = 6;          // between bubbles and the view's edges
+constexpr double kWidth = 0.85;  // of the view a bubble may take
+
+const QColor kUserBubble(0xdb, 0xe9, 0xff);
+const QColor kAnswerBubble(0xf1, 0xf3, 0xf5);
+const QColor kBubbleText(0x21, 0x25, 0x29);
+
+int viewWidth(const QStyleOptionViewItem& option) {
+  if (const auto* view = qobject_cast<const QAbstractItemView*>(option.widget)) return view->viewport()->width();
+  return std::max(200, option.rect.width());
+}
+
+bool isUser(const QModelIndex& index) { return index.data(ChatModel::RoleRole).toString() == QLatin1String("user"); }
+
+}  // namespace
+
+QString ChatTurnDelegate::displayText(const QModelIndex& index) {
+  QString text = index.data(ChatModel::TextRole).toString();
+  if (index.data(ChatModel::StreamingRole).toBool()) return text + QStringLiteral(" ▍");
+  const QString stop = index.data(ChatModel::StopReasonRole).toString();
+  if (stop == QLatin1String("cancelled")) text += tr("\n\n(stopped)");
+  if (stop == QLatin1String("max_tokens")) text += tr("\n\n(cut at the longest-answer setting)");
+  if (stop == QLatin1String("context_full")) text += tr("\n\n(the context is full: start a new chat)");
+  return text;
+}
+
+QRect ChatTurnDelegate::bubbleRect(const QStyleOptionViewItem& option, const QModelIndex& index) const {
+  const int maxText = std::max(40, int(viewWidth(option) * kWidth) - 2 * kPad);
+  const QRect text =
+      option.fontMetrics.boundingRect(QRect(0, 0, maxText, 1 << 24), Qt::TextWordWrap, displayText(index));
+  return QRect(0, 0, text.width() + 2 * kPad, text.height() + 2 * kPad);
+}
+
+QSize ChatTurnDelegate::sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const {
+  const QRect bubble = bubbleRect(option, index);
+  return QSize(viewWidth(option), bubble.height() + kGap);
+}
+
+void ChatTurnDelegate::paint(QPainter* painter, const QStyleOptionViewItem& option, const QModelIndex& index) const {
+  QRect bubble = bubbleRect(option, index);
+  const bool user = isUser(index);
+  const int x = user ? option.rect.right() - kGap - bubble.width() : option.rect.left() + kGap;
+  bubble.moveTo(x, option.rect.top() + kGap / 2);
+  painter->save();
+  painter->setRenderHint(QPainter::Antialiasing);
+  QPainterPath path;
+  path.addRoundedRect(bubble, 8, 8);
+  painter->fillPath(path, user ? kUserBubble : kAnswerBubble);
+  if (option.state & QStyle::State_Selected) {
+    painter->setPen(QPen(option.palette.color(QPalette::Highlight), 2));
+    painter->drawPath(path);
+  }
+  painter->setPen(kBubbleText);
+  painter->drawText(bubble.adjusted(kPad, kPad, -kPad, -kPad), Qt::TextWordWrap, displayText(index));
+  painter->restore();
+}
+
+// ---- the pane ----
+
+ChatView::ChatView(QWidget* parent) : QWidget(parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  auto* bannerRow = new QHBoxLayout;
+  m_banner = new QLabel(this);
+  m_banner->setWordWrap(true);
+  m_banner->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  m_bannerAction = new QPushButton(tr("Open &Settings…"), this);
+  connect(m_bannerAction, &QPushButton::clicked, this, &ChatView::settingsRequested);
+  bannerRow->setContentsMargins(8, 8, 8, 0);
+  bannerRow->addWidget(m_banner, 1);
+  bannerRow->addWidget(m_bannerAction, 0, Qt::AlignTop);
+  layout->addLayout(bannerRow);
+
+  m_list = new QListView(this);
+  m_delegate = new ChatTurnDelegate(m_list);
+  m_list->setItemDelegate(m_delegate);
+  m_list->setResizeMode(QListView::Adjust);
+  m_list->setVerticalScrollMode(QAbstractItemView::ScrollPerPixel);
+  m_list->setSelectionMode(QAbstractItemView::SingleSelection);
+  m_list->setWordWrap(true);
+  m_list->setAccessibleName(tr("Chat"));
+  layout->addWidget(m_list, 1);
+
+  m_input = new QPlainTextEdit(this);
+  m_input->setPlaceholderText(tr("Ask about the document (Enter sends, Shift+Enter starts a new line)"));
+  m_input->setTabChangesFocus(true);
+  m_input->setMaximumHeight(m_input->fontMetrics().lineSpacing() * 6);
+  m_input->installEventFilter(this);
+  m_input->setAccessibleName(tr("Question"));
+  layout->addWidget(m_input);
+  layout->addWidget(buildButtons());
+  connect(m_input, &QPlainTextEdit::textChanged, this, &ChatView::updateActions);
+  m_scrollTimer = new QTimer(this);
+  m_scrollTimer->setSingleShot(true);
+  m_scrollTimer->setInterval(15);
+  connect(m_scrollTimer, &QTimer::timeout, m_list, &QListView::scrollToBottom);
+  setState(State::NoModel);
+}
+
+QWidget* ChatView::buildButtons() {
+  auto* row = new QWidget(this);
+  auto* buttons = new QHBoxLayout(row);
+  buttons->setContentsMargins(4, 0, 4, 4);
+  m_newChat = new QPushButton(tr("&New chat"), row);
+  m_copy = new QPushButton(tr("&Copy"), row);
+  m_regenerate = new QPushButton(tr("&Regenerate"), row);
+  m_stop = new QPushButton(tr("S&top"), row);
+  m_send = new QPushButton(tr("&Send"), row);
+  m_copy->setToolTip(tr("Copy the selected turn, or the last answer"));
+  m_regenerate->setToolTip(tr("Answer the last question again"));
+  m_stop->setToolTip(tr("Stop the answer (Esc)"));
+  m_send->setToolTip(tr("Send the question (Enter)"));
+  m_send->setDefault(true);
+  buttons->addWidget(m_newChat);
+  buttons->addWidget(m_copy);
+  buttons->addStretch(1);
+  buttons->addWidget(m_regenerate);
+  buttons->addWidget(m_stop);
+  buttons->addWidget(m_send);
+  connect(m_newChat, &QPushButton::clicked, this, &ChatView::newChatRequested);
+  connect(m_copy, &QPushButton::clicked, this, &ChatView::copy);
+  connect(m_regenerate, &QPushButton::clicked, this, &ChatView::regenerateRequested);
+  connect(m_stop, &QPushButton::clicked, this, &ChatView::stopRequested);
+  connect(m_send, &QPushButton::clicked, this, &ChatView::send);
+  return row;
+}
+
+void ChatView::setModel(QAbstractItemModel* model) {
+  if (m_model) disconnect(m_model, nullptr, this, nullptr);
+  m_model = model;
+  m_list->setModel(model);
+  if (model) {
+    connect(model, &QAbstractItemModel::dataChanged, this, [this](const QModelIndex& topLeft) {
+      m_delegate->turnChanged(topLeft);
+      followTail();
+      updateActions();
+    });
+    connect(model, &QAbstractItemModel::rowsInserted, this, [this] {
+      followTail();
+      updateActions();
+    });
+    connect(model, &QAbstractItemModel::rowsRemoved, this, &ChatView::updateActions);
+    connect(model, &QAbstractItemModel::modelReset, this, [this] {
+      m_list->scrollToBottom();
+      updateActions();
+    });
+  }
+  updateActions();
+}
+
+void ChatView::setState(State state, const QString& detail) {
+  m_state = state;
+  QString banner;
+  switch (state) {
+    case State::NoModel:
+      banner =
+          tr("No model is configured. Open Settings (Ctrl+,) and choose a GGUF model file, for example "
+             "gemma-3-270m-q4_k_m.gguf (Gemma 3 270M); FreeKV Desk loads it and remembers it.");
+      break;
+    case State::LoadingModel:
+      banner = tr("Loading the model %1…").arg(detail);
+      break;
+    case State::ModelFailed:
+      banner = tr("The model could not be loaded: %1\nChoose another file in Settings (Ctrl+,).").arg(detail);
+      break;
+    case State::NoDocument:
+      banner = tr("Open a document from the library (double-click it) to ask about it; import one with Ctrl+I.");
+      break;
+    case State::Preparing:
+      banner = tr("Reading %1… questions can be asked when it is ready.").arg(detail);
+      break;
+    case State::Ready:
+    case State::Answering:
+      break;
+  }
+  m_banner->setText(banner);
+  m_banner->setVisible(!banner.isEmpty());
+  m_bannerAction->setVisible(state == State::NoModel || state == State::ModelFailed);
+  updateActions();
+}
+
+QString ChatView::bannerText() const { return m_banner->text(); }
+
+bool ChatView::isBannerVisible() const { return !m_banner->isHidden(); }
+
+bool ChatView::lastTurnIsFinishedAnswer() const {
+  if (!m_model || m_model->rowCount() == 0) return false;
+  const QModelIndex last = m_model->index(m_model->rowCount() - 1, 0);
+  return !isUser(last) && !last.data(ChatModel::StreamingRole).toBool();
+}
+
+void ChatView::updateActions() {
+  const bool ready = m_state == State::Ready;
+  const bool answering = m_state == State::Answering;
+  m_input->setReadOnly(!(ready || answering));
+  m_send->setEnabled(ready && !m_input->toPlainText().trimmed().isEmpty());
+  m_stop->setEnabled(answering);
+  m_regenerate->setEnabled(ready && lastTurnIsFinishedAnswer());
+  m_copy->setEnabled(m_model && m_model->rowCount() > 0);
+  m_newChat->setEnabled((ready || m_state == State::NoDocument) && m_model && m_model->rowCount() > 0);
+}
+
+void ChatView::followTail() {
+  // Only when the reader is already at the end: scrolling back to read must not be undone by the stream. One
+  // scroll per burst of changes: scrolling lays the list out, which measures every turn.
+  QScrollBar* bar = m_list->verticalScrollBar();
+  if (bar->value() >= bar->maximum() - 4 && !m_scrollTimer->isActive()) m_scrollTimer->start();
+}
+
+void ChatView::send() {
+  const QString question = m_input->toPlainText().trimmed();
+  if (m_state != State::Ready || question.isEmpty()) return;
+  m_input->clear();
+  emit sendRequested(question);
+}
+
+QString ChatView::copyText() const {
+  if (!m_model) return {};
+  const QModelIndexList selected =
+      m_list->selectionModel() ? m_list->selectionModel()->selectedIndexes() : QModelIndexList();
+  if (!selected.isEmpty()) return selected.first().data(ChatModel::TextRole).toString();
+  for (int row = m_model->rowCount() - 1; row >= 0; --row) {
+    const QModelIndex i = m_model->index(row, 0);
+    if (!isUser(i)) return i.data(ChatModel::TextRole).toString();
+  }
+  return {};
+}
+
+void ChatView::copy() {
+  const QString text = copyText();
+  if (!text.isEmpty()) QApplication::clipboard()->setText(text);
+}
+
+void ChatView::focusInput() { m_input->setFocus(Qt::ShortcutFocusReason); }
+
+bool ChatView::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == m_input && event->type() == QEvent::KeyPress) {
+    auto* key = static_cast<QKeyEvent*>(event);
+    if (key->key() == Qt::Key_Return || key->key() == Qt::Key_Enter) {
+      if (key->modifiers() & Qt::ShiftModifier)
+        m_input->insertPlainText(QStringLiteral("\n"));
+      else
+        send();
+      return true;
+    }
+  }
+  return QWidget::eventFilter(watched, event);
+}

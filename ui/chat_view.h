@@ -1,0 +1,100 @@
+// The chat pane: the turns of the chat about the open document (a ChatModel, painted as bubbles by ChatTurnDelegate),
+// the answer streaming into the last one, and an input box where Enter sends and Shift+Enter starts a new line.
+// Stop, Regenerate, Copy and New chat act on the chat; the view only asks for them (signals): the window owns the
+// model and the engine. A banner says what is missing (a model, a document) and what to do about it.
+#pragma once
+
+#include <QStyledItemDelegate>
+#include <QWidget>
+
+class QAbstractItemModel;
+class QLabel;
+class QListView;
+class QPlainTextEdit;
+class QPushButton;
+class QTimer;
+
+class ChatTurnDelegate : public QStyledItemDelegate {
+  Q_OBJECT
+
+ public:
+  using QStyledItemDelegate::QStyledItemDelegate;
+  void paint(QPainter* painter, const QStyleOptionViewItem& option, const QModelIndex& index) const override;
+  QSize sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const override;
+  // The text a turn shows: its text, a cursor while streaming, a note when it stopped early.
+  static QString displayText(const QModelIndex& index);
+  // Lets views re-measure a turn whose text grew.
+  void turnChanged(const QModelIndex& index) { emit sizeHintChanged(index); }
+
+ private:
+  QRect bubbleRect(const QStyleOptionViewItem& option, const QModelIndex& index) const;
+};
+
+class ChatView : public QWidget {
+  Q_OBJECT
+
+ public:
+  enum class State {
+    NoModel,       // no model file configured
+    LoadingModel,  // a model is loading
+    ModelFailed,   // the configured model could not be loaded (detail: why)
+    NoDocument,    // a model, no document open
+    Preparing,     // the document is being opened (prefill or snapshot load)
+    Ready,         // questions can be asked
+    Answering,     // an answer is streaming
+  };
+
+  explicit ChatView(QWidget* parent = nullptr);
+
+  // A ChatModel (roles RoleRole, TextRole, StreamingRole, StopReasonRole); not owned.
+  void setModel(QAbstractItemModel* model);
+  void setState(State state, const QString& detail = QString());
+  State state() const { return m_state; }
+  QString bannerText() const;
+  bool isBannerVisible() const;
+  // What Copy puts on the clipboard: the selected turn, else the last answer.
+  QString copyText() const;
+
+  QListView* list() const { return m_list; }
+  QPlainTextEdit* input() const { return m_input; }
+  QPushButton* sendButton() const { return m_send; }
+  QPushButton* stopButton() const { return m_stop; }
+  QPushButton* regenerateButton() const { return m_regenerate; }
+  QPushButton* copyButton() const { return m_copy; }
+  QPushButton* settingsButton() const { return m_bannerAction; }
+
+ public slots:
+  void send();
+  void copy();
+  void focusInput();
+
+ signals:
+  void sendRequested(const QString& question);
+  void stopRequested();
+  void regenerateRequested();
+  void newChatRequested();
+  void settingsRequested();
+
+ protected:
+  bool eventFilter(QObject* watched, QEvent* event) override;
+
+ private:
+  QWidget* buildButtons();
+  void updateActions();
+  void followTail();
+  bool lastTurnIsFinishedAnswer() const;
+
+  QAbstractItemModel* m_model = nullptr;
+  ChatTurnDelegate* m_delegate = nullptr;
+  State m_state = State::NoModel;
+  QLabel* m_banner = nullptr;
+  QPushButton* m_bannerAction = nullptr;
+  QListView* m_list = nullptr;
+  QPlainTextEdit* m_input = nullptr;
+  QPushButton* m_send = nullptr;
+  QPushButton* m_stop = nullptr;
+  QPushButton* m_regenerate = nullptr;
+  QPushButton* m_copy = nullptr;
+  QPushButton* m_newChat = nullptr;
+  QTimer* m_scrollTimer = nullptr;  // one scroll to the end per burst of changes
+};

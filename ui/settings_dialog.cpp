@@ -1,0 +1,374 @@
+#include "settings_dialog.h"
+
+#include <QComboBox>
+#include <QDialogButtonBox>
+#include <QDoubleSpinBox>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QLocale>
+#include <QPushButton>
+#include <QSettings>
+#include <QSpinBox>
+#include <QThread>
+#include <QVBoxLayout>
+
+namespace {
+
+constexpr int kMaxTokens = 1 << 24;  // the engine's bound on every budget count
+constexpr int kMaxPageSize = 4096;
+
+// "use 480 or 512": the whole-page counts nearest to a value that is not one.
+QString nearestPages(int tokens, int pageSize) {
+  const int below = (tokens / pageSize) * pageSize;
+  if (below == 0) return QString::number(pageSize);
+  return QStringLiteral("%1 or %2").arg(below).arg(below + pageSize);
+}
+
+}  // namespace
+
+DeskSettings DeskSettings::load(const QSettings& s) {
+  DeskSettings d;
+  d.modelPath = s.value("model/path", d.modelPath).toString();
+  d.nThreads = s.value("model/threads", d.nThreads).toInt();
+  d.nCtx = s.value("model/contextTokens", d.nCtx).toInt();
+  d.pageSize = s.value("model/pageSize", d.pageSize).toInt();
+  d.kvType = s.value("model/kvType", d.kvType).toString();
+  d.chatTemplate = s.value("model/chatTemplate", d.chatTemplate).toString();
+  d.policy = s.value("retrieval/policy", d.policy).toString();
+  d.sinkTokens = s.value("retrieval/sinkTokens", d.sinkTokens).toInt();
+  d.recentTokens = s.value("retrieval/recentTokens", d.recentTokens).toInt();
+  d.retrievedTokens = s.value("retrieval/retrievedTokens", d.retrievedTokens).toInt();
+  d.correctionTau = s.value("retrieval/correctionTau", d.correctionTau).toDouble();
+  d.maxAnswerTokens = s.value("answer/maxTokens", d.maxAnswerTokens).toInt();
+  d.temperature = s.value("answer/temperature", d.temperature).toDouble();
+  d.storageCapMiB = s.value("storage/capMiB", d.storageCapMiB).toInt();
+  return d;
+}
+
+void DeskSettings::save(QSettings& s) const {
+  s.setValue("model/path", modelPath);
+  s.setValue("model/threads", nThreads);
+  s.setValue("model/contextTokens", nCtx);
+  s.setValue("model/pageSize", pageSize);
+  s.setValue("model/kvType", kvType);
+  s.setValue("model/chatTemplate", chatTemplate);
+  s.setValue("retrieval/policy", policy);
+  s.setValue("retrieval/sinkTokens", sinkTokens);
+  s.setValue("retrieval/recentTokens", recentTokens);
+  s.setValue("retrieval/retrievedTokens", retrievedTokens);
+  s.setValue("retrieval/correctionTau", correctionTau);
+  s.setValue("answer/maxTokens", maxAnswerTokens);
+  s.setValue("answer/temperature", temperature);
+  s.setValue("storage/capMiB", storageCapMiB);
+}
+
+QStringList DeskSettings::validate() const {
+  QStringList out;
+  if (!modelPath.isEmpty() && !QFileInfo(modelPath).isFile())
+    out << QObject::tr("The model file %1 does not exist: choose a .gguf file with Browse.").arg(modelPath);
+  if (nCtx != 0 && nCtx < 256)
+    out << QObject::tr("The context must hold at least 256 tokens (or 0: the model's own), found %1.").arg(nCtx);
+  if (nThreads < 0) out << QObject::tr("Threads must be 0 (all) or more, found %1.").arg(nThreads);
+  if (!chatTemplates().contains(chatTemplate))
+    out << QObject::tr("Unknown chat template \"%1\": choose one of %2 (or leave it empty to detect it).")
+               .arg(chatTemplate, chatTemplates().mid(1).join(", "));
+  if (!policies().contains(policy))
+    out << QObject::tr("Unknown retrieval policy \"%1\": choose one of %2.").arg(policy, policies().join(", "));
+  if (pageSize < 1 || pageSize > kMaxPageSize) {
+    out << QObject::tr("The page size must be 1 to %1 tokens, found %2.").arg(kMaxPageSize).arg(pageSize);
+    return out;  // the budget checks below are in pages
+  }
+  const std::pair<QString, int> counts[] = {{QObject::tr("Sink tokens"), sinkTokens},
+                                            {QObject::tr("Recent tokens"), recentTokens},
+                                            {QObject::tr("Retrieved tokens"), retrievedTokens}};
+  for (const auto& [name, tokens] : counts) {
+    if (tokens < 0 || tokens > kMaxTokens)
+      out << QObject::tr("%1 must be 0 to %2, found %3.").arg(name).arg(kMaxTokens).arg(tokens);
+    else if (tokens % pageSize != 0)
+      out << QObject::tr("%1 (%2) must be whole pages of %3 tokens: use %4.")
+                 .arg(name)
+                 .arg(tokens)
+                 .arg(pageSize)
+                 .arg(nearestPages(tokens, pageSize));
+  }
+  if (recentTokens >= 0 && recentTokens < pageSize)
+    out << QObject::tr("The recent window must hold at least one page (%1 tokens), found %2.")
+               .arg(pageSize)
+               .arg(recentTokens);
+  if (!(correctionTau >= 0.0 && correctionTau <= 1.0))
+    out << QObject::tr("The correction threshold τ must be between 0 and 1, found %1.").arg(correctionTau);
+  if (maxAnswerTokens < 1) out << QObject::tr("Answers need at least 1 token, found %1.").arg(maxAnswerTokens);
+  if (!(temperature >= 0.0 && temperature <= 2.0))
+    out << QObject::tr("The temperature must be between 0 and 2, found %1.").arg(temperature);
+  if (storageCapMiB < 0) out << QObject::tr("The storage cap must be 0 (none) or more, found %1.").arg(storageCapMiB);
+  return out;
+}
+
+bool DeskSettings::sameModelLoad(const DeskSettings& o) const {
+  return modelPath == o.modelPath && nThreads == o.nThreads && nCtx == o.nCtx && pageSize == o.pageSize &&
+         kvType == o.kvType && chatTemplate == o.chatTemplate;
+}
+
+int DeskSettings::defaultThreads() { return std::max(1, QThread::idealThreadCount() - 1); }
+
+fkv::RetrievalOptions DeskSettings::retrievalOptions() const {
+  fkv::RetrievalOptions r;
+  r.policy = policy.toStdString();
+  r.sink_tokens = sinkTokens;
+  r.recent_tokens = recentTokens;
+  r.retrieved_tokens = retrievedTokens;
+  r.correction_tau = float(correctionTau);
+  return r;
+}
+
+fkv::ModelOptions DeskSettings::modelOptions() const {
+  fkv::ModelOptions m;
+  m.n_ctx = nCtx;
+  m.n_threads = nThreads > 0 ? nThreads : defaultThreads();
+  m.page_size = pageSize;
+  m.kv_type = kvType.toStdString();
+  m.chat_template = chatTemplate.toStdString();
+  m.retrieval = retrievalOptions();
+  return m;
+}
+
+fkv::GenerationOptions DeskSettings::generationOptions() const {
+  fkv::GenerationOptions g;
+  g.max_tokens = maxAnswerTokens;
+  g.temperature = float(temperature);
+  return g;
+}
+
+fkv::DocumentOptions DeskSettings::documentOptions() const {
+  fkv::DocumentOptions d;
+  d.storage_cap_bytes = int64_t(storageCapMiB) << 20;
+  return d;
+}
+
+QStringList DeskSettings::policies() {
+  return {QStringLiteral("freekv"), QStringLiteral("arkvale"), QStringLiteral("quest"), QStringLiteral("streaming"),
+          QStringLiteral("full")};
+}
+
+QStringList DeskSettings::chatTemplates() {
+  return {QString(),
+          QStringLiteral("llama2"),
+          QStringLiteral("llama3"),
+          QStringLiteral("mistral"),
+          QStringLiteral("chatml"),
+          QStringLiteral("gemma")};
+}
+
+QString DeskSettings::policyDescription(const QString& policy) {
+  if (policy == QLatin1String("freekv"))
+    return QObject::tr(
+        "Speculative retrieval: pages for the next step are chosen with this step's query; heads whose "
+        "query moved (cosine below τ) are corrected at once.");
+  if (policy == QLatin1String("arkvale"))
+    return QObject::tr("Selects pages each step and recalls the missing ones before attention (synchronous).");
+  if (policy == QLatin1String("quest")) return QObject::tr("Exact top-k page selection every step, synchronous.");
+  if (policy == QLatin1String("streaming"))
+    return QObject::tr("Sink and recent window only: fast, forgets the middle of the document.");
+  if (policy == QLatin1String("full")) return QObject::tr("Attends to every token: exact and slowest.");
+  return {};
+}
+
+// ---- the dialog ----
+
+SettingsDialog::SettingsDialog(const DeskSettings& settings, QWidget* parent) : QDialog(parent) {
+  setWindowTitle(tr("Settings"));
+  setMinimumWidth(560);
+  auto* layout = new QVBoxLayout(this);
+  layout->addWidget(buildModelGroup());
+  layout->addWidget(buildRetrievalGroup());
+  layout->addWidget(buildAnswerGroup());
+  m_problems = new QLabel(this);
+  m_problems->setWordWrap(true);
+  m_problems->setStyleSheet(QStringLiteral("color: #c92a2a;"));
+  m_problems->setAccessibleName(tr("Problems with these settings"));
+  layout->addWidget(m_problems);
+  m_buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
+  connect(m_buttons, &QDialogButtonBox::accepted, this, &SettingsDialog::accept);
+  connect(m_buttons, &QDialogButtonBox::rejected, this, &SettingsDialog::reject);
+  layout->addWidget(m_buttons);
+  setValues(settings);
+  connectInputs();
+  revalidate();
+}
+
+QWidget* SettingsDialog::buildModelGroup() {
+  auto* box = new QGroupBox(tr("Model"), this);
+  auto* form = new QFormLayout(box);
+  m_modelPath = new QLineEdit(box);
+  m_modelPath->setPlaceholderText(tr("a GGUF model file, e.g. gemma-3-270m-q4_k_m.gguf"));
+  auto* browse = new QPushButton(tr("&Browse…"), box);
+  connect(browse, &QPushButton::clicked, this, &SettingsDialog::browseModel);
+  auto* row = new QHBoxLayout;
+  row->addWidget(m_modelPath, 1);
+  row->addWidget(browse);
+  auto* modelLabel = new QLabel(tr("&Model file:"), box);
+  modelLabel->setBuddy(m_modelPath);
+  form->addRow(modelLabel, row);
+  m_modelInfo = new QLabel(box);
+  form->addRow(QString(), m_modelInfo);
+  m_threads = new QSpinBox(box);
+  m_threads->setRange(0, 512);
+  m_threads->setSpecialValueText(tr("all cores but one"));
+  m_threads->setToolTip(tr("Compute threads. The default leaves one core to the window, so it stays responsive."));
+  form->addRow(tr("&Threads:"), m_threads);
+  m_ctx = new QSpinBox(box);
+  m_ctx->setRange(0, 1 << 20);
+  m_ctx->setSingleStep(1024);
+  m_ctx->setSuffix(tr(" tokens"));
+  m_ctx->setSpecialValueText(tr("the model's own (up to 32k)"));
+  form->addRow(tr("&Context size:"), m_ctx);
+  m_kvType = new QComboBox(box);
+  m_kvType->addItems({QStringLiteral("f16"), QStringLiteral("bf16"), QStringLiteral("f32")});
+  form->addRow(tr("&KV cache type:"), m_kvType);
+  m_template = new QComboBox(box);
+  for (const QString& name : DeskSettings::chatTemplates())
+    m_template->addItem(name.isEmpty() ? tr("from the model file") : name, name);
+  form->addRow(tr("C&hat template:"), m_template);
+  return box;
+}
+
+QWidget* SettingsDialog::buildRetrievalGroup() {
+  auto* box = new QGroupBox(tr("Retrieval"), this);
+  auto* form = new QFormLayout(box);
+  m_policy = new QComboBox(box);
+  m_policy->addItems(DeskSettings::policies());
+  form->addRow(tr("&Policy:"), m_policy);
+  m_policyInfo = new QLabel(box);
+  m_policyInfo->setWordWrap(true);
+  // Room for the longest description: form layouts measure wrapped labels before they know their width.
+  m_policyInfo->setMinimumHeight(m_policyInfo->fontMetrics().lineSpacing() * 3);
+  m_policyInfo->setAlignment(Qt::AlignLeft | Qt::AlignTop);
+  form->addRow(m_policyInfo);  // spans both columns: a wrapped label in the field column gets clipped
+  auto tokens = [box](int step) {
+    auto* spin = new QSpinBox(box);
+    spin->setRange(0, kMaxTokens);
+    spin->setSingleStep(step);
+    spin->setSuffix(QObject::tr(" tokens"));
+    return spin;
+  };
+  m_sink = tokens(32);
+  m_recent = tokens(32);
+  m_retrieved = tokens(32);
+  m_pageSize = new QSpinBox(box);
+  m_pageSize->setRange(0, kMaxPageSize);
+  m_pageSize->setSuffix(tr(" tokens"));
+  m_tau = new QDoubleSpinBox(box);
+  m_tau->setRange(0.0, 1.0);
+  m_tau->setDecimals(3);
+  m_tau->setSingleStep(0.01);
+  form->addRow(tr("&Sink:"), m_sink);
+  form->addRow(tr("&Recent window:"), m_recent);
+  form->addRow(tr("R&etrieved:"), m_retrieved);
+  form->addRow(tr("Pa&ge size:"), m_pageSize);
+  form->addRow(tr("Correction &threshold τ:"), m_tau);
+  return box;
+}
+
+QWidget* SettingsDialog::buildAnswerGroup() {
+  auto* box = new QGroupBox(tr("Answers and storage"), this);
+  auto* form = new QFormLayout(box);
+  m_maxTokens = new QSpinBox(box);
+  m_maxTokens->setRange(0, 1 << 16);
+  m_maxTokens->setSuffix(tr(" tokens"));
+  m_temperature = new QDoubleSpinBox(box);
+  m_temperature->setRange(0.0, 2.0);
+  m_temperature->setSingleStep(0.1);
+  m_storageCap = new QSpinBox(box);
+  m_storageCap->setRange(0, 1 << 24);
+  m_storageCap->setSuffix(tr(" MiB"));
+  m_storageCap->setSpecialValueText(tr("no cap"));
+  form->addRow(tr("Longest &answer:"), m_maxTokens);
+  form->addRow(tr("T&emperature:"), m_temperature);
+  form->addRow(tr("KV snapshot &storage:"), m_storageCap);
+  return box;
+}
+
+void SettingsDialog::setValues(const DeskSettings& s) {
+  m_modelPath->setText(s.modelPath);
+  m_threads->setValue(s.nThreads);
+  m_ctx->setValue(s.nCtx);
+  m_kvType->setCurrentText(s.kvType);
+  m_template->setCurrentIndex(std::max(0, m_template->findData(s.chatTemplate)));
+  m_policy->setCurrentText(s.policy);
+  m_sink->setValue(s.sinkTokens);
+  m_recent->setValue(s.recentTokens);
+  m_retrieved->setValue(s.retrievedTokens);
+  m_pageSize->setValue(s.pageSize);
+  m_tau->setValue(s.correctionTau);
+  m_maxTokens->setValue(s.maxAnswerTokens);
+  m_temperature->setValue(s.temperature);
+  m_storageCap->setValue(s.storageCapMiB);
+}
+
+void SettingsDialog::connectInputs() {
+  connect(m_modelPath, &QLineEdit::textChanged, this, &SettingsDialog::revalidate);
+  connect(m_policy, &QComboBox::currentTextChanged, this, &SettingsDialog::revalidate);
+  for (QSpinBox* spin : {m_threads, m_ctx, m_sink, m_recent, m_retrieved, m_pageSize, m_maxTokens, m_storageCap})
+    connect(spin, &QSpinBox::valueChanged, this, &SettingsDialog::revalidate);
+  for (QDoubleSpinBox* spin : {m_tau, m_temperature})
+    connect(spin, &QDoubleSpinBox::valueChanged, this, &SettingsDialog::revalidate);
+}
+
+DeskSettings SettingsDialog::settings() const {
+  DeskSettings s;
+  s.modelPath = m_modelPath->text().trimmed();
+  s.nThreads = m_threads->value();
+  s.nCtx = m_ctx->value();
+  s.kvType = m_kvType->currentText();
+  s.chatTemplate = m_template->currentData().toString();
+  s.policy = m_policy->currentText();
+  s.sinkTokens = m_sink->value();
+  s.recentTokens = m_recent->value();
+  s.retrievedTokens = m_retrieved->value();
+  s.pageSize = m_pageSize->value();
+  s.correctionTau = m_tau->value();
+  s.maxAnswerTokens = m_maxTokens->value();
+  s.temperature = m_temperature->value();
+  s.storageCapMiB = m_storageCap->value();
+  return s;
+}
+
+QString SettingsDialog::problemText() const { return m_problems->text(); }
+
+bool SettingsDialog::canAccept() const { return m_buttons->button(QDialogButtonBox::Ok)->isEnabled(); }
+
+void SettingsDialog::accept() {
+  if (canAccept()) QDialog::accept();
+}
+
+void SettingsDialog::browseModel() {
+  const QString start = m_modelPath->text().isEmpty() ? QString() : QFileInfo(m_modelPath->text()).absolutePath();
+  const QString path =
+      QFileDialog::getOpenFileName(this, tr("Choose a model"), start, tr("GGUF models (*.gguf);;All files (*)"));
+  if (!path.isEmpty()) m_modelPath->setText(path);
+}
+
+void SettingsDialog::revalidate() {
+  const DeskSettings s = settings();
+  const QStringList problems = s.validate();
+  m_problems->setText(problems.join(QLatin1Char('\n')));
+  m_problems->setVisible(!problems.isEmpty());
+  m_buttons->button(QDialogButtonBox::Ok)->setEnabled(problems.isEmpty());
+  // Knobs a policy does not use are greyed: the full policy attends everywhere, only freekv corrects.
+  const bool budgeted = s.policy != QLatin1String("full");
+  for (QSpinBox* spin : {m_sink, m_recent, m_retrieved}) {
+    spin->setEnabled(budgeted);
+    spin->setSingleStep(std::max(1, s.pageSize));
+  }
+  m_retrieved->setEnabled(budgeted && s.policy != QLatin1String("streaming"));
+  m_tau->setEnabled(s.policy == QLatin1String("freekv"));
+  m_policyInfo->setText(DeskSettings::policyDescription(s.policy));
+  const QFileInfo model(s.modelPath);
+  m_modelInfo->setText(model.isFile() ? tr("%1 · %2").arg(model.fileName(), QLocale().formattedDataSize(model.size()))
+                                      : tr("Without a model you can import documents but not ask about them."));
+}
