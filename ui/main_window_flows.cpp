@@ -242,7 +242,9 @@ void MainWindow::askWithCurrentTurns() {
   m_answering = true;
   m_answerPieces = 0;
   m_answerClock.start();
-  m_client->ask(turns, m_settings.generationOptions());
+  fkv::GenerationOptions options = m_settings.generationOptions();
+  options.chat_id = m_chatModel->chatId();  // the engine keeps this chat's KV, so reopening it skips its earlier turns
+  m_client->ask(turns, options);
   updateChatState();
 }
 

@@ -202,6 +202,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
       }
     }
   }
+  st.key = key;
   doc = std::move(st);
   return doc->info;
 }
@@ -241,7 +242,13 @@ Result<GenerateResult> Engine::ask(const std::vector<Message>& turns, const Gene
                        document_turn_tokens(impl_->model->tokenizer(), impl_->doc->prompt, messages));
   GenerationOptions o = options;
   for (std::string& s : document_stop_strings(impl_->doc->prompt)) o.stop.push_back(std::move(s));
-  return impl_->run(tokens, o, on_text);
+  if (o.chat_id > 0) impl_->restore_chat(o.chat_id, tokens);
+  FKV_ASSIGN_OR_RETURN(GenerateResult r, impl_->run(tokens, o, on_text));
+  if (o.chat_id > 0) {
+    // The answer stands whether or not its KV could be kept; a failed save only means the next reopen re-evaluates.
+    (void)impl_->save_chat(o.chat_id);
+  }
+  return r;
 }
 
 void Engine::close_document() { impl_->doc.reset(); }

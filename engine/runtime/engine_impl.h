@@ -28,6 +28,7 @@ struct OpenDocumentState {
   DocumentPrompt prompt;  // the prefix in the context
   DocumentContent content;  // for the desktop: text, sections, spans at context positions
   int64_t snapshot_id = 0;  // 0: none saved
+  SnapshotKey key;          // of the document's snapshot (chat snapshots add their chat id)
 };
 
 struct Engine::Impl {
@@ -57,6 +58,10 @@ struct Engine::Impl {
   Result<OpenedDocument> open_document(IngestedDocument ingested, const DocumentOptions& o, const ProgressCallback& cb);
   Status prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb);
   SnapshotMeta snapshot_meta(const DocumentPrompt& p) const;
+  // engine_chats.cpp: a chat's KV as an extension of the document's snapshot.
+  void restore_chat(int64_t chat_id, const std::vector<int32_t>& tokens);
+  Status save_chat(int64_t chat_id);
+  Status reload_prefix();
 };
 
 

@@ -95,6 +95,10 @@ struct Message {
 };
 
 struct GenerationOptions {
+  // Engine::ask with a library: the library chat (Library::create_chat) this conversation is. Its KV after each answer
+  // is saved as an extension of the document's snapshot, so the chat reopened later continues without evaluating its
+  // earlier turns again. 0: nothing is saved.
+  int64_t chat_id = 0;
   int max_tokens = 256;
   float temperature = 0.8f;     // 0: greedy
   int top_k = 40;               // 0: off
