@@ -17,39 +17,13 @@
 #include "engine_client.h"
 #include "model/synthetic.h"
 #include "support/test_paths.h"
+#include "support/watchdog.h"
 
 namespace {
 
 constexpr int kTimeoutMs = 60000;
 constexpr qint64 kMaxGapMs = 50;
 
-// Ticks every 10 ms on the GUI thread and keeps the longest gap between ticks.
-class Watchdog : public QObject {
- public:
-  Watchdog() {
-    m_timer.setTimerType(Qt::PreciseTimer);
-    m_timer.setInterval(10);
-    connect(&m_timer, &QTimer::timeout, this, [this] {
-      m_maxGap = std::max(m_maxGap, m_sinceTick.restart());
-      ++m_ticks;
-    });
-  }
-  void start() {
-    m_maxGap = 0;
-    m_ticks = 0;
-    m_sinceTick.start();
-    m_timer.start();
-  }
-  void stop() { m_timer.stop(); }
-  qint64 maxGap() const { return m_maxGap; }
-  int ticks() const { return m_ticks; }
-
- private:
-  QTimer m_timer;
-  QElapsedTimer m_sinceTick;
-  qint64 m_maxGap = 0;
-  int m_ticks = 0;
-};
 
 // Sentences that read like a document, ~17 tokens each with the Llama-2 vocabulary.
 void writeDocument(const QString& path, int nSentences) {
@@ -110,7 +84,7 @@ class TestEngineClient : public QObject {
  private:
   QString m_smallModel, m_bigModel, m_doc, m_longDoc, m_otherDoc;
   std::unique_ptr<EngineClient> m_client;
-  Watchdog m_watchdog;
+  fkvtest::Watchdog m_watchdog{10};  // ms between ticks
   qint64 m_docId = 0;
   int m_docTokens = 0;
 
@@ -168,7 +142,7 @@ class TestEngineClient : public QObject {
     m_client = std::make_unique<EngineClient>(dir + QStringLiteral("/library/library.db"));
   }
 
-  void init() { m_watchdog.start(); }
+  void init() { m_watchdog.restart(); }
 
   void cleanup() {
     m_watchdog.stop();

@@ -32,38 +32,13 @@
 #include "retrieval_heatmap.h"
 #include "settings_dialog.h"
 #include "support/test_paths.h"
+#include "support/watchdog.h"
 
 namespace {
 
 constexpr int kTimeoutMs = 120000;
 constexpr qint64 kMaxGapMs = 50;
 
-// Ticks every 5 ms on the GUI thread and keeps the longest gap between ticks while running.
-class Watchdog : public QObject {
- public:
-  Watchdog() {
-    m_timer.setTimerType(Qt::PreciseTimer);
-    m_timer.setInterval(5);
-    connect(&m_timer, &QTimer::timeout, this, [this] {
-      m_maxGap = std::max(m_maxGap, m_sinceTick.restart());
-      ++m_ticks;
-    });
-  }
-  void start() {
-    m_sinceTick.start();
-    m_timer.start();
-  }
-  void stop() { m_timer.stop(); }
-  bool isRunning() const { return m_timer.isActive(); }
-  qint64 maxGap() const { return m_maxGap; }
-  int ticks() const { return m_ticks; }
-
- private:
-  QTimer m_timer;
-  QElapsedTimer m_sinceTick;
-  qint64 m_maxGap = 0;
-  int m_ticks = 0;
-};
 
 // A markdown document of numbered records under headings, ~17 tokens a record.
 void writeDocument(const QString& path, int nRecords) {
@@ -91,7 +66,7 @@ class TestMainWindow : public QObject {
  private:
   QString m_dir, m_model, m_doc, m_library;
   std::unique_ptr<MainWindow> m_window;
-  Watchdog m_watchdog;
+  fkvtest::Watchdog m_watchdog{5};  // ms between ticks
   qint64 m_docId = 0;
 
   void shoot(QWidget* widget, const QString& name) {
