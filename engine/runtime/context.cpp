@@ -13,6 +13,7 @@
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
 #include "kv/policy.h"
+#include "runtime/rope.h"
 #include "store/kv_snapshot.h"
 
 namespace fkv {
@@ -87,31 +88,6 @@ struct Context::Impl {
 
 namespace {
 
-std::vector<float> rope_frequencies(const ModelConfig& c, const float* rope_freqs, float base, bool scaled) {
-  const int half = c.head_dim / 2;
-  std::vector<float> f(static_cast<size_t>(half));
-  for (int i = 0; i < half; ++i) {
-    double freq = std::pow(static_cast<double>(base), -2.0 * i / c.head_dim);
-    if (scaled && rope_freqs != nullptr) {
-      freq /= rope_freqs[i];  // llama3 files carry the per-pair divisors as a tensor
-    } else if (scaled && c.rope_scaling == RopeScaling::Linear) {
-      freq /= c.rope_factor;
-    } else if (scaled && c.rope_scaling == RopeScaling::Llama3) {
-      const double wavelen = 2.0 * M_PI / freq;
-      const double lo_wavelen = c.rope_orig_ctx / c.rope_low_freq_factor;
-      const double hi_wavelen = c.rope_orig_ctx / c.rope_high_freq_factor;
-      if (wavelen > lo_wavelen) {
-        freq /= c.rope_factor;
-      } else if (wavelen >= hi_wavelen) {
-        const double smooth = (c.rope_orig_ctx / wavelen - c.rope_low_freq_factor) /
-                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
-        freq = (1.0 - smooth) * freq / c.rope_factor + smooth * freq;
-      }
-    }
-    f[static_cast<size_t>(i)] = static_cast<float>(freq);
-  }
-  return f;
-}
 
 size_t max_scratch(const Model& m, int n_batch) {
   size_t s = cpu::matmul_scratch_bytes(m.weights().output.type, m.weights().output.n_cols, n_batch);
@@ -144,8 +120,8 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
 
   const float* rf = model.weights().rope_freqs;
   const bool gemma = c.arch == Arch::Gemma3;  // gemma scales only its global layers' RoPE
-  s.inv_freq_global = rope_frequencies(c, rf, c.rope_base, true);
-  s.inv_freq_local = rope_frequencies(c, rf, c.rope_base_local, !gemma);
+  s.inv_freq_global = rope_inv_freq(c, rf, c.rope_base, true);
+  s.inv_freq_local = rope_inv_freq(c, rf, c.rope_base_local, !gemma);
 
   const size_t nb = static_cast<size_t>(s.params.n_batch);
   s.x.resize(nb * c.n_embd);

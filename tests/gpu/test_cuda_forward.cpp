@@ -1,0 +1,240 @@
+// GPU suite for backend/cuda/forward.h: the dense CUDA forward pass against the CPU context (the reference) on
+// synthetic models of each architecture (llama with GQA and llama3 rope divisors, qwen2 with qkv biases and neox
+// rope, gemma3 with qk-norm, post-norms, gelu, tied output and a sliding window of 8 tokens over pages of 4, so the
+// window starts inside a page), each with F32 and F16 weights. Checked: the logits of a prefill (every token), of
+// decode steps after it, and of a mixed chunked prefill (single tokens between chunks).
+// Error measure: max |gpu - cpu| / max |cpu| over the compared logits. Tolerances: 1e-3 for F32 weights (F32 matmul
+// on both sides; only the F16 KV cache and summation order differ), 2e-2 for F16 weights (the GPU matmul reads F16
+// activations, the CPU keeps them in F32).
+// Argument checks that need no device run in every CUDA build; the comparisons skip with a message without one.
+#include <QtTest>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#ifdef FKV_HAVE_CUDA
+#include "backend/cuda/device.h"
+#include "backend/cuda/forward.h"
+#include "model/synthetic.h"
+#include "runtime/context.h"
+#include "runtime/model.h"
+#include "support/test_paths.h"
+
+using fkv::Arch;
+using fkv::DType;
+using fkv::SyntheticModelSpec;
+
+namespace {
+
+constexpr int kCtx = 64;
+constexpr int kPage = 4;
+
+struct Pair {
+  std::unique_ptr<fkv::Model> model;
+  std::unique_ptr<fkv::Context> cpu;
+  std::unique_ptr<fkv::cuda::CudaForward> gpu;
+  int n_vocab = 0;
+};
+
+SyntheticModelSpec spec_for(const QString& arch, DType weights) {
+  SyntheticModelSpec s;
+  s.vocab_path = fkvtest::llamaVocabPath().toStdString();
+  s.n_ctx = 256;
+  s.weight_type = weights;
+  if (arch == "llama") {
+    s.n_heads = 8;
+    s.n_kv_heads = 2;
+    s.seed = 21;
+  } else if (arch == "llama3") {
+    s.llama3_rope = true;
+    s.rope_base = 500000.f;
+    s.seed = 22;
+  } else if (arch == "qwen2") {
+    s.arch = Arch::Qwen2;
+    s.n_heads = 4;
+    s.n_kv_heads = 1;
+    s.seed = 23;
+  } else {
+    s.arch = Arch::Gemma3;
+    s.n_layers = 6;  // layers 0-4 local, 5 global
+    s.n_heads = 2;
+    s.n_kv_heads = 1;
+    s.head_dim = 48;
+    s.rope_base = 1e6f;
+    s.sliding_window = 8;
+    s.tied_embeddings = true;
+    s.seed = 24;
+  }
+  return s;
+}
+
+fkv::Result<std::unique_ptr<fkv::Model>> write_and_load(const SyntheticModelSpec& spec, const QString& name) {
+  const std::string path = (fkvtest::tempDir() + "/" + name + ".gguf").toStdString();
+  FKV_TRY(fkv::write_synthetic_model(spec, path));
+  return fkv::Model::load(path);
+}
+
+std::vector<int32_t> random_tokens(int n, int n_vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> d(0, n_vocab - 1);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int32_t& x : t) x = d(rng);
+  return t;
+}
+
+double relative_error(const std::vector<float>& gpu, const std::vector<float>& cpu) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(gpu[i]) - cpu[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(cpu[i])));
+  }
+  return std::isfinite(diff) ? diff / std::max(scale, 1e-6) : INFINITY;
+}
+
+// Why this machine cannot run the comparisons, or empty when it can.
+QString no_device_reason() {
+  auto devices = fkv::cuda::list_devices();
+  return devices.ok() ? QString() : "no CUDA device here: " + QString::fromStdString(devices.message());
+}
+
+}  // namespace
+#endif
+
+class TestCudaForward : public QObject {
+  Q_OBJECT
+
+#ifdef FKV_HAVE_CUDA
+  // Loads the model of the current data row and makes both contexts; returns what failed, or empty.
+  static QString make_pair(Pair& p) {
+    QFETCH(QString, arch);
+    QFETCH(int, weights);
+    const auto type = static_cast<DType>(weights);
+    auto model = write_and_load(spec_for(arch, type), arch + "-" + fkv::dtype_name(type));
+    if (!model.ok()) return QString::fromStdString(model.message());
+    p.model = std::move(*model);
+    p.n_vocab = p.model->config().n_vocab;
+    fkv::ContextParams cp;
+    cp.n_ctx = kCtx;
+    cp.page_size = kPage;
+    cp.n_threads = 2;
+    auto cpu = fkv::Context::create(*p.model, cp);
+    if (!cpu.ok()) return QString::fromStdString(cpu.message());
+    p.cpu = std::move(*cpu);
+    auto gpu = fkv::cuda::CudaForward::create(*p.model, 0, kCtx, kPage);
+    if (!gpu.ok()) return QString::fromStdString(gpu.message());
+    p.gpu = std::move(*gpu);
+    if (p.gpu->f32_matmul() != (type == DType::F32)) return "F32 weights must choose the F32 matmul, others F16";
+    return {};
+  }
+
+  // Runs `tokens` through both (all logits or the last) and returns the relative error.
+  static double compare(Pair& p, const std::vector<int32_t>& tokens, bool all) {
+    const size_t n_out = (all ? tokens.size() : 1) * static_cast<size_t>(p.n_vocab);
+    std::vector<float> cpu(n_out), gpu(n_out);
+    const fkv::Status c = p.cpu->eval(tokens, all ? fkv::LogitsMode::All : fkv::LogitsMode::Last, cpu);
+    const fkv::Status g = p.gpu->eval(tokens, all, gpu);
+    if (!c.ok() || !g.ok()) return INFINITY;
+    return relative_error(gpu, cpu);
+  }
+
+  static void add_rows() {
+    QTest::addColumn<QString>("arch");
+    QTest::addColumn<int>("weights");
+    QTest::addColumn<double>("tolerance");
+    for (const char* arch : {"llama", "llama3", "qwen2", "gemma3"}) {
+      QTest::newRow((std::string(arch) + "-f32").c_str()) << QString(arch) << static_cast<int>(DType::F32) << 1e-3;
+      QTest::newRow((std::string(arch) + "-f16").c_str()) << QString(arch) << static_cast<int>(DType::F16) << 2e-2;
+    }
+  }
+#endif
+
+ private slots:
+  // Needs no device: bad sizes are refused before the device is touched, and the message names what was found.
+  void badArgumentsAreRefused() {
+#ifndef FKV_HAVE_CUDA
+    QSKIP("this build has no CUDA backend (FKV_CUDA=OFF or no nvcc)");
+#else
+    auto model = write_and_load(spec_for("llama", DType::F32), "args");
+    QVERIFY2(model.ok(), model.message().c_str());
+    auto no_ctx = fkv::cuda::CudaForward::create(**model, 0, 0, kPage);
+    QVERIFY(!no_ctx.ok());
+    QVERIFY2(no_ctx.message().find("context size must be 1..16777216 tokens, found 0") != std::string::npos,
+             no_ctx.message().c_str());
+    auto no_page = fkv::cuda::CudaForward::create(**model, 0, kCtx, 0);
+    QVERIFY(!no_page.ok());
+    QVERIFY2(no_page.message().find("page size must be 1..4096 tokens, found 0") != std::string::npos,
+             no_page.message().c_str());
+    if (!no_device_reason().isEmpty()) {
+      // Without a device, creation fails with a message rather than crashing.
+      auto none = fkv::cuda::CudaForward::create(**model, 0, kCtx, kPage);
+      QVERIFY(!none.ok());
+      QVERIFY(!none.message().empty());
+    }
+#endif
+  }
+
+#ifdef FKV_HAVE_CUDA
+  void prefillThenDecodeMatchCpu_data() { add_rows(); }
+#endif
+  void prefillThenDecodeMatchCpu() {
+#ifndef FKV_HAVE_CUDA
+    QSKIP("this build has no CUDA backend (FKV_CUDA=OFF or no nvcc)");
+#else
+    if (const QString why = no_device_reason(); !why.isEmpty()) QSKIP(qPrintable(why));
+    QFETCH(double, tolerance);
+    Pair p;
+    const QString failed = make_pair(p);
+    QVERIFY2(failed.isEmpty(), qPrintable(failed));
+    // 21 tokens: five pages and one token, past the sliding window.
+    const double prefill = compare(p, random_tokens(21, p.n_vocab, 1), true);
+    QVERIFY2(prefill <= tolerance, qPrintable(QString("prefill relative error %1").arg(prefill)));
+    const std::vector<int32_t> next = random_tokens(6, p.n_vocab, 2);
+    for (size_t i = 0; i < next.size(); ++i) {
+      const double e = compare(p, {next[i]}, false);
+      QVERIFY2(e <= tolerance, qPrintable(QString("decode step %1 relative error %2").arg(i).arg(e)));
+    }
+    QCOMPARE(p.gpu->n_past(), 27);
+    QCOMPARE(p.gpu->n_past(), p.cpu->n_past());
+#endif
+  }
+
+#ifdef FKV_HAVE_CUDA
+  void chunkedPrefillMatchesCpu_data() { add_rows(); }
+#endif
+  void chunkedPrefillMatchesCpu() {
+#ifndef FKV_HAVE_CUDA
+    QSKIP("this build has no CUDA backend (FKV_CUDA=OFF or no nvcc)");
+#else
+    if (const QString why = no_device_reason(); !why.isEmpty()) QSKIP(qPrintable(why));
+    QFETCH(double, tolerance);
+    Pair p;
+    const QString failed = make_pair(p);
+    QVERIFY2(failed.isEmpty(), qPrintable(failed));
+    // A throwaway prefix first, then reset: the second run must not see the first one's cache.
+    QVERIFY(compare(p, random_tokens(9, p.n_vocab, 3), false) <= tolerance);
+    p.cpu->reset();
+    p.gpu->reset();
+    QCOMPARE(p.gpu->n_past(), 0);
+    uint32_t seed = 10;
+    for (int chunk : {5, 1, 9, 1, 1, 6, 3}) {
+      const double e = compare(p, random_tokens(chunk, p.n_vocab, seed++), true);
+      QVERIFY2(e <= tolerance,
+               qPrintable(QString("chunk of %1 at %2: relative error %3").arg(chunk).arg(p.gpu->n_past()).arg(e)));
+    }
+    // Errors leave the cache as it was.
+    std::vector<float> logits(static_cast<size_t>(p.n_vocab) * kCtx);
+    const int held = p.gpu->n_past();
+    QVERIFY(!p.gpu->eval(random_tokens(kCtx, p.n_vocab, 99), true, logits).ok());
+    QVERIFY(!p.gpu->eval(std::vector<int32_t>{p.n_vocab}, false, logits).ok());
+    QVERIFY(!p.gpu->eval(std::vector<int32_t>{1, 2}, true, std::span<float>(logits.data(), 10)).ok());
+    QCOMPARE(p.gpu->n_past(), held);
+#endif
+  }
+};
+
+QTEST_APPLESS_MAIN(TestCudaForward)
+#include "test_cuda_forward.moc"
