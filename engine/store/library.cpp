@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "store/library_rows.h"
 #include "store/library_sql.h"
 
 namespace fkv {
@@ -204,19 +205,8 @@ Result<std::vector<DocumentSummary>> list_document_rows(sql::Db& db) {
 }
 
 Result<std::vector<std::string>> delete_document_txn(sql::Db& db, int64_t id) {
-  FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));
-  FKV_ASSIGN_OR_RETURN(sql::Stmt s, db.prepare("SELECT path FROM kv_snapshots WHERE document_id = ?"));
-  s.bind_all(id);
-  std::vector<std::string> paths;
-  for (;;) {
-    FKV_ASSIGN_OR_RETURN(bool has_row, s.step());
-    if (!has_row) break;
-    paths.push_back(s.text(0));
-  }
-  FKV_ASSIGN_OR_RETURN(int64_t n_deleted, sql::run_changes(db, "DELETE FROM documents WHERE id = ?", id));
-  if (n_deleted == 0) return err("expected a document with id ", id, ", found none");
-  FKV_TRY(txn.commit());
-  return paths;
+  return library_rows::delete_with_files(db, "SELECT path FROM kv_snapshots WHERE document_id = ?",
+                                         "DELETE FROM documents WHERE id = ?", id, "document");
 }
 
 }  // namespace

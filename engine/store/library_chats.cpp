@@ -2,6 +2,7 @@
 #include <utility>
 
 #include "store/library.h"
+#include "store/library_rows.h"
 #include "store/library_sql.h"
 
 namespace fkv {
@@ -40,21 +41,10 @@ Result<int64_t> append_message_txn(sql::Db& db, int64_t chat_id, const std::stri
   return seq;
 }
 
+// A chat's snapshots have no dependents (only document snapshots can be a base), so these are all the files.
 Result<std::vector<std::string>> delete_chat_txn(sql::Db& db, int64_t id) {
-  FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));
-  // A chat's snapshots have no dependents (only document snapshots can be a base), so these are all the files.
-  FKV_ASSIGN_OR_RETURN(sql::Stmt s, db.prepare("SELECT path FROM kv_snapshots WHERE chat_id = ?"));
-  s.bind_all(id);
-  std::vector<std::string> paths;
-  for (;;) {
-    FKV_ASSIGN_OR_RETURN(bool has_row, s.step());
-    if (!has_row) break;
-    paths.push_back(s.text(0));
-  }
-  FKV_ASSIGN_OR_RETURN(int64_t n, sql::run_changes(db, "DELETE FROM chats WHERE id = ?", id));
-  if (n == 0) return err("expected a chat with id ", id, ", found none");
-  FKV_TRY(txn.commit());
-  return paths;
+  return library_rows::delete_with_files(db, "SELECT path FROM kv_snapshots WHERE chat_id = ?",
+                                         "DELETE FROM chats WHERE id = ?", id, "chat");
 }
 
 }  // namespace

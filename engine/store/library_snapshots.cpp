@@ -63,6 +63,23 @@ Status check_page_path(const std::string& path) {
   return {};
 }
 
+Result<std::vector<std::string>> delete_with_files(sql::Db& db, const char* paths_sql, const char* delete_sql, int64_t id,
+                                                   const char* what) {
+  FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));
+  FKV_ASSIGN_OR_RETURN(sql::Stmt s, db.prepare(paths_sql));
+  s.bind_all(id);
+  std::vector<std::string> paths;
+  for (;;) {
+    FKV_ASSIGN_OR_RETURN(bool has_row, s.step());
+    if (!has_row) break;
+    paths.push_back(s.text(0));
+  }
+  FKV_ASSIGN_OR_RETURN(int64_t n_deleted, sql::run_changes(db, delete_sql, id));
+  if (n_deleted == 0) return err("expected a ", what, " with id ", id, ", found none");
+  FKV_TRY(txn.commit());
+  return paths;
+}
+
 }  // namespace library_rows
 
 namespace {
