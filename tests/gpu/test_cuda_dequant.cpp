@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "model/synthetic.h"
 #include "runtime/model.h"
+#include "support/gpu_rig.h"
 #include "support/test_paths.h"
 
 namespace {
@@ -37,23 +38,7 @@ constexpr fkv::DType kTypes[] = {fkv::DType::F32,  fkv::DType::F16,  fkv::DType:
 
 namespace cu = fkv::cuda;
 
-#define FKV_QVERIFY_OK(expr)                 \
-  do {                                       \
-    const ::fkv::Status s_ = (expr);         \
-    QVERIFY2(s_.ok(), s_.message().c_str()); \
-  } while (0)
-
 namespace {
-
-struct Gpu {
-  std::optional<cu::DeviceContext> ctx;
-  QString why_not;
-};
-
-Gpu& gpu() {
-  static Gpu g;
-  return g;
-}
 
 // Columns for a test matrix of `t`: three blocks plus, for small blocks, a partial 256-column tile at the row's end.
 int64_t test_cols(fkv::DType t) {
@@ -175,10 +160,6 @@ std::unique_ptr<fkv::Model> synthetic_model(fkv::DType t, bool tied, QString* wh
 
 }  // namespace
 
-#define FKV_NEED_DEVICE() \
-  if (!gpu().ctx) QSKIP(qPrintable(gpu().why_not))
-#else
-#define FKV_NEED_DEVICE() QSKIP("this build has no CUDA backend (FKV_CUDA=OFF or no nvcc)")
 #endif
 
 class TestCudaDequant : public QObject {
@@ -198,14 +179,7 @@ class TestCudaDequant : public QObject {
 
 void TestCudaDequant::initTestCase() {
 #ifdef FKV_HAVE_CUDA
-  auto devices = cu::list_devices();
-  if (!devices.ok()) {
-    gpu().why_not = "no CUDA device here: " + QString::fromStdString(devices.message());
-    return;
-  }
-  auto ctx = cu::DeviceContext::create(0);
-  QVERIFY2(ctx.ok(), ctx.message().c_str());
-  gpu().ctx.emplace(std::move(ctx).value());
+  FKV_QVERIFY_OK(fkvtest::initGpu());  // a listed device must give a context
 #endif
 }
 
@@ -299,7 +273,7 @@ void TestCudaDequant::dequantMatchesCpu() {
   auto dev_raw = cu::DeviceBuffer::allocate(raw.size() + 1);
   auto dev_out = cu::DeviceBuffer::allocate(static_cast<size_t>(n_rows * n_cols) * 2);
   QVERIFY(dev_raw.ok() && dev_out.ok());
-  const cu::StreamHandle s = gpu().ctx->stream();
+  const cu::StreamHandle s = fkvtest::gpu().ctx->stream();
   FKV_QVERIFY_OK(dev_raw->upload(raw.data(), raw.size(), s, 1));
   FKV_QVERIFY_OK(cu::dequantize_to_f16(t, dev_raw->as<uint8_t>() + 1, n_rows, n_cols, dev_out->as<uint16_t>(), s));
   FKV_QVERIFY_OK(cu::cuda_status(cudaStreamSynchronize(s), "cudaStreamSynchronize"));
@@ -332,7 +306,7 @@ void TestCudaDequant::modelUploadMatchesCpu() {
     ++calls;
     return true;
   };
-  auto dw = cu::DeviceWeights::upload(*model, *gpu().ctx, opt);
+  auto dw = cu::DeviceWeights::upload(*model, *fkvtest::gpu().ctx, opt);
   QVERIFY2(dw.ok(), dw.message().c_str());
   const cu::UploadPlan plan = cu::plan_upload(*model);
   QCOMPARE(dw->bytes_uploaded(), plan.raw_bytes);
@@ -374,7 +348,7 @@ void TestCudaDequant::uploadCanBeCancelled() {
   opt.staging_bytes = 8192;
   int calls = 0;
   opt.progress = [&](size_t, size_t) { return ++calls < 3; };
-  auto dw = cu::DeviceWeights::upload(*model, *gpu().ctx, opt);
+  auto dw = cu::DeviceWeights::upload(*model, *fkvtest::gpu().ctx, opt);
   QVERIFY(!dw.ok());
   QVERIFY2(dw.message().find("cancelled") != std::string::npos, dw.message().c_str());
   QVERIFY2(dw.message().find("token_embd.weight") != std::string::npos, dw.message().c_str());  // the first tensor

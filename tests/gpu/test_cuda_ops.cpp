@@ -12,6 +12,8 @@
 #include <random>
 #include <vector>
 
+#include "support/gpu_rig.h"
+
 #ifdef FKV_HAVE_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -24,24 +26,7 @@
 
 namespace cu = fkv::cuda;
 
-#define FKV_QVERIFY_OK(expr)                 \
-  do {                                       \
-    const ::fkv::Status s_ = (expr);         \
-    QVERIFY2(s_.ok(), s_.message().c_str()); \
-  } while (0)
-
 namespace {
-
-// The device and its context, made once; empty with the reason when this machine has none.
-struct Gpu {
-  std::optional<cu::DeviceContext> ctx;
-  QString why_not;
-};
-
-Gpu& gpu() {
-  static Gpu g;
-  return g;
-}
 
 std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -126,10 +111,6 @@ std::vector<float> rope_inv_freq(int head_dim, double base) {  // as runtime/con
 
 }  // namespace
 
-#define FKV_NEED_DEVICE() \
-  if (!gpu().ctx) QSKIP(qPrintable(gpu().why_not))
-#else
-#define FKV_NEED_DEVICE() QSKIP("this build has no CUDA backend (FKV_CUDA=OFF or no nvcc)")
 #endif
 
 class TestCudaOps : public QObject {
@@ -153,14 +134,7 @@ class TestCudaOps : public QObject {
 
 void TestCudaOps::initTestCase() {
 #ifdef FKV_HAVE_CUDA
-  auto devices = cu::list_devices();
-  if (!devices.ok()) {
-    gpu().why_not = "no CUDA device here: " + QString::fromStdString(devices.message());
-    return;
-  }
-  auto ctx = cu::DeviceContext::create(0);
-  QVERIFY2(ctx.ok(), ctx.message().c_str());  // a listed device must give a context
-  gpu().ctx.emplace(std::move(ctx).value());
+  FKV_QVERIFY_OK(fkvtest::initGpu());  // a listed device must give a context
 #endif
 }
 
@@ -220,7 +194,7 @@ void TestCudaOps::hugeAllocationIsAStatus() {
   auto empty = cu::DeviceBuffer::allocate(0);
   QVERIFY(empty.ok());
   QVERIFY(empty->data() == nullptr);
-  if (gpu().ctx) {
+  if (fkvtest::gpu().ctx) {
     // The failure was cleared: the next launch check must not report it again.
     FKV_QVERIFY_OK(cu::launch_status("after a failed cudaMalloc"));
     auto small = cu::DeviceBuffer::allocate(4096);
@@ -246,7 +220,7 @@ void TestCudaOps::buffersStreamsAndEvents() {
   FKV_QVERIFY_OK(dev->upload(pinned->data(), 400 * sizeof(float), s, 600 * sizeof(float)));
   FKV_QVERIFY_OK(end->record(s));
   std::vector<float> back(1000, -1.f);
-  FKV_QVERIFY_OK(end->wait_on(gpu().ctx->stream()));
+  FKV_QVERIFY_OK(end->wait_on(fkvtest::gpu().ctx->stream()));
   FKV_QVERIFY_OK(dev->download(back.data(), back.size() * sizeof(float), s));
   FKV_QVERIFY_OK(stream->synchronize());
   for (size_t i = 0; i < 600; ++i) FKV_QVERIFY_SAME(back[i], 0.f);
@@ -417,7 +391,7 @@ void TestCudaOps::matmulF32MatchesReference() {
     reference_matmul(a, w, rows, k, n, want, scale);
     auto da = to_device(a), dw = to_device(w), dout = to_device(std::vector<float>(static_cast<size_t>(rows) * n));
     QVERIFY(da.ok() && dw.ok() && dout.ok());
-    cu::DeviceContext& ctx = *gpu().ctx;
+    cu::DeviceContext& ctx = *fkvtest::gpu().ctx;
     FKV_QVERIFY_OK(cu::matmul_f32(ctx, da->as<float>(), dw->as<float>(), dout->as<float>(), rows, k, n, ctx.stream()));
     auto got = to_host<float>(*dout);
     QVERIFY2(got.ok(), got.message().c_str());
@@ -439,7 +413,7 @@ void TestCudaOps::matmulF16MatchesReference() {
   auto da = to_device(a), da16 = to_device(std::vector<uint16_t>(a.size())), dw16 = to_device(w16);
   auto dout = to_device(std::vector<float>(static_cast<size_t>(rows) * n));
   QVERIFY(da.ok() && da16.ok() && dw16.ok() && dout.ok());
-  cu::DeviceContext& ctx = *gpu().ctx;
+  cu::DeviceContext& ctx = *fkvtest::gpu().ctx;
   FKV_QVERIFY_OK(cu::f32_to_f16(da->as<float>(), da16->as<uint16_t>(), static_cast<int64_t>(a.size()), ctx.stream()));
   FKV_QVERIFY_OK(
       cu::matmul_f16(ctx, da16->as<uint16_t>(), dw16->as<uint16_t>(), dout->as<float>(), rows, k, n, ctx.stream()));
