@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# fonts-dejavu-core: the desktop suites lay out and paint text offscreen, which needs at least one font.
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config ccache clang libclang-rt-14-dev
-  qt6-base-dev libgl-dev libsentencepiece-dev libsqlite3-dev libpoppler-cpp-dev python3 python3-pip)
+  qt6-base-dev libgl-dev fonts-dejavu-core libsentencepiece-dev libsqlite3-dev libpoppler-cpp-dev python3 python3-pip)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
