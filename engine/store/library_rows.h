@@ -33,8 +33,8 @@ Result<std::vector<SnapshotRecord>> query_snapshots(sql::Db& db, bool with_spans
 // In one transaction: the page files of the snapshots `paths_sql` selects for `id`, then the row `delete_sql` deletes
 // (its snapshots go with it by the cascade). Returns the files for the caller to remove after the commit; no row for
 // `id` is an error naming `what`.
-Result<std::vector<std::string>> delete_with_files(sql::Db& db, const char* paths_sql, const char* delete_sql, int64_t id,
-                                                   const char* what);
+Result<std::vector<std::string>> delete_with_files(sql::Db& db, std::string_view paths_sql, std::string_view delete_sql,
+                                                   int64_t id, const char* what);
 
 // A page file's path as stored: relative to pages_dir, normalized, inside it, and not a "*.tmp" name (the orphan
 // sweep deletes those). Stored paths are checked again before a file is deleted: the database is a file too.

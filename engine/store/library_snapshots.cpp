@@ -63,8 +63,8 @@ Status check_page_path(const std::string& path) {
   return {};
 }
 
-Result<std::vector<std::string>> delete_with_files(sql::Db& db, const char* paths_sql, const char* delete_sql, int64_t id,
-                                                   const char* what) {
+Result<std::vector<std::string>> delete_with_files(sql::Db& db, std::string_view paths_sql, std::string_view delete_sql,
+                                                   int64_t id, const char* what) {
   FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));
   FKV_ASSIGN_OR_RETURN(sql::Stmt s, db.prepare(paths_sql));
   s.bind_all(id);
@@ -212,22 +212,10 @@ Status mark_stale_txn(sql::Db& db, int64_t id, const std::string& reason) {
   return txn.commit();
 }
 
+// The snapshot and its dependents (they go by ON DELETE CASCADE), with all their files.
 Result<std::vector<std::string>> delete_snapshot_txn(sql::Db& db, int64_t id) {
-  FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));
-  FKV_ASSIGN_OR_RETURN(sql::Stmt s,
-                       db.prepare(std::string(k_subtree) + "SELECT path FROM kv_snapshots WHERE id IN sub"));
-  s.bind_all(id);
-  std::vector<std::string> paths;
-  for (;;) {
-    FKV_ASSIGN_OR_RETURN(bool has_row, s.step());
-    if (!has_row) break;
-    paths.push_back(s.text(0));
-  }
-  // Dependents go by ON DELETE CASCADE.
-  FKV_ASSIGN_OR_RETURN(int64_t n, sql::run_changes(db, "DELETE FROM kv_snapshots WHERE id = ?", id));
-  if (n == 0) return err("expected a snapshot with id ", id, ", found none");
-  FKV_TRY(txn.commit());
-  return paths;
+  return library_rows::delete_with_files(db, std::string(k_subtree) + "SELECT path FROM kv_snapshots WHERE id IN sub",
+                                         "DELETE FROM kv_snapshots WHERE id = ?", id, "snapshot");
 }
 
 std::string unique_file_tag() {
