@@ -4,15 +4,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/cpu/avx2_util.h"
+
 namespace fkv::cpu::avx2 {
 
 namespace {
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // exp(x) for x <= 0 to about 2e-7 relative: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 Taylor polynomial,
 // 2^n built in the exponent bits. Inputs below -87 are clamped (their weight, ~1e-38, is negligible next to the max's 1).

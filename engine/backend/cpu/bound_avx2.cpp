@@ -3,16 +3,9 @@
 
 #include <cstddef>
 
-namespace fkv::cpu::avx2 {
+#include "backend/cpu/avx2_util.h"
 
-namespace {
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-}  // namespace
+namespace fkv::cpu::avx2 {
 
 void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out) {
   const int len = 2 * head_dim;  // (min, max) against (neg, pos)

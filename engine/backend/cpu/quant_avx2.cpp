@@ -6,19 +6,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/cpu/avx2_util.h"
 #include "backend/cpu/quant.h"
 #include "backend/cpu/quant_impl.h"
 
 namespace fkv::cpu::avx2 {
 
 namespace {
-
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 float hmax(__m256 v) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -7,19 +7,13 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "backend/cpu/avx2_util.h"
 #include "backend/cpu/quant.h"
 #include "backend/cpu/quant_impl.h"
 
 namespace fkv::cpu::avx2 {
 
 namespace {
-
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // NT == 4: the sum of each of s[0..3], laid out [s0 s1 s2 s3 | s0 s1 s2 s3] with the halves still to be added.
 // NT == 1: s[0] itself (its 8 lanes are summed at the end of the row).
