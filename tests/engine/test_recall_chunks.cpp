@@ -12,6 +12,7 @@
 #include "kv/kv_cache.h"
 #include "kv/recall_chunks.h"
 #include "kv/working_set.h"
+#include "support/recall_checks.h"
 
 using fkv::KvCache;
 using fkv::KvGeometry;
@@ -178,30 +179,9 @@ class TestRecallChunks : public QObject {
         fkv::scatter_staged_nhd(g, buf, c.n, chunk, k_pool.data(), v_pool.data());
       }
       QCOMPARE(moved, blocks.size() * 2 * g.head_block_bytes());
-      verify_pool(g, ws, l, n_slots, k_pool, v_pool);
+      fkvtest::verify_pool(g, ws, l, n_slots, k_pool, v_pool);
       if (QTest::currentTestFailed()) return;
     }
-  }
-
- private:
-  // Every resident (head, slot) of the working set has the same rows in the NHD pool; empty slots keep the fill byte.
-  static void verify_pool(const KvGeometry& g, const fkv::WorkingSet& ws, int l, int n_slots,
-                          const std::vector<uint8_t>& k_pool, const std::vector<uint8_t>& v_pool) {
-    const size_t row = static_cast<size_t>(g.head_dim) * 2;
-    for (int h = 0; h < g.n_kv_heads; ++h)
-      for (int s = 0; s < n_slots; ++s)
-        for (int t = 0; t < g.page_size; ++t) {
-          const size_t off = ((static_cast<size_t>(s) * g.page_size + t) * g.n_kv_heads + h) * row;
-          if (ws.page_in_slot(l, h, s) < 0) {
-            QCOMPARE(k_pool[off], uint8_t{0xAB});
-            QCOMPARE(v_pool[off], uint8_t{0xCD});
-            continue;
-          }
-          QVERIFY2(std::memcmp(&k_pool[off], ws.k_slot(l, h, s) + t * row, row) == 0,
-                   qPrintable(QString("K head %1 slot %2 row %3").arg(h).arg(s).arg(t)));
-          QVERIFY2(std::memcmp(&v_pool[off], ws.v_slot(l, h, s) + t * row, row) == 0,
-                   qPrintable(QString("V head %1 slot %2 row %3").arg(h).arg(s).arg(t)));
-        }
   }
 };
 
