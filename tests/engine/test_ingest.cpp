@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ingest/ingest.h"
+#include "support/ingest_checks.h"
 #include "support/test_paths.h"
 #include "tokenizer/utf8.h"
 
@@ -71,20 +72,6 @@ bool headings_point_at_their_text(const IngestedDocument& d) {
 }
 
 }  // namespace
-
-// Declares `doc` from an ingestion that must succeed.
-#define INGEST_OK(doc, expr)                                   \
-  auto doc##_result = (expr);                                  \
-  QVERIFY2(doc##_result.ok(), doc##_result.message().c_str()); \
-  const IngestedDocument& doc = *doc##_result  // NOLINT(bugprone-macro-parentheses): declares `doc`
-
-// Checks that an ingestion fails and that its message holds `needle`.
-#define INGEST_FAILS(expr, needle)                                                                                 \
-  do {                                                                                                             \
-    const auto r_ = (expr);                                                                                        \
-    QVERIFY2(!r_.ok(), "expected an error");                                                                       \
-    QVERIFY2(r_.message().find(needle) != std::string::npos, (r_.message() + " / expected: " + (needle)).c_str()); \
-  } while (0)
 
 class TestIngest : public QObject {
   Q_OBJECT

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ingest/ingest.h"
+#include "support/ingest_checks.h"
 #include "support/test_paths.h"
 #include "tokenizer/utf8.h"
 
@@ -91,18 +92,6 @@ const std::vector<Page> kThreePages = {{"First page opening line", "First page c
                                        {"Third page words", "and more words"}};
 
 }  // namespace
-
-#define INGEST_OK(doc, expr)                                   \
-  auto doc##_result = (expr);                                  \
-  QVERIFY2(doc##_result.ok(), doc##_result.message().c_str()); \
-  const IngestedDocument& doc = *doc##_result  // NOLINT(bugprone-macro-parentheses): declares `doc`
-
-#define INGEST_FAILS(expr, needle)                                                                                 \
-  do {                                                                                                             \
-    const auto r_ = (expr);                                                                                        \
-    QVERIFY2(!r_.ok(), "expected an error");                                                                       \
-    QVERIFY2(r_.message().find(needle) != std::string::npos, (r_.message() + " / expected: " + (needle)).c_str()); \
-  } while (0)
 
 class TestIngestPdf : public QObject {
   Q_OBJECT
