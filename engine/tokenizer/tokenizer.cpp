@@ -1,4 +1,4 @@
-// Tokenizer: encoding (special-piece splitting, then libsentencepiece per text fragment), decoding and lookups.
+// Tokenizer: encoding (special-piece splitting, then libsentencepiece or BPE per text fragment), decoding and lookups.
 #include "tokenizer/tokenizer.h"
 
 #include <sentencepiece_processor.h>
@@ -59,9 +59,10 @@ Status Tokenizer::encode_valid(std::string_view text, bool space_prefix, bool pa
   // encodes each turn on its own, so "</s><s>[INST]" is "▁[INST]" there too). After a user-defined piece there is
   // none: libsentencepiece handles those pieces itself when parse_special is off, and both modes must agree.
   size_t start = 0;
-  if (parse_special) {
+  const SpecialMatcher* matcher = parse_special ? &special_ : bpe_ ? &user_defined_ : nullptr;
+  if (matcher != nullptr && matcher->n_pieces() > 0) {
     for (size_t pos = 0; pos < text.size();) {
-      const SpecialMatcher::Match m = special_.longest_at(text, pos);
+      const SpecialMatcher::Match m = matcher->longest_at(text, pos);
       if (m.length == 0) {
         ++pos;
         continue;
@@ -78,6 +79,13 @@ Status Tokenizer::encode_valid(std::string_view text, bool space_prefix, bool pa
 }
 
 Status Tokenizer::encode_fragment(std::string_view text, bool space_prefix, std::vector<int32_t>& out) const {
+  // BPE never merges across the pre-tokenizer's words, so it needs no cutting.
+  if (bpe_ && !space_prefix) return bpe_->encode(text, out);
+  if (bpe_) {
+    std::string prefixed(1, ' ');
+    prefixed.append(text);
+    return bpe_->encode(prefixed, out);
+  }
   // Cut only texts well past the chunk size, so a cut never leaves a tiny tail.
   constexpr size_t kChunkBytes = 4096;
   size_t start = 0;
@@ -139,6 +147,11 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
 
 std::string Tokenizer::token_piece(int32_t id) const {
   if (id < 0 || id >= n_vocab()) return {};
+  if (bpe_) {
+    // Added pieces ("<think>") are stored as plain text, the merged ones in the byte-level alphabet (llama.cpp).
+    if (types_[id] == TokenType::Control) return {};
+    return types_[id] == TokenType::UserDefined ? tokens_[id] : byte_level_to_bytes(tokens_[id]);
+  }
   switch (types_[id]) {
     case TokenType::Control:
       return {};

@@ -1,7 +1,9 @@
 // The tokenizer of a GGUF model. SentencePiece vocabularies (tokenizer.ggml.model "llama": Llama 1/2, Mistral, Gemma)
 // are served by libsentencepiece: the GGUF arrays are turned into a serialized ModelProto (spm_proto.h) and loaded
-// from memory, so no tokenizer.model file is needed. Special-token parsing and the dummy space prefix follow llama.cpp,
-// which is the reference the parity tests check against.
+// from memory, so no tokenizer.model file is needed. Byte-level BPE vocabularies (tokenizer.ggml.model "gpt2": Llama 3,
+// Qwen2, DeepSeek-R1-Distill) are served by BpeModel (bpe.h) with the pre-tokenizer tokenizer.ggml.pre names.
+// Special-token parsing and the dummy space prefix follow llama.cpp, which is the reference the parity tests check
+// against.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "fkv/status.h"
+#include "tokenizer/bpe.h"
 #include "tokenizer/special_matcher.h"
 #include "tokenizer/spm_proto.h"
 #include "tokenizer/utf8.h"
@@ -36,7 +39,8 @@ class Tokenizer {
   Tokenizer& operator=(const Tokenizer&) = delete;
 
   // Invalid UTF-8 is an error naming the byte offset. With `parse_special`, the text of control, user-defined and
-  // unknown pieces ("<start_of_turn>") becomes their ids; without it, control text is encoded as plain text.
+  // unknown pieces ("<start_of_turn>") becomes their ids; without it, control text is encoded as plain text (a BPE
+  // vocabulary's user-defined pieces, "<think>", are still matched, as the reference tokenizers do).
   // When the vocabulary asks for a space prefix, it goes before the text and after each special piece (llama.cpp).
   Result<std::vector<int32_t>> encode(std::string_view text, bool add_bos, bool parse_special) const;
   // Appends the ids of `text` to `out` (never a BOS), for text encoded piece by piece: a long document in segments,
@@ -50,7 +54,8 @@ class Tokenizer {
   // contribute nothing, and the space prefix that encode() added at the start is removed again.
   std::string decode(std::span<const int32_t> ids) const;
   // The bytes this token contributes to the text: '▁' becomes ' ', a byte token <0xAB> is the single byte 0xAB,
-  // a control token is empty, the unknown token is "⁇" (U+2047). May be part of a UTF-8 sequence: see Utf8Streamer.
+  // a control token is empty, the unknown token is "⁇" (U+2047); a BPE token's byte-level spelling becomes its bytes
+  // ("Ġworld" is " world"). May be part of a UTF-8 sequence: see Utf8Streamer.
   std::string token_piece(int32_t id) const;
   // The vocabulary's own string for the token ("▁Hello", "<0x0A>", "<end_of_turn>"); empty outside the vocabulary.
   std::string_view token_text(int32_t id) const;
@@ -62,6 +67,9 @@ class Tokenizer {
   int32_t unk_id() const { return unk_id_; }
   bool add_bos_default() const { return add_bos_; }
   bool add_space_prefix() const { return add_space_prefix_; }
+  bool is_bpe() const { return bpe_ != nullptr; }
+  // The BPE pre-tokenizer name ("llama-bpe", "qwen2"); empty for SentencePiece vocabularies.
+  std::string pre_tokenizer_name() const { return bpe_ ? bpe_->pre_tokenizer().name() : std::string(); }
   // End of generation: EOS, plus the end-of-turn control tokens the vocabulary has ("<end_of_turn>", "<|eot_id|>",
   // "<|im_end|>", "</s>") as control or user-defined tokens, except that "</s>" must be a control token: in Gemma it
   // is an ordinary user-defined HTML tag.
@@ -77,6 +85,7 @@ class Tokenizer {
   Status load_vocab(const GgufFile& f);
   Status load_special_ids(const GgufFile& f);
   Status build_processor();
+  Status build_bpe(const GgufFile& f);
   void build_lookups();
   void compute_fingerprint();
   Status encode_valid(std::string_view text, bool space_prefix, bool parse_special, std::vector<int32_t>& out) const;
@@ -95,8 +104,10 @@ class Tokenizer {
   int32_t pad_id_ = -1;
   bool add_bos_ = true;
   bool add_space_prefix_ = true;
+  bool bpe_vocab_ = false;  // tokenizer.ggml.model is "gpt2"
   std::unordered_map<std::string_view, int32_t> by_text_;  // views into tokens_, first id wins
   SpecialMatcher special_;
+  SpecialMatcher user_defined_;  // BPE only: the user-defined pieces, matched even without parse_special
   std::vector<int32_t> eog_ids_;  // (<= 5)
   std::string fingerprint_;
   // libsentencepiece's BPE slows down more than linearly on long inputs, so encode_fragment() cuts long text. A cut
@@ -104,7 +115,9 @@ class Tokenizer {
   // space or newline: no merge can then cross the cut. These sets hold the characters that some piece does join.
   std::unordered_set<std::string> joined_before_space_;    // characters followed by '▁' inside a piece
   std::unordered_set<std::string> joined_before_newline_;  // characters followed by '\n' inside a piece
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;  // SentencePiece vocabularies
+  std::unique_ptr<BpeModel> bpe_;                               // byte-level BPE vocabularies
+  std::string merges_digest_;  // BPE: a hash of tokenizer.ggml.pre and the merges, part of the fingerprint
 };
 
 }  // namespace fkv

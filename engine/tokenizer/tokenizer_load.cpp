@@ -99,7 +99,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
   FKV_TRY(t->load_vocab(f));
   FKV_TRY(t->load_special_ids(f));
   t->build_lookups();
-  FKV_TRY(t->build_processor());
+  FKV_TRY(t->bpe_vocab_ ? t->build_bpe(f) : t->build_processor());
   t->compute_fingerprint();
   return t;
 }
@@ -107,9 +107,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
 Status Tokenizer::load_vocab(const GgufFile& f) {
   FKV_ASSIGN_OR_RETURN(const auto model, f.get_string(kModelKey));
   if (!model) return err(label_, ": ", kModelKey, " is missing (this GGUF carries no tokenizer)");
-  if (*model != "llama") {
-    return err(label_, ": tokenizer model '", *model, "' is not supported yet (supported: llama/SentencePiece)");
+  if (*model != "llama" && *model != "gpt2") {
+    return err(label_, ": tokenizer model '", *model, "' is not supported (supported: llama = SentencePiece, ",
+               "gpt2 = byte-level BPE)");
   }
+  bpe_vocab_ = *model == "gpt2";
   FKV_ASSIGN_OR_RETURN(const auto tokens, f.get_string_array(kTokensKey));
   if (!tokens || tokens->empty()) return err(label_, ": ", kTokensKey, " is missing or empty, expected the vocabulary");
   const size_t n = tokens->size();
@@ -117,19 +119,20 @@ Status Tokenizer::load_vocab(const GgufFile& f) {
   FKV_ASSIGN_OR_RETURN(const auto scores, f.get_f32_array(kScoresKey));
   FKV_ASSIGN_OR_RETURN(const auto types, f.get_int_array(kTypesKey));
   // SentencePiece's BPE merges by score and needs the types to tell bytes and control pieces apart: both are required.
+  // Byte-level BPE merges by tokenizer.ggml.merges instead, so scores are optional there.
   const std::pair<std::string_view, size_t> lengths[] = {{kScoresKey, scores ? scores->size() : 0},
                                                          {kTypesKey, types ? types->size() : 0}};
   for (const auto& [key, found] : lengths) {
-    if (found != n) {
+    if (found != n && !(bpe_vocab_ && key == kScoresKey && !scores)) {
       return err(label_, ": ", key, " has ", found, " entries, expected ", n, " (one per token in ", kTokensKey, ")");
     }
   }
   tokens_.assign(tokens->begin(), tokens->end());
-  scores_ = *scores;
+  scores_ = scores ? *scores : std::vector<float>(n, 0.f);
   types_.resize(n);
   for (size_t i = 0; i < n; ++i) {
     FKV_ASSIGN_OR_RETURN(types_[i], token_type_from((*types)[i], i, label_));
-    if (types_[i] == TokenType::Byte && !parse_byte_piece(tokens_[i])) {
+    if (!bpe_vocab_ && types_[i] == TokenType::Byte && !parse_byte_piece(tokens_[i])) {
       return err(label_, ": token ", i, " has type byte but its text is '", tokens_[i], "', expected <0xHH>");
     }
   }
@@ -153,14 +156,14 @@ Status Tokenizer::load_special_ids(const GgufFile& f) {
       if (types_[i] == TokenType::Unknown) unk_id_ = static_cast<int32_t>(i);
     }
   }
-  if (unk_id_ < 0) {
+  if (unk_id_ < 0 && !bpe_vocab_) {
     return err(label_, ": no unknown token (tokenizer.ggml.unknown_token_id is absent and no token has type unknown); ",
                "SentencePiece needs one");
   }
   FKV_ASSIGN_OR_RETURN(const auto add_bos, f.get_bool("tokenizer.ggml.add_bos_token"));
   FKV_ASSIGN_OR_RETURN(const auto add_space, f.get_bool("tokenizer.ggml.add_space_prefix"));
   add_bos_ = add_bos.value_or(true);
-  add_space_prefix_ = add_space.value_or(true);
+  add_space_prefix_ = add_space.value_or(!bpe_vocab_);  // byte-level BPE spells spaces itself
   return Status();
 }
 
@@ -173,6 +176,7 @@ void Tokenizer::build_lookups() {
     const bool special = t == TokenType::Control || t == TokenType::UserDefined || t == TokenType::Unknown;
     // A piece that is not valid UTF-8 could split the input inside a character; such pieces are never matched.
     if (special && !utf8_first_invalid(tokens_[i])) special_.add(tokens_[i], id);
+    if (bpe_vocab_ && t == TokenType::UserDefined && !utf8_first_invalid(tokens_[i])) user_defined_.add(tokens_[i], id);
   }
   if (eos_id_ >= 0) eog_ids_.push_back(eos_id_);
   // Some converters mark added chat tokens user-defined, so those count too; "</s>" only as a control token, since
@@ -237,6 +241,28 @@ Status Tokenizer::build_processor() {
   return Status();
 }
 
+Status Tokenizer::build_bpe(const GgufFile& f) {
+  FKV_ASSIGN_OR_RETURN(const auto pre_name, f.get_string("tokenizer.ggml.pre"));
+  // Converters before tokenizer.ggml.pre existed wrote GPT-2's split; llama.cpp reads a missing name the same way.
+  const std::string pre_label(pre_name.value_or("default"));
+  auto pre = PreTokenizer::create(pre_label);
+  if (!pre.ok()) return err(label_, ": tokenizer.ggml.pre: ", pre.status().message());
+  FKV_ASSIGN_OR_RETURN(const auto merges, f.get_string_array("tokenizer.ggml.merges"));
+  if (!merges || merges->empty()) {
+    return err(label_, ": tokenizer.ggml.merges is missing or empty, expected the merge list of the BPE vocabulary");
+  }
+  const std::vector<std::string> merge_list(merges->begin(), merges->end());
+  FKV_ASSIGN_OR_RETURN(bpe_, BpeModel::create(tokens_, merge_list, std::move(*pre), label_));
+  Hasher h;
+  h.bytes(pre_label);
+  for (const std::string& m : merge_list) {
+    h.u64(m.size());
+    h.bytes(m);
+  }
+  merges_digest_ = h.hex();
+  return Status();
+}
+
 void Tokenizer::record_joins(std::string_view piece) {
   constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";
   size_t prev = 0;  // start of the previous character
@@ -254,7 +280,8 @@ void Tokenizer::record_joins(std::string_view piece) {
 
 void Tokenizer::compute_fingerprint() {
   Hasher h;
-  h.bytes("fkv-spm-v1");
+  h.bytes(bpe_ ? "fkv-bpe-v1" : "fkv-spm-v1");
+  if (bpe_) h.bytes(merges_digest_);
   h.u64(tokens_.size());
   for (size_t i = 0; i < tokens_.size(); ++i) {
     h.u64(tokens_[i].size());

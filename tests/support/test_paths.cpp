@@ -16,6 +16,13 @@ QString gemmaModelPath() {
   return QFileInfo::exists(p) ? p : QString();
 }
 
+QString bpeVocabPath(const QString& name) {
+  QString dir = qEnvironmentVariable("FKV_BPE_VOCABS");
+  if (dir.isEmpty()) dir = QStringLiteral(FKV_BPE_VOCABS_DEFAULT);
+  const QString p = dir + QLatin1Char('/') + name;
+  return QFileInfo::exists(p) ? p : QString();
+}
+
 QString samplePath(const QString& name) {
   return QStringLiteral(FKV_SOURCE_DIR) + QStringLiteral("/resources/samples/") + name;
 }
