@@ -161,7 +161,8 @@ QStringList DeskSettings::chatTemplates() {
           QStringLiteral("llama3"),
           QStringLiteral("mistral"),
           QStringLiteral("chatml"),
-          QStringLiteral("gemma")};
+          QStringLiteral("gemma"),
+          QStringLiteral("deepseek-r1")};
 }
 
 QString DeskSettings::policyDescription(const QString& policy) {

@@ -49,12 +49,31 @@ Status read_float(const GgufFile& f, const std::string& key, float& out) {
   return {};
 }
 
+// YaRN needs the factor and the original context (no default could be right for a file that omits them); the
+// rotation counts and the attention factor default as in llama.cpp's GGUF conventions. Ranges: validate().
+Status read_yarn(const GgufFile& f, const std::string& a, ModelConfig& c) {
+  const std::string factor_key = a + ".rope.scaling.factor";
+  auto factor = f.get_float(factor_key);
+  if (!factor.ok()) return factor.status();
+  if (!factor->has_value()) return err(f.label(), ": rope scaling 'yarn' needs metadata '", factor_key, "'");
+  c.rope_factor = static_cast<float>(**factor);
+  const std::string ctx_key = a + ".rope.scaling.original_context_length";
+  if (f.find(ctx_key) == nullptr) return err(f.label(), ": rope scaling 'yarn' needs metadata '", ctx_key, "'");
+  FKV_TRY(read_dim(f, ctx_key, c.rope_orig_ctx));
+  FKV_TRY(read_float(f, a + ".rope.scaling.yarn_beta_fast", c.rope_yarn_beta_fast));
+  FKV_TRY(read_float(f, a + ".rope.scaling.yarn_beta_slow", c.rope_yarn_beta_slow));
+  FKV_TRY(read_float(f, a + ".rope.scaling.attn_factor", c.rope_attn_factor));
+  c.rope_scaling = RopeScaling::Yarn;
+  return {};
+}
+
 Status read_rope_scaling(const GgufFile& f, const std::string& a, ModelConfig& c) {
   auto type = f.get_string(a + ".rope.scaling.type");
   if (!type.ok()) return type.status();
   c.has_rope_freqs_tensor = f.find_tensor("rope_freqs.weight") != nullptr;
   if (!type->has_value() || **type == "none") return {};
   const std::string_view t = **type;
+  if (t == "yarn") return read_yarn(f, a, c);
   FKV_TRY(read_float(f, a + ".rope.scaling.factor", c.rope_factor));
   if (t == "linear") {
     c.rope_scaling = RopeScaling::Linear;
@@ -64,9 +83,29 @@ Status read_rope_scaling(const GgufFile& f, const std::string& a, ModelConfig& c
     FKV_TRY(read_float(f, a + ".rope.scaling.high_freq_factor", c.rope_high_freq_factor));
     FKV_TRY(read_dim(f, a + ".rope.scaling.original_context_length", c.rope_orig_ctx, false));
   } else {
-    return err(f.label(), ": unsupported rope scaling type '", t, "' (supported: none, linear, llama3)");
+    return err(f.label(), ": unsupported rope scaling type '", t, "' (supported: none, linear, llama3, yarn)");
   }
   if (!(c.rope_factor > 0.f)) return err(f.label(), ": rope scaling factor must be > 0, found ", c.rope_factor);
+  return {};
+}
+
+// YaRN's parameters, named by their GGUF keys: the frequency ramp takes logarithms of the factor, the context and
+// the rotation counts, and needs beta_fast's pair below beta_slow's.
+Status validate_yarn(const ModelConfig& c) {
+  const std::string k = std::string(arch_name(c.arch)) + ".rope.scaling.";
+  if (!(c.rope_factor > 0.f) || !std::isfinite(c.rope_factor))
+    return err("YaRN: '", k, "factor' must be a finite value > 0, found ", c.rope_factor);
+  if (c.rope_orig_ctx <= 0)
+    return err("YaRN: '", k, "original_context_length' must be > 0, found ", c.rope_orig_ctx);
+  if (!(c.rope_yarn_beta_slow > 0.f))
+    return err("YaRN: '", k, "yarn_beta_slow' must be > 0, found ", c.rope_yarn_beta_slow);
+  if (!std::isfinite(c.rope_yarn_beta_fast))
+    return err("YaRN: '", k, "yarn_beta_fast' must be finite, found ", c.rope_yarn_beta_fast);
+  if (!(c.rope_yarn_beta_fast > c.rope_yarn_beta_slow))
+    return err("YaRN: '", k, "yarn_beta_fast' (", c.rope_yarn_beta_fast, ") must be greater than '", k,
+               "yarn_beta_slow' (", c.rope_yarn_beta_slow, ")");
+  if (!(c.rope_attn_factor > 0.f) || !std::isfinite(c.rope_attn_factor))
+    return err("YaRN: '", k, "attn_factor' must be a finite value > 0, found ", c.rope_attn_factor);
   return {};
 }
 
@@ -156,6 +195,7 @@ Status ModelConfig::validate() const {
   if (!(rope_base > 1.f) || !(rope_base_local > 1.f)) return err("RoPE base must be > 1, found ", rope_base);
   if (!(attn_scale > 0.f)) return err("attention scale must be > 0, found ", attn_scale);
   if (static_cast<int>(layer_local.size()) != n_layers) return err("layer kinds: expected ", n_layers, " entries");
+  if (rope_scaling == RopeScaling::Yarn) return validate_yarn(*this);
   return {};
 }
 

@@ -18,7 +18,9 @@ const char* arch_name(Arch a);
 // Neox rotates (x[i], x[i + head_dim/2]) (qwen2, gemma3).
 enum class RopeStyle { Norm, Neox };
 
-enum class RopeScaling { None, Linear, Llama3 };
+// Linear divides every frequency by the factor; Llama3 and Yarn leave high frequencies alone and divide low ones,
+// blending in between (runtime/rope.cpp); Yarn also scales the rotation's magnitude.
+enum class RopeScaling { None, Linear, Llama3, Yarn };
 
 enum class Activation { Silu, GeluTanh };
 
@@ -41,10 +43,13 @@ struct ModelConfig {
   float rope_base = 10000.f;        // global layers
   float rope_base_local = 10000.f;  // sliding-window layers (gemma3)
   RopeScaling rope_scaling = RopeScaling::None;
-  float rope_factor = 1.f;              // linear / llama3 factor
+  float rope_factor = 1.f;              // linear / llama3 / yarn factor
   float rope_low_freq_factor = 1.f;     // llama3
   float rope_high_freq_factor = 4.f;    // llama3
-  int rope_orig_ctx = 8192;             // llama3 original context
+  int rope_orig_ctx = 8192;             // llama3 / yarn: the context the model was trained at before scaling
+  float rope_yarn_beta_fast = 32.f;     // yarn: pairs turning at least this often over rope_orig_ctx keep their speed
+  float rope_yarn_beta_slow = 1.f;      // yarn: pairs turning at most this often are fully interpolated
+  float rope_attn_factor = 1.f;         // yarn: multiplies the attention magnitude correction
   bool has_rope_freqs_tensor = false;   // rope_freqs.weight holds per-pair divisors (llama3 GGUFs)
 
   // Architecture switches

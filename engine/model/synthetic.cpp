@@ -100,6 +100,7 @@ Status check_options(const SyntheticModelSpec& s) {
   if (s.llama3_rope && s.arch != Arch::Llama) {
     return err("synthetic model: llama3_rope applies to the llama architecture, found ", gguf_arch(s.arch));
   }
+  if (s.llama3_rope && s.yarn_rope) return err("synthetic model: llama3_rope and yarn_rope are exclusive, both are set");
   if (!(s.rope_base > 1.f) || !std::isfinite(s.rope_base)) {
     return err("synthetic model: rope_base must be a finite value > 1, found ", s.rope_base);
   }
@@ -244,6 +245,27 @@ void copy_tokenizer(GgufWriter& w, const GgufFile& vocab, const std::vector<std:
   w.set_string("tokenizer.chat_template", chat_template_for(tokens));
 }
 
+// The rope scaling keys, named and typed as llama.cpp's converter writes them.
+void set_rope_scaling(GgufWriter& w, const SyntheticModelSpec& s, const std::string& a) {
+  const auto u32 = [](int64_t v) { return static_cast<uint32_t>(v); };
+  if (s.llama3_rope) {
+    w.set_string(a + ".rope.scaling.type", "llama3");
+    w.set_f32(a + ".rope.scaling.factor", SyntheticLlama3Rope::factor);
+    w.set_f32(a + ".rope.scaling.low_freq_factor", SyntheticLlama3Rope::low_freq_factor);
+    w.set_f32(a + ".rope.scaling.high_freq_factor", SyntheticLlama3Rope::high_freq_factor);
+    w.set_u32(a + ".rope.scaling.original_context_length", u32(SyntheticLlama3Rope::original_context));
+  }
+  if (s.yarn_rope) {
+    using Y = SyntheticYarnRope;
+    w.set_string(a + ".rope.scaling.type", "yarn");
+    w.set_f32(a + ".rope.scaling.factor", Y::factor);
+    w.set_u32(a + ".rope.scaling.original_context_length", u32(Y::original_context));
+    w.set_f32(a + ".rope.scaling.yarn_beta_fast", Y::beta_fast);
+    w.set_f32(a + ".rope.scaling.yarn_beta_slow", Y::beta_slow);
+    w.set_f32(a + ".rope.scaling.attn_factor", Y::attn_factor);
+  }
+}
+
 void set_metadata(GgufWriter& w, const SyntheticModelSpec& s, int64_t n_vocab) {
   const std::string a = gguf_arch(s.arch);
   const auto u32 = [](int64_t v) { return static_cast<uint32_t>(v); };
@@ -263,13 +285,7 @@ void set_metadata(GgufWriter& w, const SyntheticModelSpec& s, int64_t n_vocab) {
   w.set_u32(a + ".vocab_size", u32(n_vocab));
   // Absent rather than 0 when off: readers take a present window as 1 or more tokens.
   if (s.sliding_window > 0) w.set_u32(a + ".attention.sliding_window", u32(s.sliding_window));
-  if (s.llama3_rope) {
-    w.set_string(a + ".rope.scaling.type", "llama3");
-    w.set_f32(a + ".rope.scaling.factor", SyntheticLlama3Rope::factor);
-    w.set_f32(a + ".rope.scaling.low_freq_factor", SyntheticLlama3Rope::low_freq_factor);
-    w.set_f32(a + ".rope.scaling.high_freq_factor", SyntheticLlama3Rope::high_freq_factor);
-    w.set_u32(a + ".rope.scaling.original_context_length", u32(SyntheticLlama3Rope::original_context));
-  }
+  set_rope_scaling(w, s, a);
 }
 
 }  // namespace

@@ -28,6 +28,9 @@ struct SyntheticModelSpec {
   // Writes llama3 rope scaling metadata (factor 8, low 1, high 4, original context 64 so it matters in short tests)
   // and the rope_freqs.weight tensor of per-pair divisors computed from them.
   bool llama3_rope = false;
+  // Writes YaRN rope scaling metadata (factor 4, original context 64 so it matters in short tests, and the optional
+  // yarn_beta_fast / yarn_beta_slow / attn_factor keys at their usual values), as llama.cpp writes Qwen's.
+  bool yarn_rope = false;
   int sliding_window = 0;  // gemma3: tokens a local layer sees (0: every layer is global)
   bool tied_embeddings = false;  // no output.weight: the output projection is token_embd
   // A GGUF holding tokenizer.ggml.* arrays (e.g. ../shared/vocab/llama-spm.gguf); n_vocab is its token count.
@@ -41,6 +44,15 @@ struct SyntheticLlama3Rope {
   static constexpr float low_freq_factor = 1.f;
   static constexpr float high_freq_factor = 4.f;
   static constexpr int original_context = 64;
+};
+
+// The YaRN parameters write_synthetic_model uses.
+struct SyntheticYarnRope {
+  static constexpr float factor = 4.f;
+  static constexpr int original_context = 64;
+  static constexpr float beta_fast = 32.f;
+  static constexpr float beta_slow = 1.f;
+  static constexpr float attn_factor = 1.f;
 };
 
 // Per-pair frequency divisors of llama3 rope scaling for head_dim / 2 pairs (what rope_freqs.weight holds):

@@ -46,6 +46,8 @@ struct Context::Impl {
 
   std::vector<float> inv_freq_global;  // (head_dim / 2) RoPE frequencies of global layers
   std::vector<float> inv_freq_local;   // (head_dim / 2) sliding-window layers
+  float rope_scale_global = 1.f;       // multiplies cos and sin (YaRN's magnitude correction; 1 without YaRN)
+  float rope_scale_local = 1.f;
 
   // Activations of one chunk (n_batch tokens).
   std::vector<float> x;        // (n_batch, n_embd) residual stream
@@ -71,7 +73,7 @@ struct Context::Impl {
   void attention_layer(int il, int pos0, int n);
   void prefill_attention(int pos0, int n, int window, int n_pages_cap);
   void decode_attention(int pos0, int window, int n_pages_cap);
-  void fill_rope(const std::vector<float>& inv_freq, int pos0, int n);
+  void fill_rope(const std::vector<float>& inv_freq, float scale, int pos0, int n);
   void gather_pages(int kv_head, int n_tokens, cpu::AttnPage* out);
   void record(int il, const SelectCounters& sc);
   void summarise_sealed(int il, int n_tokens);
@@ -122,6 +124,8 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   const bool gemma = c.arch == Arch::Gemma3;  // gemma scales only its global layers' RoPE
   s.inv_freq_global = rope_inv_freq(c, rf, c.rope_base, true);
   s.inv_freq_local = rope_inv_freq(c, rf, c.rope_base_local, !gemma);
+  s.rope_scale_global = rope_mscale(c, true);
+  s.rope_scale_local = rope_mscale(c, !gemma);
 
   const size_t nb = static_cast<size_t>(s.params.n_batch);
   s.x.resize(nb * c.n_embd);
@@ -219,13 +223,14 @@ Status Context::eval(std::span<const int32_t> tokens, LogitsMode mode, std::span
   return {};
 }
 
-void Context::Impl::fill_rope(const std::vector<float>& inv_freq, int pos0, int n) {
+// A scale of exactly 1 (every model without YaRN) leaves cos and sin bit for bit as computed.
+void Context::Impl::fill_rope(const std::vector<float>& inv_freq, float scale, int pos0, int n) {
   const size_t half = inv_freq.size();
   for (int t = 0; t < n; ++t)
     for (size_t i = 0; i < half; ++i) {
       const float a = static_cast<float>(pos0 + t) * inv_freq[i];
-      cos_sin[(t * half + i) * 2] = std::cos(a);
-      cos_sin[(t * half + i) * 2 + 1] = std::sin(a);
+      cos_sin[(t * half + i) * 2] = std::cos(a) * scale;
+      cos_sin[(t * half + i) * 2 + 1] = std::sin(a) * scale;
     }
 }
 
@@ -408,7 +413,8 @@ void Context::Impl::forward(const int32_t* tokens, int n, LogitsMode mode, float
         for (int i = 0; i < c.n_embd_kv(); ++i) v[static_cast<size_t>(t) * c.n_embd_kv() + i] += L.bv[i];
       }
     }
-    fill_rope(local ? inv_freq_local : inv_freq_global, pos0, n);
+    if (local) fill_rope(inv_freq_local, rope_scale_local, pos0, n);
+    else fill_rope(inv_freq_global, rope_scale_global, pos0, n);
     for (int t = 0; t < n; ++t) {
       const float* cs = &cos_sin[static_cast<size_t>(t) * hd];
       for (int h = 0; h < c.n_heads; ++h) {

@@ -8,12 +8,18 @@
 namespace fkv {
 namespace {
 
-constexpr std::array<std::pair<ChatTemplate, const char*>, 5> kNames = {{{ChatTemplate::Llama2, "llama2"},
+constexpr std::array<std::pair<ChatTemplate, const char*>, 6> kNames = {{{ChatTemplate::Llama2, "llama2"},
                                                                          {ChatTemplate::Llama3, "llama3"},
                                                                          {ChatTemplate::Mistral, "mistral"},
                                                                          {ChatTemplate::ChatML, "chatml"},
-                                                                         {ChatTemplate::Gemma, "gemma"}}};
-constexpr const char* kNameList = "llama2, llama3, mistral, chatml, gemma";
+                                                                         {ChatTemplate::Gemma, "gemma"},
+                                                                         {ChatTemplate::DeepSeekR1, "deepseek-r1"}}};
+constexpr const char* kNameList = "llama2, llama3, mistral, chatml, gemma, deepseek-r1";
+
+// DeepSeek's markers are spelled with full-width vertical bars (U+FF5C) and, for spaces, U+2581; this file is UTF-8.
+constexpr std::string_view kDeepSeekUser = "<｜User｜>";
+constexpr std::string_view kDeepSeekAssistant = "<｜Assistant｜>";
+constexpr std::string_view kDeepSeekEnd = "<｜end▁of▁sentence｜>";
 
 bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 
@@ -113,11 +119,34 @@ std::string apply_chatml(std::span<const ChatMessage> m, bool add_generation_pro
   return out;
 }
 
+// What R1's template keeps of an earlier answer: the text after its last </think>, the reasoning being dropped.
+std::string_view without_reasoning(std::string_view answer) {
+  constexpr std::string_view kEndThink = "</think>";
+  const size_t at = answer.rfind(kEndThink);
+  return at == std::string_view::npos ? answer : answer.substr(at + kEndThink.size());
+}
+
+std::string apply_deepseek_r1(std::span<const ChatMessage> m, bool add_generation_prompt) {
+  std::string out;
+  for (const ChatMessage& msg : m) {  // the published template keeps the last system message only, before any turn
+    if (msg.role == "system") out = msg.content;
+  }
+  for (const ChatMessage& msg : m) {
+    if (msg.role == "user") out.append(kDeepSeekUser).append(msg.content);
+    if (msg.role == "assistant")
+      out.append(kDeepSeekAssistant).append(without_reasoning(msg.content)).append(kDeepSeekEnd);
+  }
+  if (add_generation_prompt) out += kDeepSeekAssistant;
+  return out;
+}
+
 std::optional<ChatTemplate> template_from_vocab(const GgufFile& f) {
   const GgufValue* tokens = f.find("tokenizer.ggml.tokens");
   if (tokens == nullptr) return std::nullopt;
   // Most telling marker first: a vocabulary may hold several of them, but only one family made them control tokens.
-  const std::pair<std::string_view, ChatTemplate> markers[] = {{"<start_of_turn>", ChatTemplate::Gemma},
+  // A distilled model's vocabulary may keep its base model's markers as well, so DeepSeek's come first.
+  const std::pair<std::string_view, ChatTemplate> markers[] = {{kDeepSeekAssistant, ChatTemplate::DeepSeekR1},
+                                                               {"<start_of_turn>", ChatTemplate::Gemma},
                                                                {"<|start_header_id|>", ChatTemplate::Llama3},
                                                                {"<|im_start|>", ChatTemplate::ChatML},
                                                                {"[INST]", ChatTemplate::Mistral}};
@@ -162,6 +191,7 @@ const char* chat_template_name(ChatTemplate t) {
 }
 
 std::optional<ChatTemplate> chat_template_from_jinja(std::string_view jinja) {
+  if (contains(jinja, kDeepSeekUser) && contains(jinja, kDeepSeekAssistant)) return ChatTemplate::DeepSeekR1;
   if (contains(jinja, "<start_of_turn>")) return ChatTemplate::Gemma;
   if (contains(jinja, "<|start_header_id|>")) return ChatTemplate::Llama3;
   if (contains(jinja, "<|im_start|>")) return ChatTemplate::ChatML;
@@ -188,6 +218,8 @@ Result<std::string> apply_chat_template(ChatTemplate t, std::span<const ChatMess
       return apply_llama3(messages, add_generation_prompt);
     case ChatTemplate::ChatML:
       return apply_chatml(messages, add_generation_prompt);
+    case ChatTemplate::DeepSeekR1:
+      return apply_deepseek_r1(messages, add_generation_prompt);
     case ChatTemplate::Llama2:
     case ChatTemplate::Mistral:
     case ChatTemplate::Gemma:

@@ -97,6 +97,51 @@ class TestChatTemplate : public QObject {
              std::string("<|im_start|>user\na<|im_end|>\n<|im_start|>system\nb<|im_end|>\n"));
   }
 
+  // Llama 3.0's template: a system message is a header turn like any other, its text trimmed.
+  void llama3SystemPrompt() {
+    QCOMPARE(apply(ChatTemplate::Llama3, {{"system", "  Be brief.\n"}, {"user", "Hi"}}, true),
+             std::string("<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+                         "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                         "<|start_header_id|>assistant<|end_header_id|>\n\n"));
+  }
+
+  // Qwen's templates render a given system message untouched; no default one is invented when none is given.
+  void chatmlSystemPrompt() {
+    QCOMPARE(apply(ChatTemplate::ChatML, {{"system", "  Be brief.\n"}, {"user", "Hi"}}, true),
+             std::string("<|im_start|>system\n  Be brief.\n<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                         "<|im_start|>assistant\n"));
+    QCOMPARE(apply(ChatTemplate::ChatML, {{"user", "Hi"}}, true),
+             std::string("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
+  }
+
+  // As DeepSeek-R1-Distill's published template: the system text bare before the turns, untrimmed contents, every
+  // answer closed by end-of-sentence, the generation prompt the assistant marker alone (no BOS: the tokenizer adds it).
+  void deepseekR1() {
+    QCOMPARE(apply(ChatTemplate::DeepSeekR1, kConversation, true),
+             std::string("You are terse.<｜User｜> Hi there \n<｜Assistant｜>Hello.<｜end▁of▁sentence｜>"
+                         "<｜User｜>What is 2+2?<｜Assistant｜>"));
+    QCOMPARE(apply(ChatTemplate::DeepSeekR1, {{"user", "Hello"}}, true), std::string("<｜User｜>Hello<｜Assistant｜>"));
+    QCOMPARE(apply(ChatTemplate::DeepSeekR1, {{"user", "Hello"}}, false), std::string("<｜User｜>Hello"));
+  }
+
+  // Earlier answers lose their reasoning: everything up to the last </think> goes, the rest stays as it is.
+  void deepseekR1DropsEarlierReasoning() {
+    const std::vector<ChatMessage> m = {{"user", "2+2?"},
+                                        {"assistant", "<think>\nadd </think> twice? no\n</think>\n\n4"},
+                                        {"user", "3+3?"},
+                                        {"assistant", "<think>unfinished, no end tag"}};
+    QCOMPARE(apply(ChatTemplate::DeepSeekR1, m, false),
+             std::string("<｜User｜>2+2?<｜Assistant｜>\n\n4<｜end▁of▁sentence｜>"
+                         "<｜User｜>3+3?<｜Assistant｜><think>unfinished, no end tag<｜end▁of▁sentence｜>"));
+  }
+
+  // The template keeps only the last system message, and puts it before every turn wherever it stood.
+  void deepseekR1KeepsTheLastSystemMessage() {
+    const std::vector<ChatMessage> m = {{"system", "one"}, {"user", "a"}, {"assistant", "b"}, {"system", "two"}};
+    QCOMPARE(apply(ChatTemplate::DeepSeekR1, m, true),
+             std::string("two<｜User｜>a<｜Assistant｜>b<｜end▁of▁sentence｜><｜Assistant｜>"));
+  }
+
   void mistral() {
     QCOMPARE(apply(ChatTemplate::Mistral, kConversation, true),
              std::string("[INST] You are terse.\n\n Hi there \n [/INST] Hello.</s>[INST] What is 2+2? [/INST]"));
@@ -104,7 +149,7 @@ class TestChatTemplate : public QObject {
 
   void rolesAreChecked() {
     for (const ChatTemplate t : {ChatTemplate::Llama2, ChatTemplate::Llama3, ChatTemplate::Mistral,
-                                 ChatTemplate::ChatML, ChatTemplate::Gemma}) {
+                                 ChatTemplate::ChatML, ChatTemplate::Gemma, ChatTemplate::DeepSeekR1}) {
       QVERIFY(apply_error(t, {{"user", "a"}, {"tool", "b"}})
                   .contains("message 1 has role 'tool', expected system, user or assistant"));
       QVERIFY(apply_error(t, {}).contains("no messages"));
@@ -121,16 +166,19 @@ class TestChatTemplate : public QObject {
 
   void names() {
     for (const ChatTemplate t : {ChatTemplate::Llama2, ChatTemplate::Llama3, ChatTemplate::Mistral,
-                                 ChatTemplate::ChatML, ChatTemplate::Gemma}) {
+                                 ChatTemplate::ChatML, ChatTemplate::Gemma, ChatTemplate::DeepSeekR1}) {
       auto back = fkv::chat_template_from_name(fkv::chat_template_name(t));
       QVERIFY(back.ok());
       QCOMPARE(*back, t);
     }
     QCOMPARE(*fkv::chat_template_from_name("ChatML"), ChatTemplate::ChatML);
+    QCOMPARE(*fkv::chat_template_from_name("DeepSeek-R1"), ChatTemplate::DeepSeekR1);
+    QCOMPARE(fkv::chat_template_name(ChatTemplate::DeepSeekR1), "deepseek-r1");
     auto bad = fkv::chat_template_from_name("vicuna");
     QVERIFY(!bad.ok());
     QVERIFY(QString::fromStdString(bad.message())
-                .contains("unknown chat template 'vicuna' (expected one of llama2, llama3, mistral, chatml, gemma)"));
+                .contains("unknown chat template 'vicuna' (expected one of llama2, llama3, mistral, chatml, gemma, "
+                          "deepseek-r1)"));
   }
 
   void detectFromJinja() {
@@ -144,6 +192,13 @@ class TestChatTemplate : public QObject {
         {"{% if system %}{{ '[INST] <<SYS>>\\n' + system + '\\n<</SYS>>\\n\\n' }}{% endif %}", ChatTemplate::Llama2},
         {"{{ bos_token }}{% for m in messages %}{{ '[INST] ' + m['content'] + ' [/INST]' }}{% endfor %}",
          ChatTemplate::Mistral},
+        // An excerpt of DeepSeek-R1-Distill-Qwen-7B's template (its GGUF's tokenizer.chat_template).
+        {"{{bos_token}}{{ns.system_prompt}}{%- for message in messages %}{%- if message['role'] == 'user' %}"
+         "{%- set ns.is_tool = false -%}{{'<｜User｜>' + message['content']}}{%- endif %}{% set content = "
+         "message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}"
+         "{% endif %}{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}{%- endfor -%}"
+         "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜>'}}{% endif %}",
+         ChatTemplate::DeepSeekR1},
     };
     for (const auto& [jinja, expected] : cases) {
       auto t = detect(with_template(jinja));
@@ -157,6 +212,12 @@ class TestChatTemplate : public QObject {
     GgufWriter vocab = with_template("{{ messages }}");
     vocab.set_string_array("tokenizer.ggml.tokens", {"<pad>", "<|im_start|>", "<|im_end|>"});
     QCOMPARE(*detect(vocab), ChatTemplate::ChatML);
+
+    // R1-Distill-Qwen is a qwen2 model: its marker tokens, not its architecture, tell its template.
+    GgufWriter r1 = with_template("{{ messages }}");
+    r1.set_string("general.architecture", "qwen2");
+    r1.set_string_array("tokenizer.ggml.tokens", {"<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"});
+    QCOMPARE(*detect(r1), ChatTemplate::DeepSeekR1);
 
     GgufWriter gemma;
     gemma.set_string("general.architecture", "gemma3");
@@ -175,7 +236,7 @@ class TestChatTemplate : public QObject {
     QVERIFY(!none.ok());
     QVERIFY2(QString::fromStdString(none.message())
                  .contains("cannot tell the chat template of this model; pass --template NAME (one of llama2, "
-                           "llama3, mistral, chatml, gemma)"),
+                           "llama3, mistral, chatml, gemma, deepseek-r1)"),
              none.message().c_str());
 
     GgufWriter wrong_type;

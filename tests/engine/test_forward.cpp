@@ -43,7 +43,8 @@ SyntheticModelSpec baseSpec(Arch arch) {
 }
 
 // The architectures of the brief, each exercising its own switches: GQA, llama3 rope divisors, qkv bias + neox rope,
-// gemma3 qk-norm / post-norms / gelu / tied output / sliding window (6 layers: layer 5 global, the others local).
+// gemma3 qk-norm / post-norms / gelu / tied output / sliding window (6 layers: layer 5 global, the others local),
+// qwen2 with YaRN (frequency blend and rotation magnitude, read from metadata by both sides).
 std::vector<ModelCase> f32Cases() {
   std::vector<ModelCase> cases;
   SyntheticModelSpec llama = baseSpec(Arch::Llama);
@@ -76,6 +77,17 @@ std::vector<ModelCase> f32Cases() {
   gemma.tied_embeddings = true;
   gemma.seed = 14;
   cases.push_back({"gemma3-swa", gemma, 24});
+
+  // Qwen long context: YaRN over an original context of 64 tokens, run past it. head_dim 32 and base 10000 put
+  // pair 0 before the ramp, pairs 1-4 on it and 5-15 past it, so every branch of the blend is used.
+  SyntheticModelSpec yarn = baseSpec(Arch::Qwen2);
+  yarn.yarn_rope = true;
+  yarn.n_embd = 128;
+  yarn.n_ff = 256;
+  yarn.n_heads = 4;
+  yarn.n_kv_heads = 2;
+  yarn.seed = 15;
+  cases.push_back({"qwen2-yarn", yarn, 80});
   return cases;
 }
 

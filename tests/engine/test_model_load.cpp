@@ -198,9 +198,12 @@ const std::vector<BrokenCase>& broken_cases() {
         w.set_u32(k, 1u << 20);
     };
     add("heads times head dim overflows", wide, {"1099511627776"});
+    Edit longrope;
+    longrope.add = [](GgufWriter& w, const fkv::GgufFile&) { w.set_string("llama.rope.scaling.type", "longrope"); };
+    add("rope scaling longrope", longrope, {"'longrope'", "llama3", "yarn"});
     Edit yarn;
     yarn.add = [](GgufWriter& w, const fkv::GgufFile&) { w.set_string("llama.rope.scaling.type", "yarn"); };
-    add("rope scaling yarn", yarn, {"'yarn'", "llama3"});
+    add("rope scaling yarn without factor", yarn, {"'yarn'", "'llama.rope.scaling.factor'"});
     add("vocabulary shorter than token_embd", short_vocabulary(299), {"299", "300", "token_embd.weight"});
     Edit no_bias;
     no_bias.drop_tensors = {"blk.1.attn_v.bias"};

@@ -1,7 +1,8 @@
 // GPU suite for backend/cuda/forward.h: the dense CUDA forward pass against the CPU context (the reference) on
 // synthetic models of each architecture (llama with GQA and llama3 rope divisors, qwen2 with qkv biases and neox
-// rope, gemma3 with qk-norm, post-norms, gelu, tied output and a sliding window of 8 tokens over pages of 4, so the
-// window starts inside a page), each with F32 and F16 weights. Checked: the logits of a prefill (every token), of
+// rope, qwen2 with YaRN (frequency blend and magnitude scale), gemma3 with qk-norm, post-norms, gelu, tied output
+// and a sliding window of 8 tokens over pages of 4, so the window starts inside a page), each with F32 and F16
+// weights. Checked: the logits of a prefill (every token), of
 // decode steps after it, and of a mixed chunked prefill (single tokens between chunks).
 // Error measure: max |gpu - cpu| / max |cpu| over the compared logits. Tolerances: 1e-3 for F32 weights (F32 matmul
 // on both sides; only the F16 KV cache and summation order differ), 2e-2 for F16 weights (the GPU matmul reads F16
@@ -58,6 +59,11 @@ SyntheticModelSpec spec_for(const QString& arch, DType weights) {
     s.n_heads = 4;
     s.n_kv_heads = 1;
     s.seed = 23;
+  } else if (arch == "qwen2-yarn") {
+    s.arch = Arch::Qwen2;
+    s.yarn_rope = true;
+    s.n_embd = 128;  // head_dim 32: the blend spans several pairs
+    s.seed = 25;
   } else {
     s.arch = Arch::Gemma3;
     s.n_layers = 6;  // layers 0-4 local, 5 global
@@ -145,7 +151,7 @@ class TestCudaForward : public QObject {
     QTest::addColumn<QString>("arch");
     QTest::addColumn<int>("weights");
     QTest::addColumn<double>("tolerance");
-    for (const char* arch : {"llama", "llama3", "qwen2", "gemma3"}) {
+    for (const char* arch : {"llama", "llama3", "qwen2", "qwen2-yarn", "gemma3"}) {
       QTest::newRow((std::string(arch) + "-f32").c_str()) << QString(arch) << static_cast<int>(DType::F32) << 1e-3;
       QTest::newRow((std::string(arch) + "-f16").c_str()) << QString(arch) << static_cast<int>(DType::F16) << 2e-2;
     }

@@ -161,8 +161,10 @@ void TestCudaOps::argumentsAreCheckedOnTheHost() {
   // None of these reaches the device: each is refused, or is empty and launches nothing.
   float f = 0.f;
   int32_t pos = 0;
-  const fkv::Status odd = cu::rope(&f, &pos, &f, 1, 1, 7, true, nullptr);
+  const fkv::Status odd = cu::rope(&f, &pos, &f, 1, 1, 7, true, 1.f, nullptr);
   QVERIFY2(odd.message().find("even head_dim") != std::string::npos, odd.message().c_str());
+  const fkv::Status scale = cu::rope(&f, &pos, &f, 1, 1, 8, true, 0.f, nullptr);
+  QVERIFY2(scale.message().find("finite scale > 0, found 0") != std::string::npos, scale.message().c_str());
   const fkv::Status neg = cu::rms_norm(&f, &f, &f, -1, 8, 1e-6f, nullptr);
   QVERIFY2(neg.message().find("n_rows >= 0, found -1") != std::string::npos, neg.message().c_str());
   const fkv::Status null = cu::silu_mul(nullptr, &f, 4, nullptr);
@@ -173,7 +175,7 @@ void TestCudaOps::argumentsAreCheckedOnTheHost() {
   const fkv::Status vocab = cu::embed_f32(&f, 0, 4, &pos, 1, 1.f, &f, nullptr);
   QVERIFY2(vocab.message().find("n_vocab = 0") != std::string::npos, vocab.message().c_str());
   FKV_QVERIFY_OK(cu::add_inplace(nullptr, nullptr, 0, nullptr));
-  FKV_QVERIFY_OK(cu::rope(nullptr, nullptr, nullptr, 0, 4, 64, false, nullptr));
+  FKV_QVERIFY_OK(cu::rope(nullptr, nullptr, nullptr, 0, 4, 64, false, 1.f, nullptr));
   FKV_QVERIFY_OK(cu::rms_norm(nullptr, nullptr, nullptr, 0, 64, 1e-6f, nullptr));
   cu::DeviceBuffer none;
   const fkv::Status past = none.upload(&f, sizeof f, nullptr);
@@ -256,14 +258,17 @@ void TestCudaOps::rmsNormMatchesCpu() {
 
 void TestCudaOps::ropeMatchesCpu_data() {
   QTest::addColumn<bool>("neox");
-  QTest::newRow("neox") << true;
-  QTest::newRow("normal") << false;
+  QTest::addColumn<float>("scale");
+  QTest::newRow("neox") << true << 1.f;
+  QTest::newRow("normal") << false << 1.f;
+  QTest::newRow("neox-yarn-scale") << true << 1.1386294f;  // 0.1 ln(4) + 1
 }
 
 void TestCudaOps::ropeMatchesCpu() {
   FKV_NEED_DEVICE();
 #ifdef FKV_HAVE_CUDA
   QFETCH(bool, neox);
+  QFETCH(float, scale);
   const int n_tokens = 7, n_heads = 3, hd = 64, half = hd / 2;
   const std::vector<int32_t> positions = {0, 1, 2, 31, 1000, 32767, 131071};  // long contexts: large angles
   const auto inv_freq = rope_inv_freq(hd, 10000.0);
@@ -273,14 +278,15 @@ void TestCudaOps::ropeMatchesCpu() {
   for (int t = 0; t < n_tokens; ++t) {
     for (int i = 0; i < half; ++i) {
       const float a = static_cast<float>(positions[static_cast<size_t>(t)]) * inv_freq[static_cast<size_t>(i)];
-      cos_sin[2 * i] = std::cos(a);
-      cos_sin[2 * i + 1] = std::sin(a);
+      cos_sin[2 * i] = std::cos(a) * scale;
+      cos_sin[2 * i + 1] = std::sin(a) * scale;
     }
     for (int h = 0; h < n_heads; ++h) fkv::cpu::rope_head(&want[(t * n_heads + h) * hd], cos_sin.data(), hd, neox);
   }
   auto dx = to_device(x), dp = to_device(positions), df = to_device(inv_freq);
   QVERIFY(dx.ok() && dp.ok() && df.ok());
-  FKV_QVERIFY_OK(cu::rope(dx->as<float>(), dp->as<int32_t>(), df->as<float>(), n_tokens, n_heads, hd, neox, nullptr));
+  FKV_QVERIFY_OK(cu::rope(dx->as<float>(), dp->as<int32_t>(), df->as<float>(), n_tokens, n_heads, hd, neox, scale,
+                                 nullptr));
   auto got = to_host<float>(*dx);
   QVERIFY2(got.ok(), got.message().c_str());
   expect_close(*got, want, 1e-5f, 1.f);

@@ -32,6 +32,7 @@ class ReferenceModel::Loader {
   Matrix matrix(const std::string& name, int64_t n_in, int64_t n_out);  // n_out < 0: any
   std::vector<double> vec(const std::string& name, int64_t n, bool required = true);
   void load_layer(ReferenceModel& m, int index);
+  void load_yarn(ReferenceModel& m, const std::string& arch);
 
   const fkv::GgufFile& f_;
   std::string error_;
@@ -166,10 +167,40 @@ void ReferenceModel::Loader::load(ReferenceModel& m) {
   m.tok_embd_ = matrix("token_embd.weight", m.n_embd_, -1);
   m.n_vocab_ = static_cast<int>(m.tok_embd_.n_rows);
   m.rope_divisors_ = vec("rope_freqs.weight", m.head_dim_ / 2, false);
+  load_yarn(m, arch);
   m.layers_.resize(static_cast<size_t>(std::max(n_layers, 0)));
   for (int i = 0; i < n_layers && ok(); ++i) load_layer(m, i);
   m.output_norm_ = vec("output_norm.weight", m.n_embd_);
   if (f_.find_tensor("output.weight") != nullptr) m.output_ = matrix("output.weight", m.n_embd_, m.n_vocab_);
+}
+
+// YaRN (arXiv 2309.00071) from the paper's definition in terms of turns: pair i turns n_i = L / (2 pi) * base^(-2i/d)
+// times over the original context L. The ramp starts at the last pair that still turns beta_fast times (pairs up to
+// it keep their frequency) and ends at the first pair, counted past the real ones if need be and at most d - 1, that
+// turns no more than beta_slow times (pairs from it on are divided by the factor); the weight of the divided frequency
+// grows linearly in between. Both rotated vectors are multiplied by (0.1 ln factor + 1) * attn_factor.
+void ReferenceModel::Loader::load_yarn(ReferenceModel& m, const std::string& arch) {
+  const auto type = f_.get_string(arch + ".rope.scaling.type");
+  if (!type.ok() || !type->has_value() || **type != "yarn") return;
+  const double s = float_key(arch + ".rope.scaling.factor", 0.0);
+  const double ctx = static_cast<double>(uint_key(arch + ".rope.scaling.original_context_length", -1));
+  const double beta_fast = float_key(arch + ".rope.scaling.yarn_beta_fast", 32.0);
+  const double beta_slow = float_key(arch + ".rope.scaling.yarn_beta_slow", 1.0);
+  const double attn_factor = float_key(arch + ".rope.scaling.attn_factor", 1.0);
+  if (!(s > 0.0) || !(beta_fast > beta_slow) || !(beta_slow > 0.0)) return fail("bad YaRN parameters");
+  const int d = m.head_dim_;
+  const auto turns = [&](int i) { return ctx / (2.0 * std::numbers::pi) * std::pow(m.rope_base_, -2.0 * i / d); };
+  int first = 0;  // the last pair turning at least beta_fast times (0 when even pair 0 turns less)
+  while (first + 1 < d && turns(first + 1) >= beta_fast) ++first;
+  int last = 0;  // the first pair turning at most beta_slow times
+  while (last < d - 1 && turns(last) > beta_slow) ++last;
+  m.yarn_freq_mul_.resize(static_cast<size_t>(d / 2));
+  for (int i = 0; i < d / 2; ++i) {
+    const double gamma = last > first ? std::clamp(static_cast<double>(i - first) / (last - first), 0.0, 1.0)
+                                      : (i > first ? 1.0 : 0.0);
+    m.yarn_freq_mul_[static_cast<size_t>(i)] = (1.0 - gamma) + gamma / s;
+  }
+  m.yarn_mscale_ = (s > 1.0 ? 0.1 * std::log(s) + 1.0 : 1.0) * attn_factor;
 }
 
 std::unique_ptr<ReferenceModel> ReferenceModel::load(const QString& gguf_path, QString* error) {
@@ -214,7 +245,9 @@ void ReferenceModel::rms_norm_rows(std::vector<double>& x, int64_t n, const std:
   }
 }
 
-void ReferenceModel::rope(std::vector<double>& x, int n_tok, int n_heads, double base) const {
+void ReferenceModel::rope(std::vector<double>& x, int n_tok, int n_heads, double base, bool scaled) const {
+  const bool yarn = scaled && !yarn_freq_mul_.empty();
+  const double mag = yarn ? yarn_mscale_ : 1.0;
   const int half = head_dim_ / 2;
   for (int p = 0; p < n_tok; ++p) {
     for (int h = 0; h < n_heads; ++h) {
@@ -222,12 +255,13 @@ void ReferenceModel::rope(std::vector<double>& x, int n_tok, int n_heads, double
       for (int i = 0; i < half; ++i) {
         double theta = p * std::pow(base, -2.0 * i / head_dim_);
         if (!rope_divisors_.empty()) theta /= rope_divisors_[static_cast<size_t>(i)];
+        if (yarn) theta *= yarn_freq_mul_[static_cast<size_t>(i)];
         // llama GGUFs pair neighbours (their Q/K rows were permuted at conversion); qwen2 and gemma3 pair halves.
         const int i0 = family_ == Family::Llama ? 2 * i : i;
         const int i1 = family_ == Family::Llama ? 2 * i + 1 : i + half;
         const double a = v[i0], b = v[i1];
-        v[i0] = a * std::cos(theta) - b * std::sin(theta);
-        v[i1] = a * std::sin(theta) + b * std::cos(theta);
+        v[i0] = mag * (a * std::cos(theta) - b * std::sin(theta));
+        v[i1] = mag * (a * std::sin(theta) + b * std::cos(theta));
       }
     }
   }
@@ -293,8 +327,8 @@ void ReferenceModel::attention_block(std::vector<double>& x, const Layer& l, int
     rms_norm_rows(k, head_dim_, l.k_norm);
   }
   const double base = l.local ? 10000.0 : rope_base_;
-  rope(q, n_tok, n_heads_, base);
-  rope(k, n_tok, n_kv_heads_, base);
+  rope(q, n_tok, n_heads_, base, !l.local);
+  rope(k, n_tok, n_kv_heads_, base, !l.local);
   std::vector<double> o = project(l.wo, attention(q, k, v, n_tok, l.local), n_tok);  // (n_tok, n_embd)
   if (!l.post_attn_norm.empty()) rms_norm_rows(o, n_embd_, l.post_attn_norm);
   for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];

@@ -53,7 +53,8 @@ class ReferenceModel {
   static std::vector<double> project(const Matrix& m, const std::vector<double>& x, int n_tok);
   // Each row of `x` ((n_rows, n) row-major) to rmsnorm(row) * weight.
   void rms_norm_rows(std::vector<double>& x, int64_t n, const std::vector<double>& weight) const;
-  void rope(std::vector<double>& x, int n_tok, int n_heads, double base) const;  // x: (n_tok, n_heads, head_dim)
+  // x: (n_tok, n_heads, head_dim). `scaled`: apply YaRN (gemma3's local layers do not).
+  void rope(std::vector<double>& x, int n_tok, int n_heads, double base, bool scaled) const;
   std::vector<double> attention(const std::vector<double>& q, const std::vector<double>& k,
                                 const std::vector<double>& v, int n_tok, bool local) const;
   void attention_block(std::vector<double>& x, const Layer& l, int n_tok) const;
@@ -69,6 +70,8 @@ class ReferenceModel {
   double rope_base_ = 10000.0;
   int sliding_window_ = 0;
   std::vector<double> rope_divisors_;  // (head_dim / 2); empty without llama3 scaling
+  std::vector<double> yarn_freq_mul_;  // (head_dim / 2) YaRN's multiplier of each pair's frequency; empty without
+  double yarn_mscale_ = 1.0;           // YaRN's factor on the rotated q and k
   Matrix tok_embd_;                    // (n_vocab, n_embd)
   std::vector<double> output_norm_;    // (n_embd)
   Matrix output_;                      // (n_vocab, n_embd); empty when tied to tok_embd_

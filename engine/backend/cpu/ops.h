@@ -16,7 +16,7 @@ void silu_mul(const float* g, float* x, int64_t n);
 void gelu_mul(const float* g, float* x, int64_t n);
 
 // Rotates one head (head_dim floats) at angles pos * inv_freq[i]; `neox` pairs (i, i + d/2), otherwise (2i, 2i+1).
-// cos_sin: (head_dim / 2, 2) precomputed for this position.
+// cos_sin: (head_dim / 2, 2) precomputed for this position (times the model's RoPE magnitude, 1 unless YaRN).
 void rope_head(float* x, const float* cos_sin, int head_dim, bool neox);
 
 // One page of keys and values of one KV head: (len, head_dim) rows in the cache's element type, at positions pos0...

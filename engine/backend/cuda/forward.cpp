@@ -82,6 +82,8 @@ struct CudaForward::Impl {
   std::vector<Layer> layers;               // (n_layers)
   const float* inv_freq_global = nullptr;  // (head_dim / 2)
   const float* inv_freq_local = nullptr;   // (head_dim / 2)
+  float rope_scale_global = 1.f;           // cos/sin multiplier (YaRN's magnitude correction; 1 without YaRN)
+  float rope_scale_local = 1.f;
 
   int n_ctx = 0;
   int page_size = 0;
@@ -285,7 +287,9 @@ Status CudaForward::Impl::attention_block(int il, int n) {
   const ModelConfig& c = model->config();
   const Layer& L = layers[static_cast<size_t>(il)];
   const StreamHandle s = stream();
-  const float* inv_freq = c.layer_local[static_cast<size_t>(il)] != 0 ? inv_freq_local : inv_freq_global;
+  const bool local = c.layer_local[static_cast<size_t>(il)] != 0;
+  const float* inv_freq = local ? inv_freq_local : inv_freq_global;
+  const float rope_scale = local ? rope_scale_local : rope_scale_global;
   const int32_t* positions = ints.as<int32_t>() + n_batch;
   FKV_TRY(rms_norm(x.as<float>(), L.attn_norm, xb.as<float>(), n, c.n_embd, c.norm_eps, s));
   FKV_TRY(matmul(L.wq, xb, n, q.as<float>()));
@@ -301,8 +305,8 @@ Status CudaForward::Impl::attention_block(int il, int n) {
     FKV_TRY(rms_norm(k.as<float>(), L.k_norm, k.as<float>(), n * c.n_kv_heads, c.head_dim, c.norm_eps, s));
   }
   const bool neox = c.rope_style == RopeStyle::Neox;
-  FKV_TRY(rope(q.as<float>(), positions, inv_freq, n, c.n_heads, c.head_dim, neox, s));
-  FKV_TRY(rope(k.as<float>(), positions, inv_freq, n, c.n_kv_heads, c.head_dim, neox, s));
+  FKV_TRY(rope(q.as<float>(), positions, inv_freq, n, c.n_heads, c.head_dim, neox, rope_scale, s));
+  FKV_TRY(rope(k.as<float>(), positions, inv_freq, n, c.n_kv_heads, c.head_dim, neox, rope_scale, s));
   const size_t row0 = kv_layer_elems() * il + static_cast<size_t>(n_past) * c.n_embd_kv();  // position n_past
   const int64_t n_kv = static_cast<int64_t>(n) * c.n_embd_kv();
   FKV_TRY(f32_to_f16(k.as<float>(), k_cache.as<uint16_t>() + row0, n_kv, s));
@@ -388,6 +392,8 @@ Result<std::unique_ptr<CudaForward>> CudaForward::create(const Model& model, int
   const std::vector<float> local = rope_inv_freq(c, divisors, c.rope_base_local, !gemma);
   FKV_ASSIGN_OR_RETURN(s.inv_freq_global, s.upload_floats(global.data(), global.size()));
   FKV_ASSIGN_OR_RETURN(s.inv_freq_local, s.upload_floats(local.data(), local.size()));
+  s.rope_scale_global = rope_mscale(c, true);
+  s.rope_scale_local = rope_mscale(c, !gemma);
   FKV_TRY(s.allocate_state());
   // The uploads above read pageable host vectors that go out of scope here.
   FKV_CUDA_TRY(cudaStreamSynchronize(s.stream()));

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <initializer_list>
 
 #include "backend/cuda/ops.h"
@@ -75,7 +76,7 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int n,
 
 // One thread per rotated pair: n_total = n_tokens * n_heads * half.
 __global__ void rope_kernel(float* x, const int32_t* positions, const float* inv_freq, int64_t n_total, int n_heads,
-                            int head_dim, bool neox) {
+                            int head_dim, bool neox, float scale) {
   const int half = head_dim / 2;
   for (int64_t idx = first_index(); idx < n_total; idx += grid_stride()) {
     const int i = static_cast<int>(idx % half);
@@ -84,8 +85,8 @@ __global__ void rope_kernel(float* x, const int32_t* positions, const float* inv
     float* xh = x + token_head * head_dim;  // (head_dim)
     // The angle as the CPU builds it: a float product, then cos and sin in float.
     const float angle = static_cast<float>(positions[t]) * inv_freq[i];
-    const float c = cosf(angle);
-    const float s = sinf(angle);
+    const float c = cosf(angle) * scale;
+    const float s = sinf(angle) * scale;
     const int a = neox ? i : 2 * i;
     const int b = neox ? i + half : 2 * i + 1;
     const float xa = xh[a];
@@ -194,15 +195,17 @@ Status rms_norm(const float* x, const float* w, float* y, int n_rows, int n, flo
 }
 
 Status rope(float* x, const int32_t* positions, const float* inv_freq, int n_tokens, int n_heads, int head_dim,
-            bool neox, StreamHandle stream) {
+            bool neox, float scale, StreamHandle stream) {
   const char* op = "cuda::rope";
   FKV_TRY(check_count(n_tokens, op, "n_tokens"));
   FKV_TRY(check_count(n_heads, op, "n_heads"));
   if (head_dim <= 0 || head_dim % 2 != 0) return err(op, ": expected an even head_dim > 0, found ", head_dim);
+  if (!(scale > 0.f) || !std::isfinite(scale)) return err(op, ": expected a finite scale > 0, found ", scale);
   const int64_t n_total = static_cast<int64_t>(n_tokens) * n_heads * (head_dim / 2);
   if (n_total == 0) return {};
   FKV_TRY(check_ptrs(n_total, op, {x, positions, inv_freq}));
-  rope_kernel<<<blocks_for(n_total), kThreads, 0, stream>>>(x, positions, inv_freq, n_total, n_heads, head_dim, neox);
+  rope_kernel<<<blocks_for(n_total), kThreads, 0, stream>>>(x, positions, inv_freq, n_total, n_heads, head_dim, neox,
+                                                            scale);
   return launch_status("rope_kernel");
 }
 

@@ -4,7 +4,8 @@
 // passed as uint16_t (IEEE binary16 bits) so this header stays plain C++.
 //
 // Numerics follow the CPU reference: rms_norm as cpu::rms_norm, rope angles as Context::fill_rope
-// (float(pos) * inv_freq[i], then cos and sin in float), gelu in its tanh form, f32 -> f16 rounding to nearest even.
+// (float(pos) * inv_freq[i], then cos and sin in float, each times scale), gelu in its tanh form, f32 -> f16 rounding
+// to nearest even.
 //
 // Verified here: compiles (nvcc 13, sm_90) and the host-side argument checks run in tests/gpu/test_cuda_ops.cpp.
 // Not yet verified: no kernel has run on a GPU; the suite compares each op with the CPU op once a device is lent.
@@ -20,10 +21,11 @@ namespace fkv::cuda {
 // y = x / sqrt(mean(x^2) + eps) * w, row by row.   x, y: (n_rows, n); w: (n). y may alias x.
 Status rms_norm(const float* x, const float* w, float* y, int n_rows, int n, float eps, StreamHandle stream);
 
-// Rotates every head of every token in place at angles positions[t] * inv_freq[i]; `neox` pairs (i, i + head_dim/2),
-// otherwise (2i, 2i+1).   x: (n_tokens, n_heads, head_dim); positions: (n_tokens); inv_freq: (head_dim / 2).
+// Rotates every head of every token in place at angles positions[t] * inv_freq[i], cos and sin multiplied by `scale`
+// (runtime/rope.h rope_mscale: 1 unless YaRN); `neox` pairs (i, i + head_dim/2), otherwise (2i, 2i+1).
+// x: (n_tokens, n_heads, head_dim); positions: (n_tokens); inv_freq: (head_dim / 2).
 Status rope(float* x, const int32_t* positions, const float* inv_freq, int n_tokens, int n_heads, int head_dim,
-            bool neox, StreamHandle stream);
+            bool neox, float scale, StreamHandle stream);
 
 // x = x * silu(g) or x * gelu_tanh(g), element-wise (the gated FFN's activation).   g, x: (n)
 Status silu_mul(const float* g, float* x, int64_t n, StreamHandle stream);
