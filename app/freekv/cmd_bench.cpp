@@ -27,7 +27,8 @@ namespace {
 
 const OptionSpec kBenchOwnOptions[] = {
     {"--model", "-m", "MODEL", "GGUF model file (or --synthetic)"},
-    {"--synthetic", "", "SHAPE", "benchmark a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3"},
+    {"--synthetic", "", "SHAPE", "benchmark a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3, "
+                                        "llama31-8b-bf16 (16 GB)"},
     {"--vocab", "", "PATH", "vocabulary GGUF for --synthetic (default: $FKV_VOCAB, else shared/vocab/llama-spm.gguf)"},
     {"--prompt-tokens", "", "N", "prefill: tokens evaluated (default 512; 0 skips the test)"},
     {"--context", "", "N", "decode: tokens in the context before decoding starts (default 0)"},
@@ -39,6 +40,8 @@ const OptionSpec kBenchOwnOptions[] = {
     {"--isa", "", "ISA", "CPU kernels: auto, avx2 or scalar (default auto)"},
     {"--seed", "", "S", "seed of the random prompt tokens (default 1)"},
     {"--policy", "", "P", "decode attention policy: full, streaming, quest, arkvale or freekv (default full)"},
+    {"--backend", "", "NAME", "cpu, cuda (dense attention on the GPU, policy full) or auto (default cpu)"},
+    {"--device", "", "N", "CUDA device index (default 0)"},
     {"--json", "", "", "print one JSON object instead of text"},
     {"--reopen-tokens", "", "N",
      "instead: open a generated N-token document (prefill + save) and reopen it (load), time to first answer token"},
@@ -90,6 +93,7 @@ struct Samples {
 
 struct BenchReport {
   std::string model, architecture, isa, kv_type;
+  std::string backend, backend_note;  // where the context ran, and why "auto" stayed on the CPU
   uint64_t file_bytes = 0, weight_bytes = 0;
   int n_threads = 0, n_ctx = 0;
   Samples prefill, decode;
@@ -128,7 +132,10 @@ fkv::Result<BenchOptions> read_bench_options(const ParsedArgs& a) {
     return fkv::err("nothing to measure: --prompt-tokens and --decode-tokens are 0");
   o.json = a.has("--json");
   o.retrieval.policy = a.value("--policy").value_or("full");
+  o.retrieval.backend = a.value("--backend").value_or("cpu");
+  FKV_ASSIGN_OR_RETURN(o.retrieval.device, int_option(a, "--device", 0, 0, 1023));
   FKV_TRY(read_budget_options(a, o.retrieval));
+  FKV_TRY(o.retrieval.validate());
   return o;
 }
 
@@ -220,6 +227,8 @@ fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string&
   r.n_threads = o.n_threads > 0 ? o.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   r.n_ctx = cp.n_ctx;
   r.isa = fkv::cpu::isa_name(fkv::cpu::active_isa());
+  r.backend = fkv::backend_kind_name(ctx->backend().kind);
+  r.backend_note = ctx->backend().note;
   r.kv_type = fkv::dtype_name(o.kv_type);
   r.peak_rss_mib = peak_rss_mib();
   return r;
@@ -231,6 +240,7 @@ void print_report_text(const BenchOptions& o, const BenchReport& r) {
   std::printf("setup       %d threads, isa %s, KV %s, context %d, batch %d, %d run(s)\n", r.n_threads, r.isa.c_str(),
               r.kv_type.c_str(), r.n_ctx, o.n_batch, o.n_repeat);
   std::printf("policy      %s, budget %s\n", o.retrieval.policy.c_str(), budget_summary(o.retrieval).c_str());
+  std::printf("backend     %s%s%s\n", r.backend.c_str(), r.backend_note.empty() ? "" : "; ", r.backend_note.c_str());
   if (o.n_prompt > 0) {
     std::printf("prefill     %d tokens: %.2f +- %.2f tok/s\n", o.n_prompt, r.prefill.mean(), r.prefill.stddev());
   }
@@ -252,6 +262,7 @@ void print_report_json(const BenchOptions& o, const BenchReport& r) {
   j.key("synthetic").value(o.synthetic).key("model_file_bytes").value(r.file_bytes);
   j.key("weight_bytes").value(r.weight_bytes);
   j.key("threads").value(r.n_threads).key("isa").value(r.isa).key("kv_type").value(r.kv_type);
+  j.key("backend").value(r.backend).key("backend_note").value(r.backend_note);
   j.key("n_ctx").value(r.n_ctx).key("batch").value(o.n_batch).key("repeat").value(o.n_repeat);
   j.key("prompt_tokens").value(o.n_prompt).key("context_depth").value(o.depth).key("decode_tokens").value(o.n_decode);
   j.key("prefill_tokens_per_s").value(r.prefill.mean()).key("prefill_tokens_per_s_stddev").value(r.prefill.stddev());

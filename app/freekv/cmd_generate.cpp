@@ -31,8 +31,10 @@ constexpr OptionSpec kModelOptions[] = {
     {"--ctx", "-c", "N", "context size in tokens (default 4096)"},
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
-    {"--template", "", "NAME", "chat template: llama2, llama3, mistral, chatml, gemma (default: detect)"},
+    {"--template", "", "NAME", "chat template: llama2, llama3, mistral, chatml, gemma, deepseek-r1 (default: detect)"},
     {"--system", "", "TEXT", "system prompt"},
+    {"--backend", "", "NAME", "cpu, cuda (dense attention on the GPU) or auto (cuda where it can run) (default cpu)"},
+    {"--device", "", "N", "CUDA device index (default 0)"},
 };
 
 const OptionSpec kGenerateOnlyOptions[] = {
@@ -66,6 +68,13 @@ fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
   if (o.model.kv_type != "f16" && o.model.kv_type != "bf16" && o.model.kv_type != "f32") {
     return fkv::err("option --kv-type: expected f16, bf16 or f32, found '", o.model.kv_type, "'");
   }
+  o.model.backend = a.value("--backend").value_or("cpu");
+  if (o.model.backend != "cpu" && o.model.backend != "cuda" && o.model.backend != "auto") {
+    return fkv::err("option --backend: expected cpu, cuda or auto, found '", o.model.backend, "'");
+  }
+  FKV_ASSIGN_OR_RETURN(o.model.device, int_option(a, "--device", 0, 0, 1023));
+  // The CUDA backend attends to every page; asking for it asks for dense attention.
+  if (o.model.backend != "cpu") o.model.retrieval.policy = "full";
   o.model.chat_template = a.value("--template").value_or("");
   if (!o.model.chat_template.empty()) FKV_TRY(fkv::chat_template_from_name(o.model.chat_template).status());
   fkv::GenerationOptions& g = o.gen;
@@ -98,6 +107,12 @@ namespace {
 fkv::Result<std::unique_ptr<fkv::Engine>> open_engine(const RunOptions& o) {
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Engine> engine, fkv::Engine::create(fkv::EngineOptions{}));
   FKV_TRY(engine->load_model(o.model_path, o.model));
+  // Say where the model runs whenever the user asked for anything but the CPU, and why "auto" did not use the GPU.
+  const fkv::ModelInfo info = engine->model_info();
+  if (o.model.backend != "cpu") {
+    std::fprintf(stderr, "[backend: %s%s%s]\n", info.backend.c_str(), info.backend_note.empty() ? "" : "; ",
+                 info.backend_note.c_str());
+  }
   return engine;
 }
 
@@ -144,10 +159,11 @@ void print_timings(const fkv::GenerateResult& r) {
                r.stop_reason.c_str());
 }
 
-void print_result_json(const fkv::GenerateResult& r) {
+void print_result_json(const fkv::GenerateResult& r, const fkv::ModelInfo& info) {
   JsonWriter j;
   j.begin_object();
   j.key("text").value(r.text).key("stop_reason").value(r.stop_reason);
+  j.key("backend").value(info.backend);
   j.key("n_prompt_tokens").value(r.n_prompt_tokens).key("n_generated").value(r.n_generated);
   j.key("prefill_s").value(r.prefill_s).key("decode_s").value(r.decode_s);
   j.key("prefill_tokens_per_s").value(r.prefill_tokens_per_s);
@@ -212,7 +228,7 @@ int run_generate(std::span<char* const> args) {
   g_generating.store(false);
   if (!r.ok()) return fail(r.message());
   if (json) {
-    print_result_json(*r);
+    print_result_json(*r, (*engine)->model_info());
   } else {
     if (r->text.empty() || r->text.back() != '\n') std::printf("\n");
     print_timings(*r);

@@ -57,6 +57,24 @@ fkv::SyntheticModelSpec tiny_gemma3() {
   return s;
 }
 
+// The shape of the GPU targets (Llama-3.1-8B: 32 layers, dim 4096, 32 heads, 8 KV heads, FFN 14336, BF16,
+// llama3 rope). The file is 16 GB: meant for a GPU machine's disk, not for tests.
+fkv::SyntheticModelSpec llama31_8b_bf16() {
+  fkv::SyntheticModelSpec s;
+  s.arch = fkv::Arch::Llama;
+  s.n_layers = 32;
+  s.n_embd = 4096;
+  s.n_heads = 32;
+  s.n_kv_heads = 8;
+  s.n_ff = 14336;
+  s.n_ctx = 131072;
+  s.rope_base = 500000.f;
+  s.llama3_rope = true;
+  s.weight_type = fkv::DType::BF16;
+  s.name = "synthetic Llama-3.1-8B shape, BF16";
+  return s;
+}
+
 // Where the running executable lives; empty when /proc is not there.
 fs::path executable_dir() {
   std::error_code ec;
@@ -66,13 +84,16 @@ fs::path executable_dir() {
 
 }  // namespace
 
-std::string synthetic_shape_names() { return "tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3"; }
+std::string synthetic_shape_names() {
+  return "tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3, llama31-8b-bf16";
+}
 
 fkv::Result<fkv::SyntheticModelSpec> synthetic_shape(std::string_view name) {
   if (name == "tinyllama-q8_0") return tinyllama(fkv::DType::Q8_0);
   if (name == "tinyllama-f16") return tinyllama(fkv::DType::F16);
   if (name == "tiny-llama") return tiny_llama();
   if (name == "tiny-gemma3") return tiny_gemma3();
+  if (name == "llama31-8b-bf16") return llama31_8b_bf16();
   return fkv::err("unknown synthetic shape '", name, "', expected one of: ", synthetic_shape_names());
 }
 

@@ -37,4 +37,47 @@ std::string backend_summary() {
 #endif
 }
 
+const char* backend_kind_name(BackendKind k) { return k == BackendKind::Cuda ? "cuda" : "cpu"; }
+
+namespace {
+
+// Why a context with this policy cannot run on CUDA device `device`; empty when it can.
+std::string cuda_unusable_reason(std::string_view policy, int device) {
+  if (!cuda_built()) return "this build has no CUDA backend (configured with FKV_CUDA=OFF or without nvcc)";
+  if (policy != "full") {
+    return "policy '" + std::string(policy) +
+           "' needs the FreeKV pipeline on the GPU, which is not wired to the CUDA backend yet (it runs policy full)";
+  }
+#ifdef FKV_HAVE_CUDA
+  auto devices = cuda::list_devices();
+  if (!devices.ok()) return devices.message();  // "no usable CUDA device: ..." with the driver's reason
+  if (device < 0 || static_cast<size_t>(device) >= devices->size()) {
+    return "CUDA device " + std::to_string(device) + " does not exist (this machine has " +
+           std::to_string(devices->size()) + ")";
+  }
+#else
+  (void)device;
+#endif
+  return {};
+}
+
+}  // namespace
+
+Result<BackendChoice> choose_backend(std::string_view requested, std::string_view policy, int device) {
+  if (requested != "auto" && requested != "cpu" && requested != "cuda") {
+    return err("unknown backend '", requested, "' (expected auto, cpu or cuda)");
+  }
+  BackendChoice c;
+  c.device = device;
+  if (requested == "cpu") return c;
+  const std::string reason = cuda_unusable_reason(policy, device);
+  if (reason.empty()) {
+    c.kind = BackendKind::Cuda;
+    return c;
+  }
+  if (requested == "cuda") return err("backend cuda: ", reason, "; use backend cpu (--backend cpu) instead");
+  c.note = "auto: " + reason + "; running on the CPU";
+  return c;
+}
+
 }  // namespace fkv

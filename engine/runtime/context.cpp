@@ -13,6 +13,7 @@
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
 #include "kv/policy.h"
+#include "runtime/gpu_context.h"
 #include "runtime/rope.h"
 #include "store/kv_snapshot.h"
 
@@ -25,6 +26,9 @@ Status ContextParams::validate() const {
   if (n_threads < 0 || n_threads > 1024) return err("thread count must be 0 (automatic) or 1..1024, found ", n_threads);
   if (kv_type != DType::F16 && kv_type != DType::BF16 && kv_type != DType::F32)
     return err("KV cache type must be F16, BF16 or F32, found ", dtype_name(kv_type));
+  if (backend != "cpu" && backend != "cuda" && backend != "auto")
+    return err("backend must be auto, cpu or cuda, found '", backend, "'");
+  if (device < 0) return err("CUDA device index must be >= 0, found ", device);
   return {};
 }
 
@@ -34,6 +38,8 @@ constexpr int kMaxSplit = 16;
 struct Context::Impl {
   const Model* model = nullptr;
   ContextParams params;
+  BackendChoice backend;
+  std::unique_ptr<GpuContext> gpu;  // set when the context runs on CUDA; nothing below is allocated then
   std::unique_ptr<ThreadPool> pool;
   KvCache cache;
   PageSummaries summaries;
@@ -112,6 +118,17 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   s.model = &model;
   s.params = params;
   s.params.n_batch = std::min(params.n_batch, params.n_ctx);
+  FKV_ASSIGN_OR_RETURN(s.backend, choose_backend(params.backend, params.policy, params.device));
+  if (s.backend.kind == BackendKind::Cuda) {
+    auto gpu = GpuContext::create(model, params.device, params.n_ctx, params.page_size);
+    if (gpu.ok()) {
+      s.gpu = std::move(gpu).value();
+      return ctx;
+    }
+    // Out of device memory or a driver that cannot run this build: "auto" still works, on the CPU.
+    if (params.backend == "cuda") return err("backend cuda: ", gpu.message(), "; use backend cpu instead");
+    s.backend = BackendChoice{BackendKind::Cpu, params.device, "auto: " + gpu.message() + "; running on the CPU"};
+  }
   s.pool = std::make_unique<ThreadPool>(params.n_threads > 0 ? params.n_threads : ThreadPool::default_threads());
   KvGeometry g{c.n_layers, c.n_kv_heads, c.head_dim, params.page_size, params.kv_type};
   FKV_ASSIGN_OR_RETURN(s.cache, KvCache::create(g, params.n_ctx));
@@ -150,9 +167,11 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   return ctx;
 }
 
-int Context::n_past() const { return impl_->cache.n_tokens(); }
+int Context::n_past() const { return impl_->gpu ? impl_->gpu->n_past() : impl_->cache.n_tokens(); }
 int Context::n_ctx() const { return impl_->params.n_ctx; }
+const BackendChoice& Context::backend() const { return impl_->backend; }
 void Context::reset() {
+  if (impl_->gpu) return impl_->gpu->reset();
   impl_->policy->reset();
   impl_->cache.set_n_tokens(0);
   impl_->summaries.reset();
@@ -160,6 +179,7 @@ void Context::reset() {
 }
 Status Context::truncate(int n_tokens) {
   Impl& s = *impl_;
+  if (s.gpu) return s.gpu->truncate(n_tokens);
   if (n_tokens < 0 || n_tokens > s.cache.n_tokens())
     return err("truncate: expected 0..", s.cache.n_tokens(), " tokens (those in the context), found ", n_tokens);
   s.policy->reset();
@@ -175,11 +195,13 @@ const RetrievalStats& Context::stats() const { return impl_->stats; }
 
 Status Context::save_kv(const std::string& path, const SnapshotMeta& meta, int first_page,
                         const ByteProgress& progress) const {
+  if (impl_->gpu) return err("KV snapshots need the CPU backend: this context's KV cache lives on the GPU");
   return save_kv_snapshot(path, meta, impl_->cache, impl_->summaries, first_page, progress);
 }
 
 Status Context::load_kv(const PageFileReader& file, const SnapshotMeta& meta) {
   Impl& s = *impl_;
+  if (s.gpu) return err("KV snapshots need the CPU backend: this context's KV cache lives on the GPU");
   s.policy->reset();
   s.stats = RetrievalStats{};
   if (file.info().first_page == 0) reset();
@@ -188,6 +210,10 @@ Status Context::load_kv(const PageFileReader& file, const SnapshotMeta& meta) {
 
 Status Context::set_policy(const std::string& name, const Budget& budget, float correction_tau) {
   Impl& s = *impl_;
+  if (s.gpu && name != "full") {
+    return err("policy '", name, "' needs the CPU backend: the CUDA backend attends to every page (policy full)");
+  }
+  if (s.gpu) return {};
   const PolicyContext pc = s.policy_context(budget, correction_tau);
   FKV_ASSIGN_OR_RETURN(auto policy, make_policy(name, pc));
   s.policy = std::move(policy);
@@ -206,13 +232,14 @@ Status Context::eval(std::span<const int32_t> tokens, LogitsMode mode, std::span
   const int n_vocab = s.model->config().n_vocab;
   const size_t n = tokens.size();
   if (n == 0) return err("nothing to evaluate: the token list is empty");
-  if (static_cast<size_t>(s.cache.n_tokens()) + n > static_cast<size_t>(s.params.n_ctx))
-    return err("context overflow: ", s.cache.n_tokens(), " tokens held + ", n, " new > context size ", s.params.n_ctx);
+  if (static_cast<size_t>(n_past()) + n > static_cast<size_t>(s.params.n_ctx))
+    return err("context overflow: ", n_past(), " tokens held + ", n, " new > context size ", s.params.n_ctx);
   for (size_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= n_vocab)
       return err("token id ", tokens[i], " at index ", i, " is outside the vocabulary (0..", n_vocab - 1, ")");
   const size_t need = (mode == LogitsMode::All ? n : 1) * static_cast<size_t>(n_vocab);
   if (logits.size() < need) return err("logits buffer holds ", logits.size(), " floats, ", need, " needed");
+  if (s.gpu) return s.gpu->eval(tokens, mode == LogitsMode::All, logits);
 
   for (size_t i = 0; i < n; i += static_cast<size_t>(s.params.n_batch)) {
     const int chunk = static_cast<int>(std::min(n - i, static_cast<size_t>(s.params.n_batch)));

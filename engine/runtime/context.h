@@ -12,6 +12,7 @@
 #include "fkv/events.h"
 #include "fkv/status.h"
 #include "kv/budget.h"
+#include "runtime/backend_info.h"
 #include "runtime/model.h"
 #include "store/page_file.h"
 
@@ -31,6 +32,10 @@ struct ContextParams {
   Budget budget;                  // sink + recent + retrieved tokens; page_size above wins over budget.page_size
   float correction_tau = 0.9f;    // freekv: KV heads whose group-mean query cosine is below this are corrected
   TelemetryObserver* observer = nullptr;  // per step and layer events; null costs nothing
+  // "cpu", "cuda" or "auto" (runtime/backend_info.h choose_backend). On CUDA the context runs the dense forward
+  // pass with its KV cache on the device: policy full only, no KV snapshots, no telemetry.
+  std::string backend = "cpu";
+  int device = 0;  // CUDA device index
   Status validate() const;
 };
 
@@ -67,6 +72,8 @@ class Context {
   Status load_kv(const PageFileReader& file, const SnapshotMeta& meta);
   const Model& model() const;
   const ContextParams& params() const;
+  // Where this context runs, and for "auto" that ended on the CPU, why.
+  const BackendChoice& backend() const;
 
  private:
   Context() = default;

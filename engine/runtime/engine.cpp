@@ -146,6 +146,8 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
   cp.n_ctx = options.n_ctx == 0 ? 4096 : options.n_ctx;  // 0 (automatic) is resolved once the model is read
   cp.n_threads = options.n_threads;
   cp.page_size = options.page_size;
+  cp.backend = options.backend;
+  cp.device = options.device;
   FKV_ASSIGN_OR_RETURN(cp.kv_type, parse_kv_type(options.kv_type));
   FKV_TRY(apply_retrieval(options.retrieval, cp));
   FKV_TRY(cp.validate());
@@ -207,6 +209,8 @@ ModelInfo Engine::model_info() const {
   info.weight_bytes = m.weight_bytes();
   const uint64_t elem = impl_->ctx->params().kv_type == DType::F32 ? 4 : 2;
   info.kv_bytes_per_token = 2ull * static_cast<uint64_t>(c.n_layers) * static_cast<uint64_t>(c.n_embd_kv()) * elem;
+  info.backend = backend_kind_name(impl_->ctx->backend().kind);
+  info.backend_note = impl_->ctx->backend().note;
   return info;
 }
 

@@ -99,6 +99,10 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
                                                    const ProgressCallback& cb) {
   cancel.store(false);
   doc.reset();
+  if (ctx->backend().kind == BackendKind::Cuda) {
+    return err("documents need the CPU backend: their KV cache is saved from and loaded into host memory, and this ",
+               "model was loaded on the GPU (backend cuda); load it with backend cpu to open documents");
+  }
   OpenDocumentState st;
   OpenedDocument& info = st.info;
   info.path = ingested.path;

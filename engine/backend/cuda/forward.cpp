@@ -431,6 +431,14 @@ Status CudaForward::eval(std::span<const int32_t> tokens, bool all_logits, std::
 }
 
 void CudaForward::reset() { impl_->n_past = 0; }
+// Positions past n are simply overwritten by the next eval(), as after a failed chunk.
+Status CudaForward::truncate(int n_tokens) {
+  if (n_tokens < 0 || n_tokens > impl_->n_past) {
+    return err("CudaForward::truncate: expected 0..", impl_->n_past, " tokens (those held), found ", n_tokens);
+  }
+  impl_->n_past = n_tokens;
+  return Status();
+}
 int CudaForward::n_past() const { return impl_->n_past; }
 int CudaForward::n_ctx() const { return impl_->n_ctx; }
 int CudaForward::max_batch() const { return impl_->n_batch; }

@@ -43,6 +43,7 @@ class CudaForward {
   Status eval(std::span<const int32_t> tokens, bool all_logits, std::span<float> logits_host);
 
   void reset();  // forget every token
+  Status truncate(int n_tokens);  // forget the tokens after the first n_tokens (0..n_past())
   int n_past() const;
   int n_ctx() const;
   int max_batch() const;    // tokens per forward chunk

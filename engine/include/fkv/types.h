@@ -65,8 +65,14 @@ struct ModelOptions {
   int n_threads = 0;            // compute threads; 0: the machine's hardware threads
   int page_size = 32;           // tokens per KV page
   std::string kv_type = "f16";  // KV cache element type: "f16", "bf16" or "f32"
-  std::string chat_template;    // "" detects it from the file; else "llama2", "llama3", "mistral", "chatml", "gemma"
+  // "" detects the chat template from the file; else "llama2", "llama3", "mistral", "chatml", "gemma", "deepseek-r1".
+  std::string chat_template;
   RetrievalOptions retrieval;
+  // "cpu", "cuda" or "auto". CUDA runs the dense forward pass with the KV cache on the GPU (policy full; documents,
+  // whose KV is saved from host memory, need the CPU). "auto" takes CUDA where it can and says in
+  // ModelInfo::backend_note why it did not.
+  std::string backend = "cpu";
+  int device = 0;  // CUDA device index
 };
 
 struct ModelInfo {
@@ -87,6 +93,8 @@ struct ModelInfo {
   uint64_t file_bytes = 0;          // size of the GGUF
   uint64_t weight_bytes = 0;        // weights read per decoded token
   uint64_t kv_bytes_per_token = 0;  // K and V of every layer, in the KV type of this load
+  std::string backend;              // "cpu" or "cuda": where this load runs
+  std::string backend_note;         // why "auto" ended on the CPU; empty otherwise
 };
 
 struct Message {
