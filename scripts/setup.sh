@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything FreeKV Desk needs on Debian 12 (apt + pip, non-interactive) and builds the release,
-# debug-asan and fuzz presets. Safe to run again: installed packages and ccache make later runs quick.
+# debug-asan, fuzz and package presets. Safe to run again: installed packages and ccache make later runs quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # fonts-dejavu-core: the desktop suites lay out and paint text offscreen, which needs at least one font.
+# librsvg2-bin: rsvg-convert renders the packages' PNG icons from the SVG; file: CPack's .deb generator reads the
+# binaries' dependencies with it; groff-base: the install test formats the man pages.
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config ccache clang libclang-rt-14-dev
-  qt6-base-dev libgl-dev fonts-dejavu-core libsentencepiece-dev libicu-dev libsqlite3-dev libpoppler-cpp-dev python3 python3-pip)
+  qt6-base-dev libgl-dev fonts-dejavu-core libsentencepiece-dev libicu-dev libsqlite3-dev libpoppler-cpp-dev python3 python3-pip
+  librsvg2-bin file groff-base)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -36,7 +39,7 @@ python3 tests/tools/make_bpe_vocabs.py
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 # Paths relative to the checkout, so a fresh clone elsewhere still hits the cache.
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
-for preset in release debug-asan fuzz; do
+for preset in release debug-asan fuzz package; do  # package: the CPU-only build the .deb and .tar.gz come from
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset"
 done

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test: the release build's suites (unit + slow), the unit suites under ASan+UBSan, and a bounded fuzz run.
+# Runs every test: the release build's suites (unit + slow), the unit suites under ASan+UBSan, the install test of
+# the packages, and a bounded fuzz run.
 # GPU suites (label gpu) skip with a message where no CUDA device exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ctest --preset release
 ctest --preset debug-asan
+bash scripts/install_test.sh  # builds the .deb and .tar.gz, installs, runs and removes them in throwaway places
 
 for target in build/fuzz/tests/fuzz/fuzz_*; do
   [ -x "$target" ] || continue

@@ -16,6 +16,7 @@
 #include <QVBoxLayout>
 
 #include "chat_model.h"
+#include "model_guide.h"
 
 namespace {
 
@@ -85,7 +86,9 @@ ChatView::ChatView(QWidget* parent) : QWidget(parent) {
   auto* bannerRow = new QHBoxLayout;
   m_banner = new QLabel(this);
   m_banner->setWordWrap(true);
-  m_banner->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  m_banner->setTextInteractionFlags(Qt::TextSelectableByMouse | Qt::LinksAccessibleByMouse);
+  m_banner->setOpenExternalLinks(true);  // the first-run text links the models folder
+  m_banner->setAlignment(Qt::AlignTop | Qt::AlignLeft);
   m_bannerAction = new QPushButton(tr("Open &Settings…"), this);
   connect(m_bannerAction, &QPushButton::clicked, this, &ChatView::settingsRequested);
   bannerRow->setContentsMargins(8, 8, 8, 0);
@@ -175,9 +178,7 @@ void ChatView::setState(State state, const QString& detail) {
   QString banner;
   switch (state) {
     case State::NoModel:
-      banner =
-          tr("No model is configured. Open Settings (Ctrl+,) and choose a GGUF model file, for example "
-             "gemma-3-270m-q4_k_m.gguf (Gemma 3 270M); FreeKV Desk loads it and remembers it.");
+      banner = ModelGuide::noModelHtml();
       break;
     case State::LoadingModel:
       banner = tr("Loading the model %1…").arg(detail);
@@ -195,8 +196,11 @@ void ChatView::setState(State state, const QString& detail) {
     case State::Answering:
       break;
   }
+  // Only the first-run text is rich text: the others carry engine messages, which may hold '<'.
+  m_banner->setTextFormat(state == State::NoModel ? Qt::RichText : Qt::PlainText);
   m_banner->setText(banner);
   m_banner->setVisible(!banner.isEmpty());
+  m_list->setVisible(state != State::NoModel);  // no model, no chat: the first-run text takes the room
   m_bannerAction->setVisible(state == State::NoModel || state == State::ModelFailed);
   updateActions();
 }

@@ -35,7 +35,7 @@ class ChatView : public QWidget {
 
  public:
   enum class State {
-    NoModel,       // no model file configured
+    NoModel,       // no model file configured: the first-run text (where models go, which fit; ModelGuide)
     LoadingModel,  // a model is loading
     ModelFailed,   // the configured model could not be loaded (detail: why)
     NoDocument,    // a model, no document open

@@ -17,6 +17,8 @@
 #include <QThread>
 #include <QVBoxLayout>
 
+#include "model_guide.h"
+
 namespace {
 
 constexpr int kMaxTokens = 1 << 24;  // the engine's bound on every budget count
@@ -348,7 +350,9 @@ void SettingsDialog::accept() {
 }
 
 void SettingsDialog::browseModel() {
-  const QString start = m_modelPath->text().isEmpty() ? QString() : QFileInfo(m_modelPath->text()).absolutePath();
+  // With no model yet, start where the first-run banner tells people to put one.
+  const QString start = m_modelPath->text().isEmpty() ? ModelGuide::modelsFolder()
+                                                      : QFileInfo(m_modelPath->text()).absolutePath();
   const QString path =
       QFileDialog::getOpenFileName(this, tr("Choose a model"), start, tr("GGUF models (*.gguf);;All files (*)"));
   if (!path.isEmpty()) m_modelPath->setText(path);

@@ -1,8 +1,9 @@
 // FreeKV Desk end to end, offscreen: the test writes a small synthetic model and a generated markdown document,
-// configures the model in the settings, imports the document (the command line's path), waits for the prefill, asks
-// a question, stops a long answer, hides and shows the live panels, then closes the window and opens the document in
-// a new one: its KV comes from the snapshot (no prefill) and the chat is restored. A watchdog timer on the GUI thread
-// proves the event loop never stops for more than 50 ms while the engine prefills and generates.
+// opens the window without a model first (the first-run text), configures the model in the settings, imports the
+// document (the command line's path), waits for the prefill, asks a question, stops a long answer, hides and shows the
+// live panels, then closes the window and opens the document in a new one: its KV comes from the snapshot (no
+// prefill) and the chat is restored. A watchdog timer on the GUI thread proves the event loop never stops for more
+// than 50 ms while the engine prefills and generates.
 //
 // With FKV_SCREENSHOT_DIR set, it also saves screenshots of the window and its panels there, and runs on the real
 // Gemma 3 270M (fkvtest::gemmaModelPath()) when it is installed: `FKV_SCREENSHOT_DIR=docs/images test_main_window`
@@ -27,6 +28,7 @@
 #include "engine_client.h"
 #include "main_window.h"
 #include "model/synthetic.h"
+#include "model_guide.h"
 #include "prefill_progress.h"
 #include "recall_timeline.h"
 #include "retrieval_heatmap.h"
@@ -150,6 +152,27 @@ class TestMainWindow : public QObject {
       QVERIFY2(s.ok(), s.message().c_str());
     }
     QSettings store;
+    settingsFor().save(store);
+  }
+
+  // The first run: no model in the settings. The chat pane explains where a GGUF file goes and which models fit.
+  void firstRunExplainsWhereTheModelGoes() {
+    QSettings store;
+    DeskSettings none = settingsFor();
+    none.modelPath.clear();
+    none.save(store);
+    m_window = std::make_unique<MainWindow>(m_library);
+    m_window->resize(1400, 900);
+    m_window->show();
+    QVERIFY(QTest::qWaitForWindowExposed(m_window.get()));
+    QCOMPARE(m_window->chatView()->state(), ChatView::State::NoModel);
+    QVERIFY(m_window->chatView()->isBannerVisible());
+    QVERIFY(m_window->chatView()->bannerText().contains(ModelGuide::modelsFolder().toHtmlEscaped()));
+    QVERIFY(m_window->chatView()->bannerText().contains(QStringLiteral("Gemma 3 270M")));
+    QVERIFY(m_window->chatView()->settingsButton()->isVisible());
+    QVERIFY(!m_window->hasModel());
+    shoot(m_window.get(), QStringLiteral("first-run.png"));
+    m_window.reset();
     settingsFor().save(store);
   }
 

@@ -1,12 +1,13 @@
 // The desktop views fed synthetic data, one at a time: heatmap colours, cells and tooltips; the recall timeline's
 // scrolling over a model that drops old steps; page -> span -> text mapping and search in the document view; settings
-// validation and the dialog; the chat pane's keys, states and buttons; prefill progress; memory tiers; the library
-// pane's drops, selection and delete.
+// validation and the dialog; the chat pane's keys, states and buttons, and its first-run text; prefill progress;
+// memory tiers; the library pane's drops, selection and delete.
 #include <QAbstractItemModelTester>
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFont>
 #include <QHelpEvent>
+#include <QLabel>
 #include <QLineEdit>
 #include <QListView>
 #include <QMimeData>
@@ -31,6 +32,7 @@
 #include "library_model.h"
 #include "library_pane.h"
 #include "memory_panel.h"
+#include "model_guide.h"
 #include "prefill_progress.h"
 #include "recall_timeline.h"
 #include "retrieval_heatmap.h"
@@ -348,6 +350,43 @@ class TestWidgets : public QObject {
     QVERIFY(view.settingsButton()->isVisible());
     QTest::mouseClick(view.settingsButton(), Qt::LeftButton);
     QCOMPARE(settings.count(), 1);
+  }
+
+  void firstRunBannerSaysWhereModelsGoAndWhichFit() {
+    ChatView view;
+    view.resize(420, 700);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QCOMPARE(view.state(), ChatView::State::NoModel);
+    QVERIFY(view.isBannerVisible());
+    QVERIFY(view.settingsButton()->isVisible());
+    const QString text = view.bannerText();
+    QVERIFY(text.contains(QStringLiteral("No model is configured")));
+    QVERIFY(text.contains(QStringLiteral("GGUF")));
+    QVERIFY2(text.contains(ModelGuide::modelsFolder().toHtmlEscaped()), qPrintable(text));
+    QVERIFY(text.contains(QUrl::fromLocalFile(ModelGuide::modelsFolder()).toString(QUrl::FullyEncoded)));
+    QVERIFY(text.contains(QStringLiteral("Browse")));
+    for (const ModelFit& m : ModelGuide::models()) QVERIFY2(text.contains(m.name), qPrintable(m.name));
+    // The arithmetic, against the engine's own figures: Gemma 3 270M keeps 18 layers x 1 KV head x 256 channels of F16
+    // keys and values (18,432 bytes per token) and the key summaries (1,152), which is what its page file holds per
+    // token (docs/benchmarks.md); at 8k tokens it needs about 0.51 GB, where the benchmark measured 485 MiB.
+    const ModelFit& gemma = ModelGuide::models().front();
+    QCOMPARE(gemma.kvBytesPerToken(), 18432.0 + 1152.0);
+    QVERIFY2(std::abs(gemma.memoryGB(8192) - 0.51) < 0.01, qPrintable(QString::number(gemma.memoryGB(8192))));
+    QVERIFY(text.contains(QStringLiteral("0.25 GB")) && text.contains(QStringLiteral("0.51 GB")));
+    const QList<ModelFit>& models = ModelGuide::models();
+    for (qsizetype i = 1; i < models.size(); ++i)  // smallest first, so the reader stops at the first that fits
+      QVERIFY(models[i].memoryGB(ModelGuide::kDocumentTokens) > models[i - 1].memoryGB(ModelGuide::kDocumentTokens));
+    // Other states carry engine messages: shown as plain text, so a '<' in one stays visible.
+    view.setState(ChatView::State::ModelFailed, QStringLiteral("expected <GGUF magic>, found <PK>"));
+    QLabel* banner = nullptr;
+    for (QLabel* l : view.findChildren<QLabel*>())
+      if (l->text() == view.bannerText()) banner = l;
+    QVERIFY(banner);
+    QCOMPARE(banner->textFormat(), Qt::PlainText);
+    QVERIFY(view.bannerText().contains(QStringLiteral("<GGUF magic>")));
+    view.setState(ChatView::State::NoModel);
+    QCOMPARE(banner->textFormat(), Qt::RichText);
   }
 
   void prefillProgressShowsRateAndCancels() {
