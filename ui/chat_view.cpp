@@ -35,23 +35,74 @@ int viewWidth(const QStyleOptionViewItem& option) {
 
 bool isUser(const QModelIndex& index) { return index.data(ChatModel::RoleRole).toString() == QLatin1String("user"); }
 
+const QColor kReasoningText(0x6c, 0x75, 0x7d);  // a reasoning model's thinking: grey, italic, above the answer
+
+QFont reasoningFontOf(const QStyleOptionViewItem& option) {
+  QFont f = option.font;
+  f.setItalic(true);
+  return f;
+}
+
+QFontMetrics reasoningFont(const QStyleOptionViewItem& option) { return QFontMetrics(reasoningFontOf(option)); }
+
 }  // namespace
 
+AnswerParts AnswerParts::split(const QString& text) {
+  static const QString open = QStringLiteral("<think>"), close = QStringLiteral("</think>");
+  AnswerParts p;
+  const QString head = text.trimmed();
+  const qsizetype end = text.indexOf(close);
+  // Some templates open the block in the prompt, so the answer may carry only its end.
+  if (!head.startsWith(open) && end < 0) {
+    p.answer = text;
+    return p;
+  }
+  const qsizetype start = head.startsWith(open) ? text.indexOf(open) + open.size() : 0;
+  p.thinking = end < 0;
+  p.reasoning = text.mid(start, p.thinking ? -1 : end - start).trimmed();
+  if (!p.thinking) p.answer = text.mid(end + close.size()).trimmed();
+  return p;
+}
+
 QString ChatTurnDelegate::displayText(const QModelIndex& index) {
-  QString text = index.data(ChatModel::TextRole).toString();
-  if (index.data(ChatModel::StreamingRole).toBool()) return text + QStringLiteral(" ▍");
+  const QString raw = index.data(ChatModel::TextRole).toString();
+  const AnswerParts parts = isUser(index) ? AnswerParts{QString(), raw, false} : AnswerParts::split(raw);
+  QString text = parts.answer;
+  const bool streaming = index.data(ChatModel::StreamingRole).toBool();
+  if (streaming) return parts.thinking ? QString() : text + QStringLiteral(" ▍");
   const QString stop = index.data(ChatModel::StopReasonRole).toString();
   if (stop == QLatin1String("cancelled")) text += tr("\n\n(stopped)");
   if (stop == QLatin1String("max_tokens")) text += tr("\n\n(cut at the longest-answer setting)");
   if (stop == QLatin1String("context_full")) text += tr("\n\n(the context is full: start a new chat)");
-  return text;
+  return text.trimmed();
 }
 
-QRect ChatTurnDelegate::bubbleRect(const QStyleOptionViewItem& option, const QModelIndex& index) const {
+QString ChatTurnDelegate::reasoningText(const QModelIndex& index) {
+  if (isUser(index)) return {};
+  const AnswerParts parts = AnswerParts::split(index.data(ChatModel::TextRole).toString());
+  if (parts.reasoning.isEmpty() && !parts.thinking) return {};
+  const bool streaming = index.data(ChatModel::StreamingRole).toBool();
+  return tr("Reasoning:") + QLatin1Char(' ') + parts.reasoning +
+         (streaming && parts.thinking ? QStringLiteral(" ▍") : QString());
+}
+
+QRect ChatTurnDelegate::bubbleRect(const QStyleOptionViewItem& option, const QModelIndex& index, QRect* reasoning,
+                                   QRect* answer) const {
   const int maxText = std::max(40, int(viewWidth(option) * kWidth) - 2 * kPad);
-  const QRect text =
-      option.fontMetrics.boundingRect(QRect(0, 0, maxText, 1 << 24), Qt::TextWordWrap, displayText(index));
-  return QRect(0, 0, text.width() + 2 * kPad, text.height() + 2 * kPad);
+  const QString thought = reasoningText(index);
+  const QString shown = displayText(index);
+  QRect r = thought.isEmpty()
+                ? QRect()
+                : reasoningFont(option).boundingRect(QRect(0, 0, maxText, 1 << 24), Qt::TextWordWrap, thought);
+  QRect a = shown.isEmpty() && !thought.isEmpty()
+                ? QRect()
+                : option.fontMetrics.boundingRect(QRect(0, 0, maxText, 1 << 24), Qt::TextWordWrap, shown);
+  const int between = r.isNull() || a.isNull() ? 0 : kPad;
+  r.moveTo(kPad, kPad);
+  a.moveTo(kPad, kPad + r.height() + between);
+  if (reasoning) *reasoning = r;
+  if (answer) *answer = a;
+  return QRect(0, 0, std::max(r.width(), a.width()) + 2 * kPad, r.height() + between + a.height() + 2 * kPad);
 }
 
 QSize ChatTurnDelegate::sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const {
@@ -60,7 +111,8 @@ QSize ChatTurnDelegate::sizeHint(const QStyleOptionViewItem& option, const QMode
 }
 
 void ChatTurnDelegate::paint(QPainter* painter, const QStyleOptionViewItem& option, const QModelIndex& index) const {
-  QRect bubble = bubbleRect(option, index);
+  QRect reasoning, answer;
+  QRect bubble = bubbleRect(option, index, &reasoning, &answer);
   const bool user = isUser(index);
   const int x = user ? option.rect.right() - kGap - bubble.width() : option.rect.left() + kGap;
   bubble.moveTo(x, option.rect.top() + kGap / 2);
@@ -73,8 +125,14 @@ void ChatTurnDelegate::paint(QPainter* painter, const QStyleOptionViewItem& opti
     painter->setPen(QPen(option.palette.color(QPalette::Highlight), 2));
     painter->drawPath(path);
   }
+  if (!reasoning.isNull()) {
+    painter->setPen(kReasoningText);
+    painter->setFont(reasoningFontOf(option));
+    painter->drawText(reasoning.translated(bubble.topLeft()), Qt::TextWordWrap, reasoningText(index));
+    painter->setFont(option.font);
+  }
   painter->setPen(kBubbleText);
-  painter->drawText(bubble.adjusted(kPad, kPad, -kPad, -kPad), Qt::TextWordWrap, displayText(index));
+  painter->drawText(answer.translated(bubble.topLeft()), Qt::TextWordWrap, displayText(index));
   painter->restore();
 }
 
@@ -244,10 +302,15 @@ QString ChatView::copyText() const {
   if (!m_model) return {};
   const QModelIndexList selected =
       m_list->selectionModel() ? m_list->selectionModel()->selectedIndexes() : QModelIndexList();
-  if (!selected.isEmpty()) return selected.first().data(ChatModel::TextRole).toString();
+  // An answer is copied without its reasoning block.
+  const auto answerOf = [](const QModelIndex& i) {
+    const QString text = i.data(ChatModel::TextRole).toString();
+    return isUser(i) ? text : AnswerParts::split(text).answer;
+  };
+  if (!selected.isEmpty()) return answerOf(selected.first());
   for (int row = m_model->rowCount() - 1; row >= 0; --row) {
     const QModelIndex i = m_model->index(row, 0);
-    if (!isUser(i)) return i.data(ChatModel::TextRole).toString();
+    if (!isUser(i)) return answerOf(i);
   }
   return {};
 }

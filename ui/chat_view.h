@@ -14,6 +14,14 @@ class QPlainTextEdit;
 class QPushButton;
 class QTimer;
 
+// An answer of a reasoning model (DeepSeek-R1-Distill) split at its "<think>" ... "</think>" block.
+struct AnswerParts {
+  QString reasoning;      // the thinking, trimmed; empty when the answer has none
+  QString answer;         // what follows it (all of the text when there is no block)
+  bool thinking = false;  // the block is still open: the answer has not started
+  static AnswerParts split(const QString& text);
+};
+
 class ChatTurnDelegate : public QStyledItemDelegate {
   Q_OBJECT
 
@@ -21,13 +29,17 @@ class ChatTurnDelegate : public QStyledItemDelegate {
   using QStyledItemDelegate::QStyledItemDelegate;
   void paint(QPainter* painter, const QStyleOptionViewItem& option, const QModelIndex& index) const override;
   QSize sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const override;
-  // The text a turn shows: its text, a cursor while streaming, a note when it stopped early.
+  // The text a turn shows: its answer (without a reasoning block), a cursor while streaming, a note when it stopped
+  // early.
   static QString displayText(const QModelIndex& index);
+  // The reasoning block shown above the answer, in grey ("" when there is none), with the cursor while it streams.
+  static QString reasoningText(const QModelIndex& index);
   // Lets views re-measure a turn whose text grew.
   void turnChanged(const QModelIndex& index) { emit sizeHintChanged(index); }
 
  private:
-  QRect bubbleRect(const QStyleOptionViewItem& option, const QModelIndex& index) const;
+  QRect bubbleRect(const QStyleOptionViewItem& option, const QModelIndex& index, QRect* reasoning = nullptr,
+                   QRect* answer = nullptr) const;
 };
 
 class ChatView : public QWidget {

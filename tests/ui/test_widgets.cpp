@@ -352,6 +352,51 @@ class TestWidgets : public QObject {
     QCOMPARE(settings.count(), 1);
   }
 
+  // A reasoning model's "<think>" block is shown apart from the answer (grey, above it) and left out of Copy.
+  void reasoningIsShownApartFromTheAnswer() {
+    const AnswerParts plain = AnswerParts::split(QStringLiteral("Just an answer."));
+    QVERIFY(plain.reasoning.isEmpty() && !plain.thinking);
+    QCOMPARE(plain.answer, QStringLiteral("Just an answer."));
+    const AnswerParts open = AnswerParts::split(QStringLiteral("<think>\nThe ledger says"));
+    QVERIFY(open.thinking);
+    QCOMPARE(open.reasoning, QStringLiteral("The ledger says"));
+    QVERIFY(open.answer.isEmpty());
+    // A template that opens the block in the prompt leaves only its end in the answer.
+    const AnswerParts tail = AnswerParts::split(QStringLiteral("check the dates\n</think>\n\n1887."));
+    QCOMPARE(tail.reasoning, QStringLiteral("check the dates"));
+    QCOMPARE(tail.answer, QStringLiteral("1887."));
+
+    ChatModel model(QString{});
+    ChatView view;
+    view.setModel(&model);
+    view.resize(420, 600);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    model.appendUser(QStringLiteral("<think> is what I typed"));
+    model.beginAssistant();
+    view.setState(ChatView::State::Answering);
+    model.appendPiece(QStringLiteral("<think>\nThe bridge was built"));
+    const QModelIndex answer = model.index(1, 0);
+    QVERIFY(ChatTurnDelegate::reasoningText(answer).contains(QStringLiteral("The bridge was built ▍")));
+    QVERIFY(ChatTurnDelegate::displayText(answer).isEmpty());  // no answer yet
+    const int thinkingHeight = view.list()->visualRect(answer).height();
+    model.appendPiece(QStringLiteral(" in 1887.\n</think>\n\nIn 1887, after the flood."));
+    model.finishAssistant(QStringLiteral("eos"));
+    view.setState(ChatView::State::Ready);
+    QCOMPARE(ChatTurnDelegate::displayText(answer), QStringLiteral("In 1887, after the flood."));
+    QVERIFY(ChatTurnDelegate::reasoningText(answer).contains(QStringLiteral("The bridge was built in 1887.")));
+    QTRY_VERIFY(view.list()->visualRect(answer).height() > thinkingHeight);
+    QCOMPARE(view.copyText(), QStringLiteral("In 1887, after the flood."));
+    // A user's own text is never split.
+    QCOMPARE(ChatTurnDelegate::displayText(model.index(0, 0)), QStringLiteral("<think> is what I typed"));
+    QVERIFY(ChatTurnDelegate::reasoningText(model.index(0, 0)).isEmpty());
+    const QPixmap shot = view.grab();
+    QVERIFY(!shot.isNull());
+    if (const QString dir = qEnvironmentVariable("FKV_SCREENSHOT_DIR"); !dir.isEmpty()) {
+      QVERIFY(shot.save(dir + QStringLiteral("/reasoning.png")));
+    }
+  }
+
   void firstRunBannerSaysWhereModelsGoAndWhichFit() {
     ChatView view;
     view.resize(420, 700);
