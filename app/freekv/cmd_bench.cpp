@@ -94,6 +94,7 @@ struct Samples {
 struct BenchReport {
   std::string model, architecture, isa, kv_type;
   std::string backend, backend_note;  // where the context ran, and why "auto" stayed on the CPU
+  std::string speculation;            // freekv: "inline" or "background"
   uint64_t file_bytes = 0, weight_bytes = 0;
   int n_threads = 0, n_ctx = 0;
   Samples prefill, decode;
@@ -228,6 +229,7 @@ fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string&
   r.n_ctx = cp.n_ctx;
   r.isa = fkv::cpu::isa_name(fkv::cpu::active_isa());
   r.backend = fkv::backend_kind_name(ctx->backend().kind);
+  r.speculation = ctx->speculation();
   r.backend_note = ctx->backend().note;
   r.kv_type = fkv::dtype_name(o.kv_type);
   r.peak_rss_mib = peak_rss_mib();
@@ -239,7 +241,9 @@ void print_report_text(const BenchOptions& o, const BenchReport& r) {
               format_bytes(r.file_bytes).c_str(), format_bytes(r.weight_bytes).c_str());
   std::printf("setup       %d threads, isa %s, KV %s, context %d, batch %d, %d run(s)\n", r.n_threads, r.isa.c_str(),
               r.kv_type.c_str(), r.n_ctx, o.n_batch, o.n_repeat);
-  std::printf("policy      %s, budget %s\n", o.retrieval.policy.c_str(), budget_summary(o.retrieval).c_str());
+  std::printf("policy      %s, budget %s%s%s\n", o.retrieval.policy.c_str(), budget_summary(o.retrieval).c_str(),
+              o.retrieval.policy == "freekv" ? ", speculation " : "",
+              o.retrieval.policy == "freekv" ? r.speculation.c_str() : "");
   std::printf("backend     %s%s%s\n", r.backend.c_str(), r.backend_note.empty() ? "" : "; ", r.backend_note.c_str());
   if (o.n_prompt > 0) {
     std::printf("prefill     %d tokens: %.2f +- %.2f tok/s\n", o.n_prompt, r.prefill.mean(), r.prefill.stddev());
@@ -263,6 +267,7 @@ void print_report_json(const BenchOptions& o, const BenchReport& r) {
   j.key("weight_bytes").value(r.weight_bytes);
   j.key("threads").value(r.n_threads).key("isa").value(r.isa).key("kv_type").value(r.kv_type);
   j.key("backend").value(r.backend).key("backend_note").value(r.backend_note);
+  j.key("speculation").value(r.speculation);
   j.key("n_ctx").value(r.n_ctx).key("batch").value(o.n_batch).key("repeat").value(o.n_repeat);
   j.key("prompt_tokens").value(o.n_prompt).key("context_depth").value(o.depth).key("decode_tokens").value(o.n_decode);
   j.key("prefill_tokens_per_s").value(r.prefill.mean()).key("prefill_tokens_per_s_stddev").value(r.prefill.stddev());

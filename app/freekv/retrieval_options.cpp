@@ -17,6 +17,8 @@ constexpr OptionSpec kBudgetOptions[] = {
     {"--budget-retrieved", "", "N", "retrieval budget: tokens in retrieved pages (default 1024)"},
     {"--page-size", "", "N", "tokens per KV page (default 32)"},
     {"--tau", "", "T", "freekv correction threshold on the query cosine, 0..1 (default 0.9)"},
+    {"--speculation", "", "MODE",
+     "where freekv's speculative selection and recall run: background (a thread; default) or inline"},
 };
 
 double per_token(double total, int64_t n_tokens) { return n_tokens > 0 ? total / static_cast<double>(n_tokens) : 0.0; }
@@ -34,6 +36,10 @@ fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp) {
   FKV_ASSIGN_OR_RETURN(cp.budget.retrieved_tokens,
                        int_option(a, "--budget-retrieved", defaults.retrieved_tokens, 0, kMax));
   FKV_ASSIGN_OR_RETURN(cp.correction_tau, float_option(a, "--tau", 0.9f, 0.f, 1.f));
+  cp.speculation = a.value("--speculation").value_or("background");
+  if (cp.speculation != "background" && cp.speculation != "inline") {
+    return fkv::err("option --speculation: expected background or inline, found '", cp.speculation, "'");
+  }
   cp.budget.page_size = cp.page_size;  // one page size for the cache and the budget
   return cp.budget.validate();
 }

@@ -1,4 +1,5 @@
-// FreeKV: speculative retrieval with fine-grained correction, recall in a background thread.
+// FreeKV: speculative retrieval with fine-grained correction; the speculative recall runs on a background thread, or
+// inline after each layer's attention where no core is free for one (PolicyContext::speculate_inline).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -41,7 +42,7 @@ Status FreeKvPolicy::init() {
   synced_.resize(n_kv);
   queue_.resize(static_cast<size_t>(ctx_.n_layers));
   pending_.assign(static_cast<size_t>(ctx_.n_layers), 0);
-  worker_ = std::thread([this] { worker_loop(); });
+  if (!ctx_.speculate_inline) worker_ = std::thread([this] { worker_loop(); });
   return {};
 }
 
@@ -81,9 +82,13 @@ void FreeKvPolicy::run_job(int l) {
       s.bg.pages_reused += static_cast<int>(s.spec[static_cast<size_t>(h)].size());
       continue;
     }
+    const double t0 = now_s();
     top_k(in, s.q_sel.data(), h, r, s.spec[static_cast<size_t>(h)], s.scores);
+    const double t1 = now_s();
     recall(l, h, s.spec[static_cast<size_t>(h)], s.slots[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)],
            &s.bg);
+    s.bg.select_s += t1 - t0;
+    s.bg.recall_s += now_s() - t1;
   }
 }
 
@@ -120,6 +125,10 @@ void FreeKvPolicy::after_attention(const SelectionQuery& in) {
   s.next = next;
   s.next.q = nullptr;
   s.has_spec = true;
+  if (ctx_.speculate_inline) {
+    run_job(in.layer);
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_[static_cast<size_t>(in.layer)] = 1;
@@ -131,17 +140,25 @@ void FreeKvPolicy::after_attention(const SelectionQuery& in) {
 
 void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
   LayerState& s = layers_[static_cast<size_t>(in.layer)];
-  const double t0 = now_s();
-  wait(in.layer);
-  c.wait_s += now_s() - t0;
+  if (!ctx_.speculate_inline) {  // inline, the job finished before this step began
+    const double t0 = now_s();
+    wait(in.layer);
+    c.wait_s += now_s() - t0;
+  }
   // Only a speculation made for this very position counts: tokens prefilled since then (even within the same page)
   // mean the query it was chosen with is not this step's predecessor.
   const bool spec_valid =
       s.has_spec && s.next.pos == in.pos && s.next.n_pages == in.n_pages && s.next.first_page == in.first_page;
-  if (spec_valid) {  // the background recall made for this step
+  if (spec_valid) {  // the speculative recall made for this step
     c.pages_reused += s.bg.pages_reused;
     c.pages_recalled += s.bg.pages_recalled;
     c.bytes_recalled += s.bg.bytes_recalled;
+    // Inline, that work was on the decode thread: it is reported with the step it served. In the background it
+    // cost the step only what it made it wait (wait_s).
+    if (ctx_.speculate_inline) {
+      c.select_s += s.bg.select_s;
+      c.recall_s += s.bg.recall_s;
+    }
   }
   for (int h = 0; h < in.n_kv_heads; ++h) {
     auto& pages = pages_[static_cast<size_t>(h)];
@@ -170,7 +187,7 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
       c.select_s += t2 - t1;
       c.recall_s += now_s() - t2;
     } else {
-      // The speculative pages were recalled in the background and are resident.
+      // The speculative pages were recalled ahead of this step and are resident.
       const auto& spec = s.spec[static_cast<size_t>(h)];
       pages.assign(spec.begin(), spec.end());
       slots.assign(s.slots[static_cast<size_t>(h)].begin(), s.slots[static_cast<size_t>(h)].end());

@@ -67,6 +67,9 @@ struct PolicyContext {
   int n_heads = 0;
   int head_dim = 0;
   int n_pages_cap = 0;
+  // freekv: run the next step's speculative selection and recall on the calling thread right after each layer's
+  // attention instead of on a background thread (for machines with no core to spare for one).
+  bool speculate_inline = false;
 };
 
 class AttentionPolicy {

@@ -29,6 +29,8 @@ Status ContextParams::validate() const {
   if (backend != "cpu" && backend != "cuda" && backend != "auto")
     return err("backend must be auto, cpu or cuda, found '", backend, "'");
   if (device < 0) return err("CUDA device index must be >= 0, found ", device);
+  if (speculation != "background" && speculation != "inline")
+    return err("speculation must be background or inline, found '", speculation, "'");
   return {};
 }
 
@@ -90,6 +92,7 @@ struct Context::Impl {
     PolicyContext pc{&cache, &summaries, budget, tau, c.n_layers, c.n_kv_heads, c.n_heads, c.head_dim,
                      cache.capacity_tokens() / params.page_size};
     pc.budget.page_size = params.page_size;
+    pc.speculate_inline = params.speculation == "inline";
     return pc;
   }
 };
@@ -170,6 +173,9 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
 int Context::n_past() const { return impl_->gpu ? impl_->gpu->n_past() : impl_->cache.n_tokens(); }
 int Context::n_ctx() const { return impl_->params.n_ctx; }
 const BackendChoice& Context::backend() const { return impl_->backend; }
+const char* Context::speculation() const {
+  return impl_->params.speculation == "inline" ? "inline" : "background";
+}
 void Context::reset() {
   if (impl_->gpu) return impl_->gpu->reset();
   impl_->policy->reset();

@@ -31,6 +31,10 @@ struct ContextParams {
   std::string policy = "full";
   Budget budget;                  // sink + recent + retrieved tokens; page_size above wins over budget.page_size
   float correction_tau = 0.9f;    // freekv: KV heads whose group-mean query cosine is below this are corrected
+  // freekv: where the speculative selection and recall for the next step run: "background" (a thread of its own,
+  // FreeKV's design) or "inline" (on the decode thread right after each layer). Same selections and logits; on the
+  // 2-core test machine the two measure within its run-to-run noise (docs/benchmarks.md).
+  std::string speculation = "background";
   TelemetryObserver* observer = nullptr;  // per step and layer events; null costs nothing
   // "cpu", "cuda" or "auto" (runtime/backend_info.h choose_backend). On CUDA the context runs the dense forward
   // pass with its KV cache on the device: policy full only, no KV snapshots, no telemetry.
@@ -74,6 +78,8 @@ class Context {
   const ContextParams& params() const;
   // Where this context runs, and for "auto" that ended on the CPU, why.
   const BackendChoice& backend() const;
+  // Where freekv's speculation runs in this context: "inline" or "background".
+  const char* speculation() const;
 
  private:
   Context() = default;

@@ -92,6 +92,7 @@ struct RunSpec {
   float tau = 0.9f;
   DType kv = DType::F16;
   int n_threads = 1;  // inline: the suites stay fast on a loaded machine (the pool spins on busy cores)
+  const char* speculation = "background";  // freekv: or "inline"
 };
 
 // One context and what it produced. Not copyable: the context points at the recorder.
@@ -115,6 +116,7 @@ struct Run {
     p.policy = s.policy;
     p.budget = s.budget;
     p.correction_tau = s.tau;
+    p.speculation = s.speculation;
     p.observer = &rec;
     auto c = fkv::Context::create(m, p);
     if (!c.ok()) return QString::fromStdString(c.message());
@@ -153,6 +155,18 @@ std::vector<int> script(int prompt, int steps) {
 // Decode, a two-token prefill within the page the speculation was made for, more decode, a prefill across pages,
 // decode.
 const std::vector<int> kPrefillScript{40, 1, 1, 2, 1, 1, 1, 1, 1, 1, 9, 1, 1, 1, 1, 1, 1};
+
+// The decode-step counters two runs must share; empty when they do.
+QString same_stats(const fkv::RetrievalStats& a, const fkv::RetrievalStats& b) {
+  const std::pair<const char*, std::pair<int64_t, int64_t>> counts[] = {
+      {"layer steps", {a.layer_steps, b.layer_steps}},       {"pages selected", {a.pages_selected, b.pages_selected}},
+      {"pages reused", {a.pages_reused, b.pages_reused}},    {"pages recalled", {a.pages_recalled, b.pages_recalled}},
+      {"heads checked", {a.heads_checked, b.heads_checked}}, {"heads corrected", {a.heads_corrected, b.heads_corrected}}};
+  for (const auto& [what, v] : counts) {
+    if (v.first != v.second) return QString("%1: %2 vs %3").arg(what).arg(v.first).arg(v.second);
+  }
+  return {};
+}
 
 QString same_logits(const Run& a, const Run& b, size_t from_a = 0) {
   if (a.logits.size() - from_a != b.logits.size()) return "different numbers of evals";
@@ -377,6 +391,35 @@ class TestPolicies : public QObject {
     QVERIFY(fk.ctx->stats().heads_checked > 0);
   }
 
+  // Where the speculation runs changes when its work is done, never what it selects: inline and background runs of
+  // freekv select, correct, recall and compute the same, prefills between decode steps included.
+  void freeKvInlineSpeculationIsBackgroundSpeculation() {
+    RunSpec s;
+    s.policy = "freekv";
+    s.tau = 0.5f;  // some heads corrected, most speculations used
+    Run bg, in;
+    s.speculation = "background";
+    run(*llama_, s, kPrefillScript, bg);
+    s.speculation = "inline";
+    run(*llama_, s, kPrefillScript, in);
+    if (QTest::currentTestFailed()) return;
+    QCOMPARE(QString(bg.ctx->speculation()), QStringLiteral("background"));
+    QCOMPARE(QString(in.ctx->speculation()), QStringLiteral("inline"));
+    QString d = same_selections(in.rec.events, bg.rec.events);
+    QVERIFY2(d.isEmpty(), qPrintable(d));
+    d = same_logits(in, bg);
+    QVERIFY2(d.isEmpty(), qPrintable(d));
+    const fkv::RetrievalStats& a = in.ctx->stats();
+    d = same_stats(a, bg.ctx->stats());
+    QVERIFY2(d.isEmpty(), qPrintable(d));
+    QVERIFY(a.heads_checked > 0 && a.pages_recalled > 0);
+    QCOMPARE(a.wait_s, 0.0);  // inline, nothing is waited for
+    fkv::ContextParams p;
+    p.speculation = "eager";
+    QVERIFY(p.validate().message().find("speculation must be background or inline, found 'eager'") !=
+            std::string::npos);
+  }
+
   // Switching the policy of a prefilled context decodes exactly like a context made with that policy; a bad name is
   // refused and leaves the current policy working.
   void setPolicyOnPrefilledContext_data() { add_sparse_rows(); }
@@ -534,14 +577,8 @@ class TestPolicies : public QObject {
     QVERIFY2(e.isEmpty(), qPrintable(e));
     e = same_selections(used.rec.events, fresh.rec.events);
     QVERIFY2(e.isEmpty(), qPrintable(e));
-    const fkv::RetrievalStats& a = used.ctx->stats();
-    const fkv::RetrievalStats& b = fresh.ctx->stats();
-    QCOMPARE(a.layer_steps, b.layer_steps);
-    QCOMPARE(a.pages_selected, b.pages_selected);
-    QCOMPARE(a.pages_reused, b.pages_reused);
-    QCOMPARE(a.pages_recalled, b.pages_recalled);
-    QCOMPARE(a.heads_checked, b.heads_checked);
-    QCOMPARE(a.heads_corrected, b.heads_corrected);
+    e = same_stats(used.ctx->stats(), fresh.ctx->stats());
+    QVERIFY2(e.isEmpty(), qPrintable(e));
   }
 
   void prefillAfterDecode_data() { add_sparse_rows(); }
