@@ -64,8 +64,9 @@ std::string byte_level_to_bytes(std::string_view text) {
     }
     const uint32_t cp = decode_code_point(text, pos, len);
     const int b = cp < a.byte_of.size() ? a.byte_of[cp] : -1;
-    // A character below U+0100 that is not self-mapped (a plain space in an added token) is not byte-level: keep it.
-    if (b >= 0 && (cp >= 0x100 || self_mapped(static_cast<int>(cp)))) {
+    // Only the alphabet's own characters map back to a byte; anything else (a plain space in an added token, for
+    // which byte_of is -1) is kept as it is.
+    if (b >= 0) {
       out.push_back(static_cast<char>(b));
     } else {
       out.append(text.substr(pos, len));
@@ -75,17 +76,16 @@ std::string byte_level_to_bytes(std::string_view text) {
   return out;
 }
 
-Result<std::unique_ptr<BpeModel>> BpeModel::create(std::span<const std::string> tokens,
-                                                   std::span<const std::string> merges,
+Result<std::unique_ptr<BpeModel>> BpeModel::create(const TokenLookup& by_text,
+                                                   std::span<const std::string_view> merges,
                                                    std::unique_ptr<PreTokenizer> pre, const std::string& label) {
   std::unique_ptr<BpeModel> m(new BpeModel());
   m->pre_ = std::move(pre);
-  m->by_text_.reserve(tokens.size());
-  for (size_t i = 0; i < tokens.size(); ++i) m->by_text_.emplace(tokens[i], static_cast<int32_t>(i));
+  m->by_text_ = &by_text;
   const Alphabet& a = alphabet();
   for (int b = 0; b < 256; ++b) {
-    const auto it = m->by_text_.find(a.spelling[b]);
-    if (it == m->by_text_.end()) {
+    const auto it = by_text.find(a.spelling[b]);
+    if (it == by_text.end()) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(b));
       return err(label, ": the vocabulary has no token for byte ", hex, " ('", a.spelling[b],
@@ -95,19 +95,19 @@ Result<std::unique_ptr<BpeModel>> BpeModel::create(std::span<const std::string> 
   }
   m->merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const std::string& merge = merges[rank];
+    const std::string_view merge = merges[rank];
     const size_t space = merge.find(' ');
-    if (space == std::string::npos || space == 0 || space + 1 == merge.size()) {
+    if (space == std::string_view::npos || space == 0 || space + 1 == merge.size()) {
       return err(label, ": tokenizer.ggml.merges[", rank, "] is '", merge, "', expected two tokens separated by a space");
     }
-    const std::string_view left(merge.data(), space);
-    const std::string_view right(merge.data() + space + 1, merge.size() - space - 1);
+    const std::string_view left = merge.substr(0, space);
+    const std::string_view right = merge.substr(space + 1);
     const std::string joined = std::string(left) + std::string(right);
     const std::string_view parts[] = {left, right, joined};
     int32_t ids[3] = {};
     for (int k = 0; k < 3; ++k) {
-      const auto it = m->by_text_.find(parts[k]);
-      if (it == m->by_text_.end()) {
+      const auto it = by_text.find(parts[k]);
+      if (it == by_text.end()) {
         return err(label, ": tokenizer.ggml.merges[", rank, "] '", merge, "' needs the token '", parts[k],
                    "', which is not in the vocabulary");
       }
@@ -126,8 +126,8 @@ Status BpeModel::encode(std::string_view text, std::vector<int32_t>& out) const 
 
 void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) const {
   if (pre_->ignore_merges()) {
-    const auto it = by_text_.find(bytes_to_byte_level(word));
-    if (it != by_text_.end()) {
+    const auto it = by_text_->find(bytes_to_byte_level(word));
+    if (it != by_text_->end()) {
       out.push_back(it->second);
       return;
     }

@@ -25,13 +25,16 @@ std::string bytes_to_byte_level(std::string_view bytes);
 // as "<think>" is written plainly) are kept as they are.
 std::string byte_level_to_bytes(std::string_view text);
 
+// Vocabulary string -> id, the first id winning for a repeated string (the Tokenizer's own lookup).
+using TokenLookup = std::unordered_map<std::string_view, int32_t>;
+
 class BpeModel {
  public:
-  // `tokens` are the vocabulary strings in id order (they must outlive the model: lookups keep views into them);
-  // `merges` are "left right" pairs in priority order. Errors name the merge or byte that does not fit the
-  // vocabulary, prefixed by `label`.
-  static Result<std::unique_ptr<BpeModel>> create(std::span<const std::string> tokens,
-                                                  std::span<const std::string> merges,
+  // `by_text` is the vocabulary's lookup; the model keeps a pointer to it, so it must outlive the model. `merges`
+  // are "left right" pairs in priority order, read only during create(). Errors name the merge or byte that does
+  // not fit the vocabulary, prefixed by `label`.
+  static Result<std::unique_ptr<BpeModel>> create(const TokenLookup& by_text,
+                                                  std::span<const std::string_view> merges,
                                                   std::unique_ptr<PreTokenizer> pre, const std::string& label);
 
   // Appends the ids of valid UTF-8 `text`: pre-tokenized words, each merged on its own.
@@ -55,7 +58,7 @@ class BpeModel {
 
   std::unique_ptr<PreTokenizer> pre_;
   std::array<int32_t, 256> byte_ids_{};                  // (256) id of each byte's one-character token
-  std::unordered_map<std::string_view, int32_t> by_text_;  // byte-level string -> id, first id wins
+  const TokenLookup* by_text_ = nullptr;                 // the Tokenizer's lookup of byte-level strings
   std::unordered_map<uint64_t, Merge> merges_;           // (left id, right id) -> merge
 };
 

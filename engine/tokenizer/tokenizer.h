@@ -105,7 +105,7 @@ class Tokenizer {
   bool add_bos_ = true;
   bool add_space_prefix_ = true;
   bool bpe_vocab_ = false;  // tokenizer.ggml.model is "gpt2"
-  std::unordered_map<std::string_view, int32_t> by_text_;  // views into tokens_, first id wins
+  TokenLookup by_text_;  // views into tokens_, first id wins; BpeModel looks pieces up here too
   SpecialMatcher special_;
   SpecialMatcher user_defined_;  // BPE only: the user-defined pieces, matched even without parse_special
   std::vector<int32_t> eog_ids_;  // (<= 5)

@@ -251,11 +251,10 @@ Status Tokenizer::build_bpe(const GgufFile& f) {
   if (!merges || merges->empty()) {
     return err(label_, ": tokenizer.ggml.merges is missing or empty, expected the merge list of the BPE vocabulary");
   }
-  const std::vector<std::string> merge_list(merges->begin(), merges->end());
-  FKV_ASSIGN_OR_RETURN(bpe_, BpeModel::create(tokens_, merge_list, std::move(*pre), label_));
+  FKV_ASSIGN_OR_RETURN(bpe_, BpeModel::create(by_text_, *merges, std::move(*pre), label_));
   Hasher h;
   h.bytes(pre_label);
-  for (const std::string& m : merge_list) {
+  for (const std::string_view m : *merges) {
     h.u64(m.size());
     h.bytes(m);
   }
