@@ -37,13 +37,11 @@ bool isUser(const QModelIndex& index) { return index.data(ChatModel::RoleRole).t
 
 const QColor kReasoningText(0x6c, 0x75, 0x7d);  // a reasoning model's thinking: grey, italic, above the answer
 
-QFont reasoningFontOf(const QStyleOptionViewItem& option) {
+QFont reasoningFont(const QStyleOptionViewItem& option) {
   QFont f = option.font;
   f.setItalic(true);
   return f;
 }
-
-QFontMetrics reasoningFont(const QStyleOptionViewItem& option) { return QFontMetrics(reasoningFontOf(option)); }
 
 }  // namespace
 
@@ -64,39 +62,42 @@ AnswerParts AnswerParts::split(const QString& text) {
   return p;
 }
 
-QString ChatTurnDelegate::displayText(const QModelIndex& index) {
+ChatTurnDelegate::TurnText ChatTurnDelegate::turnText(const QModelIndex& index) {
   const QString raw = index.data(ChatModel::TextRole).toString();
-  const AnswerParts parts = isUser(index) ? AnswerParts{QString(), raw, false} : AnswerParts::split(raw);
-  QString text = parts.answer;
+  const bool user = isUser(index);
+  const AnswerParts parts = user ? AnswerParts{QString(), raw, false} : AnswerParts::split(raw);
   const bool streaming = index.data(ChatModel::StreamingRole).toBool();
-  if (streaming) return parts.thinking ? QString() : text + QStringLiteral(" ▍");
+  TurnText t;
+  if (!user && (!parts.reasoning.isEmpty() || parts.thinking)) {
+    t.reasoning = tr("Reasoning:") + QLatin1Char(' ') + parts.reasoning +
+                  (streaming && parts.thinking ? QStringLiteral(" ▍") : QString());
+  }
+  if (streaming) {
+    if (!parts.thinking) t.answer = parts.answer + QStringLiteral(" ▍");
+    return t;
+  }
+  t.answer = parts.answer;
   const QString stop = index.data(ChatModel::StopReasonRole).toString();
-  if (stop == QLatin1String("cancelled")) text += tr("\n\n(stopped)");
-  if (stop == QLatin1String("max_tokens")) text += tr("\n\n(cut at the longest-answer setting)");
-  if (stop == QLatin1String("context_full")) text += tr("\n\n(the context is full: start a new chat)");
-  return text.trimmed();
+  if (stop == QLatin1String("cancelled")) t.answer += tr("\n\n(stopped)");
+  if (stop == QLatin1String("max_tokens")) t.answer += tr("\n\n(cut at the longest-answer setting)");
+  if (stop == QLatin1String("context_full")) t.answer += tr("\n\n(the context is full: start a new chat)");
+  t.answer = t.answer.trimmed();
+  return t;
 }
 
-QString ChatTurnDelegate::reasoningText(const QModelIndex& index) {
-  if (isUser(index)) return {};
-  const AnswerParts parts = AnswerParts::split(index.data(ChatModel::TextRole).toString());
-  if (parts.reasoning.isEmpty() && !parts.thinking) return {};
-  const bool streaming = index.data(ChatModel::StreamingRole).toBool();
-  return tr("Reasoning:") + QLatin1Char(' ') + parts.reasoning +
-         (streaming && parts.thinking ? QStringLiteral(" ▍") : QString());
-}
+QString ChatTurnDelegate::displayText(const QModelIndex& index) { return turnText(index).answer; }
+QString ChatTurnDelegate::reasoningText(const QModelIndex& index) { return turnText(index).reasoning; }
 
-QRect ChatTurnDelegate::bubbleRect(const QStyleOptionViewItem& option, const QModelIndex& index, QRect* reasoning,
+QRect ChatTurnDelegate::bubbleRect(const QStyleOptionViewItem& option, const TurnText& text, QRect* reasoning,
                                    QRect* answer) const {
   const int maxText = std::max(40, int(viewWidth(option) * kWidth) - 2 * kPad);
-  const QString thought = reasoningText(index);
-  const QString shown = displayText(index);
-  QRect r = thought.isEmpty()
+  const QRect area(0, 0, maxText, 1 << 24);
+  QRect r = text.reasoning.isEmpty()
                 ? QRect()
-                : reasoningFont(option).boundingRect(QRect(0, 0, maxText, 1 << 24), Qt::TextWordWrap, thought);
-  QRect a = shown.isEmpty() && !thought.isEmpty()
+                : QFontMetrics(reasoningFont(option)).boundingRect(area, Qt::TextWordWrap, text.reasoning);
+  QRect a = text.answer.isEmpty() && !text.reasoning.isEmpty()
                 ? QRect()
-                : option.fontMetrics.boundingRect(QRect(0, 0, maxText, 1 << 24), Qt::TextWordWrap, shown);
+                : option.fontMetrics.boundingRect(area, Qt::TextWordWrap, text.answer);
   const int between = r.isNull() || a.isNull() ? 0 : kPad;
   r.moveTo(kPad, kPad);
   a.moveTo(kPad, kPad + r.height() + between);
@@ -106,13 +107,14 @@ QRect ChatTurnDelegate::bubbleRect(const QStyleOptionViewItem& option, const QMo
 }
 
 QSize ChatTurnDelegate::sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const {
-  const QRect bubble = bubbleRect(option, index);
+  const QRect bubble = bubbleRect(option, turnText(index));
   return QSize(viewWidth(option), bubble.height() + kGap);
 }
 
 void ChatTurnDelegate::paint(QPainter* painter, const QStyleOptionViewItem& option, const QModelIndex& index) const {
+  const TurnText text = turnText(index);
   QRect reasoning, answer;
-  QRect bubble = bubbleRect(option, index, &reasoning, &answer);
+  QRect bubble = bubbleRect(option, text, &reasoning, &answer);
   const bool user = isUser(index);
   const int x = user ? option.rect.right() - kGap - bubble.width() : option.rect.left() + kGap;
   bubble.moveTo(x, option.rect.top() + kGap / 2);
@@ -127,12 +129,12 @@ void ChatTurnDelegate::paint(QPainter* painter, const QStyleOptionViewItem& opti
   }
   if (!reasoning.isNull()) {
     painter->setPen(kReasoningText);
-    painter->setFont(reasoningFontOf(option));
-    painter->drawText(reasoning.translated(bubble.topLeft()), Qt::TextWordWrap, reasoningText(index));
+    painter->setFont(reasoningFont(option));
+    painter->drawText(reasoning.translated(bubble.topLeft()), Qt::TextWordWrap, text.reasoning);
     painter->setFont(option.font);
   }
   painter->setPen(kBubbleText);
-  painter->drawText(answer.translated(bubble.topLeft()), Qt::TextWordWrap, displayText(index));
+  painter->drawText(answer.translated(bubble.topLeft()), Qt::TextWordWrap, text.answer);
   painter->restore();
 }
 

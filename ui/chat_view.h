@@ -34,11 +34,17 @@ class ChatTurnDelegate : public QStyledItemDelegate {
   static QString displayText(const QModelIndex& index);
   // The reasoning block shown above the answer, in grey ("" when there is none), with the cursor while it streams.
   static QString reasoningText(const QModelIndex& index);
+  struct TurnText {
+    QString reasoning;  // reasoningText()
+    QString answer;     // displayText()
+  };
+  // Both texts from one reading of the turn (one split of its reasoning block), for measuring and painting.
+  static TurnText turnText(const QModelIndex& index);
   // Lets views re-measure a turn whose text grew.
   void turnChanged(const QModelIndex& index) { emit sizeHintChanged(index); }
 
  private:
-  QRect bubbleRect(const QStyleOptionViewItem& option, const QModelIndex& index, QRect* reasoning = nullptr,
+  QRect bubbleRect(const QStyleOptionViewItem& option, const TurnText& text, QRect* reasoning = nullptr,
                    QRect* answer = nullptr) const;
 };
 
