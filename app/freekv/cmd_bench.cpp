@@ -136,7 +136,6 @@ fkv::Result<BenchOptions> read_bench_options(const ParsedArgs& a) {
   o.retrieval.backend = a.value("--backend").value_or("cpu");
   FKV_ASSIGN_OR_RETURN(o.retrieval.device, int_option(a, "--device", 0, 0, 1023));
   FKV_TRY(read_budget_options(a, o.retrieval));
-  FKV_TRY(o.retrieval.validate());
   return o;
 }
 

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "fkv/engine.h"
+#include "runtime/context.h"
 #include "runtime/sampler.h"
 #include "tokenizer/chat_template.h"
 
@@ -69,10 +70,10 @@ fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
     return fkv::err("option --kv-type: expected f16, bf16 or f32, found '", o.model.kv_type, "'");
   }
   o.model.backend = a.value("--backend").value_or("cpu");
-  if (o.model.backend != "cpu" && o.model.backend != "cuda" && o.model.backend != "auto") {
-    return fkv::err("option --backend: expected cpu, cuda or auto, found '", o.model.backend, "'");
-  }
   FKV_ASSIGN_OR_RETURN(o.model.device, int_option(a, "--device", 0, 0, 1023));
+  fkv::ContextParams names;  // the backend's name is checked where the engine checks it, as a usage error here
+  names.backend = o.model.backend;
+  FKV_TRY(names.validate());
   // The CUDA backend attends to every page; asking for it asks for dense attention.
   if (o.model.backend != "cpu") o.model.retrieval.policy = "full";
   o.model.chat_template = a.value("--template").value_or("");

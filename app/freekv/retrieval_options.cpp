@@ -37,11 +37,9 @@ fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp) {
                        int_option(a, "--budget-retrieved", defaults.retrieved_tokens, 0, kMax));
   FKV_ASSIGN_OR_RETURN(cp.correction_tau, float_option(a, "--tau", 0.9f, 0.f, 1.f));
   cp.speculation = a.value("--speculation").value_or("background");
-  if (cp.speculation != "background" && cp.speculation != "inline") {
-    return fkv::err("option --speculation: expected background or inline, found '", cp.speculation, "'");
-  }
   cp.budget.page_size = cp.page_size;  // one page size for the cache and the budget
-  return cp.budget.validate();
+  FKV_TRY(cp.budget.validate());
+  return cp.validate();  // the speculation, backend and device names
 }
 
 std::string budget_summary(const fkv::ContextParams& cp) {
