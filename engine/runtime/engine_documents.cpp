@@ -61,6 +61,26 @@ Result<Library*> Engine::Impl::open_library() {
   return library.get();
 }
 
+// Fills key's document and model ids and finds its snapshot. A writable library records the document and model
+// (the open is remembered); a read-only one is only searched, and a document or model it lacks has no snapshot.
+Result<std::optional<SnapshotRecord>> Engine::Impl::library_snapshot(Library& lib, const IngestedDocument& d,
+                                                                     SnapshotKey& key) {
+  const int64_t model_bytes = static_cast<int64_t>(model->gguf().file_size());
+  if (lib.read_only()) {
+    FKV_ASSIGN_OR_RETURN(const std::optional<DocumentInfo> found, lib.find_document_by_hash(content_hash(d)));
+    FKV_ASSIGN_OR_RETURN(const std::optional<int64_t> model_id, lib.find_model(model_fingerprint));
+    if (!found || !model_id) return std::optional<SnapshotRecord>();
+    key.document_id = found->id;
+    key.model_id = *model_id;
+  } else {
+    FKV_ASSIGN_OR_RETURN(key.document_id, import_document(lib, d));
+    (void)lib.touch_opened(key.document_id);  // only the list's order
+    FKV_ASSIGN_OR_RETURN(key.model_id,
+                         lib.upsert_model(model_fingerprint, model->config().name, model->path(), model_bytes));
+  }
+  return lib.find_snapshot(key);
+}
+
 SnapshotMeta Engine::Impl::snapshot_meta(const DocumentPrompt& p) const {
   SnapshotMeta m;
   m.model_fingerprint = model_fingerprint;
@@ -130,17 +150,12 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   std::optional<SnapshotRecord> snap;
   SnapshotKey key;
   if (lib != nullptr) {
-    FKV_ASSIGN_OR_RETURN(info.id, import_document(*lib, ingested));
-    FKV_TRY(lib->touch_opened(info.id));
-    FKV_ASSIGN_OR_RETURN(key.model_id, lib->upsert_model(model_fingerprint, model->config().name, model->path(),
-                                                         static_cast<int64_t>(model->gguf().file_size())));
-    key.document_id = info.id;
     key.prompt_format = st.prompt.format_tag;
     key.page_size = ctx->params().page_size;
     key.dtype = kv_type_name(ctx->params().kv_type);
-    FKV_ASSIGN_OR_RETURN(snap, lib->find_snapshot(key));
+    FKV_ASSIGN_OR_RETURN(snap, library_snapshot(*lib, ingested, key));
+    info.id = key.document_id;
   }
-
   // 3. Load the snapshot when it is usable.
   const SnapshotMeta meta = snapshot_meta(st.prompt);
   if (snap && snap->state == SnapshotState::stale) info.recompute_reason = snap->stale_reason;
@@ -160,13 +175,14 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
       info.load_s = seconds_since(t0);
       info.snapshot_bytes = static_cast<uint64_t>(snap->bytes);
       st.snapshot_id = snap->id;
-      FKV_TRY(lib->touch_snapshot(snap->id));
+      (void)lib->touch_snapshot(snap->id);  // only the eviction order; a read-only library keeps the old time
       report(cb, "load", snap->bytes, snap->bytes);
     } else {
       ctx->reset();
       ctx_tokens.clear();
       info.recompute_reason = s.message();
-      FKV_TRY(lib->mark_stale(snap->id, s.message()));
+      // Unmarked (read-only library), the same check fails again at the next open and recomputes again.
+      (void)lib->mark_stale(snap->id, s.message());
     }
   }
 
@@ -176,7 +192,9 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
     FKV_TRY(prefill_prefix(st.prompt.prefix, cb));
     info.prefill_s = seconds_since(t0);
     info.kv_source = "prefill";
-    if (lib != nullptr && o.save_snapshot) {
+    if (lib != nullptr && o.save_snapshot && lib->read_only()) {
+      info.save_error = "the library is open read-only: " + lib->read_only_reason();
+    } else if (lib != nullptr && o.save_snapshot) {
       t0 = Clock::now();
       SnapshotRecord rec = lib->begin_snapshot(key);
       const std::string path = lib->page_file_path(rec);

@@ -2,10 +2,15 @@
 // library_snapshots.cpp, chats and settings in library_chats.cpp, the schema in library_schema.cpp.
 #include "store/library.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <utility>
 
+#include "core/disk_space.h"
 #include "store/library_rows.h"
 #include "store/library_sql.h"
 
@@ -81,6 +86,40 @@ Status prepare_database(sql::Db& db) {
   FKV_TRY(sql::migrate_library(db, static_cast<int>(found)));
   if (app_id == k_application_id) return {};  // an open that changes nothing writes nothing
   return db.exec("PRAGMA application_id = " + std::to_string(k_application_id));
+}
+
+// Read-only, nothing can be migrated or marked: the file must already be a library of this program's schema.
+Status check_readable(sql::Db& db) {
+  FKV_ASSIGN_OR_RETURN(int64_t found, sql::query_int64(db, "PRAGMA user_version"));
+  FKV_ASSIGN_OR_RETURN(int64_t app_id, sql::query_int64(db, "PRAGMA application_id"));
+  if (app_id != k_application_id) {
+    return err(db.path(), ": expected a FreeKV Desk library, found application_id ", app_id);
+  }
+  const int known = sql::library_schema_version();
+  if (found != known) {
+    return err(db.path(), ": expected a library of schema version ", known, " to read without writing, found version ",
+               found);
+  }
+  return sql::query_int64(db, "SELECT count(*) FROM documents").status();
+}
+
+// The folder's reason (disk_space.h), else the database file's own write protection.
+std::string why_library_unwritable(const fs::path& db_file) {
+  std::string why = why_unwritable(db_file.parent_path().string());
+  if (why.empty() && ::access(db_file.c_str(), W_OK) != 0 && errno != ENOENT) {
+    why = "the library file " + db_file.string() + " is read-only (" + std::strerror(errno) + ")";
+  }
+  return why;
+}
+
+// A missing file is created; anything but a regular file (a device such as /dev/null, a folder) is refused before
+// SQLite opens it and creates a -journal or -wal beside it.
+Status check_database_file(const fs::path& db_file) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(db_file, ec);
+  if (st.type() == fs::file_type::not_found || st.type() == fs::file_type::regular) return {};
+  return err(db_file.string(), ": expected a library database file (or a path to create one at), found ",
+             st.type() == fs::file_type::directory ? "a folder" : "a device or other special file");
 }
 
 constexpr const char* k_info_cols = "id, path, content_hash, title, format, size_bytes, n_chars, added_at, opened_at";
@@ -189,7 +228,7 @@ Result<std::vector<DocumentSummary>> list_document_rows(sql::Db& db) {
       sql::Stmt s,
       db.prepare("SELECT d.id, d.path, d.content_hash, d.title, d.format, d.size_bytes, d.n_chars, d.added_at, "
                  "d.opened_at, "
-                 "IFNULL(MAX(CASE k.state WHEN 'ready' THEN 2 WHEN 'stale' THEN 1 END), 0), IFNULL(SUM(k.bytes), 0) "
+                 "IFNULL(MAX(CASE k.state WHEN 'ready' THEN 2 WHEN 'stale' THEN 1 END), 0) "
                  "FROM documents d LEFT JOIN kv_snapshots k ON k.document_id = d.id "
                  "GROUP BY d.id ORDER BY d.opened_at DESC, d.added_at DESC, d.id DESC"));
   std::vector<DocumentSummary> out;
@@ -199,7 +238,6 @@ Result<std::vector<DocumentSummary>> list_document_rows(sql::Db& db) {
     DocumentSummary sum;
     sum.info = read_info(s);
     sum.best_state = state_from_rank(s.int64(9));
-    sum.snapshot_bytes = s.int64(10);
     out.push_back(std::move(sum));
   }
 }
@@ -224,21 +262,57 @@ Result<std::unique_ptr<Library>> Library::open(const std::string& db_path, const
   if (db_path.empty()) return err("library: expected a database path, found an empty string");
   if (o.busy_timeout_ms < 0) return err("library: expected busy_timeout_ms >= 0, found ", o.busy_timeout_ms);
   FKV_ASSIGN_OR_RETURN(fs::path db_file, absolute_normal(db_path));
-  FKV_TRY(make_dirs(db_file.parent_path(), "the library's directory"));
+  FKV_TRY(check_database_file(db_file));
   FKV_ASSIGN_OR_RETURN(fs::path pages,
                        absolute_normal(o.pages_dir.empty() ? (db_file.parent_path() / "pages").string() : o.pages_dir));
-  // The orphan sweep deletes every file in pages_dir that no snapshot names: the database must live elsewhere.
+  // The database must not sit among the page files, where a user's hand or a tool would take it for one.
   if (is_within(db_file, pages)) {
     return err("library: expected pages_dir outside the database's directory, found pages_dir \"", pages.string(),
                "\" holding \"", db_file.string(), "\"");
   }
+  Result<std::unique_ptr<Library>> lib = open_writable(db_file, pages, o);
+  if (lib.ok()) return lib;
+  // A full disk or a read-only folder must not lock the user out of what is already saved: read it instead.
+  std::error_code ec;
+  const std::string why = why_library_unwritable(db_file);
+  if (why.empty() || !fs::is_regular_file(db_file, ec)) return lib.status();
+  Result<std::unique_ptr<Library>> ro = open_read_only(db_file, pages, o, why);
+  if (!ro.ok()) return err(lib.message(), "; reading it read-only failed too: ", ro.message());
+  return ro;
+}
+
+Result<std::unique_ptr<Library>> Library::open_writable(const fs::path& db_file, const fs::path& pages,
+                                                        const LibraryOptions& o) {
+  FKV_TRY(make_dirs(db_file.parent_path(), "the library's directory"));
   auto db = std::make_unique<sql::Db>();
   FKV_ASSIGN_OR_RETURN(*db, sql::Db::open(db_file.string(), o.busy_timeout_ms));
   FKV_TRY(prepare_database(*db));
+  if (db->read_only()) return err(db_file.string(), ": SQLite could open it only read-only");
   FKV_TRY(make_dirs(pages, "pages_dir"));
   std::unique_ptr<Library> lib(new Library(std::move(db), db_file.string(), pages.string(), o));
   FKV_TRY(lib->remove_orphan_files().status());
   return lib;
+}
+
+Result<std::unique_ptr<Library>> Library::open_read_only(const fs::path& db_file, const fs::path& pages,
+                                                         const LibraryOptions& o, const std::string& why) {
+  Status last;
+  for (const sql::OpenMode mode : {sql::OpenMode::read_only, sql::OpenMode::immutable}) {
+    auto db = std::make_unique<sql::Db>();
+    Result<sql::Db> opened = sql::Db::open(db_file.string(), o.busy_timeout_ms, mode);
+    if (!opened.ok()) {
+      last = opened.status();
+      continue;
+    }
+    *db = std::move(opened).value();
+    db->set_read_only_reason(why);
+    last = check_readable(*db);
+    if (!last.ok()) continue;
+    std::unique_ptr<Library> lib(new Library(std::move(db), db_file.string(), pages.string(), o));
+    lib->read_only_reason_ = why;
+    return lib;
+  }
+  return last;
 }
 
 int64_t Library::now() const {
@@ -269,6 +343,9 @@ Result<Document> Library::get_document(int64_t id) {
 Result<std::vector<DocumentSummary>> Library::list_documents() {
   auto docs = list_document_rows(*db_);
   if (!docs.ok()) return err("list_documents: ", docs.message());
+  auto bytes = bytes_on_disk_by_document();
+  if (!bytes.ok()) return err("list_documents: ", bytes.message());
+  for (DocumentSummary& d : *docs) d.snapshot_bytes = (*bytes)[d.info.id];
   return docs;
 }
 
@@ -297,6 +374,15 @@ Result<int64_t> Library::upsert_model(const std::string& fingerprint, const std:
                              fingerprint, name, path, file_size, now());
   if (!id.ok()) return err("upsert_model \"", name, "\": ", id.message());
   return id;
+}
+
+Result<std::optional<int64_t>> Library::find_model(const std::string& fingerprint) {
+  auto s = db_->prepare("SELECT id FROM models WHERE fingerprint = ?");
+  if (!s.ok()) return err("find_model: ", s.message());
+  s->bind_all(fingerprint);
+  auto has_row = s->step();
+  if (!has_row.ok()) return err("find_model: ", has_row.message());
+  return *has_row ? std::optional<int64_t>(s->int64(0)) : std::nullopt;
 }
 
 }  // namespace fkv

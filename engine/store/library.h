@@ -10,10 +10,12 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fkv/status.h"
@@ -68,7 +70,7 @@ enum class SnapshotState { none, stale, ready };  // ordered: a better state com
 struct DocumentSummary {
   DocumentInfo info;
   SnapshotState best_state = SnapshotState::none;  // best state among the document's snapshots
-  int64_t snapshot_bytes = 0;                      // bytes of all its snapshots' page files
+  int64_t snapshot_bytes = 0;                      // bytes of its snapshots' page files that exist on disk
 };
 
 // ---- models and snapshots ----
@@ -119,8 +121,10 @@ struct MessageRecord {
 class Library {
  public:
   // Opens or creates the database at db_path (creating missing directories), brings its schema up to date and sweeps
-  // orphan page files. Errors, with nothing changed: the file is not a SQLite database; it was written by a newer
-  // version of this program; another connection holds it locked past busy_timeout_ms.
+  // orphan page files. Where the folder cannot be written (why_unwritable in core/disk_space.h names a reason) an
+  // existing library of the current schema is opened read-only instead. Errors, with nothing changed: the file is not
+  // a SQLite database, or is a device or folder; it was written by a newer version of this program; another
+  // connection holds it locked past busy_timeout_ms.
   static Result<std::unique_ptr<Library>> open(const std::string& db_path, const LibraryOptions& o = {});
   ~Library();
   Library(const Library&) = delete;
@@ -129,6 +133,10 @@ class Library {
   static int schema_version();  // the newest schema this code knows
   const std::string& db_path() const { return db_path_; }
   const std::string& pages_dir() const { return pages_dir_; }
+  // A library that cannot be written (a full disk, a read-only folder or mount) is opened read-only, so what is
+  // saved can still be listed and used: every write then fails, saying why (the same words as read_only_reason).
+  bool read_only() const { return !read_only_reason_.empty(); }
+  const std::string& read_only_reason() const { return read_only_reason_; }
 
   // Documents. add_document stores the row and its sections in one transaction and returns the id; a document whose
   // content_hash is already stored keeps its row (text, sections, snapshots, chats) and only takes the new path and
@@ -143,6 +151,7 @@ class Library {
   // Models, known by fingerprint: a second upsert with the same fingerprint updates name, path and size.
   Result<int64_t> upsert_model(const std::string& fingerprint, const std::string& name, const std::string& path,
                                int64_t file_size);
+  Result<std::optional<int64_t>> find_model(const std::string& fingerprint);  // its id; empty when never seen
 
   // Snapshots. Saving one: begin_snapshot gives a record with the key and a fresh file name (nothing is stored
   // yet); the caller writes page_file_path(record), fills n_tokens, bytes and token_spans, then put_snapshot records
@@ -163,10 +172,11 @@ class Library {
   // least recently used; a snapshot goes together with the snapshots based on it (they are listed before it), and
   // keep_snapshot_id (with its base) is never evicted, so the total may stay above the cap. Returns what it
   // deleted, in order (token_spans left empty); files are deleted after the commit.
-  Result<int64_t> total_snapshot_bytes();
+  Result<int64_t> total_snapshot_bytes();  // of the page files that exist: a missing one takes no space
   Result<std::vector<SnapshotRecord>> evict_to_cap(int64_t cap_bytes, int64_t keep_snapshot_id = -1);
-  // Deletes files in pages_dir that no snapshot names, and "*.tmp" files, older than orphan_min_age_s; returns their
-  // paths relative to pages_dir.
+  // Deletes page files directly in pages_dir (regular files of the names begin_snapshot gives, finished or "*.tmp")
+  // that no snapshot names, or that are "*.tmp", once older than orphan_min_age_s; returns their names. Any other file,
+  // subfolder or link is left alone: only files the library can prove are its own are deleted.
   Result<std::vector<std::string>> remove_orphan_files();
 
   // Chats. append_message returns the message's seq; messages() lists them by seq.
@@ -183,13 +193,21 @@ class Library {
 
  private:
   Library(std::unique_ptr<sql::Db> db, std::string db_path, std::string pages_dir, LibraryOptions o);
+  static Result<std::unique_ptr<Library>> open_writable(const std::filesystem::path& db_file,
+                                                        const std::filesystem::path& pages, const LibraryOptions& o);
+  static Result<std::unique_ptr<Library>> open_read_only(const std::filesystem::path& db_file,
+                                                         const std::filesystem::path& pages, const LibraryOptions& o,
+                                                         const std::string& why);
   int64_t now() const;
   void remove_page_files(const std::vector<std::string>& rel_paths) const;
+  int64_t bytes_on_disk(const SnapshotRecord& r) const;  // r.bytes, or 0 when its file is missing
+  Result<std::unordered_map<int64_t, int64_t>> bytes_on_disk_by_document();
 
   std::unique_ptr<sql::Db> db_;
   std::string db_path_;
   std::string pages_dir_;
   LibraryOptions opts_;
+  std::string read_only_reason_;  // empty: writable
 };
 
 }  // namespace fkv

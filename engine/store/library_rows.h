@@ -40,4 +40,8 @@ Result<std::vector<std::string>> delete_with_files(sql::Db& db, std::string_view
 // sweep deletes those). Stored paths are checked again before a file is deleted: the database is a file too.
 Status check_page_path(const std::string& path);
 
+// True for a file name Library::begin_snapshot gives ("doc<n>-model<n>[-chat<n>]-<hex>-<hex>-<hex>.fkvpages") or that
+// name + ".tmp" (a save in progress). Only such files are ever deleted from pages_dir.
+bool is_page_file_name(std::string_view name);
+
 }  // namespace fkv::library_rows

@@ -63,6 +63,39 @@ Status check_page_path(const std::string& path) {
   return {};
 }
 
+namespace {
+
+bool all_of_set(std::string_view s, std::string_view set) {
+  return !s.empty() && s.find_first_not_of(set) == std::string_view::npos;
+}
+
+// `part` is `prefix` followed by one or more decimal digits.
+bool is_counter(std::string_view part, std::string_view prefix) {
+  return part.substr(0, prefix.size()) == prefix && all_of_set(part.substr(prefix.size()), "0123456789");
+}
+
+}  // namespace
+
+bool is_page_file_name(std::string_view name) {
+  constexpr std::string_view k_tmp = ".tmp", k_ext = ".fkvpages";
+  if (name.ends_with(k_tmp)) name.remove_suffix(k_tmp.size());
+  if (!name.ends_with(k_ext)) return false;
+  name.remove_suffix(k_ext.size());
+  std::vector<std::string_view> parts;
+  for (size_t begin = 0;;) {
+    const size_t dash = name.find('-', begin);
+    parts.push_back(name.substr(begin, dash - begin));
+    if (dash == std::string_view::npos) break;
+    begin = dash + 1;
+  }
+  const size_t n = parts.size();
+  if (n != 5 && n != 6) return false;
+  const bool chat_ok = n == 5 || is_counter(parts[2], "chat");
+  constexpr std::string_view k_hex = "0123456789abcdef";  // unique_file_tag's three numbers
+  return is_counter(parts[0], "doc") && is_counter(parts[1], "model") && chat_ok && all_of_set(parts[n - 3], k_hex) &&
+         all_of_set(parts[n - 2], k_hex) && all_of_set(parts[n - 1], k_hex);
+}
+
 Result<std::vector<std::string>> delete_with_files(sql::Db& db, std::string_view paths_sql, std::string_view delete_sql,
                                                    int64_t id, const char* what) {
   FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));

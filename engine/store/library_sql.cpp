@@ -2,7 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <cctype>
+#include <filesystem>
 #include <utility>
+
+#include "core/disk_space.h"
 
 namespace fkv::sql {
 
@@ -15,17 +19,41 @@ std::string_view short_sql(std::string_view sql) {
   return sql.substr(0, k_max_chars);
 }
 
+// A "file:" URI for an absolute path: every byte outside the unreserved set is percent-encoded, so '?', '#' and '%'
+// in a folder name stay part of the path.
+std::string file_uri(const std::string& path, const char* query) {
+  static const char* const k_hex = "0123456789ABCDEF";
+  std::string uri = "file:";
+  for (const unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-' || c == '~') {
+      uri += static_cast<char>(c);
+    } else {
+      uri += '%';
+      uri += k_hex[c >> 4];
+      uri += k_hex[c & 15];
+    }
+  }
+  return uri + "?" + query;
+}
+
 }  // namespace
 
 // ---- Db ----
 
-Result<Db> Db::open(const std::string& path, int busy_timeout_ms) {
+Result<Db> Db::open(const std::string& path, int busy_timeout_ms, OpenMode mode) {
   Db db;
   db.path_ = path;
   db.busy_timeout_ms_ = busy_timeout_ms;
   // NOMUTEX: a connection is only ever used by the thread that opened it, so SQLite's per-connection mutex is waste.
-  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-  const int rc = sqlite3_open_v2(path.c_str(), &db.db_, flags, nullptr);
+  int flags = SQLITE_OPEN_NOMUTEX;
+  std::string name = path;
+  if (mode == OpenMode::read_write) {
+    flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  } else {
+    flags |= SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+    name = file_uri(path, mode == OpenMode::immutable ? "immutable=1" : "mode=ro");
+  }
+  const int rc = sqlite3_open_v2(name.c_str(), &db.db_, flags, nullptr);
   if (rc != SQLITE_OK) return db.error(rc, "opening the database");
   sqlite3_extended_result_codes(db.db_, 1);
   sqlite3_busy_timeout(db.db_, busy_timeout_ms);
@@ -38,7 +66,10 @@ Db::~Db() {
 }
 
 Db::Db(Db&& o) noexcept
-    : db_(std::exchange(o.db_, nullptr)), path_(std::move(o.path_)), busy_timeout_ms_(o.busy_timeout_ms_) {}
+    : db_(std::exchange(o.db_, nullptr)),
+      path_(std::move(o.path_)),
+      busy_timeout_ms_(o.busy_timeout_ms_),
+      read_only_reason_(std::move(o.read_only_reason_)) {}
 
 Db& Db::operator=(Db&& o) noexcept {
   if (this != &o) {
@@ -46,6 +77,7 @@ Db& Db::operator=(Db&& o) noexcept {
     db_ = std::exchange(o.db_, nullptr);
     path_ = std::move(o.path_);
     busy_timeout_ms_ = o.busy_timeout_ms_;
+    read_only_reason_ = std::move(o.read_only_reason_);
   }
   return *this;
 }
@@ -59,6 +91,13 @@ Status Db::error(int rc, std::string_view what) const {
   }
   if (primary == SQLITE_NOTADB) {
     return err(path_, ": expected a SQLite database, found a file that is not one (", detail, ")");
+  }
+  if (primary == SQLITE_READONLY && !read_only_reason_.empty()) {
+    return err(path_, ": the library is open read-only, so nothing can be saved: ", read_only_reason_);
+  }
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
+    const std::string folder = std::filesystem::path(path_).parent_path().string();
+    if (std::string why = why_unwritable(folder); !why.empty()) return err(path_, ": ", what, ": ", why);
   }
   return err(path_, ": ", what, ": ", detail);
 }
@@ -83,6 +122,8 @@ Result<Stmt> Db::prepare(std::string_view sql) {
 int64_t Db::last_insert_id() const { return sqlite3_last_insert_rowid(db_); }
 
 int64_t Db::changes() const { return sqlite3_changes64(db_); }
+
+bool Db::read_only() const { return sqlite3_db_readonly(db_, "main") == 1; }
 
 // ---- Stmt ----
 

@@ -18,10 +18,15 @@ namespace fkv::sql {
 
 class Stmt;
 
+// read_write creates a missing file. read_only reads through SQLite's locks and the WAL, which needs the -shm file;
+// immutable reads the database file alone (no locks, no -shm, and what sits uncheckpointed in the -wal is not seen),
+// the one way left to read a WAL database on a disk too full to create its -shm.
+enum class OpenMode { read_write, read_only, immutable };
+
 class Db {
  public:
-  // Opens (creating if missing) the database file; nothing is read yet, so a damaged file shows up at first use.
-  static Result<Db> open(const std::string& path, int busy_timeout_ms);
+  // Opens the database file; nothing is read yet, so a damaged file shows up at first use.
+  static Result<Db> open(const std::string& path, int busy_timeout_ms, OpenMode mode = OpenMode::read_write);
   Db() = default;
   ~Db();
   Db(Db&& o) noexcept;
@@ -33,16 +38,21 @@ class Db {
   Result<Stmt> prepare(std::string_view sql);
   int64_t last_insert_id() const;
   int64_t changes() const;  // rows changed by the last statement
+  bool read_only() const;   // SQLite opens a write-protected file read-only even when asked for read_write
   const std::string& path() const { return path_; }
   int busy_timeout_ms() const { return busy_timeout_ms_; }
 
-  // An error Status for SQLite result code `rc` while doing `what`.
+  // An error Status for SQLite result code `rc` while doing `what`. A write refused by a read-only connection, a full
+  // disk or a read-only folder says so in words (disk_space.h), not as "disk I/O error".
   Status error(int rc, std::string_view what) const;
+  // Why this connection was opened read-only; every refused write repeats it.
+  void set_read_only_reason(std::string why) { read_only_reason_ = std::move(why); }
 
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
   int busy_timeout_ms_ = 0;
+  std::string read_only_reason_;
 };
 
 class Stmt {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -91,9 +92,12 @@ class EvictionPlanner {
   std::vector<bool> deleted_;                  // (n_rows) already planned
 };
 
-Result<std::vector<SnapshotRecord>> evict_txn(sql::Db& db, int64_t cap_bytes, int64_t keep_id) {
+// on_disk: the bytes a snapshot's file takes now (0 when it is missing: deleting that row frees nothing).
+Result<std::vector<SnapshotRecord>> evict_txn(sql::Db& db, int64_t cap_bytes, int64_t keep_id,
+                                              const std::function<int64_t(const SnapshotRecord&)>& on_disk) {
   FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));
   FKV_ASSIGN_OR_RETURN(std::vector<SnapshotRecord> rows, library_rows::query_snapshots(db, false, "ORDER BY id"));
+  for (SnapshotRecord& r : rows) r.bytes = on_disk(r);
   const std::vector<size_t> plan = EvictionPlanner(rows).plan(cap_bytes, keep_id);
   std::vector<SnapshotRecord> evicted;
   FKV_ASSIGN_OR_RETURN(sql::Stmt del, db.prepare("DELETE FROM kv_snapshots WHERE id = ?"));
@@ -117,15 +121,18 @@ Result<std::unordered_set<std::string>> referenced_paths(sql::Db& db) {
   }
 }
 
-// Regular files under dir (not following links), as paths relative to it with '/' separators.
-Result<std::vector<std::string>> list_files(const fs::path& dir) {
+// The page files directly in dir (regular files named as begin_snapshot names them, finished or ".tmp"), relative
+// to it. Nothing else is ours to delete: a user may keep notes in the folder, or point a symlinked pages folder at a
+// disk that holds other files, so subfolders, links and foreign names are never listed.
+Result<std::vector<std::string>> list_page_files(const fs::path& dir) {
   std::error_code ec;
-  fs::recursive_directory_iterator it(dir, ec);
+  fs::directory_iterator it(dir, ec);
   std::vector<std::string> out;
-  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
     std::error_code type_ec;
     if (it->symlink_status(type_ec).type() != fs::file_type::regular) continue;
-    out.push_back(it->path().lexically_relative(dir).generic_string());
+    const std::string name = it->path().filename().string();
+    if (library_rows::is_page_file_name(name)) out.push_back(name);
   }
   if (ec) return err("listing pages_dir \"", dir.string(), "\": ", ec.message());
   return out;
@@ -140,15 +147,29 @@ bool older_than(const fs::path& p, int64_t min_age_s) {
 
 }  // namespace
 
+int64_t Library::bytes_on_disk(const SnapshotRecord& r) const {
+  std::error_code ec;
+  return fs::symlink_status(fs::path(pages_dir_) / r.path, ec).type() == fs::file_type::regular ? r.bytes : 0;
+}
+
+Result<std::unordered_map<int64_t, int64_t>> Library::bytes_on_disk_by_document() {
+  FKV_ASSIGN_OR_RETURN(std::vector<SnapshotRecord> rows, library_rows::query_snapshots(*db_, false, "ORDER BY id"));
+  std::unordered_map<int64_t, int64_t> bytes;
+  for (const SnapshotRecord& r : rows) bytes[r.key.document_id] += bytes_on_disk(r);
+  return bytes;
+}
+
 Result<int64_t> Library::total_snapshot_bytes() {
-  auto total = sql::query_int64(*db_, "SELECT IFNULL(SUM(bytes), 0) FROM kv_snapshots");
-  if (!total.ok()) return err("total_snapshot_bytes: ", total.message());
+  auto by_document = bytes_on_disk_by_document();
+  if (!by_document.ok()) return err("total_snapshot_bytes: ", by_document.message());
+  int64_t total = 0;
+  for (const auto& [id, bytes] : *by_document) total += bytes;
   return total;
 }
 
 Result<std::vector<SnapshotRecord>> Library::evict_to_cap(int64_t cap_bytes, int64_t keep_snapshot_id) {
   if (cap_bytes < 0) return err("evict_to_cap: expected cap_bytes >= 0, found ", cap_bytes);
-  auto evicted = evict_txn(*db_, cap_bytes, keep_snapshot_id);
+  auto evicted = evict_txn(*db_, cap_bytes, keep_snapshot_id, [this](const SnapshotRecord& r) { return bytes_on_disk(r); });
   if (!evicted.ok()) return err("evict_to_cap: ", evicted.message());
   std::vector<std::string> paths;
   for (const SnapshotRecord& r : *evicted) paths.push_back(r.path);
@@ -157,9 +178,10 @@ Result<std::vector<SnapshotRecord>> Library::evict_to_cap(int64_t cap_bytes, int
 }
 
 Result<std::vector<std::string>> Library::remove_orphan_files() {
+  if (read_only()) return err("remove_orphan_files: ", db_path_, " is open read-only: ", read_only_reason_);
   auto referenced = referenced_paths(*db_);
   if (!referenced.ok()) return err("remove_orphan_files: ", referenced.message());
-  FKV_ASSIGN_OR_RETURN(std::vector<std::string> files, list_files(pages_dir_));
+  FKV_ASSIGN_OR_RETURN(std::vector<std::string> files, list_page_files(pages_dir_));
   std::vector<std::string> removed;
   for (const std::string& rel : files) {
     const fs::path p = fs::path(pages_dir_) / rel;
@@ -176,8 +198,9 @@ Result<std::vector<std::string>> Library::remove_orphan_files() {
 
 void Library::remove_page_files(const std::vector<std::string>& rel_paths) const {
   for (const std::string& rel : rel_paths) {
-    // Never follow a path the checks would not have stored: the database file can be edited by hand.
-    if (!library_rows::check_page_path(rel).ok()) continue;
+    // Never follow a path the checks would not have stored, nor delete a file of a name begin_snapshot does not
+    // give: the database file can be edited by hand.
+    if (!library_rows::check_page_path(rel).ok() || !library_rows::is_page_file_name(rel)) continue;
     const fs::path p = fs::path(pages_dir_) / rel;
     std::error_code ec;
     if (fs::symlink_status(p, ec).type() != fs::file_type::regular) continue;  // missing is fine

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <utility>
 
+#include "core/disk_space.h"
 #include "store/page_file.h"
 
 namespace fkv {
@@ -28,7 +29,7 @@ Status write_all(int fd, const uint8_t* p, size_t n, const std::string& path) {
   while (n > 0) {
     const ssize_t w = ::write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return err("cannot write '", path, "': ", std::strerror(w < 0 ? errno : EIO));
+    if (w <= 0) return err("cannot write '", path, "': ", write_error_detail(w < 0 ? errno : EIO, path));
     p += w;
     n -= static_cast<size_t>(w);
   }
@@ -39,7 +40,9 @@ Status pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t off, const std::s
   while (n > 0) {
     const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return err("cannot write '", path, "' at byte ", off, ": ", std::strerror(w < 0 ? errno : EIO));
+    if (w <= 0) {
+      return err("cannot write '", path, "' at byte ", off, ": ", write_error_detail(w < 0 ? errno : EIO, path));
+    }
     p += w;
     off += static_cast<uint64_t>(w);
     n -= static_cast<size_t>(w);
@@ -77,7 +80,7 @@ Result<PageFileWriter> PageFileWriter::create(const std::string& path, const Pag
     ::unlink(w.tmp_path_.c_str());
     w.fd_ = create_new(w.tmp_path_);
   }
-  if (w.fd_ < 0) return err("cannot create '", w.tmp_path_, "': ", std::strerror(errno));
+  if (w.fd_ < 0) return err("cannot create '", w.tmp_path_, "': ", write_error_detail(errno, w.tmp_path_));
   const uint64_t head_block = w.layout_.record_bytes / (2 * static_cast<uint64_t>(info.n_kv_heads));
   w.chunk_.resize(static_cast<size_t>(std::min<uint64_t>(kChunkBytes, w.layout_.file_size)));
   w.zeros_.assign(static_cast<size_t>(std::max<uint64_t>(head_block, kPageFileAlign)), 0);

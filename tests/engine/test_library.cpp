@@ -16,6 +16,7 @@
 #include <string>
 
 #include "store/library.h"
+#include "support/library_fixtures.h"
 
 using fkv::Document;
 using fkv::Library;
@@ -25,26 +26,13 @@ using fkv::SectionKind;
 using fkv::SnapshotKey;
 using fkv::SnapshotRecord;
 using fkv::SnapshotState;
+using fkvtest::key;
+using fkvtest::make_doc;
+using fkvtest::make_old;
+using fkvtest::save_fake;
+using fkvtest::write_bytes;
 
 namespace fs = std::filesystem;
-
-// Declares `lhs` from a Result, failing the test with its message otherwise.
-#define ASSIGN_OK(lhs, expr)                                   \
-  auto lhs##_result = (expr);                                  \
-  QVERIFY2(lhs##_result.ok(), lhs##_result.message().c_str()); \
-  auto lhs = std::move(lhs##_result).value()
-#define VERIFY_OK(expr)                                                                        \
-  do {                                                                                         \
-    const auto verify_ok_ = (expr); /* a copy: expr may return a reference into a temporary */ \
-    QVERIFY2(verify_ok_.ok(), verify_ok_.message().c_str());                                   \
-  } while (0)
-#define VERIFY_ERROR(expr, needle)                                                                     \
-  do {                                                                                                 \
-    const auto& verify_err_ = (expr);                                                                  \
-    const std::string needle_ = (needle);                                                              \
-    QVERIFY2(!verify_err_.ok(), ("expected an error containing: " + needle_).c_str());                 \
-    QVERIFY2(verify_err_.message().find(needle_) != std::string::npos, verify_err_.message().c_str()); \
-  } while (0)
 
 namespace {
 
@@ -74,51 +62,6 @@ class RawDb {
 std::string read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const std::string& path, int64_t n_bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << std::string(static_cast<size_t>(n_bytes), 'k');
-}
-
-void make_old(const std::string& path) {
-  fs::last_write_time(path, fs::file_time_type::clock::now() - std::chrono::hours(2));
-}
-
-Document make_doc(const std::string& hash, const std::string& path) {
-  Document d;
-  d.text = "Chapter 1\nHello world.\nChapter 2\nGoodbye.";
-  d.info.path = path;
-  d.info.content_hash = hash;
-  d.info.title = "Title " + hash;
-  d.info.format = "md";
-  d.info.size_bytes = static_cast<int64_t>(d.text.size());
-  d.info.n_chars = static_cast<int64_t>(d.text.size());
-  d.sections = {Section{SectionKind::heading, 1, "Chapter 1", 0}, Section{SectionKind::heading, 1, "Chapter 2", 23},
-                Section{SectionKind::page, 0, "2", 30}};
-  return d;
-}
-
-SnapshotKey key(int64_t doc, int64_t model, std::optional<int64_t> chat = {}, const std::string& dtype = "f16") {
-  SnapshotKey k;
-  k.document_id = doc;
-  k.model_id = model;
-  k.prompt_format = "gemma";
-  k.page_size = 32;
-  k.dtype = dtype;
-  k.chat_id = chat;
-  return k;
-}
-
-// Records a snapshot whose page file holds n_bytes.
-fkv::Result<int64_t> save_fake(Library& lib, const SnapshotKey& k, int64_t n_bytes, std::optional<int64_t> base = {}) {
-  SnapshotRecord r = lib.begin_snapshot(k);
-  write_bytes(lib.page_file_path(r), n_bytes);
-  r.n_tokens = 100;
-  r.bytes = n_bytes;
-  r.token_spans = {1, 2, 3, 4};
-  r.base_snapshot_id = base;
-  return lib.put_snapshot(r);
 }
 
 }  // namespace
@@ -472,12 +415,11 @@ class TestLibrary : public QObject {
     ASSIGN_OK(rec, lib->get_snapshot(id));
     const std::string pages = lib->pages_dir();
     const std::string live = lib->page_file_path(rec);
-    const std::string orphan = pages + "/old-orphan.fkvpages";
-    const std::string nested = pages + "/sub/old.fkvpages";
-    const std::string tmp = live + ".tmp";  // a crash mid-save of a replacement
-    const std::string fresh = pages + "/being-written.fkvpages.tmp";
-    for (const std::string& p : {orphan, nested, tmp}) write_bytes(p, 10);
-    for (const std::string& p : {live, orphan, nested, tmp}) make_old(p);
+    const std::string orphan = pages + "/doc7-model2-18a3f-99-0.fkvpages";  // a name begin_snapshot gives
+    const std::string tmp = live + ".tmp";                                  // a crash mid-save of a replacement
+    const std::string fresh = pages + "/doc7-model2-chat3-18a3f-99-1.fkvpages.tmp";
+    for (const std::string& p : {orphan, tmp}) write_bytes(p, 10);
+    for (const std::string& p : {live, orphan, tmp}) make_old(p);
     write_bytes(fresh, 10);
     lib.reset();
     LibraryOptions o = options();
@@ -485,7 +427,7 @@ class TestLibrary : public QObject {
     ASSIGN_OK(reopened, Library::open(path("sweep/lib.db"), o));
     QVERIFY(fs::exists(live));
     QVERIFY(fs::exists(fresh));  // young enough that another connection may be writing it
-    QVERIFY(!fs::exists(orphan) && !fs::exists(nested) && !fs::exists(tmp));
+    QVERIFY(!fs::exists(orphan) && !fs::exists(tmp));
     ASSIGN_OK(again, reopened->remove_orphan_files());
     QVERIFY(again.empty());
   }
