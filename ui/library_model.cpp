@@ -100,8 +100,15 @@ void LibraryModel::refresh() {
 }
 
 fkv::Status LibraryModel::readRows(std::vector<Row>& rows, qint64& storageBytes) {
-  if (!m_library) {
+  // A read-only library is opened again each time: once space is freed, the next refresh finds it writable.
+  if (!m_library || m_library->read_only()) {
+    m_library.reset();
     FKV_ASSIGN_OR_RETURN(m_library, fkv::Library::open(m_libraryPath.toStdString()));
+    const QString reason = fromStd(m_library->read_only_reason());
+    if (reason != m_readOnlyReason) {
+      m_readOnlyReason = reason;
+      emit readOnlyChanged(reason);
+    }
   }
   FKV_ASSIGN_OR_RETURN(const std::vector<fkv::DocumentSummary> docs, m_library->list_documents());
   rows.reserve(docs.size());

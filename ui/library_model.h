@@ -35,6 +35,8 @@ class LibraryModel : public QAbstractTableModel {
   int rowOfDocument(qint64 documentId) const;             // -1 when absent
   qint64 storageBytes() const { return m_storageBytes; }  // page files of every snapshot
   QString lastError() const { return m_lastError; }
+  // Why the library could only be opened read-only (a full disk, a read-only folder); empty when it is writable.
+  QString readOnlyReason() const { return m_readOnlyReason; }
 
  public slots:
   // Re-reads the library. Rows keep their places (and views their selection) when only values changed.
@@ -43,6 +45,7 @@ class LibraryModel : public QAbstractTableModel {
  signals:
   void errorOccurred(const QString& message);
   void storageBytesChanged(qint64 bytes);
+  void readOnlyChanged(const QString& reason);
 
  private:
   struct Row {
@@ -64,4 +67,5 @@ class LibraryModel : public QAbstractTableModel {
   std::vector<Row> m_rows;
   qint64 m_storageBytes = 0;
   QString m_lastError;
+  QString m_readOnlyReason;
 };

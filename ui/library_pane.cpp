@@ -90,6 +90,7 @@ LibraryPane::LibraryPane(QWidget* parent) : QWidget(parent) {
   layout->addLayout(buttons);
   m_storage = new QLabel(this);
   m_storage->setToolTip(tr("Disk space taken by the saved KV caches of the documents"));
+  m_storage->setWordWrap(true);  // a read-only library adds its reason, which can name a long path
   layout->addWidget(m_storage);
 
   connect(m_filter, &QLineEdit::textChanged, m_proxy, &QSortFilterProxyModel::setFilterFixedString);
@@ -108,6 +109,7 @@ void LibraryPane::setModel(LibraryModel* model) {
   m_proxy->setSourceModel(model);
   if (model) {
     connect(model, &LibraryModel::storageBytesChanged, this, &LibraryPane::updateStorage);
+    connect(model, &LibraryModel::readOnlyChanged, this, &LibraryPane::updateStorage);
     connect(model, &QAbstractItemModel::modelReset, this, &LibraryPane::updateButtons);
     m_table->sortByColumn(LibraryModel::LastOpenedColumn, Qt::DescendingOrder);
     QHeaderView* header = m_table->horizontalHeader();
@@ -145,7 +147,13 @@ QString LibraryPane::storageText() const { return m_storage->text(); }
 void LibraryPane::updateStorage() {
   const qint64 bytes = m_model ? m_model->storageBytes() : 0;
   const int n = m_model ? m_model->rowCount() : 0;
-  m_storage->setText(tr("%n document(s) · saved KV caches: %1", nullptr, n).arg(QLocale().formattedDataSize(bytes)));
+  QString text = tr("%n document(s) · saved KV caches: %1", nullptr, n).arg(QLocale().formattedDataSize(bytes));
+  const QString readOnly = m_model ? m_model->readOnlyReason() : QString();
+  if (!readOnly.isEmpty()) {
+    text += QLatin1Char('\n') + tr("Read-only: %1. Saved documents open and answer; nothing new can be saved.")
+                                    .arg(readOnly);
+  }
+  m_storage->setText(text);
 }
 
 void LibraryPane::showColumnMenu(const QPoint& pos) {

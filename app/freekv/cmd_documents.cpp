@@ -36,6 +36,15 @@ std::string default_library_path() {
 
 std::string library_path(const ParsedArgs& a) { return a.value("--library").value_or(default_library_path()); }
 
+// Opens the library; one that can only be read (a full disk, a read-only folder) is said so once, on stderr.
+fkv::Result<std::unique_ptr<fkv::Library>> open_library(const ParsedArgs& a) {
+  fkv::Result<std::unique_ptr<fkv::Library>> lib = fkv::Library::open(library_path(a));
+  if (lib.ok() && (*lib)->read_only()) {
+    std::fprintf(stderr, "freekv: note: the library is open read-only: %s\n", (*lib)->read_only_reason().c_str());
+  }
+  return lib;
+}
+
 const char* state_name(fkv::SnapshotState s) {
   return s == fkv::SnapshotState::ready ? "ready" : s == fkv::SnapshotState::stale ? "stale" : "none";
 }
@@ -46,7 +55,7 @@ constexpr OptionSpec kIngestOptions[] = {kLibraryOption, kJsonOption};
 
 int run_ingest_impl(const ParsedArgs& a) {
   if (a.positionals().empty()) return usage_fail("ingest: give at least one FILE");
-  fkv::Result<std::unique_ptr<fkv::Library>> lib = fkv::Library::open(library_path(a));
+  fkv::Result<std::unique_ptr<fkv::Library>> lib = open_library(a);
   if (!lib.ok()) return fail("ingest: " + lib.message());
   const bool json = a.has("--json");
   JsonWriter j;
@@ -152,7 +161,7 @@ int run_library_impl(const ParsedArgs& a) {
     ids.push_back(v);
   }
   if (verb == "delete" && ids.empty()) return usage_fail("library delete: give the ID of each document to delete");
-  fkv::Result<std::unique_ptr<fkv::Library>> lib = fkv::Library::open(library_path(a));
+  fkv::Result<std::unique_ptr<fkv::Library>> lib = open_library(a);
   if (!lib.ok()) return fail("library: " + lib.message());
   if (verb == "list") return list_documents(**lib, a.has("--json"));
   if (verb == "delete") {
