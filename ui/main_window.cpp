@@ -25,6 +25,7 @@
 #include "library_model.h"
 #include "library_pane.h"
 #include "memory_panel.h"
+#include "model_guide.h"
 #include "prefill_progress.h"
 #include "recall_timeline.h"
 #include "retrieval_heatmap.h"
@@ -70,6 +71,8 @@ MainWindow::MainWindow(const QString& libraryPath, QWidget* parent) : QMainWindo
   setDockNestingEnabled(true);
   QSettings store;
   m_settings = DeskSettings::load(store);
+  // Not saved: a larger model installed later is chosen at the next start, until one is set in Settings.
+  if (m_settings.modelPath.isEmpty()) m_settings.modelPath = ModelGuide::installedDefault();
 
   m_client = new EngineClient(libraryPath, this);
   m_client->setDocumentOptions(m_settings.documentOptions());

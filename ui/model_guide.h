@@ -34,6 +34,9 @@ inline constexpr int kDocumentTokens = 8192;  // the "document" column: an 8k-to
 const QList<ModelFit>& models();
 // Where the banner suggests keeping model files: <data home>/freekv-desk/models (created by freekv-desk).
 QString modelsFolder();
+// The largest model in modelsFolder() that fits the free memory (fkv::choose_model), for a start with no model
+// set; empty when none is installed or none fits.
+QString installedDefault();
 // The first-run banner (rich text): the folder (a link that opens it), how to choose the file, and the table.
 QString noModelHtml();
 

@@ -4,6 +4,7 @@
 // memory tiers; the library pane's drops, selection and delete.
 #include <QAbstractItemModelTester>
 #include <QComboBox>
+#include <QDir>
 #include <QDoubleSpinBox>
 #include <QFont>
 #include <QHelpEvent>
@@ -37,6 +38,7 @@
 #include "recall_timeline.h"
 #include "retrieval_heatmap.h"
 #include "settings_dialog.h"
+#include "model/synthetic.h"
 #include "store/library.h"
 #include "support/test_paths.h"
 #include "timeline_model.h"
@@ -397,6 +399,30 @@ class TestWidgets : public QObject {
     }
   }
 
+  // A start with no model set loads the largest installed model that fits (fkv::choose_model; its arithmetic is
+  // tested in test_models_folder): here two small synthetic ones, both of which fit.
+  void startWithoutSettingsTakesTheLargestInstalledModel() {
+    const QByteArray oldData = qgetenv("XDG_DATA_HOME");
+    qputenv("XDG_DATA_HOME", (fkvtest::tempDir() + QStringLiteral("/xdg-data")).toUtf8());
+    QCOMPARE(ModelGuide::installedDefault(), QString());
+    QVERIFY(QDir().mkpath(ModelGuide::modelsFolder()));
+    QVERIFY(ModelGuide::modelsFolder().startsWith(fkvtest::tempDir()));
+    for (int n_layers : {1, 3}) {
+      fkv::SyntheticModelSpec spec;
+      spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
+      spec.n_layers = n_layers;
+      const QString file = ModelGuide::modelsFolder() + QStringLiteral("/layers-%1.gguf").arg(n_layers);
+      const fkv::Status st = fkv::write_synthetic_model(spec, file.toStdString());
+      QVERIFY2(st.ok(), st.message().c_str());
+    }
+    QCOMPARE(ModelGuide::installedDefault(), ModelGuide::modelsFolder() + QStringLiteral("/layers-3.gguf"));
+    if (oldData.isNull()) {
+      qunsetenv("XDG_DATA_HOME");
+    } else {
+      qputenv("XDG_DATA_HOME", oldData);
+    }
+  }
+
   void firstRunBannerSaysWhereModelsGoAndWhichFit() {
     ChatView view;
     view.resize(420, 700);
@@ -406,7 +432,7 @@ class TestWidgets : public QObject {
     QVERIFY(view.isBannerVisible());
     QVERIFY(view.settingsButton()->isVisible());
     const QString text = view.bannerText();
-    QVERIFY(text.contains(QStringLiteral("No model is configured")));
+    QVERIFY(text.contains(QStringLiteral("No model is installed")));
     QVERIFY(text.contains(QStringLiteral("GGUF")));
     QVERIFY2(text.contains(ModelGuide::modelsFolder().toHtmlEscaped()), qPrintable(text));
     QVERIFY(text.contains(QUrl::fromLocalFile(ModelGuide::modelsFolder()).toString(QUrl::FullyEncoded)));
