@@ -134,6 +134,7 @@ int run_eval(std::span<char* const> args);
 int run_ingest(std::span<char* const> args);
 int run_library(std::span<char* const> args);
 int run_ask(std::span<char* const> args);
+int run_perplexity(std::span<char* const> args);
 
 extern const CommandHelp kInfoHelp;
 extern const CommandHelp kTokenizeHelp;
@@ -144,5 +145,6 @@ extern const CommandHelp kEvalHelp;
 extern const CommandHelp kIngestHelp;
 extern const CommandHelp kLibraryHelp;
 extern const CommandHelp kAskHelp;
+extern const CommandHelp kPerplexityHelp;
 
 }  // namespace freekv

@@ -19,7 +19,7 @@ const Command kCommands[] = {
     {&freekv::kGenerateHelp, freekv::run_generate}, {&freekv::kChatHelp, freekv::run_chat},
     {&freekv::kIngestHelp, freekv::run_ingest},     {&freekv::kLibraryHelp, freekv::run_library},
     {&freekv::kAskHelp, freekv::run_ask},           {&freekv::kBenchHelp, freekv::run_bench},
-    {&freekv::kEvalHelp, freekv::run_eval},
+    {&freekv::kEvalHelp, freekv::run_eval},         {&freekv::kPerplexityHelp, freekv::run_perplexity},
 };
 
 const Command* find_command(std::string_view name) {
