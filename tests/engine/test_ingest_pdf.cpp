@@ -102,7 +102,8 @@ class TestIngestPdf : public QObject {
     for (int i = 0; i < 4000; ++i) garbage.push_back(static_cast<char>(rng()));
     INGEST_FAILS(fkv::ingest_bytes(garbage, "garbage.pdf"), "garbage.pdf: broken PDF");
     INGEST_FAILS(fkv::ingest_bytes("just some text, not a PDF", "renamed.pdf"), "renamed.pdf: broken PDF");
-    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages, {.encrypted = true}), "locked.pdf"), "locked.pdf: encrypted PDF");
+    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages, {.encrypted = true}), "locked.pdf"),
+                 "locked.pdf: encrypted PDF");
   }
 
   // Cut anywhere, a PDF either fails with a message that names it or yields only valid text with ordered pages.
@@ -126,7 +127,7 @@ class TestIngestPdf : public QObject {
   void manyOverlappingRunsAreReadInLinearWork() {
     INGEST_OK(small, fkv::ingest_bytes(make_many_runs_pdf(300, kRunWords), "few.pdf"));
     QCOMPARE(count_of(small.text, "alpha"), int64_t{1});  // small enough for the layout analysis
-    constexpr int kRuns = 12'000;                          // 68,001 characters as drawn, one line a run
+    constexpr int kRuns = 12'000;                         // 68,001 characters as drawn, one line a run
     INGEST_OK(once, fkv::ingest_bytes(make_many_runs_pdf(kRuns, kRunWords), "many.pdf"));
     QCOMPARE(count_of(once.text, "alpha"), int64_t{kRuns / 3});
     QCOMPARE(count_of(once.text, "gamma"), int64_t{kRuns / 3});
@@ -174,7 +175,8 @@ class TestIngestPdf : public QObject {
       seen.push_back(p);
       return p.done < 2;
     };
-    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages), "p.pdf", o), "p.pdf: PDF reading cancelled after 2 of 3 pages");
+    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages), "p.pdf", o),
+                 "p.pdf: PDF reading cancelled after 2 of 3 pages");
     QCOMPARE(seen.size(), size_t{2});
   }
 };

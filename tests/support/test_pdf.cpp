@@ -56,9 +56,8 @@ void write_head(PdfWriter& w, size_t n_pages, const std::string& title) {
 
 // The page object whose content stream is the object right after it.
 void write_page(PdfWriter& w, size_t index) {
-  w.object(
-      "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents " +
-      std::to_string(6 + 2 * index) + " 0 R >>");
+  w.object("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents " +
+           std::to_string(6 + 2 * index) + " 0 R >>");
 }
 
 // A zlib stream, as /FlateDecode reads it: qCompress's output without its 4-byte length prefix.
