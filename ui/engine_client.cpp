@@ -139,6 +139,7 @@ void EngineClient::connectWorker() {
   connect(w, &EngineWorker::documentClosed, this, &EngineClient::documentClosed, queued);
   connect(w, &EngineWorker::retrievalApplied, this, &EngineClient::retrievalApplied, queued);
   connect(w, &EngineWorker::retrievalFailed, this, &EngineClient::retrievalFailed, queued);
+  connect(w, &EngineWorker::importProgress, this, &EngineClient::importProgress, queued);
   connect(w, &EngineWorker::importFinished, this, &EngineClient::importFinished, queued);
   connect(w, &EngineWorker::documentDeleted, this, &EngineClient::documentDeleted, queued);
   connect(w, &EngineWorker::deleteFailed, this, &EngineClient::deleteFailed, queued);

@@ -68,6 +68,8 @@ class EngineClient : public QObject {
   void answerFailed(quint64 id, const QString& message);
   void retrievalApplied(quint64 id);
   void retrievalFailed(quint64 id, const QString& message);
+  // A file of an import being read: a PDF's pages (stage "ingest"), a few times a second.
+  void importProgress(quint64 id, const QString& path, const OpenProgress& progress);
   // documentIds: the library rows of the files that were imported; errors: "path: reason" for each that was not.
   void importFinished(quint64 id, const QList<qint64>& documentIds, const QStringList& errors);
   void documentDeleted(quint64 id, qint64 documentId);

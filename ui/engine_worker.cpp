@@ -1,5 +1,7 @@
 #include "engine_worker.h"
 
+#include <QElapsedTimer>
+#include <memory>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -13,6 +15,8 @@
 namespace {
 
 QString fromStd(const std::string& s) { return QString::fromStdString(s); }
+
+constexpr qint64 kImportProgressMs = 100;  // a page count the eye can follow; Qt's queue is not flooded
 
 // Every request ends with requestDone, whichever way its slot returns.
 class RequestScope {
@@ -196,6 +200,7 @@ void EngineWorker::importDocuments(quint64 id, const QStringList& paths) {
       errors.append(tr("%1: the import was cancelled").arg(path));
       continue;
     }
+    io.progress = importProgressReporter(id, path);
     fkv::Result<fkv::IngestedDocument> doc = fkv::ingest_file(path.toStdString(), io);
     if (!doc.ok()) {
       errors.append(fromStd(doc.message()));  // ingest names the file in its messages
@@ -210,6 +215,20 @@ void EngineWorker::importDocuments(quint64 id, const QStringList& paths) {
   }
   emit importFinished(id, documentIds, errors);
   if (!documentIds.isEmpty()) emit libraryChanged();
+}
+
+// Reports a file's pages to the GUI no more often than a person can read them, and stops at a cancel: a hostile
+// PDF can take its whole time budget, and the import must not wait for the next file to notice.
+fkv::ProgressCallback EngineWorker::importProgressReporter(quint64 id, const QString& path) {
+  auto since = std::make_shared<QElapsedTimer>();
+  since->start();
+  return [this, id, path, since](const fkv::Progress& p) {
+    if (p.done == p.total || since->elapsed() >= kImportProgressMs) {
+      since->restart();
+      emit importProgress(id, path, OpenProgress{fromStd(p.stage), p.done, p.total});
+    }
+    return m_gate->notCancelled(id);
+  };
 }
 
 void EngineWorker::deleteDocument(quint64 id, qint64 documentId) {

@@ -68,6 +68,8 @@ class EngineWorker : public QObject {
   void answerFailed(quint64 id, const QString& message);
   void retrievalApplied(quint64 id);
   void retrievalFailed(quint64 id, const QString& message);
+  // A PDF being imported: pages read (stage "ingest"), at most every kImportProgressMs and after its last page.
+  void importProgress(quint64 id, const QString& path, const OpenProgress& progress);
   void importFinished(quint64 id, const QList<qint64>& documentIds, const QStringList& errors);
   void documentDeleted(quint64 id, qint64 documentId);
   void deleteFailed(quint64 id, const QString& message);
@@ -80,6 +82,7 @@ class EngineWorker : public QObject {
   template <class OpenFn>
   void runOpen(quint64 id, OpenFn&& open);
   fkv::Result<fkv::Library*> library();
+  fkv::ProgressCallback importProgressReporter(quint64 id, const QString& path);
   void emitMemory();
   void configureTelemetry();
   ModelSummary modelSummary() const;

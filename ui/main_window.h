@@ -112,6 +112,7 @@ class MainWindow : public QMainWindow {
   void flushPieces();
   void onAnswerFinished(const AnswerStats& stats);
   void onAnswerFailed(const QString& message);
+  void onImportProgress(quint64 id, const QString& path, const OpenProgress& progress);
   void onImportFinished(const QList<qint64>& ids, const QStringList& errors, bool openLast);
   void onTelemetry(const TelemetryFrame& frame);
   void onMemory(const MemoryUse& memory);
@@ -154,4 +155,5 @@ class MainWindow : public QMainWindow {
   QTimer* m_pieceTimer = nullptr;
   QElapsedTimer m_answerClock;
   quint64 m_importRequest = 0;  // the import whose last document is opened when it finishes (0: none)
+  QString m_importShown;        // the file whose import the progress bar shows; empty: none
 };

@@ -50,10 +50,13 @@ void MainWindow::connectClient() {
   connect(c, &EngineClient::answerFailed, this, [this](quint64, const QString& e) { onAnswerFailed(e); });
   connect(c, &EngineClient::retrievalFailed, this,
           [this](quint64, const QString& e) { showError(tr("The retrieval settings were not applied: %1").arg(e)); });
+  connect(c, &EngineClient::importProgress, this, &MainWindow::onImportProgress);
   connect(c, &EngineClient::importFinished, this,
           [this](quint64 id, const QList<qint64>& ids, const QStringList& errors) {
             const bool openLast = id == m_importRequest;  // the command line's import opens what it brought in
             if (openLast) m_importRequest = 0;
+            if (!m_importShown.isEmpty() && !m_opening) m_prefill->finish();
+            m_importShown.clear();
             onImportFinished(ids, errors, openLast);
           });
   connect(c, &EngineClient::documentDeleted, this, [this](quint64, qint64 documentId) {
@@ -144,6 +147,15 @@ void MainWindow::importAndOpen(const QStringList& paths) {
   if (paths.isEmpty()) return;
   m_importRequest = m_client->importDocuments(paths);
   statusBar()->showMessage(tr("Importing %n document(s)…", nullptr, int(paths.size())));
+}
+
+// A long PDF's import shows its pages in the open's bar, whose Cancel stops it; an open waiting behind the import
+// keeps the bar to itself.
+void MainWindow::onImportProgress(quint64 /*id*/, const QString& path, const OpenProgress& progress) {
+  if (m_opening) return;
+  if (m_importShown != path) m_prefill->startImport(QFileInfo(path).fileName());
+  m_importShown = path;
+  m_prefill->setProgress(progress);
 }
 
 void MainWindow::onImportFinished(const QList<qint64>& ids, const QStringList& errors, bool openLast) {
@@ -254,7 +266,7 @@ void MainWindow::regenerate() {
 }
 
 void MainWindow::stop() {
-  if (m_answering || m_opening) m_client->cancel();
+  if (m_answering || m_opening || !m_importShown.isEmpty()) m_client->cancel();
 }
 
 // Pieces can come faster than a screen refreshes (thousands a second from a small model): they are gathered and

@@ -47,6 +47,11 @@ void PrefillProgress::start(const QString& title) {
   show();
 }
 
+void PrefillProgress::startImport(const QString& fileName) {
+  start(fileName);
+  m_title->setText(tr("Importing %1").arg(fileName));
+}
+
 void PrefillProgress::setProgress(const OpenProgress& progress) {
   if (!m_active) start(m_documentTitle);
   if (progress.total > 0) {
@@ -96,6 +101,8 @@ QString PrefillProgress::stageText(const OpenProgress& p) const {
     return tr("Loading the saved KV cache: %1 / %2").arg(bytes(p.done), bytes(p.total));
   if (p.stage == QLatin1String("save")) return tr("Saving the KV cache: %1 / %2").arg(bytes(p.done), bytes(p.total));
   if (p.stage == QLatin1String("tokenize")) return tr("Tokenizing…");
+  if (p.stage == QLatin1String("ingest") && p.total > 0)  // a PDF's pages
+    return tr("Reading page %1 / %2").arg(locale.toString(p.done), locale.toString(p.total));
   if (p.stage == QLatin1String("ingest")) return tr("Reading the document…");
   return p.stage;
 }

@@ -1,6 +1,7 @@
 // Opening a document, as a bar: which stage runs (reading, tokenizing, prefill, loading or saving the KV snapshot),
-// how far it is (tokens for the prefill, bytes for the snapshot), the prefill's speed and the time left, and a Cancel
-// button. It shows itself when a stage starts and hides when the open ends.
+// how far it is (a PDF's pages, tokens for the prefill, bytes for the snapshot), the prefill's speed and the time
+// left, and a Cancel button. It shows itself when a stage starts and hides when the open ends. An import of a long
+// PDF shows here too, with its pages.
 #pragma once
 
 #include <QString>
@@ -20,6 +21,8 @@ class PrefillProgress : public QWidget {
 
   // Starts showing the open of `title` (indeterminate until the first report).
   void start(const QString& title);
+  // Starts showing the import of `fileName` (reading its pages); finish() ends it as it ends an open.
+  void startImport(const QString& fileName);
   void setProgress(const OpenProgress& progress);
   // The open ended (done, failed or cancelled): hides the bar.
   void finish();

@@ -10,6 +10,7 @@
 
 #include "fkv/status.h"
 #include "ingest/document.h"
+#include "ingest/ingest.h"
 
 namespace fkv::ingest {
 
@@ -86,7 +87,7 @@ size_t find_ci(std::string_view hay, std::string_view lower_needle, size_t from)
 // Whether hay[pos..] starts with `lower_needle` in any case.
 bool starts_with_ci(std::string_view hay, size_t pos, std::string_view lower_needle);
 
-// PDF (pdf.cpp, through poppler-cpp; not in the fuzz build, whose target provides its own definition).
-Result<Extracted> extract_pdf(std::string_view bytes);
+// PDF (pdf.cpp, through poppler-cpp): the page budget, the time budget and the progress come from `options`.
+Result<Extracted> extract_pdf(std::string_view bytes, const IngestOptions& options);
 
 }  // namespace fkv::ingest

@@ -82,11 +82,11 @@ Format sniff_format(std::string_view bytes) {
 }
 
 // The format-specific part: text, headings, title, pages and encoding; errors carry no file name yet.
-Result<IngestedDocument> extract(Format format, std::string_view bytes) {
+Result<IngestedDocument> extract(Format format, std::string_view bytes, const IngestOptions& options) {
   IngestedDocument doc;
   doc.format = std::string(format_name(format));
   if (format == Format::Pdf) {
-    FKV_ASSIGN_OR_RETURN(ingest::Extracted pdf, ingest::extract_pdf(bytes));
+    FKV_ASSIGN_OR_RETURN(ingest::Extracted pdf, ingest::extract_pdf(bytes, options));
     doc.text = std::move(pdf.text);
     doc.page_offsets = std::move(pdf.page_offsets);
     doc.title = std::move(pdf.title);
@@ -120,7 +120,7 @@ Result<IngestedDocument> ingest_named(std::string_view bytes, const std::string&
   }
   if (bytes.empty()) return err(label, ": empty file (0 bytes), expected a document");
   const Format format = forced ? *forced : format_from_word(extension(name)).value_or(sniff_format(bytes));
-  auto extracted = extract(format, bytes);
+  auto extracted = extract(format, bytes, options);
   if (!extracted.ok()) return err(label, ": ", extracted.message());
   IngestedDocument doc = std::move(extracted).value();
   if (ingest::is_blank(doc.text)) {

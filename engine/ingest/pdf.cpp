@@ -1,11 +1,19 @@
 // PDF text through poppler-cpp: one normalized text per page, joined by a blank line, with the offset where each page
 // begins. Poppler's own diagnostics would go to stderr; they are caught instead and the first one goes into the error
-// message of a PDF that fails to open. This file is left out of the fuzz build (poppler is fuzzed by its own project).
+// message of a PDF that fails to open.
+//
+// Reading order costs: poppler's layout analysis (the non-raw modes, text_list() too) removes overlapping duplicate
+// words in time quadratic in the words that share a baseline, so a 43 KB page of 340,000 overlapping runs would take
+// minutes. Each page is therefore first read in drawing order, which is linear, and that count decides: past
+// max_page_chars the PDF is refused, past kMaxLayoutChars the drawing order is the page's text, else the layout
+// analysis runs on a page small enough that its worst case stays a fraction of a second.
 #include <poppler-document.h>
 #include <poppler-global.h>
 #include <poppler-page.h>
 
+#include <chrono>
 #include <climits>
+#include <cstdio>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -45,32 +53,82 @@ int64_t count_invalid_utf8(std::string_view s) {
   return n_invalid;
 }
 
-// Appends each page's text; a page without text begins where the next page with text begins (or at the end), so
-// page_at() never lands on a blank page while text follows.
-void append_pages(const poppler::document& doc, Extracted& result) {
-  const int n_pages = doc.pages();
-  size_t n_blank_pending = 0;
-  for (int i = 0; i < n_pages; ++i) {
-    const std::unique_ptr<poppler::page> page(doc.create_page(i));
-    // Reading order without the column padding of the physical layout: indentation spaces would only cost tokens.
-    const std::string raw =
-        page ? to_utf8_string(page->text(poppler::rectf(), poppler::page::non_raw_non_physical_layout)) : std::string();
-    result.replaced_bytes += count_invalid_utf8(raw);
-    const std::string page_text = normalize_text(raw);
-    if (is_blank(page_text)) {
-      ++n_blank_pending;
-      continue;
-    }
-    if (!result.text.empty()) result.text += "\n\n";
-    result.page_offsets.insert(result.page_offsets.end(), n_blank_pending + 1,
-                               static_cast<int64_t>(result.text.size()));
-    n_blank_pending = 0;
-    result.text += page_text;
+// Pages with more characters than this skip the layout analysis: at this size its worst case (every word on one
+// baseline, all overlapping) is about 0.4 s, and a real page of text holds a tenth of it.
+constexpr int64_t kMaxLayoutChars = 50'000;
+
+// What reading a document has cost so far, against IngestOptions' budget.
+class PageBudget {
+ public:
+  PageBudget(const IngestOptions& options, int n_pages) : options_(options), n_pages_(n_pages) {}
+
+  // A page of `n_chars` characters (as drawn), the `index`-th (0-based), may be read on.
+  Status check_page(int index, int64_t n_chars) const {
+    if (n_chars <= options_.max_page_chars) return Status();
+    return err("PDF page ", index + 1, " of ", n_pages_, " holds ", n_chars, " characters, over the limit of ",
+               options_.max_page_chars,
+               " for one page (IngestOptions::max_page_chars); a page of real text holds a few tens of thousands, so "
+               "this one is most likely made of overlapping copies of its text");
   }
-  result.page_offsets.insert(result.page_offsets.end(), n_blank_pending, static_cast<int64_t>(result.text.size()));
+
+  // After page `n_done` of n_pages: reports progress and checks the time spent.
+  Status after_page(int n_done) const {
+    if (options_.progress && !options_.progress(Progress{"ingest", n_done, n_pages_})) {
+      return err("PDF reading cancelled after ", n_done, " of ", n_pages_, " pages");
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    if (n_done == n_pages_ || seconds <= options_.max_seconds) return Status();
+    char spent[32];
+    std::snprintf(spent, sizeof spent, "%.1f", seconds);
+    return err("PDF reading took ", spent, " s for ", n_done, " of ", n_pages_, " pages, over the limit of ",
+               options_.max_seconds, " s (IngestOptions::max_seconds)");
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  const IngestOptions& options_;
+  int n_pages_;
+  Clock::time_point start_ = Clock::now();
+};
+
+// The text of page `index` in reading order, or in drawing order when the page is too big for the layout analysis.
+Result<std::string> page_text(const poppler::document& doc, int index, const PageBudget& budget) {
+  const std::unique_ptr<poppler::page> page(doc.create_page(index));
+  if (!page) return std::string();
+  const poppler::ustring drawn = page->text(poppler::rectf(), poppler::page::raw_order_layout);
+  const auto n_chars = static_cast<int64_t>(drawn.size());
+  FKV_TRY(budget.check_page(index, n_chars));
+  if (n_chars > kMaxLayoutChars) return to_utf8_string(drawn);
+  // Reading order without the column padding of the physical layout: indentation spaces would only cost tokens.
+  return to_utf8_string(page->text(poppler::rectf(), poppler::page::non_raw_non_physical_layout));
 }
 
-Result<Extracted> extract_pdf_unguarded(std::string_view bytes) {
+// Appends each page's text; a page without text begins where the next page with text begins (or at the end), so
+// page_at() never lands on a blank page while text follows.
+Status append_pages(const poppler::document& doc, const IngestOptions& options, Extracted& result) {
+  const int n_pages = doc.pages();
+  const PageBudget budget(options, n_pages);
+  size_t n_blank_pending = 0;
+  for (int i = 0; i < n_pages; ++i) {
+    FKV_ASSIGN_OR_RETURN(const std::string raw, page_text(doc, i, budget));
+    result.replaced_bytes += count_invalid_utf8(raw);
+    const std::string text = normalize_text(raw);
+    if (is_blank(text)) {
+      ++n_blank_pending;
+    } else {
+      if (!result.text.empty()) result.text += "\n\n";
+      result.page_offsets.insert(result.page_offsets.end(), n_blank_pending + 1,
+                                 static_cast<int64_t>(result.text.size()));
+      n_blank_pending = 0;
+      result.text += text;
+    }
+    FKV_TRY(budget.after_page(i + 1));
+  }
+  result.page_offsets.insert(result.page_offsets.end(), n_blank_pending, static_cast<int64_t>(result.text.size()));
+  return Status();
+}
+
+Result<Extracted> extract_pdf_unguarded(std::string_view bytes, const IngestOptions& options) {
   if (bytes.size() > static_cast<size_t>(INT_MAX)) {
     return err("PDF of ", bytes.size(), " bytes, expected at most ", INT_MAX, " (the most poppler can load)");
   }
@@ -84,7 +142,7 @@ Result<Extracted> extract_pdf_unguarded(std::string_view bytes) {
   const int n_pages = doc->pages();
   if (n_pages <= 0) return err("broken PDF: expected at least one page, found ", n_pages, poppler_detail());
   Extracted result;
-  append_pages(*doc, result);
+  FKV_TRY(append_pages(*doc, options, result));
   if (is_blank(result.text)) {
     return err("PDF without extractable text: none of its ", n_pages,
                " page(s) holds text (a scanned document? run OCR on it first)");
@@ -95,11 +153,11 @@ Result<Extracted> extract_pdf_unguarded(std::string_view bytes) {
 
 }  // namespace
 
-Result<Extracted> extract_pdf(std::string_view bytes) {
+Result<Extracted> extract_pdf(std::string_view bytes, const IngestOptions& options) {
   route_poppler_errors();
   t_first_poppler_error.clear();
   try {
-    return extract_pdf_unguarded(bytes);
+    return extract_pdf_unguarded(bytes, options);
   } catch (const std::exception& e) {  // poppler-cpp documents no exceptions, but allocation can still fail
     return err("PDF could not be read: ", e.what());
   }

@@ -237,6 +237,7 @@ Result<OpenedDocument> Engine::open_document(const std::string& path, const Docu
   if (!report(progress, "ingest", 0, 1)) return err("opening ", path, " was cancelled");
   IngestOptions io;
   io.max_bytes = options.max_file_bytes;
+  io.progress = progress;  // a PDF reports its pages
   FKV_ASSIGN_OR_RETURN(IngestedDocument d, ingest_file(path, io));
   const double ingest_s = seconds_since(t0);
   FKV_ASSIGN_OR_RETURN(OpenedDocument r, impl_->open_document(std::move(d), options, progress));

@@ -1,5 +1,6 @@
-// PDF ingestion through poppler-cpp on PDFs the test writes itself (PDF 1.4, Helvetica, a correct xref table): text and
-// page offsets, blank pages, titles, sniffing, and the errors for scanned, broken, truncated and encrypted files.
+// PDF ingestion through poppler-cpp on PDFs the test writes itself (support/test_pdf.h): text and page offsets, blank
+// pages, titles, sniffing, the errors for scanned, broken, truncated and encrypted files, pages of many overlapping
+// runs read in linear work, the page and time budgets, and progress with cancel.
 #include <QtTest>
 
 #include <QFile>
@@ -12,84 +13,29 @@
 #include "ingest/ingest.h"
 #include "support/ingest_checks.h"
 #include "support/test_paths.h"
+#include "support/test_pdf.h"
 #include "tokenizer/utf8.h"
 
 using fkv::IngestedDocument;
-using Page = std::vector<std::string>;  // the lines of one page
+using fkvtest::make_many_runs_pdf;
+using fkvtest::make_pdf;
+using Page = fkvtest::PdfPage;
 
 namespace {
 
 QString qs(std::string_view s) { return QString::fromUtf8(s.data(), static_cast<qsizetype>(s.size())); }
 
-struct PdfOptions {
-  std::string title;       // Info /Title; none when empty
-  bool encrypted = false;  // a Standard security handler whose user password is not empty
-};
-
-// Writes objects in id order and remembers where each begins, for the xref table.
-class PdfWriter {
- public:
-  PdfWriter() { out_ = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n"; }
-
-  void object(const std::string& body) {
-    offsets_.push_back(out_.size());
-    out_ += std::to_string(offsets_.size()) + " 0 obj\n" + body + "\nendobj\n";
-  }
-
-  std::string finish(const std::string& trailer_extra) {
-    const size_t xref = out_.size();
-    out_ += "xref\n0 " + std::to_string(offsets_.size() + 1) + "\n0000000000 65535 f \n";
-    for (const size_t off : offsets_) {
-      char entry[32];
-      std::snprintf(entry, sizeof entry, "%010zu 00000 n \n", off);  // exactly 20 bytes, as the format demands
-      out_ += entry;
-    }
-    out_ += "trailer\n<< /Size " + std::to_string(offsets_.size() + 1) + " /Root 1 0 R" + trailer_extra +
-            " >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
-    return out_;
-  }
-
- private:
-  std::string out_;
-  std::vector<size_t> offsets_;  // (n_objects) byte offset of object id i+1
-};
-
-std::string content_stream(const Page& lines) {
-  std::string s = "BT /F1 14 Tf 72 720 Td";
-  for (size_t i = 0; i < lines.size(); ++i) s += (i == 0 ? " (" : " 0 -20 Td (") + lines[i] + ") Tj";
-  return s + " ET";
-}
-
-// Objects: 1 catalog, 2 page tree, 3 font, 4 info, then a page and its content per page, then the encryption dict.
-std::string make_pdf(const std::vector<Page>& pages, const PdfOptions& o = {}) {
-  PdfWriter w;
-  w.object("<< /Type /Catalog /Pages 2 0 R >>");
-  std::string kids;
-  for (size_t i = 0; i < pages.size(); ++i) kids += std::to_string(5 + 2 * i) + " 0 R ";
-  w.object("<< /Type /Pages /Kids [" + kids + "] /Count " + std::to_string(pages.size()) + " >>");
-  w.object("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>");
-  w.object(o.title.empty() ? "<< /Producer (test) >>" : "<< /Title (" + o.title + ") >>");
-  for (size_t i = 0; i < pages.size(); ++i) {
-    w.object(
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-        "/Contents " +
-        std::to_string(6 + 2 * i) + " 0 R >>");
-    const std::string stream = pages[i].empty() ? std::string() : content_stream(pages[i]);
-    w.object("<< /Length " + std::to_string(stream.size()) + " >>\nstream\n" + stream + "\nendstream");
-  }
-  std::string trailer = " /Info 4 0 R";
-  if (o.encrypted) {
-    const std::string h32(64, 'A');  // 32 bytes that match no password's hash
-    w.object("<< /Filter /Standard /V 1 /R 2 /O <" + h32 + "> /U <" + h32 + "> /P -44 >>");
-    const std::string id = "<0123456789ABCDEF0123456789ABCDEF>";
-    trailer += " /Encrypt " + std::to_string(5 + 2 * pages.size()) + " 0 R /ID [" + id + " " + id + "]";
-  }
-  return w.finish(trailer);
-}
-
 const std::vector<Page> kThreePages = {{"First page opening line", "First page closing line"},
                                        {"Second page text"},
                                        {"Third page words", "and more words"}};
+
+const std::vector<std::string> kRunWords = {"alpha", "beta", "gamma"};
+
+int64_t count_of(std::string_view text, std::string_view word) {
+  int64_t n = 0;
+  for (size_t at = text.find(word); at != std::string_view::npos; at = text.find(word, at + word.size())) ++n;
+  return n;
+}
 
 }  // namespace
 
@@ -98,7 +44,7 @@ class TestIngestPdf : public QObject {
 
  private slots:
   void textAndPageOffsets() {
-    INGEST_OK(d, fkv::ingest_bytes(make_pdf(kThreePages, {"Hand Made Report", false}), "report.pdf"));
+    INGEST_OK(d, fkv::ingest_bytes(make_pdf(kThreePages, {.title = "Hand Made Report"}), "report.pdf"));
     QCOMPARE(qs(d.format), QString("pdf"));
     QCOMPARE(qs(d.title), QString("Hand Made Report"));
     QVERIFY(d.encoding.empty());
@@ -156,7 +102,8 @@ class TestIngestPdf : public QObject {
     for (int i = 0; i < 4000; ++i) garbage.push_back(static_cast<char>(rng()));
     INGEST_FAILS(fkv::ingest_bytes(garbage, "garbage.pdf"), "garbage.pdf: broken PDF");
     INGEST_FAILS(fkv::ingest_bytes("just some text, not a PDF", "renamed.pdf"), "renamed.pdf: broken PDF");
-    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages, {"", true}), "locked.pdf"), "locked.pdf: encrypted PDF");
+    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages, {.encrypted = true}), "locked.pdf"),
+                 "locked.pdf: encrypted PDF");
   }
 
   // Cut anywhere, a PDF either fails with a message that names it or yields only valid text with ordered pages.
@@ -172,6 +119,65 @@ class TestIngestPdf : public QObject {
       QVERIFY(std::is_sorted(r->page_offsets.begin(), r->page_offsets.end()));
       QVERIFY(r->page_offsets.empty() || r->page_offsets.back() <= static_cast<int64_t>(r->text.size()));
     }
+  }
+
+  // Poppler's layout analysis drops overlapping copies of a word in time quadratic in the copies; a page too dense
+  // for it is read in drawing order instead, where each run costs the same. Work is counted in runs read: with
+  // twice the runs the text is exactly the first text twice, every run once, where the layout analysis keeps one.
+  void manyOverlappingRunsAreReadInLinearWork() {
+    INGEST_OK(small, fkv::ingest_bytes(make_many_runs_pdf(300, kRunWords), "few.pdf"));
+    QCOMPARE(count_of(small.text, "alpha"), int64_t{1});  // small enough for the layout analysis
+    constexpr int kRuns = 12'000;                         // 68,001 characters as drawn, one line a run
+    INGEST_OK(once, fkv::ingest_bytes(make_many_runs_pdf(kRuns, kRunWords), "many.pdf"));
+    QCOMPARE(count_of(once.text, "alpha"), int64_t{kRuns / 3});
+    QCOMPARE(count_of(once.text, "gamma"), int64_t{kRuns / 3});
+    QVERIFY2(once.text.starts_with("alpha\nbeta\ngamma\nalpha"), once.text.substr(0, 80).c_str());
+    INGEST_OK(twice, fkv::ingest_bytes(make_many_runs_pdf(2 * kRuns, kRunWords), "more.pdf"));
+    QCOMPARE(twice.text, once.text + "\n" + once.text);
+    QCOMPARE(twice.page_offsets, std::vector<int64_t>{0});
+  }
+
+  void pagePastTheCharacterBudgetIsRefused() {
+    fkv::IngestOptions o;
+    o.max_page_chars = 50'000;
+    INGEST_FAILS(fkv::ingest_bytes(make_many_runs_pdf(12'000, kRunWords), "dense.pdf", o),
+                 "dense.pdf: PDF page 1 of 1 holds 68001 characters, over the limit of 50000 for one page "
+                 "(IngestOptions::max_page_chars)");
+  }
+
+  void pdfPastTheTimeBudgetIsRefusedBetweenPages() {
+    fkv::IngestOptions o;
+    o.max_seconds = 1e-9;
+    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages), "slow.pdf", o), "slow.pdf: PDF reading took ");
+    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages), "slow.pdf", o),
+                 " s for 1 of 3 pages, over the limit of 1e-09 s (IngestOptions::max_seconds)");
+    INGEST_OK(one, fkv::ingest_bytes(make_pdf({{"A single page is read whole"}}), "one.pdf", o));
+    QCOMPARE(qs(one.text), QString("A single page is read whole"));
+  }
+
+  void progressCountsPagesAndCancels() {
+    std::vector<fkv::Progress> seen;
+    fkv::IngestOptions o;
+    o.progress = [&seen](const fkv::Progress& p) {
+      seen.push_back(p);
+      return true;
+    };
+    INGEST_OK(d, fkv::ingest_bytes(make_pdf(kThreePages), "p.pdf", o));
+    QCOMPARE(d.page_offsets.size(), size_t{3});
+    QCOMPARE(seen.size(), size_t{3});
+    for (size_t i = 0; i < seen.size(); ++i) {
+      QCOMPARE(qs(seen[i].stage), QString("ingest"));
+      QCOMPARE(seen[i].done, static_cast<int64_t>(i + 1));
+      QCOMPARE(seen[i].total, int64_t{3});
+    }
+    seen.clear();
+    o.progress = [&seen](const fkv::Progress& p) {
+      seen.push_back(p);
+      return p.done < 2;
+    };
+    INGEST_FAILS(fkv::ingest_bytes(make_pdf(kThreePages), "p.pdf", o),
+                 "p.pdf: PDF reading cancelled after 2 of 3 pages");
+    QCOMPARE(seen.size(), size_t{2});
   }
 };
 

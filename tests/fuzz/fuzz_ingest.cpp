@@ -1,4 +1,5 @@
-// libFuzzer target for the text, markdown and HTML ingesters. The first byte picks the format; the rest is the file.
+// libFuzzer target for the text, markdown and HTML ingesters (PDF has fuzz_pdf). The first byte picks the format; the
+// rest is the file.
 // Any input must either fail with a message naming the input or give a document whose every invariant holds: valid
 // UTF-8, normalized (re-normalizing changes nothing), headings ordered and inside the text, no pages. Hangs show up as
 // libFuzzer timeouts, so the scanners' linear time is checked too.
@@ -7,27 +8,13 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_checks.h"
 #include "ingest/extract.h"
 #include "ingest/ingest.h"
 
-namespace fkv::ingest {
-
-// The fuzz build compiles no poppler (pdf.cpp is left out), but ingest.cpp names extract_pdf, so this target has to
-// define it. It is unreachable: the fuzzer always names a format that is not PDF, and reaching it is a bug.
-Result<Extracted> extract_pdf(std::string_view /*bytes*/) { __builtin_trap(); }
-
-}  // namespace fkv::ingest
-
 namespace {
 
-bool valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t len = fkv::ingest::utf8_sequence_length(s, i);
-    if (len == 0) return false;
-    i += len;
-  }
-  return true;
-}
+using fuzzcheck::valid_utf8;
 
 bool normalized(std::string_view text) {
   if (!valid_utf8(text)) return false;

@@ -17,6 +17,7 @@
 #include "engine_client.h"
 #include "model/synthetic.h"
 #include "support/test_paths.h"
+#include "support/test_pdf.h"
 #include "support/watchdog.h"
 
 namespace {
@@ -400,6 +401,27 @@ class TestEngineClient : public QObject {
     QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(arg<QString>(failed, 0, 1)));
     QCOMPARE(arg<OpenedDocumentInfo>(opened, 2, 1).doc.kv_source, std::string("prefill"));
     m_client->setDocumentOptions(fkv::DocumentOptions{});
+    waitIdle();
+  }
+
+  // A PDF's import reports its pages; the last report is its last page.
+  void importReportsPdfPages() {
+    const QString pdf = fkvtest::tempDir() + QStringLiteral("/pages.pdf");
+    std::ofstream(pdf.toStdString(), std::ios::binary) << fkvtest::make_pdf({{"One"}, {"Two"}, {"Three"}, {"Four"}});
+    QSignalSpy progress(m_client.get(), &EngineClient::importProgress);
+    QSignalSpy imported(m_client.get(), &EngineClient::importFinished);
+    const quint64 id = m_client->importDocuments({pdf});
+    QVERIFY(waitUntil([&] { return imported.count() == 1; }));
+    QCOMPARE(arg<QStringList>(imported, 0, 2), QStringList{});
+    QVERIFY(!progress.isEmpty());
+    const int last = int(progress.count()) - 1;
+    QCOMPARE(arg<quint64>(progress, last, 0), id);
+    QCOMPARE(arg<QString>(progress, last, 1), pdf);
+    const OpenProgress p = arg<OpenProgress>(progress, last, 2);
+    QCOMPARE(p.stage, QStringLiteral("ingest"));
+    QCOMPARE(p.done, qint64{4});
+    QCOMPARE(p.total, qint64{4});
+    m_client->deleteDocument(arg<QList<qint64>>(imported, 0, 1).front());
     waitIdle();
   }
 

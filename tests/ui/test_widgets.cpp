@@ -484,6 +484,19 @@ class TestWidgets : public QObject {
     QVERIFY(!bar.isActive() && bar.isHidden());
   }
 
+  void importProgressShowsPdfPages() {
+    PrefillProgress bar;
+    bar.startImport(QStringLiteral("atlas.pdf"));
+    QVERIFY(bar.isActive());
+    QVERIFY(bar.findChild<QLabel*>()->text().contains(QStringLiteral("Importing atlas.pdf")));
+    bar.setProgress(OpenProgress{QStringLiteral("ingest"), 30, 120});
+    QCOMPARE(bar.statusText(),
+             QStringLiteral("Reading page %1 / %2").arg(QLocale().toString(30), QLocale().toString(120)));
+    QCOMPARE(bar.bar()->value() * 4, bar.bar()->maximum());
+    bar.setProgress(OpenProgress{QStringLiteral("ingest"), 0, 0});  // a text file: no pages to count
+    QCOMPARE(bar.statusText(), QStringLiteral("Reading the document…"));
+  }
+
   void memoryPanelTiers() {
     MemoryPanel panel;
     ModelSummary model;
