@@ -99,6 +99,9 @@ fkv::Result<int64_t> parse_bytes(const std::string& s) {
                       : unit == "G"              ? 1024.0 * 1024 * 1024
                                                  : -1.0;
   if (end == s.c_str() || mult < 0 || !(v >= 0)) return fkv::err("expected a size such as 500M or 2G, found '", s, "'");
+  // 2^63 is exact as a double; anything at or past it would wrap when cast (to -9223372036854775808).
+  if (!(v * mult < 9223372036854775808.0))
+    return fkv::err("expected a size below 8589934592G (2^63 bytes), found '", s, "'");
   return static_cast<int64_t>(v * mult);
 }
 

@@ -199,6 +199,18 @@ class TestCliDocuments : public QObject {
     QVERIFY2(!errorLine(gone).isEmpty(), gone.err.constData());
   }
 
+  void evictCapPastInt64() {
+    const CliRun big = runCli({"library", "evict", "--cap", "99999999999G", "--library", m_lib});
+    QCOMPARE(big.exitCode, 2);
+    QCOMPARE(errorLine(big), QByteArray("freekv: error: library: option --cap: expected a size below 8589934592G "
+                                        "(2^63 bytes), found '99999999999G'"));
+    const CliRun inf = runCli({"library", "evict", "--cap", "inf", "--library", m_lib});
+    QCOMPARE(inf.exitCode, 2);
+    QVERIFY2(!errorLine(inf).isEmpty(), inf.err.constData());
+    const CliRun largest = runCli({"library", "evict", "--cap", "8589934591G", "--library", m_lib});
+    QVERIFY2(largest.exitCode == 0 && largest.out.startsWith("evicted 0 snapshot(s)"), largest.err.constData());
+  }
+
   void usageErrors_data() {
     QTest::addColumn<QStringList>("args");
     const QString lib = m_lib;
