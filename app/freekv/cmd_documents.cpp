@@ -59,7 +59,7 @@ int run_ingest_impl(const ParsedArgs& a) {
     if (!id.ok()) {
       ++failures;
       j.key("error").value(id.message()).end_object();
-      if (!json) std::fprintf(stderr, "freekv: error: %s\n", id.message().c_str());
+      if (!json) std::fprintf(stderr, "freekv: error: %s\n", display_text(id.message()).c_str());
       continue;
     }
     j.key("id").value(*id).key("title").value(d->title).key("format").value(d->format);
@@ -68,8 +68,8 @@ int run_ingest_impl(const ParsedArgs& a) {
     j.key("pages").value(static_cast<int64_t>(d->page_offsets.size()));
     j.key("replaced_bytes").value(d->replaced_bytes).end_object();
     if (!json) {
-      std::printf("%lld  %s  (%s, %s of text", static_cast<long long>(*id), d->title.c_str(), d->format.c_str(),
-                  format_bytes(d->text.size()).c_str());
+      std::printf("%lld  %s  (%s, %s of text", static_cast<long long>(*id), display_text(d->title).c_str(),
+                  d->format.c_str(), format_bytes(d->text.size()).c_str());
       if (!d->page_offsets.empty()) std::printf(", %zu pages", d->page_offsets.size());
       if (!d->headings.empty()) std::printf(", %zu headings", d->headings.size());
       if (d->replaced_bytes > 0) std::printf(", %lld invalid bytes replaced", static_cast<long long>(d->replaced_bytes));
@@ -124,13 +124,13 @@ int list_documents(fkv::Library& lib, bool json) {
     std::printf("%s\n", j.str().c_str());
     return kExitOk;
   }
-  std::printf("%s: %zu document(s), KV snapshots %s\n", lib.db_path().c_str(), docs->size(),
+  std::printf("%s: %zu document(s), KV snapshots %s\n", display_text(lib.db_path()).c_str(), docs->size(),
               format_bytes(static_cast<uint64_t>(*total)).c_str());
   for (const fkv::DocumentSummary& d : *docs) {
-    std::printf("%5lld  %-40s %-8s %10s  KV %-5s %10s  %s\n", static_cast<long long>(d.info.id), d.info.title.c_str(),
-                d.info.format.c_str(), format_bytes(static_cast<uint64_t>(d.info.n_chars)).c_str(),
-                state_name(d.best_state), format_bytes(static_cast<uint64_t>(d.snapshot_bytes)).c_str(),
-                d.info.path.c_str());
+    std::printf("%5lld  %-40s %-8s %10s  KV %-5s %10s  %s\n", static_cast<long long>(d.info.id),
+                display_text(d.info.title).c_str(), d.info.format.c_str(),
+                format_bytes(static_cast<uint64_t>(d.info.n_chars)).c_str(), state_name(d.best_state),
+                format_bytes(static_cast<uint64_t>(d.snapshot_bytes)).c_str(), display_text(d.info.path).c_str());
   }
   return kExitOk;
 }
@@ -249,9 +249,9 @@ int run_ask_impl(const ParsedArgs& a) {
   if (!opened.ok()) return fail("ask: " + opened.message());
   if (!opened->recompute_reason.empty() && !json)
     std::fprintf(stderr, "freekv: note: the saved KV was not used (%s); prefilled again\n",
-                 opened->recompute_reason.c_str());
+                 display_text(opened->recompute_reason).c_str());
   if (!opened->save_error.empty() && !json)
-    std::fprintf(stderr, "freekv: warning: the KV could not be saved: %s\n", opened->save_error.c_str());
+    std::fprintf(stderr, "freekv: warning: the KV could not be saved: %s\n", display_text(opened->save_error).c_str());
   double first_token_s = 0;
   const fkv::Result<fkv::GenerateResult> r =
       (*engine)->ask({{"user", question}}, ro->gen, [&](std::string_view piece) {
@@ -266,7 +266,7 @@ int run_ask_impl(const ParsedArgs& a) {
   if (!json) {
     std::printf("\n");
     std::fprintf(stderr, "[%s: %d tokens, KV from %s in %.2f s; first answer token after %.2f s; %.1f tok/s]\n",
-                 opened->title.c_str(), opened->n_tokens, opened->kv_source.c_str(),
+                 display_text(opened->title).c_str(), opened->n_tokens, opened->kv_source.c_str(),
                  opened->kv_source == "snapshot" ? opened->load_s : opened->prefill_s, first_token_s,
                  r->decode_tokens_per_s);
     return kExitOk;

@@ -253,7 +253,8 @@ int run_chat(std::span<char* const> args) {
     if (!o->gen.system_prompt.empty()) history.push_back({"system", o->gen.system_prompt});
   };
   start();
-  if (interactive) std::fprintf(stderr, "[chat with %s: /reset clears, /quit leaves]\n", o->model_path.c_str());
+  if (interactive)
+    std::fprintf(stderr, "[chat with %s: /reset clears, /quit leaves]\n", display_text(o->model_path).c_str());
   std::string line;
   while (true) {
     if (interactive) {

@@ -199,6 +199,34 @@ class TestCliDocuments : public QObject {
     QVERIFY2(!errorLine(gone).isEmpty(), gone.err.constData());
   }
 
+  // Titles come from file names and file contents: printed as text, their control characters must reach the
+  // terminal as visible escapes; in JSON they are escaped and read back exactly.
+  void controlCharactersAreEscaped() {
+    const QByteArray stem = "\x1b]0;pwned\x07report\x1b[2J\xc2\x9b" "1m";
+    const QString file = fkvtest::tempDir() + "/docs/" + QString::fromUtf8(stem) + ".txt";
+    writeFile(file, prose(40, 8));
+    const QString lib = fkvtest::tempDir() + "/escapes/library.db";
+    const QByteArray shown = "\\e]0;pwned\\x07report\\e[2J\\u009b1m";
+    const auto isClean = [](const QByteArray& text) {
+      return !text.contains('\x1b') && !text.contains('\x07') && !text.contains("\xc2\x9b");
+    };
+    const CliRun ingest = runCli({"ingest", "--library", lib, file});
+    QVERIFY2(ingest.exitCode == 0, ingest.err.constData());
+    QVERIFY2(isClean(ingest.out) && ingest.out.contains(shown), ingest.out.constData());
+    const CliRun list = runCli({"library", "--library", lib});
+    QVERIFY2(list.exitCode == 0, list.err.constData());
+    QVERIFY2(isClean(list.out) && list.out.contains(shown), list.out.constData());
+    const CliRun json = runCli({"library", "--library", lib, "--json"});
+    QVERIFY2(isClean(json.out), json.out.constData());
+    const QJsonObject doc = json.exitCode == 0 ? parseObject(json.out).value("documents").toArray()[0].toObject()
+                                               : QJsonObject();
+    QCOMPARE(doc.value("title").toString().toUtf8(), stem);
+    QCOMPARE(doc.value("path").toString(), file);
+    const CliRun missing = runCli({"ingest", "--library", lib, file + ".gone"});
+    QCOMPARE(missing.exitCode, 1);
+    QVERIFY2(isClean(missing.err) && errorLine(missing).contains(shown), missing.err.constData());
+  }
+
   void evictCapPastInt64() {
     const CliRun big = runCli({"library", "evict", "--cap", "99999999999G", "--library", m_lib});
     QCOMPARE(big.exitCode, 2);
