@@ -16,6 +16,7 @@
 
 namespace fkv {
 struct ContextParams;
+class Engine;
 }
 
 namespace freekv {
@@ -127,6 +128,21 @@ struct RunOptions {
 };
 std::span<const OptionSpec> model_run_options();
 fkv::Result<RunOptions> read_run_options(const ParsedArgs& a);
+
+// While alive, the first Ctrl-C (SIGINT) cancels `engine`'s work in progress (Engine::cancel) instead of ending the
+// program, so a long prefill or answer stops cleanly; a second Ctrl-C ends the program as usual. One at a time.
+class CancelOnSigint {
+ public:
+  explicit CancelOnSigint(fkv::Engine& engine);
+  ~CancelOnSigint();
+  CancelOnSigint(const CancelOnSigint&) = delete;
+  CancelOnSigint& operator=(const CancelOnSigint&) = delete;
+  // A Ctrl-C came since construction.
+  bool interrupted() const;
+
+ private:
+  void (*previous_)(int) = nullptr;
+};
 
 // Entry points; args exclude the program and command names. Each returns the process exit code.
 int run_info(std::span<char* const> args);

@@ -9,6 +9,8 @@
 #include <QProcess>
 #include <QtTest>
 
+#include <signal.h>
+
 #include "model/synthetic.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
@@ -197,6 +199,39 @@ class TestCliDocuments : public QObject {
     const CliRun gone = runCli(askArgs({"--doc-id", QString::number(m_txtId)}));
     QCOMPARE(gone.exitCode, 1);
     QVERIFY2(!errorLine(gone).isEmpty(), gone.err.constData());
+  }
+
+  void askHelpSaysItsContext() {
+    const CliRun r = runCli({"ask", "--help"});
+    QCOMPARE(r.exitCode, 0);
+    const QByteArray ctx = r.out.mid(r.out.indexOf("--ctx"));
+    const QByteArray line = ctx.left(ctx.indexOf('\n'));
+    QVERIFY2(line.contains("training context") && line.contains("32768") && !line.contains("4096"), line.constData());
+  }
+
+  // Ctrl-C during a long question stops it cleanly, with a message, where it used to kill the process (or, with a
+  // handler that waited for the answer, to be ignored for minutes).
+  void askCtrlCCancels() {
+    QProcess p;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("FKV_VOCAB", fkvtest::llamaVocabPath());
+    p.setProcessEnvironment(env);
+    const QString question = "Which of these words grows by the wall? " + QString::fromUtf8(prose(2000, 9));
+    p.start(QStringLiteral(FKV_CLI_PATH), {"ask", "-m", m_model, "--no-library", "--doc", m_txt, "--temp", "0", "-n",
+                                           "4000", "--ctx", "4096", "--threads", "2", question});
+    QVERIFY(p.waitForStarted(10000));
+    p.setReadChannel(QProcess::StandardError);
+    QByteArray err;
+    while (!err.contains("evaluating a long question") && p.waitForReadyRead(60000)) err += p.readAllStandardError();
+    QVERIFY2(err.contains("freekv: note: evaluating a long question ("), err.constData());
+    QVERIFY(::kill(static_cast<pid_t>(p.processId()), SIGINT) == 0);
+    QVERIFY(p.waitForFinished(60000));
+    err += p.readAllStandardError();
+    QCOMPARE(p.exitStatus(), QProcess::NormalExit);  // not killed by the signal
+    // Usually it lands in the question's evaluation; on a fast machine, in the answer.
+    const bool in_question = err.contains("freekv: error: ask: cancelled while evaluating the question (");
+    const bool in_answer = err.contains("; the answer was cancelled]");
+    QVERIFY2(in_question ? p.exitCode() == 1 : in_answer && p.exitCode() == 0, err.constData());
   }
 
   // Titles come from file names and file contents: printed as text, their control characters must reach the
