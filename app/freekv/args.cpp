@@ -16,7 +16,7 @@ int fail(std::string_view message, int exit_code) {
   for (char& c : line) {
     if (c == '\n' || c == '\r') c = ' ';
   }
-  std::fprintf(stderr, "freekv: error: %s\n", line.c_str());
+  std::fprintf(stderr, "freekv: error: %s\n", display_text(line).c_str());
   return exit_code;
 }
 

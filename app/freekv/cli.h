@@ -16,6 +16,7 @@
 
 namespace fkv {
 struct ContextParams;
+class Engine;
 }
 
 namespace freekv {
@@ -24,7 +25,8 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitRuntime = 1;  // the input was fine but the work failed (missing file, bad model)
 inline constexpr int kExitUsage = 2;    // the command line itself is wrong
 
-// Prints "freekv: error: <message>" (one line: newlines become spaces) to stderr and returns the exit code.
+// Prints "freekv: error: <message>" (one line: newlines become spaces, other control characters escapes as by
+// display_text) to stderr and returns the exit code.
 int fail(std::string_view message, int exit_code = kExitRuntime);
 inline int usage_fail(std::string_view message) { return fail(message, kExitUsage); }
 
@@ -97,6 +99,9 @@ class JsonWriter {
 };
 
 std::string json_escape(std::string_view s);
+// Text from files (titles, paths, reasons that quote them) as the text output prints it: C0 controls, DEL and C1
+// controls become visible escapes (ESC is "\e", U+009B "\u009b"), invalid UTF-8 bytes "\xHH"; nothing else changes.
+std::string display_text(std::string_view s);
 
 // "1.17 GiB", "512.0 KiB", "37 B".
 std::string format_bytes(uint64_t n);
@@ -123,6 +128,21 @@ struct RunOptions {
 };
 std::span<const OptionSpec> model_run_options();
 fkv::Result<RunOptions> read_run_options(const ParsedArgs& a);
+
+// While alive, the first Ctrl-C (SIGINT) cancels `engine`'s work in progress (Engine::cancel) instead of ending the
+// program, so a long prefill or answer stops cleanly; a second Ctrl-C ends the program as usual. One at a time.
+class CancelOnSigint {
+ public:
+  explicit CancelOnSigint(fkv::Engine& engine);
+  ~CancelOnSigint();
+  CancelOnSigint(const CancelOnSigint&) = delete;
+  CancelOnSigint& operator=(const CancelOnSigint&) = delete;
+  // A Ctrl-C came since construction.
+  bool interrupted() const;
+
+ private:
+  void (*previous_)(int) = nullptr;
+};
 
 // Entry points; args exclude the program and command names. Each returns the process exit code.
 int run_info(std::span<char* const> args);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 
 #include "cli.h"
@@ -68,7 +69,7 @@ int run_ingest_impl(const ParsedArgs& a) {
     if (!id.ok()) {
       ++failures;
       j.key("error").value(id.message()).end_object();
-      if (!json) std::fprintf(stderr, "freekv: error: %s\n", id.message().c_str());
+      if (!json) std::fprintf(stderr, "freekv: error: %s\n", display_text(id.message()).c_str());
       continue;
     }
     j.key("id").value(*id).key("title").value(d->title).key("format").value(d->format);
@@ -77,8 +78,8 @@ int run_ingest_impl(const ParsedArgs& a) {
     j.key("pages").value(static_cast<int64_t>(d->page_offsets.size()));
     j.key("replaced_bytes").value(d->replaced_bytes).end_object();
     if (!json) {
-      std::printf("%lld  %s  (%s, %s of text", static_cast<long long>(*id), d->title.c_str(), d->format.c_str(),
-                  format_bytes(d->text.size()).c_str());
+      std::printf("%lld  %s  (%s, %s of text", static_cast<long long>(*id), display_text(d->title).c_str(),
+                  d->format.c_str(), format_bytes(d->text.size()).c_str());
       if (!d->page_offsets.empty()) std::printf(", %zu pages", d->page_offsets.size());
       if (!d->headings.empty()) std::printf(", %zu headings", d->headings.size());
       if (d->replaced_bytes > 0) std::printf(", %lld invalid bytes replaced", static_cast<long long>(d->replaced_bytes));
@@ -108,6 +109,9 @@ fkv::Result<int64_t> parse_bytes(const std::string& s) {
                       : unit == "G"              ? 1024.0 * 1024 * 1024
                                                  : -1.0;
   if (end == s.c_str() || mult < 0 || !(v >= 0)) return fkv::err("expected a size such as 500M or 2G, found '", s, "'");
+  // 2^63 is exact as a double; anything at or past it would wrap when cast (to -9223372036854775808).
+  if (!(v * mult < 9223372036854775808.0))
+    return fkv::err("expected a size below 8589934592G (2^63 bytes), found '", s, "'");
   return static_cast<int64_t>(v * mult);
 }
 
@@ -130,13 +134,13 @@ int list_documents(fkv::Library& lib, bool json) {
     std::printf("%s\n", j.str().c_str());
     return kExitOk;
   }
-  std::printf("%s: %zu document(s), KV snapshots %s\n", lib.db_path().c_str(), docs->size(),
+  std::printf("%s: %zu document(s), KV snapshots %s\n", display_text(lib.db_path()).c_str(), docs->size(),
               format_bytes(static_cast<uint64_t>(*total)).c_str());
   for (const fkv::DocumentSummary& d : *docs) {
-    std::printf("%5lld  %-40s %-8s %10s  KV %-5s %10s  %s\n", static_cast<long long>(d.info.id), d.info.title.c_str(),
-                d.info.format.c_str(), format_bytes(static_cast<uint64_t>(d.info.n_chars)).c_str(),
-                state_name(d.best_state), format_bytes(static_cast<uint64_t>(d.snapshot_bytes)).c_str(),
-                d.info.path.c_str());
+    std::printf("%5lld  %-40s %-8s %10s  KV %-5s %10s  %s\n", static_cast<long long>(d.info.id),
+                display_text(d.info.title).c_str(), d.info.format.c_str(),
+                format_bytes(static_cast<uint64_t>(d.info.n_chars)).c_str(), state_name(d.best_state),
+                format_bytes(static_cast<uint64_t>(d.snapshot_bytes)).c_str(), display_text(d.info.path).c_str());
   }
   return kExitOk;
 }
@@ -192,20 +196,55 @@ constexpr OptionSpec kAskOwnOptions[] = {
     kJsonOption,
 };
 
+// ask reads long documents, so its context is not the shared 4096 default (run_ask_impl leaves it to the model).
+static_assert(fkv::kAutoContextMax == 32768, "kAskContextHelp states the limit");
+constexpr std::string_view kAskContextHelp =
+    "context size in tokens (default: the model's training context, at most 32768; the document and the question "
+    "must fit)";
+
 std::vector<OptionSpec> ask_options() {
   std::vector<OptionSpec> out(std::begin(kAskOwnOptions), std::end(kAskOwnOptions));
-  for (const OptionSpec& o : model_run_options())
-    if (o.name != "--system") out.push_back(o);
+  for (OptionSpec o : model_run_options()) {
+    if (o.name == "--system") continue;
+    if (o.name == "--ctx") o.help = kAskContextHelp;
+    out.push_back(o);
+  }
   return out;
 }
 const std::vector<OptionSpec> kAskOptions = ask_options();
+
+void clear_progress_line() { std::fprintf(stderr, "\r%60s\r", ""); }
 
 void print_progress(const fkv::Progress& p) {
   if (p.total <= 0) return;
   std::fprintf(stderr, "\r%-8s %5.1f%% (%lld / %lld)", p.stage.c_str(), 100.0 * static_cast<double>(p.done) / p.total,
                static_cast<long long>(p.done), static_cast<long long>(p.total));
-  if (p.done >= p.total) std::fprintf(stderr, "\r%60s\r", "");
+  if (p.done >= p.total) clear_progress_line();
 }
+
+// The question's evaluation, shown once it takes more than one batch: a progress line on a terminal, else one note
+// (scripts and logs then still learn why nothing happens for a while). Counts what was evaluated, for the message
+// of a cancel.
+struct QuestionProgress {
+  bool tty = false;
+  bool noted = false;
+  int64_t done = 0, total = 0;
+
+  bool operator()(const fkv::Progress& p) {
+    done = p.done;
+    total = p.total;
+    const bool long_prompt = noted || (p.done > 0 && p.done < p.total);
+    if (!long_prompt) return true;
+    if (tty) {
+      print_progress({"question", p.done, p.total});
+    } else if (!noted) {
+      std::fprintf(stderr, "freekv: note: evaluating a long question (%lld tokens; Ctrl-C cancels)\n",
+                   static_cast<long long>(p.total));
+    }
+    noted = true;
+    return true;
+  }
+};
 
 void write_opened_json(JsonWriter& j, const fkv::OpenedDocument& d) {
   j.key("document").begin_object();
@@ -244,7 +283,13 @@ int run_ask_impl(const ParsedArgs& a) {
   if (!engine.ok()) return fail("ask: " + engine.message());
   if (fkv::Status s = (*engine)->load_model(ro->model_path, ro->model); !s.ok()) return fail("ask: " + s.message());
   const double load_model_s = seconds_since(t0);
+  const CancelOnSigint ctrl_c(**engine);
   const bool show_progress = isatty(STDERR_FILENO) != 0;
+  // A cancelled prefill leaves its progress line unfinished; the error goes on a line of its own.
+  const auto ask_fail = [&](const std::string& message) {
+    if (show_progress) clear_progress_line();
+    return fail("ask: " + message);
+  };
   const fkv::ProgressCallback progress = [&](const fkv::Progress& p) {
     if (show_progress) print_progress(p);
     return true;
@@ -252,12 +297,16 @@ int run_ask_impl(const ParsedArgs& a) {
   const Clock::time_point t_open = Clock::now();
   fkv::Result<fkv::OpenedDocument> opened = doc ? (*engine)->open_document(*doc, fkv::DocumentOptions{}, progress)
                                                 : (*engine)->open_document(id, fkv::DocumentOptions{}, progress);
-  if (!opened.ok()) return fail("ask: " + opened.message());
+  if (!opened.ok()) return ask_fail(opened.message());
   if (!opened->recompute_reason.empty() && !json)
     std::fprintf(stderr, "freekv: note: the saved KV was not used (%s); prefilled again\n",
-                 opened->recompute_reason.c_str());
+                 display_text(opened->recompute_reason).c_str());
   if (!opened->save_error.empty() && !json)
-    std::fprintf(stderr, "freekv: warning: the KV could not be saved: %s\n", opened->save_error.c_str());
+    std::fprintf(stderr, "freekv: warning: the KV could not be saved: %s\n", display_text(opened->save_error).c_str());
+  // A Ctrl-C between the two calls would be dropped when ask starts (Engine::cancel), so it is honoured here.
+  if (ctrl_c.interrupted()) return ask_fail("cancelled before the question was read; no answer");
+  QuestionProgress question_progress{show_progress};
+  ro->gen.progress = std::ref(question_progress);
   double first_token_s = 0;
   const fkv::Result<fkv::GenerateResult> r =
       (*engine)->ask({{"user", question}}, ro->gen, [&](std::string_view piece) {
@@ -268,13 +317,17 @@ int run_ask_impl(const ParsedArgs& a) {
         }
         return true;
       });
-  if (!r.ok()) return fail("ask: " + r.message());
+  if (!r.ok()) return ask_fail(r.message());
+  if (r->stop_reason == "cancelled" && r->n_generated == 0) {
+    return ask_fail("cancelled while evaluating the question (" + std::to_string(question_progress.done) + " of " +
+                    std::to_string(question_progress.total) + " tokens); no answer");
+  }
   if (!json) {
     std::printf("\n");
-    std::fprintf(stderr, "[%s: %d tokens, KV from %s in %.2f s; first answer token after %.2f s; %.1f tok/s]\n",
-                 opened->title.c_str(), opened->n_tokens, opened->kv_source.c_str(),
+    std::fprintf(stderr, "[%s: %d tokens, KV from %s in %.2f s; first answer token after %.2f s; %.1f tok/s%s]\n",
+                 display_text(opened->title).c_str(), opened->n_tokens, opened->kv_source.c_str(),
                  opened->kv_source == "snapshot" ? opened->load_s : opened->prefill_s, first_token_s,
-                 r->decode_tokens_per_s);
+                 r->decode_tokens_per_s, r->stop_reason == "cancelled" ? "; the answer was cancelled" : "");
     return kExitOk;
   }
   JsonWriter j;

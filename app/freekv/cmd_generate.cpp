@@ -117,36 +117,21 @@ fkv::Result<std::unique_ptr<fkv::Engine>> open_engine(const RunOptions& o) {
   return engine;
 }
 
-// Ctrl-C while an answer streams cancels the answer; otherwise it ends the program as usual.
-std::atomic<fkv::Engine*> g_engine{nullptr};
-std::atomic<bool> g_generating{false};
+// The engine whose work the next Ctrl-C cancels; taken by that Ctrl-C, so a second one ends the program.
+std::atomic<fkv::Engine*> g_cancel_target{nullptr};
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<fkv::Engine*>::is_always_lock_free && std::atomic<bool>::is_always_lock_free,
+              "the SIGINT handler may only touch lock-free atomics");
 
 void on_sigint(int) {
-  fkv::Engine* e = g_engine.load();
-  if (g_generating.load() && e != nullptr) {
-    e->cancel();
+  if (fkv::Engine* e = g_cancel_target.exchange(nullptr); e != nullptr) {
+    g_interrupted.store(true);
+    e->cancel();  // an atomic store: safe in a signal handler
     return;
   }
   std::signal(SIGINT, SIG_DFL);
   std::raise(SIGINT);
 }
-
-class SigintGuard {
- public:
-  explicit SigintGuard(fkv::Engine& e) {
-    g_engine.store(&e);
-    previous_ = std::signal(SIGINT, on_sigint);
-  }
-  ~SigintGuard() {
-    std::signal(SIGINT, previous_);
-    g_engine.store(nullptr);
-  }
-  SigintGuard(const SigintGuard&) = delete;
-  SigintGuard& operator=(const SigintGuard&) = delete;
-
- private:
-  void (*previous_)(int) = SIG_DFL;
-};
 
 bool stream_to_stdout(std::string_view piece) {
   std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -181,9 +166,8 @@ std::string trim(const std::string& s) {
 
 // One REPL turn: answers the last user message and appends the answer to the history.
 void chat_turn(fkv::Engine& engine, std::vector<fkv::Message>& history, const fkv::GenerationOptions& gen) {
-  g_generating.store(true);
+  const CancelOnSigint ctrl_c(engine);  // only while the turn runs: at the prompt Ctrl-C ends the program
   fkv::Result<fkv::GenerateResult> r = engine.chat(history, gen, stream_to_stdout);
-  g_generating.store(false);
   if (!r.ok()) {
     history.pop_back();  // the turn did not happen
     fail(r.message() + " (/reset starts a new conversation)");
@@ -196,6 +180,19 @@ void chat_turn(fkv::Engine& engine, std::vector<fkv::Message>& history, const fk
 }
 
 }  // namespace
+
+CancelOnSigint::CancelOnSigint(fkv::Engine& engine) {
+  g_interrupted.store(false);
+  g_cancel_target.store(&engine);
+  previous_ = std::signal(SIGINT, on_sigint);
+}
+
+CancelOnSigint::~CancelOnSigint() {
+  std::signal(SIGINT, previous_);
+  g_cancel_target.store(nullptr);
+}
+
+bool CancelOnSigint::interrupted() const { return g_interrupted.load(); }
 
 const CommandHelp kGenerateHelp = {"generate", "-m MODEL -p PROMPT [options]",
                                    "Streams the model's answer to PROMPT (one user turn of its chat template unless "
@@ -222,11 +219,10 @@ int run_generate(std::span<char* const> args) {
 
   fkv::Result<std::unique_ptr<fkv::Engine>> engine = open_engine(*o);
   if (!engine.ok()) return fail(engine.message());
-  const SigintGuard guard(**engine);
-  g_generating.store(true);
-  fkv::Result<fkv::GenerateResult> r =
-      (*engine)->generate(*prompt, o->gen, json ? fkv::TextCallback() : fkv::TextCallback(stream_to_stdout));
-  g_generating.store(false);
+  fkv::Result<fkv::GenerateResult> r = [&] {
+    const CancelOnSigint ctrl_c(**engine);
+    return (*engine)->generate(*prompt, o->gen, json ? fkv::TextCallback() : fkv::TextCallback(stream_to_stdout));
+  }();
   if (!r.ok()) return fail(r.message());
   if (json) {
     print_result_json(*r, (*engine)->model_info());
@@ -245,7 +241,6 @@ int run_chat(std::span<char* const> args) {
   if (!o.ok()) return usage_fail("chat: " + o.message());
   fkv::Result<std::unique_ptr<fkv::Engine>> engine = open_engine(*o);
   if (!engine.ok()) return fail(engine.message());
-  const SigintGuard guard(**engine);
   const bool interactive = isatty(STDIN_FILENO) != 0;
   std::vector<fkv::Message> history;
   const auto start = [&] {
@@ -253,7 +248,8 @@ int run_chat(std::span<char* const> args) {
     if (!o->gen.system_prompt.empty()) history.push_back({"system", o->gen.system_prompt});
   };
   start();
-  if (interactive) std::fprintf(stderr, "[chat with %s: /reset clears, /quit leaves]\n", o->model_path.c_str());
+  if (interactive)
+    std::fprintf(stderr, "[chat with %s: /reset clears, /quit leaves]\n", display_text(o->model_path).c_str());
   std::string line;
   while (true) {
     if (interactive) {

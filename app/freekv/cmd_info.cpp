@@ -81,15 +81,15 @@ std::string histogram_text(const ModelSummary& s) {
 
 std::string token_label(int32_t id, const std::string& text) {
   if (id < 0) return "none";
-  return std::to_string(id) + " '" + text + "'";
+  return std::to_string(id) + " '" + display_text(text) + "'";
 }
 
 void print_text(const ModelSummary& s) {
   const fkv::ModelConfig& c = s.config;
   const uint64_t kv = s.kv_bytes_per_token();
-  std::printf("model          %s\n", c.name.c_str());
+  std::printf("model          %s\n", display_text(c.name).c_str());
   std::printf("architecture   %s\n", fkv::arch_name(c.arch));
-  std::printf("file           %s\n", s.path.c_str());
+  std::printf("file           %s\n", display_text(s.path).c_str());
   std::printf("dimensions     layers %d, embd %d, heads %d, kv heads %d, head dim %d, ffn %d, vocab %d\n", c.n_layers,
               c.n_embd, c.n_heads, c.n_kv_heads, c.head_dim, c.n_ff, c.n_vocab);
   std::printf("train context  %d tokens\n", c.n_ctx_train);

@@ -1,4 +1,5 @@
-// A minimal JSON writer for the tool's --json output (RFC 8259 strings; numbers in C locale).
+// A minimal JSON writer for the tool's --json output (RFC 8259 strings; numbers in C locale), and the escaping of
+// text output: both keep a file's control characters away from the terminal.
 #include <cmath>
 #include <cstdio>
 #include <utility>
@@ -10,47 +11,84 @@ namespace freekv {
 
 namespace {
 
+std::string hex_escape(const char* format, unsigned value) {
+  char buf[12];
+  std::snprintf(buf, sizeof buf, format, value);
+  return buf;
+}
+
 // The characters JSON escapes with a short form; other control characters become \u00XX.
 constexpr std::pair<char, std::string_view> kShortEscapes[] = {
     {'"', "\\\""}, {'\\', "\\\\"}, {'\n', "\\n"}, {'\r', "\\r"}, {'\t', "\\t"}, {'\b', "\\b"}, {'\f', "\\f"},
 };
 
-void append_escaped(std::string& out, char c) {
+void append_json_escaped(std::string& out, char c) {
   for (const auto& [raw, escaped] : kShortEscapes) {
     if (c == raw) {
       out += escaped;
       return;
     }
   }
-  if (static_cast<unsigned char>(c) < 0x20) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-    out += buf;
-  } else {
+  const auto b = static_cast<unsigned char>(c);
+  out += b < 0x20 ? hex_escape("\\u%04x", b) : std::string(1, c);
+}
+
+// A terminal acts on C0 controls (ESC starts a sequence that can retitle the window or rewrite the screen) and DEL;
+// they are shown as escapes. Backslashes stay as they are: this is for reading, not for parsing back.
+void append_visible(std::string& out, char c) {
+  const auto b = static_cast<unsigned char>(c);
+  if (b >= 0x20 && b != 0x7f) {
     out += c;
+  } else if (b == 0x1b) {
+    out += "\\e";
+  } else if (c == '\t' || c == '\n' || c == '\r') {
+    out += c == '\t' ? "\\t" : c == '\n' ? "\\n" : "\\r";
+  } else {
+    out += hex_escape("\\x%02x", b);
   }
 }
 
-}  // namespace
+// U+0080..U+009F, encoded C2 80..C2 9F: C1 controls, which terminals may act on (U+009B is CSI).
+bool is_c1(std::string_view s, size_t pos, size_t n) {
+  return n == 2 && static_cast<unsigned char>(s[pos]) == 0xC2 && static_cast<unsigned char>(s[pos + 1]) < 0xA0;
+}
 
-std::string json_escape(std::string_view s) {
+// Walks s in UTF-8 characters: `invalid` gets a byte that starts no valid sequence, `ascii` a single-byte character;
+// C1 controls become \u00XX (the same in JSON and on a terminal) and other characters are copied.
+template <typename Invalid, typename Ascii>
+std::string escape_utf8(std::string_view s, Invalid invalid, Ascii ascii) {
   std::string out;
   out.reserve(s.size() + 2);
   for (size_t pos = 0; pos < s.size();) {
     const size_t n = fkv::utf8_valid_length(s, pos);
     if (n == 0) {
-      out += "\\ufffd";  // strings from a model file may hold invalid UTF-8; JSON text may not
+      invalid(out, static_cast<unsigned char>(s[pos]));
       ++pos;
       continue;
     }
     if (n == 1) {
-      append_escaped(out, s[pos]);
+      ascii(out, s[pos]);
+    } else if (is_c1(s, pos, n)) {
+      out += hex_escape("\\u%04x", static_cast<unsigned char>(s[pos + 1]));
     } else {
       out.append(s, pos, n);
     }
     pos += n;
   }
   return out;
+}
+
+}  // namespace
+
+std::string json_escape(std::string_view s) {
+  return escape_utf8(
+      s, [](std::string& out, unsigned char) { out += "\\ufffd"; },  // JSON text may not hold invalid UTF-8
+      append_json_escaped);
+}
+
+std::string display_text(std::string_view s) {
+  return escape_utf8(
+      s, [](std::string& out, unsigned char b) { out += hex_escape("\\x%02x", b); }, append_visible);
 }
 
 void JsonWriter::separate() {

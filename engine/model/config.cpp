@@ -117,7 +117,9 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& f) {
   if (!arch.ok()) return arch.status();
   if (!arch->has_value()) return err(f.label(), ": missing metadata 'general.architecture'");
   const std::string a(**arch);
-  FKV_ASSIGN_OR_RETURN(c.arch, parse_arch(a));
+  const Result<Arch> kind = parse_arch(a);
+  if (!kind.ok()) return err(f.label(), ": ", kind.message());
+  c.arch = *kind;
   auto name = f.get_string("general.name");
   c.name = name.ok() && name->has_value() ? std::string(**name) : a;
 
@@ -171,7 +173,8 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& f) {
       break;
     }
   }
-  FKV_TRY(c.validate());
+  // validate() also checks configs built in code, so its messages name no file; this one came from f.
+  if (Status s = c.validate(); !s.ok()) return err(f.label(), ": ", s.message());
   return c;
 }
 

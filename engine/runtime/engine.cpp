@@ -106,6 +106,9 @@ Result<GenerateResult> Engine::Impl::run(const std::vector<int32_t>& tokens, con
   params.sampler = sampler_params(o);
   params.stop = o.stop;
   params.cancel = &cancel;
+  if (o.progress) {
+    params.prefill_progress = [&o](int64_t done, int64_t total) { return o.progress({"prompt", done, total}); };
+  }
   GenerateResult r;
   r.text.reserve(static_cast<size_t>(std::clamp(o.max_tokens, 0, 1 << 16)) * 4);
   const auto on_piece = [&](std::string_view piece) {

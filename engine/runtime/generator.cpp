@@ -96,16 +96,24 @@ bool cancel_requested(const std::atomic<bool>* cancel) {
   return cancel != nullptr && cancel->load(std::memory_order_relaxed);
 }
 
-// Evaluates the prompt one batch at a time so a cancel request is seen between batches of a long prompt.
-// False when cancelled (the batches before the request stay in the context).
-Result<bool> prefill(Context& ctx, std::span<const int32_t> prompt, const std::atomic<bool>* cancel,
+// Reports before looking at the cancel flag, so the last report of a cancelled prefill says how far it got.
+bool keep_going(const GenerateParams& params, size_t done, size_t total) {
+  if (params.prefill_progress &&
+      !params.prefill_progress(static_cast<int64_t>(done), static_cast<int64_t>(total)))
+    return false;
+  return !cancel_requested(params.cancel);
+}
+
+// Evaluates the prompt one batch at a time so progress is reported and a cancel request is seen between batches of
+// a long prompt. False when cancelled (the batches before the request stay in the context).
+Result<bool> prefill(Context& ctx, std::span<const int32_t> prompt, const GenerateParams& params,
                      std::span<float> logits) {
   const size_t n_batch = static_cast<size_t>(ctx.params().n_batch);
   for (size_t i = 0; i < prompt.size(); i += n_batch) {
-    if (cancel_requested(cancel)) return false;
+    if (!keep_going(params, i, prompt.size())) return false;
     FKV_TRY(ctx.eval(prompt.subspan(i, std::min(n_batch, prompt.size() - i)), LogitsMode::Last, logits));
   }
-  return true;
+  return keep_going(params, prompt.size(), prompt.size());
 }
 
 }  // namespace
@@ -141,7 +149,7 @@ Result<GenerateStats> generate(Context& ctx, std::span<const int32_t> prompt, co
   TextSink sink(params.stop, on_text);
 
   const Clock::time_point t_prefill = Clock::now();
-  FKV_ASSIGN_OR_RETURN(const bool prefilled, prefill(ctx, prompt, params.cancel, logits));
+  FKV_ASSIGN_OR_RETURN(const bool prefilled, prefill(ctx, prompt, params, logits));
   stats.prefill_s = seconds_since(t_prefill);
   if (!prefilled) {
     stats.stop_reason = kStopCancelled;

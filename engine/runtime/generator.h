@@ -24,6 +24,9 @@ struct GenerateParams {
   std::vector<std::string> stop;
   // Checked once per token; true stops with stop_reason "cancelled". May be set from any thread.
   const std::atomic<bool>* cancel = nullptr;
+  // Called before each prompt batch and after the last with the prompt tokens evaluated so far (a prefill stopped by
+  // `cancel` still reports where it stopped); false cancels like `cancel`. May be empty.
+  std::function<bool(int64_t done, int64_t total)> prefill_progress;
 
   // An error naming the first bad field: negative max_tokens, an empty or invalid-UTF-8 stop string, bad sampler
   // values.

@@ -102,9 +102,8 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
   FKV_ASSIGN_OR_RETURN(m->gguf_, GgufFile::open(path));
   FKV_ASSIGN_OR_RETURN(m->config_, ModelConfig::from_gguf(*m->gguf_));
   FKV_ASSIGN_OR_RETURN(m->weights_, bind_weights(*m->gguf_, m->config_));
-  auto tok = Tokenizer::from_gguf(*m->gguf_);
-  if (!tok.ok()) return err(path, ": ", tok.message());
-  m->tokenizer_ = std::move(tok).value();
+  // Every error of the steps above already names the file (the reader's label is `path`).
+  FKV_ASSIGN_OR_RETURN(m->tokenizer_, Tokenizer::from_gguf(*m->gguf_));
   if (m->tokenizer_->n_vocab() != m->config_.n_vocab)
     return err(path, ": the vocabulary has ", m->tokenizer_->n_vocab(), " tokens but token_embd.weight has ",
                m->config_.n_vocab, " rows");

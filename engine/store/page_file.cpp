@@ -267,6 +267,44 @@ Status check_layout_fields(const uint8_t* h, const PageFileInfo& info, const Pag
   return {};
 }
 
+// Index of the first element of `n` (of type U, little-endian, any alignment) whose exponent bits are all ones (an
+// infinity or a NaN in F16, BF16 and F32 alike), or -1. Blocks are tested branch-free so the inner loop vectorizes;
+// only a block that holds one is searched again for its position.
+template <typename U>
+int64_t first_all_ones_exponent(const uint8_t* p, size_t n, U exponent) {
+  constexpr size_t kBlock = 512;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const size_t m = std::min(kBlock, n - b);
+    const uint8_t* block = p + b * sizeof(U);
+    U any = 0;
+    for (size_t i = 0; i < m; ++i) {
+      U x;
+      std::memcpy(&x, block + i * sizeof(U), sizeof(U));
+      any |= static_cast<U>((x & exponent) == exponent);
+    }
+    if (any == 0) continue;
+    for (size_t i = 0; i < m; ++i) {
+      U x;
+      std::memcpy(&x, block + i * sizeof(U), sizeof(U));
+      if ((x & exponent) == exponent) return static_cast<int64_t>(b + i);
+    }
+  }
+  return -1;
+}
+
+// A record's values pass their checksum whether or not they are numbers; a NaN or infinity in a key or value would
+// poison every attention output that reads the page, so the reader treats one as damage.
+int64_t first_non_finite(const uint8_t* record, uint64_t record_bytes, DType dtype) {
+  switch (dtype) {
+    case DType::F32:
+      return first_all_ones_exponent<uint32_t>(record, record_bytes / 4, 0x7f800000u);
+    case DType::BF16:
+      return first_all_ones_exponent<uint16_t>(record, record_bytes / 2, 0x7f80u);
+    default:
+      return first_all_ones_exponent<uint16_t>(record, record_bytes / 2, 0x7c00u);
+  }
+}
+
 }  // namespace
 
 Result<PageFileReader> PageFileReader::open(const std::string& path) {
@@ -352,13 +390,27 @@ Result<const uint8_t*> PageFileReader::page(int l, int64_t p) const {
   std::atomic<uint8_t>& state = page_state_[static_cast<size_t>(index)];
   // Relaxed is enough: the bytes are immutable and the state only caches a pure function of them.
   uint8_t s = state.load(std::memory_order_relaxed);
-  if (s == 0) {
+  if (s == kPageUnchecked) {
     const uint64_t expected = get_u64(data_ + layout_.table_offset + 8 * static_cast<size_t>(index));
-    s = checksum64(record, layout_.record_bytes) == expected ? 1 : 2;
+    s = checksum64(record, layout_.record_bytes) != expected                    ? kPageBadChecksum
+        : first_non_finite(record, layout_.record_bytes, info_.dtype) >= 0 ? kPageNonFinite
+                                                                              : kPageVerified;
     state.store(s, std::memory_order_relaxed);
   }
-  if (s != 1) return err(label_, ": page ", p, " of layer ", l, " is damaged (checksum mismatch)");
+  if (s == kPageBadChecksum) return err(label_, ": page ", p, " of layer ", l, " is damaged (checksum mismatch)");
+  if (s == kPageNonFinite) return non_finite_error(l, p, record);
   return record;
+}
+
+// Rare (a damaged file), so the position is searched for again rather than kept.
+Status PageFileReader::non_finite_error(int l, int64_t p, const uint8_t* record) const {
+  const int64_t e = first_non_finite(record, layout_.record_bytes, info_.dtype);
+  const int64_t per_half = static_cast<int64_t>(info_.n_kv_heads) * info_.page_size * info_.head_dim;  // K or V
+  const int64_t in_half = e % per_half;
+  const int64_t per_head = static_cast<int64_t>(info_.page_size) * info_.head_dim;
+  return err(label_, ": page ", p, " of layer ", l, " is damaged (", e < per_half ? "key" : "value",
+             " of KV head ", in_half / per_head, ", row ", in_half % per_head / info_.head_dim, ", channel ",
+             in_half % info_.head_dim, " is NaN or infinite, expected a finite number)");
 }
 
 const uint8_t* PageFileReader::summaries(int l) const {

@@ -151,8 +151,9 @@ class PageFileReader {
   uint64_t fingerprint() const { return header_checksum_; }
 
   // Record of layer l, page p (p counted from the start of the context, so first_page <= p < first_page + n_pages):
-  // K then V, each (n_kv_heads, page_size, head_dim), record_bytes long. Checked against its checksum once; a
-  // mismatch names the layer and page. Safe to call from several threads.
+  // K then V, each (n_kv_heads, page_size, head_dim), record_bytes long. Checked once against its checksum and for
+  // NaN or infinite values (a crafted file can carry both with a correct checksum); either is damage, and the error
+  // names the layer and page. Safe to call from several threads.
   Result<const uint8_t*> page(int l, int64_t p) const;
   // (n_pages, n_kv_heads, 2, head_dim) f32 min/max summaries of layer l's pages in this file, verified at open.
   // Bytes, not floats: the pointer need not be 4-aligned when the file was parsed from a caller's buffer.
@@ -163,6 +164,10 @@ class PageFileReader {
  private:
   Status parse_header();
   Status check_sections();
+  Status non_finite_error(int l, int64_t p, const uint8_t* record) const;
+
+  // page_state_ values.
+  static constexpr uint8_t kPageUnchecked = 0, kPageVerified = 1, kPageBadChecksum = 2, kPageNonFinite = 3;
 
   MappedFile map_;
   const uint8_t* data_ = nullptr;
@@ -174,7 +179,7 @@ class PageFileReader {
   uint64_t table_checksum_ = 0;
   uint64_t summaries_checksum_ = 0;
   std::vector<int> n_built_;  // (n_layers)
-  // (n_layers, n_pages) 0 unchecked, 1 verified, 2 damaged; atomics so concurrent readers may verify in parallel.
+  // (n_layers, n_pages) kPage* states; atomics so concurrent readers may verify in parallel.
   std::unique_ptr<std::atomic<uint8_t>[]> page_state_;
 };
 

@@ -9,6 +9,8 @@
 #include <QProcess>
 #include <QtTest>
 
+#include <signal.h>
+
 #include "model/synthetic.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
@@ -197,6 +199,79 @@ class TestCliDocuments : public QObject {
     const CliRun gone = runCli(askArgs({"--doc-id", QString::number(m_txtId)}));
     QCOMPARE(gone.exitCode, 1);
     QVERIFY2(!errorLine(gone).isEmpty(), gone.err.constData());
+  }
+
+  void askHelpSaysItsContext() {
+    const CliRun r = runCli({"ask", "--help"});
+    QCOMPARE(r.exitCode, 0);
+    const QByteArray ctx = r.out.mid(r.out.indexOf("--ctx"));
+    const QByteArray line = ctx.left(ctx.indexOf('\n'));
+    QVERIFY2(line.contains("training context") && line.contains("32768") && !line.contains("4096"), line.constData());
+  }
+
+  // Ctrl-C during a long question stops it cleanly, with a message, where it used to kill the process (or, with a
+  // handler that waited for the answer, to be ignored for minutes).
+  void askCtrlCCancels() {
+    QProcess p;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("FKV_VOCAB", fkvtest::llamaVocabPath());
+    p.setProcessEnvironment(env);
+    const QString question = "Which of these words grows by the wall? " + QString::fromUtf8(prose(2000, 9));
+    p.start(QStringLiteral(FKV_CLI_PATH), {"ask", "-m", m_model, "--no-library", "--doc", m_txt, "--temp", "0", "-n",
+                                           "4000", "--ctx", "4096", "--threads", "2", question});
+    QVERIFY(p.waitForStarted(10000));
+    p.setReadChannel(QProcess::StandardError);
+    QByteArray err;
+    while (!err.contains("evaluating a long question") && p.waitForReadyRead(60000)) err += p.readAllStandardError();
+    QVERIFY2(err.contains("freekv: note: evaluating a long question ("), err.constData());
+    QVERIFY(::kill(static_cast<pid_t>(p.processId()), SIGINT) == 0);
+    QVERIFY(p.waitForFinished(60000));
+    err += p.readAllStandardError();
+    QCOMPARE(p.exitStatus(), QProcess::NormalExit);  // not killed by the signal
+    // Usually it lands in the question's evaluation; on a fast machine, in the answer.
+    const bool in_question = err.contains("freekv: error: ask: cancelled while evaluating the question (");
+    const bool in_answer = err.contains("; the answer was cancelled]");
+    QVERIFY2(in_question ? p.exitCode() == 1 : in_answer && p.exitCode() == 0, err.constData());
+  }
+
+  // Titles come from file names and file contents: printed as text, their control characters must reach the
+  // terminal as visible escapes; in JSON they are escaped and read back exactly.
+  void controlCharactersAreEscaped() {
+    const QByteArray stem = "\x1b]0;pwned\x07report\x1b[2J\xc2\x9b" "1m";
+    const QString file = fkvtest::tempDir() + "/docs/" + QString::fromUtf8(stem) + ".txt";
+    writeFile(file, prose(40, 8));
+    const QString lib = fkvtest::tempDir() + "/escapes/library.db";
+    const QByteArray shown = "\\e]0;pwned\\x07report\\e[2J\\u009b1m";
+    const auto isClean = [](const QByteArray& text) {
+      return !text.contains('\x1b') && !text.contains('\x07') && !text.contains("\xc2\x9b");
+    };
+    const CliRun ingest = runCli({"ingest", "--library", lib, file});
+    QVERIFY2(ingest.exitCode == 0, ingest.err.constData());
+    QVERIFY2(isClean(ingest.out) && ingest.out.contains(shown), ingest.out.constData());
+    const CliRun list = runCli({"library", "--library", lib});
+    QVERIFY2(list.exitCode == 0, list.err.constData());
+    QVERIFY2(isClean(list.out) && list.out.contains(shown), list.out.constData());
+    const CliRun json = runCli({"library", "--library", lib, "--json"});
+    QVERIFY2(isClean(json.out), json.out.constData());
+    const QJsonObject doc = json.exitCode == 0 ? parseObject(json.out).value("documents").toArray()[0].toObject()
+                                               : QJsonObject();
+    QCOMPARE(doc.value("title").toString().toUtf8(), stem);
+    QCOMPARE(doc.value("path").toString(), file);
+    const CliRun missing = runCli({"ingest", "--library", lib, file + ".gone"});
+    QCOMPARE(missing.exitCode, 1);
+    QVERIFY2(isClean(missing.err) && errorLine(missing).contains(shown), missing.err.constData());
+  }
+
+  void evictCapPastInt64() {
+    const CliRun big = runCli({"library", "evict", "--cap", "99999999999G", "--library", m_lib});
+    QCOMPARE(big.exitCode, 2);
+    QCOMPARE(errorLine(big), QByteArray("freekv: error: library: option --cap: expected a size below 8589934592G "
+                                        "(2^63 bytes), found '99999999999G'"));
+    const CliRun inf = runCli({"library", "evict", "--cap", "inf", "--library", m_lib});
+    QCOMPARE(inf.exitCode, 2);
+    QVERIFY2(!errorLine(inf).isEmpty(), inf.err.constData());
+    const CliRun largest = runCli({"library", "evict", "--cap", "8589934591G", "--library", m_lib});
+    QVERIFY2(largest.exitCode == 0 && largest.out.startsWith("evicted 0 snapshot(s)"), largest.err.constData());
   }
 
   void usageErrors_data() {

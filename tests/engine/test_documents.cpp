@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -29,6 +28,7 @@
 #include "store/kv_snapshot.h"
 #include "store/library.h"
 #include "store/page_file.h"
+#include "support/cancel_from_thread.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 
@@ -384,25 +384,13 @@ class TestDocuments : public QObject {
 
   void cancelFromAnotherThread() {
     const std::unique_ptr<fkv::Engine> e = newEngine(libPath("cancel-thread"), m_model);
-    // 0: waiting for the prefill, 1: it runs (its callback waits), 2: cancel() was called.
-    std::atomic<int> phase{0};
-    const auto wait_for = [&phase](int v) {
-      const Clock::time_point deadline = Clock::now() + std::chrono::seconds(60);
-      while (phase.load() < v && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    };
-    std::thread canceller([&] {
-      wait_for(1);
-      e->cancel();
-      phase.store(2);
-    });
-    auto d = e->open_document(m_txt, fkv::DocumentOptions{}, [&](const fkv::Progress& p) {
-      if (p.stage == "prefill" && phase.load() == 0) {
-        phase.store(1);
-        wait_for(2);
-      }
-      return true;
-    });
-    canceller.join();
+    const fkv::Result<fkv::OpenedDocument> d = [&] {
+      fkvtest::CancelFromThread canceller([&] { e->cancel(); });
+      return e->open_document(m_txt, fkv::DocumentOptions{}, [&](const fkv::Progress& p) {
+        if (p.stage == "prefill") canceller.reached();
+        return true;
+      });
+    }();
     QVERIFY2(!d.ok() && contains(d.message(), "cancelled"), d.message().c_str());
     auto again = e->open_document(m_txt, fkv::DocumentOptions{}, {});
     QVERIFY2(again.ok(), again.message().c_str());

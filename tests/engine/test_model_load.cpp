@@ -205,6 +205,9 @@ const std::vector<BrokenCase>& broken_cases() {
     yarn.add = [](GgufWriter& w, const fkv::GgufFile&) { w.set_string("llama.rope.scaling.type", "yarn"); };
     add("rope scaling yarn without factor", yarn, {"'yarn'", "'llama.rope.scaling.factor'"});
     add("vocabulary shorter than token_embd", short_vocabulary(299), {"299", "300", "token_embd.weight"});
+    Edit no_tokenizer;
+    no_tokenizer.drop_keys = {"tokenizer.ggml.model"};
+    add("no tokenizer", no_tokenizer, {"tokenizer.ggml.model is missing"});
     Edit no_bias;
     no_bias.drop_tensors = {"blk.1.attn_v.bias"};
     add("qwen2 without a bias", no_bias, {"missing tensor", "'blk.1.attn_v.bias'"}, Arch::Qwen2);
@@ -324,6 +327,9 @@ class TestModelLoad : public QObject {
     QVERIFY2(!msg.isEmpty(), "the broken file loaded");
     for (const QString& n : bc.needles)
       QVERIFY2(msg.contains(n), qPrintable(QString("message '%1' does not contain '%2'").arg(msg, n)));
+    QVERIFY2(msg.count(path) == 1, qPrintable(QString("message '%1' names the file %2 times, expected once")
+                                                  .arg(msg)
+                                                  .arg(msg.count(path))));
   }
 
   void truncatedFilesFail() {
@@ -338,6 +344,7 @@ class TestModelLoad : public QObject {
       out.close();
       const QString msg = loadError(path);
       QVERIFY2(!msg.isEmpty(), qPrintable(QString("a file cut to %1 of %2 bytes loaded").arg(cut).arg(all.size())));
+      QVERIFY2(msg.count(path) == 1, qPrintable(QString("message '%1' does not name the file once").arg(msg)));
     }
     QVERIFY2(!loadError(fkvtest::tempDir() + "/does-not-exist.gguf").isEmpty(), "a missing file loaded");
   }

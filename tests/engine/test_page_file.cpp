@@ -1,7 +1,7 @@
 // KV page files (store/page_file.h) and snapshots of the host KV (store/kv_snapshot.h): the checksum on frozen vectors
 // and single-bit flips; save then load into a fresh cache (byte-identical blocks, summaries, counts) for every KV type
 // with and without a partial last page; a chat extension on top of its base; every kind of damage and mismatch with
-// its own message and an empty cache afterwards; a save killed mid-write and a cancelled save leaving the old file
+// its own message and an empty cache afterwards (NaN and infinite values with correct checksums included); a save killed mid-write and a cancelled save leaving the old file
 // intact; the seed files of the fuzz corpus (written by an independent Python encoder) read back; fingerprints.
 #include <QDir>
 #include <QTest>
@@ -284,6 +284,54 @@ class TestPageFile : public QObject {
     Rig dst = make_rig(g, 40, 64, 4);  // a cache that held something: a failed load leaves it empty
     const fkv::Status st = load_kv_snapshot(*file, meta(), dst.cache, dst.summaries);
     QVERIFY(!st.ok());
+    QVERIFY(is_empty(dst));
+  }
+
+  // A forger (or a bug upstream) can store NaN or infinity with a correct checksum; the reader must call it damage,
+  // naming where, and must not take the largest finite values for it.
+  void nonFiniteValuesAreDamage_data() {
+    QTest::addColumn<DType>("dtype");
+    QTest::addColumn<bool>("in_value");
+    QTest::addColumn<uint32_t>("bits");   // the element's bit pattern
+    QTest::addColumn<uint32_t>("finite");  // the largest finite magnitude of the type, which must pass
+    QTest::addRow("f16 NaN key") << DType::F16 << false << 0x7e00u << 0x7bffu;
+    QTest::addRow("f16 -inf value") << DType::F16 << true << 0xfc00u << 0xfbffu;
+    QTest::addRow("bf16 +inf key") << DType::BF16 << false << 0x7f80u << 0x7f7fu;
+    QTest::addRow("bf16 NaN value") << DType::BF16 << true << 0xffc1u << 0xff7fu;
+    QTest::addRow("f32 NaN key") << DType::F32 << false << 0x7fc00000u << 0x7f7fffffu;
+    QTest::addRow("f32 +inf value") << DType::F32 << true << 0x7f800000u << 0xff7fffffu;
+  }
+  void nonFiniteValuesAreDamage() {
+    QFETCH(DType, dtype);
+    QFETCH(bool, in_value);
+    QFETCH(uint32_t, bits);
+    QFETCH(uint32_t, finite);
+    const KvGeometry g = geometry(dtype);
+    Rig src = make_rig(g, 43, 64, 5);
+    const size_t elem = g.elem_bytes();
+    const auto put = [&](uint8_t* block, int row, int channel, uint32_t v) {
+      std::memcpy(block + (static_cast<size_t>(row) * g.head_dim + channel) * elem, &v, elem);  // little-endian
+    };
+    put(in_value ? src.cache.v_block(1, 2, 1) : src.cache.k_block(1, 2, 1), 3, 5, bits);
+    put(src.cache.k_block(0, 0, 0), 1, 2, finite);
+    put(src.cache.v_block(0, 5, 1), 2, 15, finite);  // in the partial last page
+    const std::string path = temp_path("non_finite.fkvp");
+    QVERIFY2(save_kv_snapshot(path, meta(), src.cache, src.summaries, 0).ok(), "save");
+    auto file = PageFileReader::open(path);
+    QVERIFY2(file.ok(), file.message().c_str());
+    QVERIFY2(file->page(0, 0).ok(), "the largest finite value was taken for damage");
+    QVERIFY2(file->page(0, 5).ok(), "the largest finite value was taken for damage");
+    QVERIFY(file->page(1, 1).ok());
+    const std::string want = std::string("page 2 of layer 1 is damaged (") + (in_value ? "value" : "key") +
+                             " of KV head 1, row 3, channel 5 is NaN or infinite, expected a finite number)";
+    for (int pass = 0; pass < 2; ++pass) {  // verified once, remembered
+      auto p = file->page(1, 2);
+      QVERIFY(!p.ok());
+      QVERIFY2(p.message() == path + ": " + want, p.message().c_str());
+    }
+    Rig dst = make_rig(g, 40, 64, 6);
+    const fkv::Status st = load_kv_snapshot(*file, meta(), dst.cache, dst.summaries);
+    QVERIFY2(!st.ok() && st.message().find(want) != std::string::npos, st.message().c_str());
     QVERIFY(is_empty(dst));
   }
 

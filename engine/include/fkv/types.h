@@ -21,7 +21,7 @@ struct EngineOptions {
 
 // Long work reports what it is doing; returning false from the callback cancels it.
 struct Progress {
-  std::string stage;  // "ingest", "tokenize", "load" (bytes), "prefill" (tokens), "save" (bytes)
+  std::string stage;  // "ingest", "tokenize", "load" (bytes), "prefill" (tokens), "save" (bytes), "prompt" (tokens)
   int64_t done = 0;
   int64_t total = 0;
 };
@@ -120,6 +120,10 @@ struct GenerationOptions {
   // as one user turn of the model's chat template.
   bool raw = false;
   std::string system_prompt;  // generate() without raw: an optional system turn before the user turn
+  // Stage "prompt": before each batch of the prompt's evaluation and once at its end, in tokens not already in the
+  // context (a long question can take minutes on a CPU). Returning false stops the evaluation within a batch; the
+  // call then returns stop_reason "cancelled" with no text, as Engine::cancel() does. May be empty.
+  ProgressCallback progress;
 };
 
 struct GenerateResult {

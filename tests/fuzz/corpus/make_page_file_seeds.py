@@ -72,12 +72,20 @@ def pseudo_bytes(n, seed):
     return bytes(out[:n])
 
 
+def finite(b, elem):
+    """Clears the top exponent bit of each little-endian element, so none is an infinity or a NaN (the format's rule)."""
+    out = bytearray(b)
+    for i in range(elem - 1, len(out), elem):
+        out[i] &= 0xBF
+    return bytes(out)
+
+
 def record(n_kv_heads, page_size, head_dim, elem, rows, seed):
-    """K then V, each (n_kv_heads, page_size, head_dim); rows past `rows` are zero."""
+    """K then V, each (n_kv_heads, page_size, head_dim) finite elements; rows past `rows` are zero."""
     block = bytearray()
     for kv in range(2):
         for h in range(n_kv_heads):
-            used = pseudo_bytes(rows * head_dim * elem, seed * 131 + kv * 17 + h)
+            used = finite(pseudo_bytes(rows * head_dim * elem, seed * 131 + kv * 17 + h), elem)
             block += used + bytes((page_size - rows) * head_dim * elem)
     return bytes(block)
 
