@@ -127,6 +127,9 @@ struct RunOptions {
   fkv::GenerationOptions gen;
 };
 std::span<const OptionSpec> model_run_options();
+// With no -m: the largest model in fkv::default_models_folder() that fits in free memory (said on stderr), or an
+// error that says what is installed and what it needs.
+fkv::Result<std::string> installed_model();
 fkv::Result<RunOptions> read_run_options(const ParsedArgs& a);
 
 // While alive, the first Ctrl-C (SIGINT) cancels `engine`'s work in progress (Engine::cancel) instead of ending the

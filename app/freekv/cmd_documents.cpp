@@ -41,7 +41,8 @@ std::string library_path(const ParsedArgs& a) { return a.value("--library").valu
 fkv::Result<std::unique_ptr<fkv::Library>> open_library(const ParsedArgs& a) {
   fkv::Result<std::unique_ptr<fkv::Library>> lib = fkv::Library::open(library_path(a));
   if (lib.ok() && (*lib)->read_only()) {
-    std::fprintf(stderr, "freekv: note: the library is open read-only: %s\n", (*lib)->read_only_reason().c_str());
+    std::fprintf(stderr, "freekv: note: the library is open read-only: %s\n",
+                 display_text((*lib)->read_only_reason()).c_str());
   }
   return lib;
 }

@@ -1,6 +1,7 @@
 // freekv generate and freekv chat: streaming text generation through the public engine facade (fkv/engine.h).
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 #include "cli.h"
 #include "fkv/engine.h"
+#include "fkv/models.h"
 #include "runtime/context.h"
 #include "runtime/sampler.h"
 #include "tokenizer/chat_template.h"
@@ -19,7 +21,8 @@ namespace {
 
 // Options shared by generate and chat.
 constexpr OptionSpec kModelOptions[] = {
-    {"--model", "-m", "MODEL", "GGUF model file (required)"},
+    {"--model", "-m", "MODEL",
+     "GGUF model file (default: the largest model in $XDG_DATA_HOME/freekv-desk/models that fits in free memory)"},
     {"--max-tokens", "-n", "N", "tokens to generate at most (default 256)"},
     {"--temp", "", "T", "temperature; 0 is greedy (default 0.8)"},
     {"--top-k", "", "K", "keep the K most likely tokens; 0 is off (default 40)"},
@@ -29,7 +32,7 @@ constexpr OptionSpec kModelOptions[] = {
     {"--repeat-last-n", "", "N", "how many recent tokens are penalized (default 64)"},
     {"--seed", "", "S", "random seed (default: a fresh one each run)"},
     {"--stop", "", "TEXT", "stop when the answer contains TEXT (repeatable)", true},
-    {"--ctx", "-c", "N", "context size in tokens (default 4096)"},
+    {"--ctx", "-c", "N", "context size in tokens; 0: the model's training context, at most 32768 (default 4096)"},
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
     {"--template", "", "NAME", "chat template: llama2, llama3, mistral, chatml, gemma, deepseek-r1 (default: detect)"},
@@ -57,13 +60,38 @@ const std::span<const OptionSpec> kChatOptions = kModelOptions;
 
 std::span<const OptionSpec> model_run_options() { return kModelOptions; }
 
+fkv::Result<std::string> installed_model() {
+  const std::string folder = fkv::default_models_folder();
+  const std::vector<fkv::InstalledModel> installed = fkv::list_installed_models(folder);
+  const int64_t available = fkv::available_memory_bytes();
+  const std::optional<fkv::InstalledModel> chosen = fkv::choose_model(installed, available);
+  if (chosen) {
+    std::fprintf(stderr, "freekv: note: model %s (the largest installed model that fits in free memory)\n",
+                 display_text(chosen->path).c_str());
+    return chosen->path;
+  }
+  if (installed.empty()) {
+    return fkv::err("no model given (-m FILE) and none installed in ", folder,
+                    " (scripts/install_models.py installs the default ones)");
+  }
+  const auto smallest = std::min_element(
+      installed.begin(), installed.end(),
+      [](const fkv::InstalledModel& x, const fkv::InstalledModel& y) { return x.need_bytes < y.need_bytes; });
+  return fkv::err("no model given (-m FILE), and none of the ", installed.size(), " installed in ", folder,
+                  " fits in the ", format_bytes(static_cast<uint64_t>(available)), " of free memory (", smallest->name,
+                  " needs ", format_bytes(static_cast<uint64_t>(smallest->need_bytes)), ")");
+}
+
 // Everything here is a usage error: the values are checked before any file is touched.
 fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
   RunOptions o;
   const std::optional<std::string> model = a.value("--model");
-  if (!model) return fkv::err("option --model (-m) is required");
-  o.model_path = *model;
-  FKV_ASSIGN_OR_RETURN(o.model.n_ctx, int_option(a, "--ctx", 4096, 1, 1 << 24));
+  if (model) {
+    o.model_path = *model;
+  } else {
+    FKV_ASSIGN_OR_RETURN(o.model_path, installed_model());
+  }
+  FKV_ASSIGN_OR_RETURN(o.model.n_ctx, int_option(a, "--ctx", 4096, 0, 1 << 24));
   FKV_ASSIGN_OR_RETURN(o.model.n_threads, int_option(a, "--threads", 0, 0, 1024));
   o.model.kv_type = a.value("--kv-type").value_or("f16");
   if (o.model.kv_type != "f16" && o.model.kv_type != "bf16" && o.model.kv_type != "f32") {

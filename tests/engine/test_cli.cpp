@@ -1,6 +1,7 @@
 // The `freekv` executable, run as a user would (QProcess) on a synthetic model: every command's normal output, its
 // JSON forms, determinism of greedy generation, and bad input that must end with one error line and the right exit
 // code, never a crash.
+#include <QDir>
 #include <QFile>
 #include <QFileInfo>
 #include <QJsonDocument>
@@ -167,6 +168,29 @@ class TestCli : public QObject {
     QVERIFY(r.out.contains("prefill") && r.out.contains("decode") && r.out.contains("peak RSS"));
   }
 
+  // No -m: the largest installed model that fits, from the models folder under XDG_DATA_HOME; -c 0 is its trained
+  // window.
+  void generateWithoutModelTakesTheInstalledOne() {
+    const QByteArray old = qgetenv("XDG_DATA_HOME");
+    const QString data = fkvtest::tempDir() + "/xdg-data";
+    qputenv("XDG_DATA_HOME", data.toUtf8());
+    const QStringList args = {"generate", "-p", "Hi", "-n", "3", "--temp", "0", "--raw", "-c", "0", "--json"};
+    const CliRun none = runCli(args);
+    QCOMPARE(none.exitCode, 2);
+    QVERIFY2(none.err.contains("none installed in " + data.toUtf8() + "/freekv-desk/models"), none.err.constData());
+    const QString installed = data + "/freekv-desk/models/cli.gguf";
+    QVERIFY(QDir().mkpath(data + "/freekv-desk/models") && QFile::copy(m_model, installed));
+    const CliRun r = runCli(args);
+    if (old.isNull()) {
+      qunsetenv("XDG_DATA_HOME");
+    } else {
+      qputenv("XDG_DATA_HOME", old);
+    }
+    QCOMPARE(r.exitCode, 0);
+    QVERIFY2(r.err.contains("note: model " + installed.toUtf8()), r.err.constData());
+    QCOMPARE(parseObject(r.out).value("n_generated").toInt(), 3);
+  }
+
   void badInput_data() {
     QTest::addColumn<QStringList>("args");
     QTest::addColumn<int>("exitCode");
@@ -179,7 +203,7 @@ class TestCli : public QObject {
     QTest::newRow("not a gguf") << QStringList{"info", m_notGguf} << 1;
     QTest::newRow("unknown flag") << QStringList{"generate", "-m", model, "-p", "hi", "--bogus"} << 2;
     QTest::newRow("missing value") << QStringList{"generate", "-m", model, "-p"} << 2;
-    QTest::newRow("ctx zero") << QStringList{"generate", "-m", model, "-p", "hi", "--ctx", "0"} << 2;
+    QTest::newRow("ctx negative") << QStringList{"generate", "-m", model, "-p", "hi", "--ctx", "-1"} << 2;
     QTest::newRow("not a number") << QStringList{"generate", "-m", model, "-p", "hi", "-n", "many"} << 2;
     QTest::newRow("no prompt") << QStringList{"generate", "-m", model} << 2;
     QTest::newRow("bad template") << QStringList{"generate", "-m", model, "-p", "hi", "--template", "jinja"} << 2;

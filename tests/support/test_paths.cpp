@@ -4,6 +4,8 @@
 #include <QFileInfo>
 #include <QTemporaryDir>
 
+#include "fkv/models.h"
+
 namespace fkvtest {
 
 QString sharedDir() { return QStringLiteral(FKV_SHARED_DIR); }
@@ -13,6 +15,14 @@ QString llamaVocabPath() { return sharedDir() + QStringLiteral("/vocab/llama-spm
 QString gemmaModelPath() {
   QString p = qEnvironmentVariable("FKV_GEMMA_MODEL");
   if (p.isEmpty()) p = QStringLiteral(FKV_GEMMA_DEFAULT);
+  return QFileInfo::exists(p) ? p : QString();
+}
+
+QString qwenModelPath() {
+  QString p = qEnvironmentVariable("FKV_QWEN_MODEL");
+  if (p.isEmpty()) {
+    p = QString::fromStdString(fkv::default_models_folder()) + QStringLiteral("/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+  }
   return QFileInfo::exists(p) ? p : QString();
 }
 

@@ -11,6 +11,9 @@ QString sharedDir();
 QString llamaVocabPath();
 // The Gemma 3 270M Q4_K_M GGUF installed by the setup command (env FKV_GEMMA_MODEL overrides); empty when absent.
 QString gemmaModelPath();
+// Qwen2.5-Coder-0.5B-Instruct Q4_K_M installed by the setup command into the app's models folder
+// (scripts/install_models.py; env FKV_QWEN_MODEL overrides); empty when absent.
+QString qwenModelPath();
 // A byte-level BPE test file written by the setup command (tests/tools/make_bpe_vocabs.py): "llama3-bpe.gguf",
 // "qwen2-bpe.gguf" or "bpe-parity.json". Env FKV_BPE_VOCABS names another folder. Empty when absent.
 QString bpeVocabPath(const QString& name);
