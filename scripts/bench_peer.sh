@@ -53,11 +53,11 @@ setup_venv() {
   # No AMX: on the project's KVM machines the CPU flags list AMX, and ggml's AMX matrix multiply crashes (SIGSEGV in
   # ggml_backend_amx_mul_mat on the first llama_decode); -march=native with -mno-amx-* keeps every other extension.
   local no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" launcher=""
+  # --no-cache-dir: pip would otherwise reuse a wheel it built earlier with other CMAKE_ARGS.
   command -v ccache >/dev/null && launcher="-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
   CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_HIP=OFF -DGGML_OPENMP=ON \
 -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
 -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx' $launcher" \
-  # --no-cache-dir: pip would otherwise reuse a wheel it built earlier with other CMAKE_ARGS.
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
     "$venv/bin/pip" install --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
 }
