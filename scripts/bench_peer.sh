@@ -11,6 +11,7 @@
 #   --decode-tokens N      tokens decoded one at a time per decode test (default 32)
 #   --ppl-file FILE        text for the perplexity test (default /usr/share/common-licenses/GPL-3; "" skips it)
 #   --ppl-ctx N            perplexity chunk length (default 512)
+#   --peer-opts "OPTS"     extra options for scripts/peer_llamacpp.py (e.g. "--flash-attn off" or "--no-extra-bufts")
 #   --out FILE             also write every measurement as JSON lines to FILE
 #   --setup-only           only create or check the llama-cpp-python environment
 #
@@ -23,7 +24,7 @@ LLAMA_CPP_PYTHON_VERSION=0.3.36
 venv=${FKV_PEER_VENV:-$HOME/.cache/freekv-peer-venv}
 freekv=${FREEKV:-build/release/app/freekv}
 model=${HOME}/.local/share/freekv-desk/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
-threads=2 prefill=512,8192 contexts=0,4096,16384 decode_tokens=32
+peer_opts="" threads=2 prefill=512,8192 contexts=0,4096,16384 decode_tokens=32
 ppl_file=/usr/share/common-licenses/GPL-3 ppl_ctx=512 out="" setup_only=0
 
 while [ $# -gt 0 ]; do
@@ -35,6 +36,7 @@ while [ $# -gt 0 ]; do
     --decode-tokens) decode_tokens=$2; shift 2 ;;
     --ppl-file) ppl_file=$2; shift 2 ;;
     --ppl-ctx) ppl_ctx=$2; shift 2 ;;
+    --peer-opts) peer_opts=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --setup-only) setup_only=1; shift ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -67,34 +69,40 @@ setup_venv
 
 [ -x "$freekv" ] || { echo "bench_peer.sh: no $freekv; build it first: cmake --build --preset release --target freekv" >&2; exit 1; }
 [ -f "$model" ] || { echo "bench_peer.sh: no model at $model (./scripts/setup.sh installs it)" >&2; exit 1; }
-peer=("$venv/bin/python" scripts/peer_llamacpp.py)
+read -ra peer_extra <<< "$peer_opts"
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
+
+peer() {  # peer SUBCOMMAND ARGS...: the llama.cpp driver with --peer-opts after the subcommand's own arguments
+  "$venv/bin/python" scripts/peer_llamacpp.py "$@" "${peer_extra[@]}"
+}
 
 # One test, both engines back to back, so both see the same load on the machine.
 record() {  # record TEST ENGINE COMMAND...
   local test=$1 engine=$2; shift 2
-  echo "$engine, $test: $*" >&2
+  local shown="$*"
+  [ "$1" = peer ] && shown="scripts/peer_llamacpp.py ${*:2} $peer_opts"
+  echo "$engine, $test: $shown" >&2
   "$@" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["test"]=sys.argv[1]; r["engine"]=sys.argv[2]; r["command"]=sys.argv[3]; print(json.dumps(r))' \
-    "$test" "$engine" "$*" >> "$results"
+    "$test" "$engine" "$shown" >> "$results"
 }
 
-"${peer[@]}" info >&2
+"$venv/bin/python" scripts/peer_llamacpp.py info >&2
 IFS=, read -ra prefill_list <<< "$prefill"
 IFS=, read -ra context_list <<< "$contexts"
 for p in "${prefill_list[@]}"; do
   record "prefill $p" freekv "$freekv" bench -m "$model" -t "$threads" --prompt-tokens "$p" --decode-tokens 0 --json
-  record "prefill $p" llama.cpp "${peer[@]}" bench -m "$model" -t "$threads" --prompt-tokens "$p" --decode-tokens 0 --json
+  record "prefill $p" llama.cpp peer bench -m "$model" -t "$threads" --prompt-tokens "$p" --decode-tokens 0 --json
 done
 for c in "${context_list[@]}"; do
   record "decode at $c" freekv "$freekv" bench -m "$model" -t "$threads" --prompt-tokens 0 --context "$c" \
     --decode-tokens "$decode_tokens" --json
-  record "decode at $c" llama.cpp "${peer[@]}" bench -m "$model" -t "$threads" --prompt-tokens 0 --context "$c" \
+  record "decode at $c" llama.cpp peer bench -m "$model" -t "$threads" --prompt-tokens 0 --context "$c" \
     --decode-tokens "$decode_tokens" --json
 done
 if [ -n "$ppl_file" ]; then
   record "perplexity" freekv "$freekv" perplexity -m "$model" -f "$ppl_file" -c "$ppl_ctx" -t "$threads" --json
-  record "perplexity" llama.cpp "${peer[@]}" perplexity -m "$model" -f "$ppl_file" -c "$ppl_ctx" -t "$threads" --json
+  record "perplexity" llama.cpp peer perplexity -m "$model" -f "$ppl_file" -c "$ppl_ctx" -t "$threads" --json
 fi
 [ -n "$out" ] && cp "$results" "$out"
 
