@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "model/gguf.h"
 #include "runtime/context.h"
+#include "runtime/docqa.h"
 #include "runtime/eval_tasks.h"
 #include "runtime/fidelity.h"
 #include "runtime/model.h"
@@ -215,7 +216,8 @@ std::string prompt_label(const fkv::TaskPrompt& p) {
   return s;
 }
 
-// Fails before any long run: lengths past the model's training context, unknown policies, a budget a policy rejects.
+// Fails before any long run: lengths past the model's training context, unknown policies, a budget a policy rejects,
+// a docqa document missing.
 fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
   const int n_train = model.config().n_ctx_train;
   const int longest = *std::max_element(o.lengths.begin(), o.lengths.end());
@@ -224,6 +226,8 @@ fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
                     " generated tokens exceeds the model's training context (", n_train,
                     " tokens); use --lengths up to ", n_train - o.fidelity.n_gen);
   }
+  if (std::find(o.tasks.begin(), o.tasks.end(), "docqa") != o.tasks.end())
+    FKV_TRY(fkv::check_docqa_documents(o.task_options.docqa_dir));
   for (const PolicySpec& p : o.policies) {
     fkv::ContextParams cp = o.fidelity.context;
     cp.policy = p.name;

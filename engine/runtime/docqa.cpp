@@ -144,6 +144,8 @@ Result<std::string> read_docqa_document(const std::string& dir, std::string_view
   return text;
 }
 
+Status check_docqa_documents(const std::string& dir) { return read_library(dir).status(); }
+
 Result<std::vector<EvalTask>> make_docqa_tasks(const Tokenizer& tok, const PromptLayout& layout, int target_tokens,
                                                int count, uint64_t seed, const TaskOptions& options) {
   FKV_ASSIGN_OR_RETURN(const Library lib, read_library(options.docqa_dir));

@@ -48,6 +48,9 @@ std::span<const DocqaQuestion> docqa_questions();
 // regular file of at most 1 MiB.
 Result<std::string> read_docqa_document(const std::string& dir, std::string_view file);
 
+// Reads every document once, so a long run can fail before it starts rather than when it reaches docqa.
+Status check_docqa_documents(const std::string& dir);
+
 // make_tasks for "docqa" (its checks of kind, count and options already done). Task i asks the i-th question of a
 // seeded order among those whose document fits `target_tokens`; more tasks than such questions ask them again with
 // other padding. Errors: a document missing, no question fits the target, or the padding runs out.

@@ -214,6 +214,11 @@ class TestEvalDocqa : public QObject {
     const fkvtest::CliRun bad = run({"--prompt", "instruct"});
     QCOMPARE(bad.exitCode, 2);
     QVERIFY2(bad.err.contains("instruct"), bad.err.constData());
+    // A missing document stops the run before any prompt is evaluated, whatever kinds come first.
+    const fkvtest::CliRun missing = run({"--docs", "/nonexistent-docs"});
+    QCOMPARE(missing.exitCode, 1);
+    QVERIFY2(missing.err.contains("/nonexistent-docs/GPL-3"), missing.err.constData());
+    QVERIFY2(!missing.err.contains("at 3000 tokens"), missing.err.constData());  // not found while running the tasks
   }
 };
 
