@@ -111,7 +111,7 @@ def plot_correction_tau(table, machine, out_dir):
     save(fig, out_dir, "bench_correction_tau.png")
 
 
-def plot_fidelity(table, machine, out_dir):
+def plot_fidelity(table, machine, out_dir, image="bench_fidelity.png"):
     tasks = list(dict.fromkeys(r["task"] for r in table["rows"]))
     policies = [p for p in dict.fromkeys(r["policy"] for r in table["rows"]) if p != "full"]
     fig, (agree_ax, kl_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -133,7 +133,7 @@ def plot_fidelity(table, machine, out_dir):
     fig.suptitle(table["table"] + " (dashed: the targets)", fontsize=9)
     fig.subplots_adjust(bottom=0.24, top=0.9, wspace=0.3)
     footer(fig, table, machine)
-    save(fig, out_dir, "bench_fidelity.png")
+    save(fig, out_dir, image)
 
 
 def plot_reopen(table, machine, out_dir):
@@ -156,7 +156,8 @@ def plot_reopen(table, machine, out_dir):
 
 PLOTS = {"spine.json": plot_spine, "decode_context.json": plot_decode_context,
          "correction_tau.json": plot_correction_tau, "fidelity_gemma3_270m_8k.json": plot_fidelity,
-         "reopen_16k.json": plot_reopen}
+         "reopen_16k.json": plot_reopen,
+         "eval_qwen25_coder_05b_8k.json": lambda t, m, o: plot_fidelity(t, m, o, "bench_eval_qwen25_05b_8k.png")}
 
 
 def main():

@@ -1,7 +1,7 @@
-// freekv eval: accuracy and fidelity of attention policies on generated long-context tasks. For each task kind, length
-// and prompt, the prompt is prefilled once and "full" decodes the reference; every other policy restarts from the
-// prefilled prompt, is teacher-forced on the reference's tokens and compared (top-1 agreement, KL divergence), and its
-// own greedy answer is scored by exact match.
+// freekv eval: accuracy and fidelity of attention policies on long-context tasks (generated ones, and questions about
+// documents Debian ships). For each task kind, length and prompt, the prompt is prefilled once and "full" decodes the
+// reference; every other policy restarts from the prefilled prompt, is teacher-forced on the reference's tokens and
+// compared (top-1 agreement, KL divergence), and its own greedy answer is scored by exact match.
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +12,9 @@
 #include <memory>
 
 #include "cli.h"
+#include "model/gguf.h"
 #include "runtime/context.h"
+#include "runtime/docqa.h"
 #include "runtime/eval_tasks.h"
 #include "runtime/fidelity.h"
 #include "runtime/model.h"
@@ -27,7 +29,11 @@ const OptionSpec kEvalOwnOptions[] = {
     {"--model", "-m", "MODEL", "GGUF model file (or --synthetic)"},
     {"--synthetic", "", "SHAPE", "evaluate a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3"},
     {"--vocab", "", "PATH", "vocabulary GGUF for --synthetic (default: $FKV_VOCAB, else shared/vocab/llama-spm.gguf)"},
-    {"--tasks", "", "LIST", "task kinds: passkey,multikey,vartrack,qa (default: all)"},
+    {"--tasks", "", "LIST", "task kinds: passkey,multikey,vartrack,qa,docqa (default: all)"},
+    {"--prompt", "", "STYLE",
+     "auto, chat or completion: chat puts the text and question in the user turn of the model's chat template; "
+     "auto uses it when the GGUF has one, as instruct models do (default auto)"},
+    {"--docs", "", "DIR", "folder of docqa's documents (default /usr/share/common-licenses)"},
     {"--lengths", "", "LIST", "prompt lengths in tokens (default 4096)"},
     {"--count", "", "N", "prompts per task kind and length (default 1)"},
     {"--policies", "", "LIST",
@@ -64,6 +70,7 @@ struct EvalOptions {
   int count = 1;
   uint64_t seed = 1;
   bool json = false;
+  fkv::PromptMode prompt_mode = fkv::PromptMode::Auto;  // resolved against the model into task_options.prompt
   fkv::TaskOptions task_options;
   fkv::FidelityParams fidelity;
 };
@@ -85,7 +92,7 @@ fkv::Result<std::vector<std::string>> read_tasks(const ParsedArgs& a) {
   std::vector<std::string> tasks = split_list(*a.value("--tasks"));
   for (const std::string& t : tasks) {
     if (std::find(known.begin(), known.end(), t) == known.end())
-      return fkv::err("option --tasks: expected passkey, multikey, vartrack or qa, found '", t, "'");
+      return fkv::err("option --tasks: expected passkey, multikey, vartrack, qa or docqa, found '", t, "'");
   }
   return tasks;
 }
@@ -138,6 +145,12 @@ fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
   o.vocab = a.value("--vocab").value_or("");
   FKV_ASSIGN_OR_RETURN(o.tasks, read_tasks(a));
   FKV_ASSIGN_OR_RETURN(o.lengths, read_lengths(a));
+  if (a.has("--prompt")) {
+    fkv::Result<fkv::PromptMode> mode = fkv::parse_prompt_mode(*a.value("--prompt"));
+    if (!mode.ok()) return fkv::err("option --prompt: ", mode.message());
+    o.prompt_mode = *mode;
+  }
+  if (a.has("--docs")) o.task_options.docqa_dir = *a.value("--docs");
 
   FKV_ASSIGN_OR_RETURN(o.count, int_option(a, "--count", 1, 1, 10000));
   FKV_ASSIGN_OR_RETURN(o.seed, u64_option(a, "--seed", 1));
@@ -196,7 +209,15 @@ struct Cell {
   }
 };
 
-// Fails before any long run: lengths past the model's training context, unknown policies, a budget a policy rejects.
+// How the prompts read, e.g. "chat (chatml)" or "completion".
+std::string prompt_label(const fkv::TaskPrompt& p) {
+  std::string s = fkv::prompt_style_name(p.style);
+  if (p.style == fkv::PromptStyle::Chat) s += std::string(" (") + fkv::chat_template_name(p.chat_template) + ")";
+  return s;
+}
+
+// Fails before any long run: lengths past the model's training context, unknown policies, a budget a policy rejects,
+// a docqa document missing.
 fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
   const int n_train = model.config().n_ctx_train;
   const int longest = *std::max_element(o.lengths.begin(), o.lengths.end());
@@ -205,6 +226,8 @@ fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
                     " generated tokens exceeds the model's training context (", n_train,
                     " tokens); use --lengths up to ", n_train - o.fidelity.n_gen);
   }
+  if (std::find(o.tasks.begin(), o.tasks.end(), "docqa") != o.tasks.end())
+    FKV_TRY(fkv::check_docqa_documents(o.task_options.docqa_dir));
   for (const PolicySpec& p : o.policies) {
     fkv::ContextParams cp = o.fidelity.context;
     cp.policy = p.name;
@@ -229,7 +252,8 @@ fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::
     FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::FidelitySession> session,
                          fkv::FidelitySession::start(model, tasks[i], o.fidelity));
     for (size_t k = 0; k < o.policies.size(); ++k) {
-      if (progress) std::fprintf(stderr, "\r%s %d #%zu: %-12s", kind.c_str(), length, i + 1, o.policies[k].label.c_str());
+      if (progress)
+        std::fprintf(stderr, "\r%s %d #%zu: %-12s", kind.c_str(), length, i + 1, o.policies[k].label.c_str());
       PromptRecord rec{static_cast<int>(i),
                        tasks[i].n_tokens,
                        tasks[i].depth,
@@ -253,6 +277,8 @@ fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::
 void print_table(const fkv::Model& model, const EvalOptions& o, const std::vector<Cell>& cells) {
   std::printf("model   %s (%s), training context %d\n", model.config().name.c_str(),
               fkv::arch_name(model.config().arch), model.config().n_ctx_train);
+  std::printf("prompts %s (--prompt %s)\n", prompt_label(o.task_options.prompt).c_str(),
+              fkv::prompt_mode_name(o.prompt_mode));
   std::printf("budget  %s; %d prompt(s) per cell, %d decode steps, seed %llu\n\n",
               budget_summary(o.fidelity.context).c_str(), o.count, o.fidelity.n_gen,
               static_cast<unsigned long long>(o.seed));
@@ -295,6 +321,9 @@ void print_json(const fkv::Model& model, const EvalOptions& o, const std::vector
   j.key("model").value(model.config().name).key("architecture").value(fkv::arch_name(model.config().arch));
   j.key("synthetic").value(o.synthetic).key("n_ctx_train").value(model.config().n_ctx_train);
   j.key("count").value(o.count).key("gen_tokens").value(o.fidelity.n_gen).key("seed").value(o.seed);
+  const fkv::TaskPrompt& p = o.task_options.prompt;
+  j.key("prompt").value(fkv::prompt_style_name(p.style)).key("prompt_mode").value(fkv::prompt_mode_name(o.prompt_mode));
+  j.key("chat_template").value(p.style == fkv::PromptStyle::Chat ? fkv::chat_template_name(p.chat_template) : "");
   write_budget_json(j, o.fidelity.context);
   j.key("results").begin_array();
   for (const Cell& c : cells) {
@@ -320,7 +349,8 @@ void print_json(const fkv::Model& model, const EvalOptions& o, const std::vector
 
 const CommandHelp kEvalHelp = {
     "eval", "(-m MODEL | --synthetic SHAPE) [options]",
-    "Scores attention policies on generated long-context tasks: accuracy, agreement with full attention, speed.",
+    "Scores attention policies on long-context tasks (generated ones and questions about Debian's license texts): "
+    "accuracy, agreement with full attention, speed.",
     kEvalOptions};
 
 int run_eval(std::span<char* const> args) {
@@ -334,6 +364,9 @@ int run_eval(std::span<char* const> args) {
   if (!path.ok()) return fail(path.message());
   fkv::Result<std::unique_ptr<fkv::Model>> model = fkv::Model::load(*path);
   if (!model.ok()) return fail(model.message());
+  fkv::Result<fkv::TaskPrompt> prompt = fkv::choose_task_prompt((*model)->gguf(), o->prompt_mode);
+  if (!prompt.ok()) return fail("eval: " + prompt.message());
+  o->task_options.prompt = *prompt;
   if (fkv::Status s = check_setup(**model, *o); !s.ok()) return fail("eval: " + s.message());
   std::vector<Cell> cells;
   for (const std::string& kind : o->tasks) {

@@ -3,42 +3,19 @@
 #include "runtime/eval_tasks.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <regex>
 #include <set>
 
+#include "model/gguf.h"
+#include "runtime/docqa.h"
+#include "runtime/eval_prompt.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fkv {
 
 namespace {
-
-// SplitMix64: a generator whose output the C++ standard does not leave to the library, so the same seed gives the
-// same tasks everywhere (std:: distributions are implementation-defined).
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
-  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
-  template <size_t N>
-  std::string_view pick(const std::string_view (&words)[N]) {
-    return words[below(static_cast<int>(N))];
-  }
-  // A number of exactly `digits` digits (no leading zero).
-  std::string number(int digits) {
-    std::string s(1, static_cast<char>('1' + below(9)));
-    while (static_cast<int>(s.size()) < digits) s += static_cast<char>('0' + below(10));
-    return s;
-  }
-
- private:
-  uint64_t state_;
-};
 
 // Filler vocabulary: everyday scenes, no digits, nothing that looks like a needle.
 constexpr std::string_view kSubjects[] = {
@@ -154,11 +131,21 @@ struct Needle {
 };
 
 struct Blueprint {
-  std::string intro;
+  TaskText text;
   std::vector<Needle> needles;  // ascending depth
-  std::string question;         // ends with the answer cue
   std::vector<std::string> answers;
 };
+
+// The two ways a question is put: "\n\nWhat is X? X is" (question_cue) and "\n\nQuestion: ...\nAnswer: cue"
+// (labelled); chat style asks the question alone.
+void question_cue(Blueprint& b, const std::string& question, const std::string& cue) {
+  b.text.question = question;
+  b.text.completion_tail = "\n\n" + question + " " + cue;
+}
+void labelled(Blueprint& b, const std::string& question, const std::string& cue) {
+  b.text.question = question;
+  b.text.completion_tail = "\n\nQuestion: " + question + "\nAnswer: " + cue;
+}
 
 // `n` depths in ascending order, one in each of n equal slots, jittered inside the middle of the slot.
 std::vector<double> spread_depths(Rng& r, int n) {
@@ -171,18 +158,18 @@ Blueprint passkey_task(Rng& r, double depth) {
   Blueprint b;
   const std::string key = r.number(5 + r.below(3));
   // The intro never says "passkey": a small model would copy whatever follows the word there instead of the key.
-  b.intro =
+  b.text.intro =
       "A secret number is hidden somewhere in the following text. Find it and memorize it; I will ask you "
       "about it at the end.\n\n";
   b.needles.push_back({depth, "The passkey is " + key + ". Remember it."});
-  b.question = "\n\nWhat is the passkey? The passkey is";
+  question_cue(b, "What is the passkey?", "The passkey is");
   b.answers = {key};
   return b;
 }
 
 Blueprint multikey_task(Rng& r, const TaskOptions& o) {
   Blueprint b;
-  b.intro =
+  b.text.intro =
       "Some special magic numbers are hidden inside the following text. Make sure to memorize them. "
       "I will quiz you about the numbers afterwards.\n\n";
   std::set<std::string> used;
@@ -203,16 +190,19 @@ Blueprint multikey_task(Rng& r, const TaskOptions& o) {
     b.answers.push_back(values[static_cast<size_t>(order[static_cast<size_t>(i)])]);
   }
   const std::string names = join_and(asked);
-  b.question =
-      o.multikey_queries == 1
-          ? "\n\nWhat is the special magic number for " + names + "? The special magic number for " + names + " is"
-          : "\n\nWhat are the special magic numbers for " + names + "? The special magic numbers for " + names + " are";
+  if (o.multikey_queries == 1) {
+    question_cue(b, "What is the special magic number for " + names + "?",
+                 "The special magic number for " + names + " is");
+  } else {
+    question_cue(b, "What are the special magic numbers for " + names + "?",
+                 "The special magic numbers for " + names + " are");
+  }
   return b;
 }
 
 Blueprint vartrack_task(Rng& r, const TaskOptions& o) {
   Blueprint b;
-  b.intro = "Memorize and track the chains of variable assignments hidden in the following text.\n\n";
+  b.text.intro = "Memorize and track the chains of variable assignments hidden in the following text.\n\n";
   const int n_chains = 1 + o.vartrack_distractors;
   std::set<std::string> used;
   std::vector<std::vector<std::string>> names(static_cast<size_t>(n_chains));  // (n_chains, hops)
@@ -241,9 +231,9 @@ Blueprint vartrack_task(Rng& r, const TaskOptions& o) {
   const std::vector<double> depths = spread_depths(r, static_cast<int>(statements.size()));
   for (size_t i = 0; i < statements.size(); ++i) b.needles.push_back({depths[i], statements[i]});
   b.answers = names[0];
-  b.question = "\n\nQuestion: Find all variables that are assigned the value " + values[0] +
-               " in the text above.\nAnswer: According to the chains of variable assignments in the text above, " +
-               std::to_string(o.vartrack_hops) + " variables are assigned the value " + values[0] + ", they are:";
+  labelled(b, "Find all variables that are assigned the value " + values[0] + " in the text above.",
+           "According to the chains of variable assignments in the text above, " + std::to_string(o.vartrack_hops) +
+               " variables are assigned the value " + values[0] + ", they are:");
   return b;
 }
 
@@ -267,9 +257,10 @@ Blueprint qa_task(Rng& r, const TaskOptions& o) {
   Blueprint b;
   std::set<std::string> used;
   auto place = [&] { return cat({r.pick(kPlaceHeads), r.pick(kPlaceTails)}); };
-  b.intro = "The following is the annual report of the " + fresh(used, place) +
-            " Historical Society. It mentions many people, organizations and places. Read it carefully; a question "
-            "about it follows.\n\n";
+  b.text.intro =
+      "The following is the annual report of the " + fresh(used, place) +
+      " Historical Society. It mentions many people, organizations and places. Read it carefully; a question "
+      "about it follows.\n\n";
   std::vector<Fact> facts;
   const std::vector<double> depths = spread_depths(r, o.qa_facts);
   for (int i = 0; i < o.qa_facts; ++i) {
@@ -285,26 +276,24 @@ Blueprint qa_task(Rng& r, const TaskOptions& o) {
   const std::string org = capitalized(f.org);
   switch (r.below(3)) {
     case 0:
-      b.question =
-          "\n\nQuestion: In which city was " + f.org + " founded?\nAnswer: " + org + " was founded in the city of";
+      labelled(b, "In which city was " + f.org + " founded?", org + " was founded in the city of");
       b.answers = {f.city};
       break;
     case 1:
-      b.question =
-          "\n\nQuestion: In which year was " + f.org + " founded?\nAnswer: " + org + " was founded in the year";
+      labelled(b, "In which year was " + f.org + " founded?", org + " was founded in the year");
       b.answers = {f.year};
       break;
     default:
-      b.question = "\n\nQuestion: Who founded " + f.org + "?\nAnswer: " + org + " was founded by";
+      labelled(b, "Who founded " + f.org + "?", org + " was founded by");
       b.answers = {f.person};
       break;
   }
   return b;
 }
 
-// The prompt with the first `n_filler` sentences of `filler`, each needle before the sentence at its depth.
+// The body with the first `filler.size()` sentences of the filler, each needle before the sentence at its depth.
 std::string assemble(const Blueprint& b, std::span<const std::string> filler) {
-  std::string s = b.intro;
+  std::string s;
   size_t next = 0;
   const auto n = static_cast<double>(filler.size());
   for (size_t i = 0; i <= filler.size(); ++i) {
@@ -318,53 +307,54 @@ std::string assemble(const Blueprint& b, std::span<const std::string> filler) {
     }
   }
   if (!s.empty() && s.back() == ' ') s.pop_back();
-  return s + b.question;
+  return s;
 }
 
 // Grows the filler to the most sentences whose prompt still fits `target` tokens.
-Result<EvalTask> fit_to_length(const Tokenizer& tok, const Blueprint& b, int target, Rng& filler_rng) {
+Result<EvalTask> fit_to_length(const Tokenizer& tok, const PromptLayout& layout, const Blueprint& b, int target,
+                               Rng& filler_rng) {
   std::vector<std::string> pool;  // (sentences drawn so far) prefixes of one stream, so n sentences are always the same
-  EvalTask t;
-  auto tokens_with = [&](int n) -> Result<int> {
+  const BodyOf body = [&](int n) {
     while (static_cast<int>(pool.size()) < n) pool.push_back(filler_sentence(filler_rng));
-    t.prompt = assemble(b, std::span(pool).first(static_cast<size_t>(n)));
-    FKV_ASSIGN_OR_RETURN(t.tokens, tok.encode(t.prompt, tok.add_bos_default(), false));
-    return static_cast<int>(t.tokens.size());
+    return assemble(b, std::span(pool).first(static_cast<size_t>(n)));
   };
-  FKV_ASSIGN_OR_RETURN(const int fixed, tokens_with(0));
-  if (fixed > target) {
-    return err("target length ", target, " tokens is too short: the task's text without filler takes ", fixed,
-               " tokens");
-  }
-  FKV_ASSIGN_OR_RETURN(const int sample, tokens_with(32));
-  const double per_sentence = std::max(1.0, (sample - fixed) / 32.0);
-  // Probe upward from an estimate until the prompt no longer fits, then bisect between fitting and not fitting.
-  int lo = 0, hi = std::max(1, static_cast<int>((target - fixed) / per_sentence));
-  for (;;) {
-    FKV_ASSIGN_OR_RETURN(const int n_tok, tokens_with(hi));
-    if (n_tok > target) break;
-    lo = hi;
-    hi += std::max(2, hi / 8);
-  }
-  while (hi - lo > 1) {
-    const int mid = lo + (hi - lo) / 2;
-    FKV_ASSIGN_OR_RETURN(const int n_tok, tokens_with(mid));
-    (n_tok <= target ? lo : hi) = mid;
-  }
-  FKV_ASSIGN_OR_RETURN(t.n_tokens, tokens_with(lo));
+  FKV_ASSIGN_OR_RETURN(EvalTask t, fit_prompt(tok, layout, b.text, body, target, /*max_units=*/-1, /*slack=*/0));
   t.answers = b.answers;
   t.depth = b.needles.empty() ? 0 : b.needles.front().depth;
   return t;
 }
 
-uint64_t mix_seed(uint64_t seed, std::string_view kind, int target, int index) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the kind name
-  for (char c : kind) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  Rng r(seed ^ h ^ (static_cast<uint64_t>(target) << 20) ^ static_cast<uint64_t>(index));
-  return r.next();
+// Task `i` of `count` of a generated kind.
+Result<EvalTask> generated_task(const Tokenizer& tok, const PromptLayout& layout, std::string_view kind, int target,
+                                int i, int count, uint64_t seed, const TaskOptions& options) {
+  Rng r(mix_seed(seed, kind, target, i));
+  Rng filler_rng(r.next());
+  double depth = options.depth;
+  // Mid-slot depths: the ends of the filler would sit in the sink and the recent window, which every policy keeps.
+  if (depth < 0) depth = (i + 0.5) / count;
+  const Blueprint b = kind == "passkey"    ? passkey_task(r, depth)
+                      : kind == "multikey" ? multikey_task(r, options)
+                      : kind == "vartrack" ? vartrack_task(r, options)
+                                           : qa_task(r, options);
+  return fit_to_length(tok, layout, b, target, filler_rng);
 }
 
-constexpr std::string_view kKinds[] = {"passkey", "multikey", "vartrack", "qa"};
+constexpr std::string_view kKinds[] = {"passkey", "multikey", "vartrack", "qa", "docqa"};
+
+// Whitespace runs made one space, so a pattern written for one line matches text wrapped over several.
+std::string collapse_whitespace(std::string_view text) {
+  std::string s;
+  s.reserve(text.size());
+  for (char c : text) {
+    const bool space = std::isspace(static_cast<unsigned char>(c)) != 0;
+    if (!space) {
+      s += c;
+    } else if (!s.empty() && s.back() != ' ') {
+      s += ' ';
+    }
+  }
+  return s;
+}
 
 }  // namespace
 
@@ -377,7 +367,45 @@ Status TaskOptions::validate() const {
     return err("vartrack distractor chains must be 0..16, found ", vartrack_distractors);
   if (qa_facts < 1 || qa_facts > 64) return err("qa facts must be 1..64, found ", qa_facts);
   if (depth > 1) return err("needle depth must be 0..1 (or negative to spread), found ", depth);
+  if (docqa_dir.empty()) return err("the docqa documents folder must be named, found an empty path");
   return {};
+}
+
+const char* prompt_style_name(PromptStyle s) { return s == PromptStyle::Chat ? "chat" : "completion"; }
+
+const char* prompt_mode_name(PromptMode m) {
+  switch (m) {
+    case PromptMode::Chat:
+      return "chat";
+    case PromptMode::Completion:
+      return "completion";
+    case PromptMode::Auto:
+      break;
+  }
+  return "auto";
+}
+
+Result<PromptMode> parse_prompt_mode(std::string_view name) {
+  for (PromptMode m : {PromptMode::Auto, PromptMode::Chat, PromptMode::Completion}) {
+    if (name == prompt_mode_name(m)) return m;
+  }
+  return err("prompt style: expected auto, chat or completion, found '", name, "'");
+}
+
+Result<TaskPrompt> choose_task_prompt(const GgufFile& model, PromptMode mode) {
+  TaskPrompt p;
+  if (mode == PromptMode::Completion) return p;
+  // A base model's GGUF has no template of its own (the detector would still guess one from its vocabulary): auto
+  // keeps completion prompts for it, which is what a base model continues sensibly.
+  if (mode == PromptMode::Auto && model.find("tokenizer.chat_template") == nullptr) return p;
+  Result<ChatTemplate> t = detect_chat_template(model);
+  if (!t.ok()) {
+    if (mode == PromptMode::Auto) return p;
+    return err("chat prompts: ", t.message());
+  }
+  p.style = PromptStyle::Chat;
+  p.chat_template = *t;
+  return p;
 }
 
 std::span<const std::string_view> task_kinds() { return kKinds; }
@@ -385,25 +413,23 @@ std::span<const std::string_view> task_kinds() { return kKinds; }
 Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view kind, int target_tokens, int count,
                                          uint64_t seed, const TaskOptions& options) {
   if (std::find(std::begin(kKinds), std::end(kKinds), kind) == std::end(kKinds))
-    return err("unknown task kind '", kind, "' (expected passkey, multikey, vartrack or qa)");
+    return err("unknown task kind '", kind, "' (expected passkey, multikey, vartrack, qa or docqa)");
   if (count < 1) return err("task count must be at least 1, found ", count);
   if (target_tokens < 1) return err("target length must be at least 1 token, found ", target_tokens);
   FKV_TRY(options.validate());
+  FKV_ASSIGN_OR_RETURN(const PromptLayout layout, PromptLayout::make(options.prompt));
   std::vector<EvalTask> tasks;
-  for (int i = 0; i < count; ++i) {
-    Rng r(mix_seed(seed, kind, target_tokens, i));
-    Rng filler_rng(r.next());
-    double depth = options.depth;
-    // Mid-slot depths: the ends of the filler would sit in the sink and the recent window, which every policy keeps.
-    if (depth < 0) depth = (i + 0.5) / count;
-    Blueprint b = kind == "passkey"    ? passkey_task(r, depth)
-                  : kind == "multikey" ? multikey_task(r, options)
-                  : kind == "vartrack" ? vartrack_task(r, options)
-                                       : qa_task(r, options);
-    FKV_ASSIGN_OR_RETURN(EvalTask t, fit_to_length(tok, b, target_tokens, filler_rng));
+  if (kind == "docqa") {
+    FKV_ASSIGN_OR_RETURN(tasks, make_docqa_tasks(tok, layout, target_tokens, count, seed, options));
+  } else {
+    for (int i = 0; i < count; ++i) {
+      FKV_ASSIGN_OR_RETURN(EvalTask t, generated_task(tok, layout, kind, target_tokens, i, count, seed, options));
+      tasks.push_back(std::move(t));
+    }
+  }
+  for (EvalTask& t : tasks) {
     t.kind = std::string(kind);
     for (const std::string& a : t.answers) t.answer += (t.answer.empty() ? "" : ", ") + a;
-    tasks.push_back(std::move(t));
   }
   return tasks;
 }
@@ -416,6 +442,29 @@ int count_answers_found(std::string_view output, std::span<const std::string> an
 
 bool answers_match(std::string_view output, std::span<const std::string> answers) {
   return !answers.empty() && count_answers_found(output, answers) == static_cast<int>(answers.size());
+}
+
+Result<bool> pattern_occurs(std::string_view pattern, std::string_view text) {
+  // std::regex reports a bad pattern only by throwing; the exception stops here.
+  try {
+    const std::regex re(pattern.begin(), pattern.end(), std::regex::ECMAScript | std::regex::icase);
+    const std::string flat = collapse_whitespace(text);
+    return std::regex_search(flat, re);
+  } catch (const std::regex_error& e) {
+    return err("answer pattern '", pattern, "': expected an ECMAScript regular expression, found an error: ", e.what());
+  }
+}
+
+int count_answers_found(const EvalTask& task, std::string_view output) {
+  if (!task.answers_are_patterns) return count_answers_found(output, task.answers);
+  return static_cast<int>(std::count_if(task.answers.begin(), task.answers.end(), [&](const std::string& p) {
+    const Result<bool> found = pattern_occurs(p, output);
+    return found.ok() && *found;
+  }));
+}
+
+bool answers_match(const EvalTask& task, std::string_view output) {
+  return !task.answers.empty() && count_answers_found(task, output) == static_cast<int>(task.answers.size());
 }
 
 }  // namespace fkv

@@ -27,11 +27,13 @@ Result<std::unique_ptr<Context>> make_context(const Model& model, const EvalTask
   return Context::create(model, cp);
 }
 
-// A greedy answer as it grows: it ends at an end-of-generation token, at a newline that follows some text (a base
-// model may open with a newline), or after `max_tokens` tokens.
+// A greedy answer as it grows: it ends at an end-of-generation token, after `max_tokens` tokens, and for completion
+// prompts at a newline that follows some text (a base model may open with a newline, and after its line goes on to
+// invent the next question; an instruct model ends its turn itself and may answer in a list).
 class AnswerText {
  public:
-  AnswerText(const Tokenizer& tok, int max_tokens) : tok_(tok), max_tokens_(max_tokens) {}
+  AnswerText(const Tokenizer& tok, int max_tokens, PromptStyle style)
+      : tok_(tok), max_tokens_(max_tokens), stop_at_newline_(style == PromptStyle::Completion) {}
 
   // Adds the next token; true once the answer is complete (later calls are ignored).
   bool add(int32_t token) {
@@ -41,7 +43,8 @@ class AnswerText {
     tokens_.push_back(token);
     text_ = tok_.decode(tokens_);
     const size_t content = text_.find_first_not_of(" \t\r\n");
-    const size_t newline = content == std::string::npos ? std::string::npos : text_.find('\n', content);
+    const size_t newline =
+        content == std::string::npos || !stop_at_newline_ ? std::string::npos : text_.find('\n', content);
     if (newline != std::string::npos) {
       text_.resize(newline);
       done_ = true;
@@ -55,6 +58,7 @@ class AnswerText {
  private:
   const Tokenizer& tok_;
   int max_tokens_;
+  bool stop_at_newline_;
   std::vector<int32_t> tokens_;  // (answer tokens so far)
   std::string text_;
   int n_consumed_ = 0;
@@ -62,10 +66,10 @@ class AnswerText {
 };
 
 // The policy's own greedy answer: `ctx` holds exactly the prompt, whose last logits are `first`.
-Result<std::string> free_running_answer(Context& ctx, std::span<const float> first, int n_gen) {
+Result<std::string> free_running_answer(Context& ctx, std::span<const float> first, int n_gen, PromptStyle style) {
   const Tokenizer& tok = ctx.model().tokenizer();
   std::vector<float> logits(first.begin(), first.end());  // (n_vocab)
-  AnswerText answer(tok, n_gen);
+  AnswerText answer(tok, n_gen, style);
   for (;;) {
     const int32_t next = argmax(logits);
     if (answer.add(next)) break;
@@ -75,8 +79,8 @@ Result<std::string> free_running_answer(Context& ctx, std::span<const float> fir
 }
 
 void score(std::string_view output, const EvalTask& task, bool& correct, int& n_found) {
-  n_found = count_answers_found(output, task.answers);
-  correct = answers_match(output, task.answers);
+  n_found = count_answers_found(task, output);
+  correct = answers_match(task, output);
 }
 
 // Greedy decoding of the reference after the prefill: `ctx` holds the prompt, `first` its last logits.
@@ -95,7 +99,7 @@ Status decode_reference(Context& ctx, const EvalTask& task, std::span<const floa
   }
   ref.decode_s = seconds_since(t0);
   ref.stats = ctx.stats();
-  AnswerText answer(ctx.model().tokenizer(), n_gen);
+  AnswerText answer(ctx.model().tokenizer(), n_gen, task.style);
   for (int32_t t : ref.tokens) {
     if (answer.add(t)) break;
   }
@@ -135,7 +139,7 @@ Status teacher_force(Context& ctx, const EvalTask& task, const ReferenceRun& ref
     r.output = ref.output;  // every token of the answer was the policy's own greedy choice as well
   } else {
     FKV_TRY(ctx.truncate(task.n_tokens));
-    FKV_ASSIGN_OR_RETURN(r.output, free_running_answer(ctx, first, ref.n_steps));
+    FKV_ASSIGN_OR_RETURN(r.output, free_running_answer(ctx, first, ref.n_steps, task.style));
     r.reran = true;
   }
   score(r.output, task, r.correct, r.n_found);

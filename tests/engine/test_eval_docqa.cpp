@@ -1,0 +1,226 @@
+// Evaluation prompts for instruct models and questions about real documents: the docqa dataset against the license
+// texts Debian installs, docqa prompts sized to the target with the whole asked document inside, and the chat-template
+// layout (question in the user turn, then the assistant's turn) chosen for a model that has a template.
+#include <QJsonArray>
+#include <QJsonObject>
+#include <QtTest>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "fkv/models.h"
+#include "model/gguf.h"
+#include "model/synthetic.h"
+#include "runtime/docqa.h"
+#include "runtime/eval_tasks.h"
+#include "runtime/model.h"
+#include "support/cli_runner.h"
+#include "support/test_paths.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+const std::string kDocs = "/usr/share/common-licenses";
+
+std::unique_ptr<fkv::Model> writeAndLoad(const std::string& vocab, const std::string& name) {
+  fkv::SyntheticModelSpec spec;  // 2 layers, embd 64: only the tokenizer and the template matter here
+  spec.vocab_path = vocab;
+  spec.seed = 5;
+  spec.n_ctx = 32768;
+  const std::string path = (fkvtest::tempDir() + "/" + QString::fromStdString(name)).toStdString();
+  if (const fkv::Status s = fkv::write_synthetic_model(spec, path); !s.ok()) {
+    qWarning("write_synthetic_model: %s", s.message().c_str());
+    return nullptr;
+  }
+  fkv::Result<std::unique_ptr<fkv::Model>> m = fkv::Model::load(path);
+  if (!m.ok()) qWarning("load: %s", m.message().c_str());
+  return m.ok() ? std::move(m).value() : nullptr;
+}
+
+int countId(const std::vector<int32_t>& ids, int32_t id) {
+  return static_cast<int>(std::count(ids.begin(), ids.end(), id));
+}
+
+}  // namespace
+
+class TestEvalDocqa : public QObject {
+  Q_OBJECT
+
+ private:
+  std::unique_ptr<fkv::Model> m_llama;  // SentencePiece vocabulary, llama2 template
+
+  fkv::Result<std::vector<fkv::EvalTask>> docqa(int target, int count, fkv::TaskOptions o = {}) {
+    return fkv::make_tasks(m_llama->tokenizer(), "docqa", target, count, 3, o);
+  }
+
+ private slots:
+  void initTestCase() {
+    m_llama = writeAndLoad(fkvtest::llamaVocabPath().toStdString(), "llama.gguf");
+    QVERIFY(m_llama);
+  }
+
+  // The dataset cannot rot unseen: every answer pattern occurs in its document as Debian ships it.
+  void everyAnswerIsInItsDocument() {
+    const auto questions = fkv::docqa_questions();
+    QVERIFY(questions.size() >= 20);
+    std::set<std::string_view> asked;
+    for (const fkv::DocqaQuestion& q : questions) {
+      const auto docs = fkv::docqa_documents();
+      const auto d = std::find_if(docs.begin(), docs.end(), [&](auto& doc) { return doc.file == q.file; });
+      QVERIFY2(d != docs.end(), q.file.data());
+      QVERIFY2(q.question.find(d->title) != std::string_view::npos, q.question.data());  // it names its document
+      fkv::Result<std::string> text = fkv::read_docqa_document(kDocs, q.file);
+      QVERIFY2(text.ok(), text.message().c_str());
+      fkv::Result<bool> found = fkv::pattern_occurs(q.pattern, *text);
+      QVERIFY2(found.ok(), found.message().c_str());
+      QVERIFY2(*found, qPrintable(QString("'%1' not in %2").arg(q.pattern.data(), q.file.data())));
+      // A pattern that accepts anything would make every answer right.
+      QVERIFY2(!*fkv::pattern_occurs(q.pattern, "I do not know."), q.pattern.data());
+      asked.insert(q.file);
+    }
+    QVERIFY(asked.size() >= 4);
+  }
+
+  void patternScoring() {
+    fkv::EvalTask t;
+    t.answers = {R"(\b60\b|sixty)"};
+    t.answers_are_patterns = true;
+    QVERIFY(fkv::answers_match(t, "Within 60 days."));
+    QVERIFY(fkv::answers_match(t, "SIXTY days"));
+    QVERIFY(!fkv::answers_match(t, "160 days"));
+    QVERIFY(!fkv::answers_match(t, "18"));
+    fkv::EvalTask wrapped;
+    wrapped.answers = {"principal place of business"};
+    wrapped.answers_are_patterns = true;
+    QVERIFY(fkv::answers_match(wrapped, "its principal\n  place of business"));  // whitespace runs are one space
+    wrapped.answers = {"("};
+    QCOMPARE(fkv::count_answers_found(wrapped, "("), 0);  // a broken pattern matches nothing
+    QVERIFY(!fkv::pattern_occurs("(", "(").ok());
+  }
+
+  void promptsFitWithTheDocumentWhole() {
+    for (int target : {4096, 9000}) {
+      fkv::Result<std::vector<fkv::EvalTask>> ts = docqa(target, 4);
+      QVERIFY2(ts.ok(), ts.message().c_str());
+      QCOMPARE(ts->size(), size_t(4));
+      std::set<std::string> prompts;
+      for (const fkv::EvalTask& t : *ts) {
+        QCOMPARE(t.kind, std::string("docqa"));
+        QVERIFY2(t.n_tokens <= target && t.n_tokens > target - 300, qPrintable(QString::number(t.n_tokens)));
+        QCOMPARE(static_cast<int>(t.tokens.size()), t.n_tokens);
+        const fkv::Result<std::string> doc = fkv::read_docqa_document(kDocs, t.document);
+        QVERIFY(doc.ok());
+        QVERIFY2(t.prompt.find(*doc) != std::string::npos, t.document.c_str());  // whole, never truncated
+        QVERIFY(*fkv::pattern_occurs(t.answers[0], t.prompt));
+        QVERIFY(t.answers_are_patterns);
+        QVERIFY(t.depth >= 0 && t.depth <= 1);
+        prompts.insert(t.prompt);
+      }
+      QCOMPARE(prompts.size(), size_t(4));  // four different questions
+    }
+    fkv::Result<std::vector<fkv::EvalTask>> again = docqa(4096, 4);
+    QVERIFY(again.ok());
+    QCOMPARE(again->at(2).prompt, docqa(4096, 4)->at(2).prompt);  // seeded
+  }
+
+  void docqaErrors() {
+    fkv::Result<std::vector<fkv::EvalTask>> r = docqa(1000, 1);  // shorter than the shortest asked document
+    QVERIFY(!r.ok());
+    QVERIFY2(r.message().find("too short for every document") != std::string::npos, r.message().c_str());
+    fkv::TaskOptions missing;
+    missing.docqa_dir = fkvtest::tempDir().toStdString() + "/no-such-folder";
+    r = docqa(4096, 1, missing);
+    QVERIFY(!r.ok());
+    QVERIFY2(r.message().find("no-such-folder/GPL-3") != std::string::npos, r.message().c_str());
+    QVERIFY(r.message().find("base-files") != std::string::npos);
+    // Short stand-ins for every document: the padding runs out long before the target.
+    const std::string dir = fkvtest::tempDir().toStdString() + "/tiny-docs";
+    QVERIFY(QDir().mkpath(QString::fromStdString(dir)));
+    for (const fkv::DocqaDocument& d : fkv::docqa_documents()) {
+      std::ofstream(dir + "/" + std::string(d.file)) << "First paragraph.\n\nSecond paragraph.\n";
+    }
+    fkv::TaskOptions tiny;
+    tiny.docqa_dir = dir;
+    r = docqa(3000, 1, tiny);
+    QVERIFY(!r.ok());
+    QVERIFY2(r.message().find("ran out") != std::string::npos, r.message().c_str());
+  }
+
+  // The instruct model setup installs carries a ChatML template: it gets chat prompts, the question sits in the user
+  // turn and the prompt ends with the opening of the assistant's turn. Only its header and vocabulary are read.
+  void chatmlModelGetsChatPrompts() {
+    const std::string path = fkv::default_models_folder() + "/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+    if (!QFileInfo::exists(QString::fromStdString(path)))
+      QSKIP("Qwen2.5-Coder-0.5B-Instruct not installed: run ./scripts/setup.sh");
+    fkv::Result<std::unique_ptr<fkv::GgufFile>> f = fkv::GgufFile::open(path);
+    QVERIFY2(f.ok(), f.message().c_str());
+    fkv::Result<std::unique_ptr<fkv::Tokenizer>> tok = fkv::Tokenizer::from_gguf(**f);
+    QVERIFY2(tok.ok(), tok.message().c_str());
+    fkv::Result<fkv::TaskPrompt> p = fkv::choose_task_prompt(**f, fkv::PromptMode::Auto);
+    QVERIFY2(p.ok(), p.message().c_str());
+    QCOMPARE(p->style, fkv::PromptStyle::Chat);
+    QCOMPARE(p->chat_template, fkv::ChatTemplate::ChatML);
+    QCOMPARE(fkv::choose_task_prompt(**f, fkv::PromptMode::Completion)->style, fkv::PromptStyle::Completion);
+    const int32_t im_start = (*tok)->encode("<|im_start|>", false, true)->at(0);
+    const int32_t im_end = (*tok)->encode("<|im_end|>", false, true)->at(0);
+    for (std::string_view kind : {"passkey", "qa", "docqa"}) {
+      fkv::TaskOptions o;
+      o.prompt = *p;
+      fkv::Result<std::vector<fkv::EvalTask>> ts = fkv::make_tasks(**tok, kind, 9000, 1, 2, o);
+      QVERIFY2(ts.ok(), ts.message().c_str());
+      const fkv::EvalTask& t = ts->at(0);
+      QCOMPARE(t.style, fkv::PromptStyle::Chat);
+      QVERIFY2(t.prompt.starts_with("<|im_start|>user\n"), kind.data());
+      QVERIFY2(t.prompt.ends_with("?<|im_end|>\n<|im_start|>assistant\n"), kind.data());  // no answer cue
+      QCOMPARE(countId(t.tokens, im_start), 2);  // the user's and the assistant's turn, as control tokens
+      QCOMPARE(countId(t.tokens, im_end), 1);
+      QVERIFY(t.n_tokens <= 9000 && t.n_tokens > 8600);
+      o.prompt = {};
+      const fkv::EvalTask completion = fkv::make_tasks(**tok, kind, 9000, 1, 2, o)->at(0);
+      QCOMPARE(countId(completion.tokens, im_start), 0);
+      QVERIFY(!completion.prompt.ends_with("?"));  // the question, then the answer cue or "Answer:"
+    }
+  }
+
+  void vocabularyWithoutTemplateKeepsCompletion() {
+    // The SentencePiece vocabulary file itself has no tokenizer.chat_template: a base model's situation.
+    fkv::Result<std::unique_ptr<fkv::GgufFile>> f = fkv::GgufFile::open(fkvtest::llamaVocabPath().toStdString());
+    QVERIFY2(f.ok(), f.message().c_str());
+    QVERIFY((*f)->find("tokenizer.chat_template") == nullptr);
+    QCOMPARE(fkv::choose_task_prompt(**f, fkv::PromptMode::Auto)->style, fkv::PromptStyle::Completion);
+    QCOMPARE(fkv::choose_task_prompt(m_llama->gguf(), fkv::PromptMode::Auto)->chat_template, fkv::ChatTemplate::Llama2);
+    QVERIFY(!fkv::parse_prompt_mode("instruct").ok());
+    QCOMPARE(*fkv::parse_prompt_mode("chat"), fkv::PromptMode::Chat);
+  }
+
+  void evalCommandSaysWhichPrompt() {
+    const auto run = [](std::initializer_list<const char*> extra) {
+      QStringList args = {"eval", "--synthetic",  "tiny-llama", "--tasks",    "passkey,docqa", "--lengths",
+                          "3000", "--gen-tokens", "2",          "--policies", "quest",         "--json"};
+      for (const char* e : extra) args << e;
+      return fkvtest::runCli(args);
+    };
+    const fkvtest::CliRun chat = run({});
+    QVERIFY2(chat.exitCode == 0, chat.err.constData());
+    const QJsonObject c = fkvtest::parseObject(chat.out);
+    QCOMPARE(c.value("prompt").toString(), QStringLiteral("chat"));
+    QCOMPARE(c.value("prompt_mode").toString(), QStringLiteral("auto"));
+    QCOMPARE(c.value("chat_template").toString(), QStringLiteral("llama2"));
+    QCOMPARE(c.value("results").toArray().size(), 2 * 2);
+    const fkvtest::CliRun completion = run({"--prompt", "completion"});
+    QVERIFY2(completion.exitCode == 0, completion.err.constData());
+    QCOMPARE(fkvtest::parseObject(completion.out).value("prompt").toString(), QStringLiteral("completion"));
+    const fkvtest::CliRun bad = run({"--prompt", "instruct"});
+    QCOMPARE(bad.exitCode, 2);
+    QVERIFY2(bad.err.contains("instruct"), bad.err.constData());
+    // A missing document stops the run before any prompt is evaluated, whatever kinds come first.
+    const fkvtest::CliRun missing = run({"--docs", "/nonexistent-docs"});
+    QCOMPARE(missing.exitCode, 1);
+    QVERIFY2(missing.err.contains("/nonexistent-docs/GPL-3"), missing.err.constData());
+    QVERIFY2(!missing.err.contains("at 3000 tokens"), missing.err.constData());  // not found while running the tasks
+  }
+};
+
+QTEST_GUILESS_MAIN(TestEvalDocqa)
+#include "test_eval_docqa.moc"
