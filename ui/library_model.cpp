@@ -118,7 +118,9 @@ fkv::Status LibraryModel::readRows(std::vector<Row>& rows, qint64& storageBytes)
     FKV_TRY(readSnapshotFacts(row));
     rows.push_back(std::move(row));
   }
-  FKV_ASSIGN_OR_RETURN(storageBytes, m_library->total_snapshot_bytes());
+  // Every snapshot belongs to a document, so the rows' bytes (files that exist) already add up to the total.
+  storageBytes = 0;
+  for (const fkv::DocumentSummary& d : docs) storageBytes += d.snapshot_bytes;
   return {};
 }
 

@@ -200,7 +200,7 @@ class Library {
                                                          const std::string& why);
   int64_t now() const;
   void remove_page_files(const std::vector<std::string>& rel_paths) const;
-  int64_t bytes_on_disk(const SnapshotRecord& r) const;  // r.bytes, or 0 when its file is missing
+  // Bytes of each document's page files that exist (a missing file takes no space).
   Result<std::unordered_map<int64_t, int64_t>> bytes_on_disk_by_document();
 
   std::unique_ptr<sql::Db> db_;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <functional>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -92,12 +91,17 @@ class EvictionPlanner {
   std::vector<bool> deleted_;                  // (n_rows) already planned
 };
 
-// on_disk: the bytes a snapshot's file takes now (0 when it is missing: deleting that row frees nothing).
+// The bytes a snapshot's file takes now: r.bytes, or 0 when the file is missing (deleting that row frees nothing).
+int64_t bytes_on_disk(const std::string& pages_dir, const SnapshotRecord& r) {
+  std::error_code ec;
+  return fs::symlink_status(fs::path(pages_dir) / r.path, ec).type() == fs::file_type::regular ? r.bytes : 0;
+}
+
 Result<std::vector<SnapshotRecord>> evict_txn(sql::Db& db, int64_t cap_bytes, int64_t keep_id,
-                                              const std::function<int64_t(const SnapshotRecord&)>& on_disk) {
+                                              const std::string& pages_dir) {
   FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));
   FKV_ASSIGN_OR_RETURN(std::vector<SnapshotRecord> rows, library_rows::query_snapshots(db, false, "ORDER BY id"));
-  for (SnapshotRecord& r : rows) r.bytes = on_disk(r);
+  for (SnapshotRecord& r : rows) r.bytes = bytes_on_disk(pages_dir, r);
   const std::vector<size_t> plan = EvictionPlanner(rows).plan(cap_bytes, keep_id);
   std::vector<SnapshotRecord> evicted;
   FKV_ASSIGN_OR_RETURN(sql::Stmt del, db.prepare("DELETE FROM kv_snapshots WHERE id = ?"));
@@ -147,15 +151,10 @@ bool older_than(const fs::path& p, int64_t min_age_s) {
 
 }  // namespace
 
-int64_t Library::bytes_on_disk(const SnapshotRecord& r) const {
-  std::error_code ec;
-  return fs::symlink_status(fs::path(pages_dir_) / r.path, ec).type() == fs::file_type::regular ? r.bytes : 0;
-}
-
 Result<std::unordered_map<int64_t, int64_t>> Library::bytes_on_disk_by_document() {
   FKV_ASSIGN_OR_RETURN(std::vector<SnapshotRecord> rows, library_rows::query_snapshots(*db_, false, "ORDER BY id"));
   std::unordered_map<int64_t, int64_t> bytes;
-  for (const SnapshotRecord& r : rows) bytes[r.key.document_id] += bytes_on_disk(r);
+  for (const SnapshotRecord& r : rows) bytes[r.key.document_id] += bytes_on_disk(pages_dir_, r);
   return bytes;
 }
 
@@ -169,7 +168,7 @@ Result<int64_t> Library::total_snapshot_bytes() {
 
 Result<std::vector<SnapshotRecord>> Library::evict_to_cap(int64_t cap_bytes, int64_t keep_snapshot_id) {
   if (cap_bytes < 0) return err("evict_to_cap: expected cap_bytes >= 0, found ", cap_bytes);
-  auto evicted = evict_txn(*db_, cap_bytes, keep_snapshot_id, [this](const SnapshotRecord& r) { return bytes_on_disk(r); });
+  auto evicted = evict_txn(*db_, cap_bytes, keep_snapshot_id, pages_dir_);
   if (!evicted.ok()) return err("evict_to_cap: ", evicted.message());
   std::vector<std::string> paths;
   for (const SnapshotRecord& r : *evicted) paths.push_back(r.path);
