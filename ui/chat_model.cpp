@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "store/library.h"
+#include "fkv/library.h"
 
 namespace {
 
@@ -157,7 +157,7 @@ fkv::Status ChatModel::ensureChat(const QString& firstQuestion) {
 
 fkv::Status ChatModel::openLibrary() {
   if (m_library) return {};
-  FKV_ASSIGN_OR_RETURN(m_library, fkv::Library::open(m_libraryPath.toStdString()));
+  FKV_ASSIGN_OR_RETURN(m_library, fkv::DocumentLibrary::open(m_libraryPath.toStdString()));
   return {};
 }
 

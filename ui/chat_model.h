@@ -12,7 +12,7 @@
 #include "fkv/status.h"
 
 namespace fkv {
-class Library;
+class DocumentLibrary;
 }
 
 class ChatModel : public QAbstractListModel {
@@ -76,7 +76,7 @@ class ChatModel : public QAbstractListModel {
   void appendTurn(const Turn& turn);
 
   QString m_libraryPath;
-  std::unique_ptr<fkv::Library> m_library;
+  std::unique_ptr<fkv::DocumentLibrary> m_library;
   qint64 m_documentId = 0;
   qint64 m_chatId = 0;  // 0: not created yet
   QList<Turn> m_turns;

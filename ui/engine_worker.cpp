@@ -6,10 +6,6 @@
 #include <utility>
 #include <vector>
 
-#include "backend/cpu/quant.h"
-#include "ingest/ingest.h"
-#include "runtime/library_documents.h"
-#include "store/library.h"
 #include "telemetry_throttle.h"
 
 namespace {
@@ -49,8 +45,8 @@ AnswerStats answerStats(const fkv::GenerateResult& r) {
   return a;
 }
 
-QString backendName() {
-  const QString isa = QLatin1String(fkv::cpu::isa_name(fkv::cpu::active_isa()));
+QString backendName(const fkv::ModelInfo& info) {
+  const QString isa = fromStd(info.isa);
   return QStringLiteral("CPU (%1)").arg(isa == QLatin1String("scalar") ? isa : isa.toUpper());
 }
 
@@ -187,30 +183,25 @@ void EngineWorker::importDocuments(quint64 id, const QStringList& paths) {
   const RequestScope scope(this, id);
   QList<qint64> documentIds;
   QStringList errors;
-  const fkv::Result<fkv::Library*> lib = library();
+  const fkv::Result<fkv::DocumentLibrary*> lib = library();
   if (!lib.ok()) {
     errors.append(fromStd(lib.message()));
     emit importFinished(id, documentIds, errors);
     return;
   }
-  fkv::IngestOptions io;
-  io.max_bytes = m_documentOptions.max_file_bytes;
+  fkv::ImportOptions io;
+  io.max_file_bytes = m_documentOptions.max_file_bytes;
   for (const QString& path : paths) {
     if (!m_gate->notCancelled(id)) {
       errors.append(tr("%1: the import was cancelled").arg(path));
       continue;
     }
     io.progress = importProgressReporter(id, path);
-    fkv::Result<fkv::IngestedDocument> doc = fkv::ingest_file(path.toStdString(), io);
-    if (!doc.ok()) {
-      errors.append(fromStd(doc.message()));  // ingest names the file in its messages
-      continue;
-    }
-    const fkv::Result<int64_t> row = fkv::import_document(**lib, *doc);
+    const fkv::Result<int64_t> row = (*lib)->import_file(path.toStdString(), io);
     if (row.ok()) {
       documentIds.append(*row);
     } else {
-      errors.append(QStringLiteral("%1: %2").arg(path, fromStd(row.message())));
+      errors.append(fromStd(row.message()));  // it names the file
     }
   }
   emit importFinished(id, documentIds, errors);
@@ -233,7 +224,7 @@ fkv::ProgressCallback EngineWorker::importProgressReporter(quint64 id, const QSt
 
 void EngineWorker::deleteDocument(quint64 id, qint64 documentId) {
   const RequestScope scope(this, id);
-  const fkv::Result<fkv::Library*> lib = library();
+  const fkv::Result<fkv::DocumentLibrary*> lib = library();
   if (!lib.ok()) {
     emit deleteFailed(id, fromStd(lib.message()));
     return;
@@ -259,13 +250,11 @@ void EngineWorker::setTelemetryEnabled(bool enabled) {
   m_engine->set_observer(enabled ? m_throttle : nullptr);
 }
 
-fkv::Result<fkv::Library*> EngineWorker::library() {
+fkv::Result<fkv::DocumentLibrary*> EngineWorker::library() {
   if (m_libraryPath.isEmpty())
     return fkv::err("no document library is configured (the client was created without a library path)");
-  if (!m_library) {
-    FKV_ASSIGN_OR_RETURN(m_library, fkv::Library::open(m_libraryPath.toStdString()));
-  }
-  return m_library.get();
+  if (!m_engine) return fkv::err(m_engineError.toStdString());
+  return m_engine->library();
 }
 
 void EngineWorker::emitMemory() {
@@ -277,7 +266,7 @@ void EngineWorker::emitMemory() {
   m.deviceBytes = s.kv_device_bytes;
   m.hostBytes = s.kv_host_bytes;
   if (!m_libraryPath.isEmpty()) {
-    const fkv::Result<fkv::Library*> lib = library();
+    const fkv::Result<fkv::DocumentLibrary*> lib = library();
     if (lib.ok()) {
       const fkv::Result<int64_t> total = (*lib)->total_snapshot_bytes();
       if (total.ok()) m.diskBytes = quint64(*total);
@@ -308,7 +297,7 @@ ModelSummary EngineWorker::modelSummary() const {
   m.fileBytes = i.file_bytes;
   m.kvBytesPerToken = i.kv_bytes_per_token;
   m.chatTemplate = fromStd(i.chat_template);
-  m.backend = backendName();
+  m.backend = backendName(i);
   return m;
 }
 

@@ -15,7 +15,7 @@
 #include "fkv/engine.h"
 
 namespace fkv {
-class Library;
+class DocumentLibrary;
 }
 class TelemetryThrottle;
 
@@ -81,7 +81,7 @@ class EngineWorker : public QObject {
  private:
   template <class OpenFn>
   void runOpen(quint64 id, OpenFn&& open);
-  fkv::Result<fkv::Library*> library();
+  fkv::Result<fkv::DocumentLibrary*> library();  // the engine's own connection
   fkv::ProgressCallback importProgressReporter(quint64 id, const QString& path);
   void emitMemory();
   void configureTelemetry();
@@ -92,7 +92,6 @@ class EngineWorker : public QObject {
   std::shared_ptr<RequestGate> m_gate;
   std::unique_ptr<fkv::Engine> m_engine;
   QString m_engineError;                    // why m_engine is null
-  std::unique_ptr<fkv::Library> m_library;  // the worker thread's own connection, for imports and deletions
   TelemetryThrottle* m_throttle = nullptr;  // a child: it moves to the worker thread with this object
   fkv::DocumentOptions m_documentOptions;
   fkv::RetrievalOptions m_retrieval;  // in use by the loaded model

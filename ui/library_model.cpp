@@ -103,42 +103,17 @@ fkv::Status LibraryModel::readRows(std::vector<Row>& rows, qint64& storageBytes)
   // A read-only library is opened again each time: once space is freed, the next refresh finds it writable.
   if (!m_library || m_library->read_only()) {
     m_library.reset();
-    FKV_ASSIGN_OR_RETURN(m_library, fkv::Library::open(m_libraryPath.toStdString()));
+    FKV_ASSIGN_OR_RETURN(m_library, fkv::DocumentLibrary::open(m_libraryPath.toStdString()));
     const QString reason = fromStd(m_library->read_only_reason());
     if (reason != m_readOnlyReason) {
       m_readOnlyReason = reason;
       emit readOnlyChanged(reason);
     }
   }
-  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::DocumentSummary> docs, m_library->list_documents());
-  rows.reserve(docs.size());
-  for (const fkv::DocumentSummary& d : docs) {
-    Row row;
-    row.summary = d;
-    FKV_TRY(readSnapshotFacts(row));
-    rows.push_back(std::move(row));
-  }
+  FKV_ASSIGN_OR_RETURN(rows, m_library->list_documents());
   // Every snapshot belongs to a document, so the rows' bytes (files that exist) already add up to the total.
   storageBytes = 0;
-  for (const fkv::DocumentSummary& d : docs) storageBytes += d.snapshot_bytes;
-  return {};
-}
-
-// The token count of the document's most recently used snapshot (its prompt prefix as the engine holds it) and, for
-// a stale document, why its snapshot cannot be used.
-fkv::Status LibraryModel::readSnapshotFacts(Row& row) {
-  if (row.summary.best_state == fkv::SnapshotState::none) return {};
-  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::SnapshotRecord> snaps, m_library->list_snapshots(row.summary.info.id));
-  int64_t lastUsed = -1;
-  for (const fkv::SnapshotRecord& s : snaps) {
-    if (s.key.chat_id.has_value()) continue;
-    if (s.state == fkv::SnapshotState::ready && s.last_used_at > lastUsed) {
-      lastUsed = s.last_used_at;
-      row.nTokens = s.n_tokens;
-    }
-    if (s.state == fkv::SnapshotState::stale && row.staleReason.isEmpty()) row.staleReason = fromStd(s.stale_reason);
-  }
-  if (row.nTokens < 0 && !snaps.empty()) row.nTokens = snaps.front().n_tokens;  // stale, but the count holds
+  for (const Row& r : rows) storageBytes += r.summary.snapshot_bytes;
   return {};
 }
 
@@ -158,7 +133,7 @@ QVariant LibraryModel::display(const Row& row, int column) const {
     case SizeColumn:
       return locale.formattedDataSize(d.size_bytes);
     case TokensColumn:
-      return row.nTokens >= 0 ? locale.toString(row.nTokens) : QString();
+      return row.n_tokens >= 0 ? locale.toString(row.n_tokens) : QString();
     case KvStateColumn:
       return kvState(row);
     case LastOpenedColumn:
@@ -175,7 +150,7 @@ QVariant LibraryModel::sortValue(const Row& row, int column) const {
     case SizeColumn:
       return qint64(d.size_bytes);
     case TokensColumn:
-      return row.nTokens;
+      return qint64(row.n_tokens);
     case KvStateColumn:
       return int(row.summary.best_state);
     case LastOpenedColumn:
@@ -192,7 +167,8 @@ QVariant LibraryModel::toolTip(const Row& row) const {
       return tr("The KV cache is saved (%1): opening needs no prefill")
           .arg(locale.formattedDataSize(row.summary.snapshot_bytes));
     case fkv::SnapshotState::stale:
-      return tr("The saved KV cannot be used: %1").arg(row.staleReason.isEmpty() ? tr("unknown") : row.staleReason);
+      return tr("The saved KV cannot be used: %1")
+          .arg(row.stale_reason.empty() ? tr("unknown") : QString::fromStdString(row.stale_reason));
     case fkv::SnapshotState::none:
       break;
   }

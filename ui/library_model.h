@@ -8,7 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include "store/library.h"
+#include "fkv/library.h"
 
 class LibraryModel : public QAbstractTableModel {
   Q_OBJECT
@@ -48,14 +48,9 @@ class LibraryModel : public QAbstractTableModel {
   void readOnlyChanged(const QString& reason);
 
  private:
-  struct Row {
-    fkv::DocumentSummary summary;
-    qint64 nTokens = -1;  // of the most recently used document snapshot; -1: unknown (never prefilled)
-    QString staleReason;
-  };
+  using Row = fkv::LibraryEntry;
 
   fkv::Status readRows(std::vector<Row>& rows, qint64& storageBytes);
-  fkv::Status readSnapshotFacts(Row& row);
   void fail(const QString& message);
   QVariant display(const Row& row, int column) const;
   QVariant sortValue(const Row& row, int column) const;
@@ -63,7 +58,7 @@ class LibraryModel : public QAbstractTableModel {
   static QString kvState(const Row& row);
 
   QString m_libraryPath;
-  std::unique_ptr<fkv::Library> m_library;  // opened on the first refresh
+  std::unique_ptr<fkv::DocumentLibrary> m_library;  // opened on the first refresh
   std::vector<Row> m_rows;
   qint64 m_storageBytes = 0;
   QString m_lastError;

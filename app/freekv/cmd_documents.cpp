@@ -11,7 +11,7 @@
 #include "cli.h"
 #include "fkv/engine.h"
 #include "ingest/ingest.h"
-#include "runtime/library_documents.h"
+#include "store/library_documents.h"
 #include "store/library.h"
 
 namespace freekv {

@@ -214,6 +214,7 @@ ModelInfo Engine::model_info() const {
   info.kv_bytes_per_token = 2ull * static_cast<uint64_t>(c.n_layers) * static_cast<uint64_t>(c.n_embd_kv()) * elem;
   info.backend = backend_kind_name(impl_->ctx->backend().kind);
   info.backend_note = impl_->ctx->backend().note;
+  info.isa = cpu::isa_name(cpu::active_isa());
   return info;
 }
 

@@ -8,7 +8,7 @@
 
 #include "ingest/ingest.h"
 #include "runtime/engine_impl.h"
-#include "runtime/library_documents.h"
+#include "store/library_documents.h"
 
 namespace fkv {
 
@@ -59,6 +59,14 @@ Result<Library*> Engine::Impl::open_library() {
     FKV_ASSIGN_OR_RETURN(library, Library::open(library_path));
   }
   return library.get();
+}
+
+Result<DocumentLibrary*> Engine::library() {
+  if (impl_->library_path.empty())
+    return err("no document library is configured (the engine was created without a library path)");
+  FKV_ASSIGN_OR_RETURN(Library * lib, impl_->open_library());
+  if (!impl_->library_view) impl_->library_view = std::make_unique<DocumentLibrary>(*lib);
+  return impl_->library_view.get();
 }
 
 // Fills key's document and model ids and finds its snapshot. A writable library records the document and model

@@ -40,6 +40,7 @@ struct Engine::Impl {
   std::atomic<bool> cancel{false};
   std::string library_path;  // EngineOptions::library_path
   std::unique_ptr<Library> library;  // opened on first use, on the engine's thread
+  std::unique_ptr<DocumentLibrary> library_view;  // Engine::library(): the public face of `library`
   std::string model_fingerprint;     // of the loaded model, for snapshots
   uint64_t tokenizer_hash = 0;
   std::optional<OpenDocumentState> doc;  // the open document, if any

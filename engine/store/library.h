@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fkv/library.h"
 #include "fkv/status.h"
 
 namespace fkv {
@@ -46,31 +47,10 @@ struct Section {
   int64_t char_offset = 0;  // where the section starts in the document text, in [0, n_chars]
 };
 
-// A `documents` row without its text.
-struct DocumentInfo {
-  int64_t id = 0;  // assigned by the library
-  std::string path;
-  std::string content_hash;  // identity of the content: importing the same bytes again finds this row
-  std::string title;
-  std::string format;  // as ingest names it: "text", "markdown", "html", "pdf"
-  int64_t size_bytes = 0;
-  int64_t n_chars = 0;
-  int64_t added_at = 0;   // unix seconds, set by the library
-  int64_t opened_at = 0;  // unix seconds; 0 = never opened
-};
-
 struct Document {
   DocumentInfo info;
   std::string text;
   std::vector<Section> sections;  // (n_sections) in document order
-};
-
-enum class SnapshotState { none, stale, ready };  // ordered: a better state compares greater
-
-struct DocumentSummary {
-  DocumentInfo info;
-  SnapshotState best_state = SnapshotState::none;  // best state among the document's snapshots
-  int64_t snapshot_bytes = 0;                      // bytes of its snapshots' page files that exist on disk
 };
 
 // ---- models and snapshots ----
@@ -97,25 +77,6 @@ struct SnapshotRecord {
   std::optional<int64_t> base_snapshot_id;  // a chat snapshot may extend its document's snapshot
   int64_t created_at = 0;                   // unix seconds, set by the library
   int64_t last_used_at = 0;                 // unix seconds, set by the library
-};
-
-// ---- chats ----
-
-struct ChatRecord {
-  int64_t id = 0;
-  int64_t document_id = 0;
-  std::string title;
-  int64_t n_messages = 0;
-  int64_t created_at = 0;
-  int64_t updated_at = 0;
-};
-
-struct MessageRecord {
-  int64_t id = 0;
-  int64_t seq = 0;   // 0, 1, 2, ... within its chat
-  std::string role;  // "system" | "user" | "assistant"
-  std::string content;
-  int64_t created_at = 0;
 };
 
 class Library {

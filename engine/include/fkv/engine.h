@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fkv/events.h"
+#include "fkv/library.h"
 #include "fkv/status.h"
 #include "fkv/types.h"
 
@@ -51,6 +52,9 @@ class Engine {
   void close_document();
   // The open document's text, outline and span map; null when none is open. Valid until the next open or close.
   const DocumentContent* document() const;
+  // The library of EngineOptions::library_path (import, list, delete, chats), opened on first use; like the rest of
+  // the engine it is used from one thread. Errors: no library path was given, or the library cannot be opened.
+  Result<DocumentLibrary*> library();
 
   // Switches the decode-time retrieval policy and budget, keeping what the context holds. Errors (the current
   // setting stays): an unknown policy, a budget that is not whole pages or has no recent window, tau outside 0..1.

@@ -95,6 +95,7 @@ struct ModelInfo {
   uint64_t kv_bytes_per_token = 0;  // K and V of every layer, in the KV type of this load
   std::string backend;              // "cpu" or "cuda": where this load runs
   std::string backend_note;         // why "auto" ended on the CPU; empty otherwise
+  std::string isa;                  // the CPU kernels in use: "avx2" or "scalar"
 };
 
 struct Message {

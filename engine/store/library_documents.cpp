@@ -1,4 +1,4 @@
-#include "runtime/library_documents.h"
+#include "store/library_documents.h"
 
 #include <algorithm>
 #include <cstdio>
