@@ -273,7 +273,7 @@ void EngineWorker::emitMemory() {
     }
   }
   const fkv::RetrievalOptions& r = m_retrieval;
-  m.budgetTokens = r.policy == "full" ? quint64(s.n_ctx)
+  m.budgetTokens = r.policy == fkv::Policy::full ? quint64(s.n_ctx)
                                       : quint64(r.sink_tokens) + quint64(r.recent_tokens) + quint64(r.retrieved_tokens);
   emit memoryChanged(m);
 }

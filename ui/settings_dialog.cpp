@@ -79,8 +79,10 @@ QStringList DeskSettings::validate() const {
   if (!chatTemplates().contains(chatTemplate))
     out << QObject::tr("Unknown chat template \"%1\": choose one of %2 (or leave it empty to detect it).")
                .arg(chatTemplate, chatTemplates().mid(1).join(", "));
-  if (!policies().contains(policy))
+  if (!fkv::parse_policy(policy.toStdString()).ok())
     out << QObject::tr("Unknown retrieval policy \"%1\": choose one of %2.").arg(policy, policies().join(", "));
+  if (!fkv::parse_kv_type(kvType.toStdString()).ok())
+    out << QObject::tr("Unknown KV cache type \"%1\": choose one of %2.").arg(kvType, kvTypes().join(", "));
   if (pageSize < 1 || pageSize > kMaxPageSize) {
     out << QObject::tr("The page size must be 1 to %1 tokens, found %2.").arg(kMaxPageSize).arg(pageSize);
     return out;  // the budget checks below are in pages
@@ -102,12 +104,19 @@ QStringList DeskSettings::validate() const {
     out << QObject::tr("The recent window must hold at least one page (%1 tokens), found %2.")
                .arg(pageSize)
                .arg(recentTokens);
-  if (!(correctionTau >= 0.0 && correctionTau <= 1.0))
-    out << QObject::tr("The correction threshold τ must be between 0 and 1, found %1.").arg(correctionTau);
+  if (!(correctionTau >= fkv::kMinCorrectionTau && correctionTau <= fkv::kMaxCorrectionTau))
+    out << QObject::tr("The correction threshold τ must be between %1 and %2, found %3.")
+               .arg(double(fkv::kMinCorrectionTau))
+               .arg(double(fkv::kMaxCorrectionTau))
+               .arg(correctionTau);
   if (maxAnswerTokens < 1) out << QObject::tr("Answers need at least 1 token, found %1.").arg(maxAnswerTokens);
   if (!(temperature >= 0.0 && temperature <= 2.0))
     out << QObject::tr("The temperature must be between 0 and 2, found %1.").arg(temperature);
   if (storageCapMiB < 0) out << QObject::tr("The storage cap must be 0 (none) or more, found %1.").arg(storageCapMiB);
+  // The engine checks the same options when they arrive; anything the lines above let through is caught here.
+  if (out.isEmpty()) {
+    if (const fkv::Status s = modelOptions().validate(); !s.ok()) out << QString::fromStdString(s.message());
+  }
   return out;
 }
 
@@ -120,7 +129,7 @@ int DeskSettings::defaultThreads() { return std::max(1, QThread::idealThreadCoun
 
 fkv::RetrievalOptions DeskSettings::retrievalOptions() const {
   fkv::RetrievalOptions r;
-  r.policy = policy.toStdString();
+  r.policy = retrievalPolicy();
   r.sink_tokens = sinkTokens;
   r.recent_tokens = recentTokens;
   r.retrieved_tokens = retrievedTokens;
@@ -133,7 +142,8 @@ fkv::ModelOptions DeskSettings::modelOptions() const {
   m.n_ctx = nCtx;
   m.n_threads = nThreads > 0 ? nThreads : defaultThreads();
   m.page_size = pageSize;
-  m.kv_type = kvType.toStdString();
+  const fkv::Result<fkv::KvType> kv = fkv::parse_kv_type(kvType.toStdString());
+  m.kv_type = kv.ok() ? *kv : fkv::KvType::f16;  // validate() reports an unknown name
   m.chat_template = chatTemplate.toStdString();
   m.retrieval = retrievalOptions();
   return m;
@@ -152,9 +162,23 @@ fkv::DocumentOptions DeskSettings::documentOptions() const {
   return d;
 }
 
+fkv::Policy DeskSettings::retrievalPolicy() const {
+  const fkv::Result<fkv::Policy> p = fkv::parse_policy(policy.toStdString());
+  return p.ok() ? *p : fkv::Policy::freekv;  // validate() reports an unknown name
+}
+
 QStringList DeskSettings::policies() {
-  return {QStringLiteral("freekv"), QStringLiteral("arkvale"), QStringLiteral("quest"), QStringLiteral("streaming"),
-          QStringLiteral("full")};
+  QStringList out;
+  for (fkv::Policy p : {fkv::Policy::freekv, fkv::Policy::arkvale, fkv::Policy::quest, fkv::Policy::streaming,
+                        fkv::Policy::full})
+    out << QLatin1String(fkv::policy_name(p));
+  return out;
+}
+
+QStringList DeskSettings::kvTypes() {
+  QStringList out;
+  for (fkv::KvType t : {fkv::KvType::f16, fkv::KvType::bf16, fkv::KvType::f32}) out << QLatin1String(fkv::kv_type_name(t));
+  return out;
 }
 
 QStringList DeskSettings::chatTemplates() {
@@ -167,17 +191,21 @@ QStringList DeskSettings::chatTemplates() {
           QStringLiteral("deepseek-r1")};
 }
 
-QString DeskSettings::policyDescription(const QString& policy) {
-  if (policy == QLatin1String("freekv"))
-    return QObject::tr(
-        "Speculative retrieval: pages for the next step are chosen with this step's query; heads whose "
-        "query moved (cosine below τ) are corrected at once.");
-  if (policy == QLatin1String("arkvale"))
-    return QObject::tr("Selects pages each step and recalls the missing ones before attention (synchronous).");
-  if (policy == QLatin1String("quest")) return QObject::tr("Exact top-k page selection every step, synchronous.");
-  if (policy == QLatin1String("streaming"))
-    return QObject::tr("Sink and recent window only: fast, forgets the middle of the document.");
-  if (policy == QLatin1String("full")) return QObject::tr("Attends to every token: exact and slowest.");
+QString DeskSettings::policyDescription(fkv::Policy policy) {
+  switch (policy) {
+    case fkv::Policy::freekv:
+      return QObject::tr(
+          "Speculative retrieval: pages for the next step are chosen with this step's query; heads whose "
+          "query moved (cosine below τ) are corrected at once.");
+    case fkv::Policy::arkvale:
+      return QObject::tr("Selects pages each step and recalls the missing ones before attention (synchronous).");
+    case fkv::Policy::quest:
+      return QObject::tr("Exact top-k page selection every step, synchronous.");
+    case fkv::Policy::streaming:
+      return QObject::tr("Sink and recent window only: fast, forgets the middle of the document.");
+    case fkv::Policy::full:
+      return QObject::tr("Attends to every token: exact and slowest.");
+  }
   return {};
 }
 
@@ -231,7 +259,7 @@ QWidget* SettingsDialog::buildModelGroup() {
   m_ctx->setSpecialValueText(tr("the model's own (up to 32k)"));
   form->addRow(tr("&Context size:"), m_ctx);
   m_kvType = new QComboBox(box);
-  m_kvType->addItems({QStringLiteral("f16"), QStringLiteral("bf16"), QStringLiteral("f32")});
+  m_kvType->addItems(DeskSettings::kvTypes());
   form->addRow(tr("&KV cache type:"), m_kvType);
   m_template = new QComboBox(box);
   for (const QString& name : DeskSettings::chatTemplates())
@@ -365,14 +393,15 @@ void SettingsDialog::revalidate() {
   m_problems->setVisible(!problems.isEmpty());
   m_buttons->button(QDialogButtonBox::Ok)->setEnabled(problems.isEmpty());
   // Knobs a policy does not use are greyed: the full policy attends everywhere, only freekv corrects.
-  const bool budgeted = s.policy != QLatin1String("full");
+  const fkv::Policy policy = s.retrievalPolicy();
+  const bool budgeted = policy != fkv::Policy::full;
   for (QSpinBox* spin : {m_sink, m_recent, m_retrieved}) {
     spin->setEnabled(budgeted);
     spin->setSingleStep(std::max(1, s.pageSize));
   }
-  m_retrieved->setEnabled(budgeted && s.policy != QLatin1String("streaming"));
-  m_tau->setEnabled(s.policy == QLatin1String("freekv"));
-  m_policyInfo->setText(DeskSettings::policyDescription(s.policy));
+  m_retrieved->setEnabled(budgeted && policy != fkv::Policy::streaming);
+  m_tau->setEnabled(policy == fkv::Policy::freekv);
+  m_policyInfo->setText(DeskSettings::policyDescription(policy));
   const QFileInfo model(s.modelPath);
   m_modelInfo->setText(model.isFile() ? tr("%1 · %2").arg(model.fileName(), QLocale().formattedDataSize(model.size()))
                                       : tr("Without a model you can import documents but not ask about them."));

@@ -22,6 +22,7 @@ struct DeskSettings {
   int nThreads = 0;  // 0: defaultThreads()
   int nCtx = 0;      // 0: the model's training context, up to 32k tokens
   int pageSize = 32;
+  // Named settings as the settings file spells them; fkv's parse_* reads them and validate() reports a bad one.
   QString kvType = QStringLiteral("f16");
   QString chatTemplate;  // empty: the one the model file names
   QString policy = QStringLiteral("freekv");
@@ -44,12 +45,14 @@ struct DeskSettings {
   fkv::RetrievalOptions retrievalOptions() const;
   fkv::GenerationOptions generationOptions() const;
   fkv::DocumentOptions documentOptions() const;
+  fkv::Policy retrievalPolicy() const;  // freekv when `policy` names none
 
   // Every hardware thread but one: the window's thread keeps a core, so it never waits for the engine's.
   static int defaultThreads();
   static QStringList policies();       // in the order the dialog lists them
+  static QStringList kvTypes();
   static QStringList chatTemplates();  // "" (detect) first
-  static QString policyDescription(const QString& policy);
+  static QString policyDescription(fkv::Policy policy);
 };
 
 class SettingsDialog : public QDialog {

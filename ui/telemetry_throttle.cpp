@@ -30,7 +30,7 @@ void TelemetryThrottle::configure(int nLayers, int nKvHeads, int pageSize, int s
   m_step = -1;
   m_lastStep = -1;
   m_stepsSinceFlush = false;
-  m_policy.clear();
+  m_policy.reset();
 }
 
 void TelemetryThrottle::on_layer_step(const fkv::LayerStepEvent& e) {
@@ -40,7 +40,7 @@ void TelemetryThrottle::on_layer_step(const fkv::LayerStepEvent& e) {
     if (m_step >= 0) endStep();  // a step cut short (cancelled) still counts
     beginStep(e.step);
   }
-  if (m_policy.isEmpty() || m_policy != QLatin1String(e.policy)) m_policy = QString::fromLatin1(e.policy);
+  m_policy = e.policy;
   const int nSelected = e.sel_indptr != nullptr ? e.sel_indptr[e.n_kv_heads] : 0;
   m_current.pagesSelected += nSelected;
   m_current.pagesReused += e.pages_reused;
@@ -125,7 +125,7 @@ void TelemetryThrottle::countRetrieved(const fkv::LayerStepEvent& e) {
 
 void TelemetryThrottle::emitFrame(bool answerEnd) {
   TelemetryFrame f;
-  f.policy = m_policy;
+  f.policy = m_policy ? QString::fromLatin1(fkv::policy_name(*m_policy)) : QString();
   f.nLayers = m_nLayers;
   f.nKvHeads = m_nKvHeads;
   f.lastStep = m_lastStep;

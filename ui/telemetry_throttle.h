@@ -8,6 +8,7 @@
 #include <QObject>
 #include <QVector>
 #include <atomic>
+#include <optional>
 
 #include "client_types.h"
 #include "fkv/events.h"
@@ -52,7 +53,7 @@ class TelemetryThrottle : public QObject, public fkv::TelemetryObserver {
   int m_pageSize = 32;
   int m_sinkPages = 0;
   int m_recentPages = 1;
-  QString m_policy;
+  std::optional<fkv::Policy> m_policy;  // of the last event; none since configure()
   qint64 m_step = -1;      // the step being gathered; -1: none
   qint64 m_lastStep = -1;  // the last completed step
   StepRecord m_current;

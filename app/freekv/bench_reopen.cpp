@@ -8,8 +8,8 @@
 #include <fstream>
 
 #include "fkv/engine.h"
-#include "runtime/eval_tasks.h"
-#include "runtime/model.h"
+#include "eval/eval_tasks.h"
+#include "model/model.h"
 
 namespace freekv {
 
@@ -43,7 +43,7 @@ fkv::Result<std::pair<fkv::OpenedDocument, double>> open_and_ask(const ReopenOpt
 }  // namespace
 
 fkv::Result<ReopenReport> run_reopen_benchmark(const ReopenOptions& o, const std::string& dir) {
-  // The document: a generated report (runtime/eval_tasks.h, kind qa) of about n_tokens tokens, as a text file.
+  // The document: a generated report (eval/eval_tasks.h, kind qa) of about n_tokens tokens, as a text file.
   std::vector<fkv::EvalTask> tasks;
   {
     FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Model> model, fkv::Model::load(o.model_path));

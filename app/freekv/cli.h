@@ -73,6 +73,16 @@ fkv::Result<ParsedArgs> parse_args(std::span<const OptionSpec> specs, std::span<
 fkv::Result<int> int_option(const ParsedArgs& a, std::string_view name, int fallback, int min, int max);
 fkv::Result<float> float_option(const ParsedArgs& a, std::string_view name, float fallback, float min, float max);
 fkv::Result<uint64_t> u64_option(const ParsedArgs& a, std::string_view name, uint64_t fallback);
+// A named setting (policy, backend, speculation, KV type) read by the engine's parser, whose error lists the names.
+template <class E>
+fkv::Result<E> named_option(const ParsedArgs& a, std::string_view name, E fallback,
+                            fkv::Result<E> (*parse)(std::string_view)) {
+  const std::optional<std::string> v = a.value(name);
+  if (!v) return fallback;
+  fkv::Result<E> r = parse(*v);
+  if (!r.ok()) return fkv::err("option ", name, ": ", r.message());
+  return r;
+}
 
 // Builds one JSON value as text. Strings are escaped; non-finite numbers become null.
 class JsonWriter {

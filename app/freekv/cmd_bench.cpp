@@ -17,7 +17,7 @@
 #include "bench_reopen.h"
 #include "cli.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "synthetic_models.h"
 #include "tokenizer/tokenizer.h"
 
@@ -103,13 +103,6 @@ struct BenchReport {
   int64_t decode_tokens = 0;  // decode steps those stats cover
 };
 
-fkv::Result<fkv::DType> kv_type_from(const std::string& s) {
-  if (s == "f16") return fkv::DType::F16;
-  if (s == "bf16") return fkv::DType::BF16;
-  if (s == "f32") return fkv::DType::F32;
-  return fkv::err("option --kv-type: expected f16, bf16 or f32, found '", s, "'");
-}
-
 fkv::Result<BenchOptions> read_bench_options(const ParsedArgs& a) {
   BenchOptions o;
   o.model_path = a.value("--model").value_or("");
@@ -123,7 +116,9 @@ fkv::Result<BenchOptions> read_bench_options(const ParsedArgs& a) {
   FKV_ASSIGN_OR_RETURN(o.n_batch, int_option(a, "--batch", 128, 1, 8192));
   FKV_ASSIGN_OR_RETURN(o.n_threads, int_option(a, "--threads", 0, 0, 1024));
   FKV_ASSIGN_OR_RETURN(o.n_repeat, int_option(a, "--repeat", 1, 1, 1000));
-  FKV_ASSIGN_OR_RETURN(o.kv_type, kv_type_from(a.value("--kv-type").value_or("f16")));
+  FKV_ASSIGN_OR_RETURN(const fkv::KvType kv_type,
+                       named_option(a, "--kv-type", fkv::KvType::f16, fkv::parse_kv_type));
+  o.kv_type = fkv::kv_dtype(kv_type);
   FKV_ASSIGN_OR_RETURN(o.seed, u64_option(a, "--seed", 1));
   o.isa = a.value("--isa").value_or("auto");
   if (o.isa != "auto" && o.isa != "avx2" && o.isa != "scalar") {
@@ -132,8 +127,8 @@ fkv::Result<BenchOptions> read_bench_options(const ParsedArgs& a) {
   if (o.n_prompt == 0 && o.n_decode == 0)
     return fkv::err("nothing to measure: --prompt-tokens and --decode-tokens are 0");
   o.json = a.has("--json");
-  o.retrieval.policy = a.value("--policy").value_or("full");
-  o.retrieval.backend = a.value("--backend").value_or("cpu");
+  FKV_ASSIGN_OR_RETURN(o.retrieval.policy, named_option(a, "--policy", fkv::Policy::full, fkv::parse_policy));
+  FKV_ASSIGN_OR_RETURN(o.retrieval.backend, named_option(a, "--backend", fkv::Backend::cpu, fkv::parse_backend));
   FKV_ASSIGN_OR_RETURN(o.retrieval.device, int_option(a, "--device", 0, 0, 1023));
   FKV_TRY(read_budget_options(a, o.retrieval));
   return o;
@@ -227,8 +222,8 @@ fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string&
   r.n_threads = o.n_threads > 0 ? o.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   r.n_ctx = cp.n_ctx;
   r.isa = fkv::cpu::isa_name(fkv::cpu::active_isa());
-  r.backend = fkv::backend_kind_name(ctx->backend().kind);
-  r.speculation = ctx->speculation();
+  r.backend = fkv::backend_name(ctx->backend().kind);
+  r.speculation = fkv::speculation_name(ctx->speculation());
   r.backend_note = ctx->backend().note;
   r.kv_type = fkv::dtype_name(o.kv_type);
   r.peak_rss_mib = peak_rss_mib();
@@ -240,9 +235,9 @@ void print_report_text(const BenchOptions& o, const BenchReport& r) {
               format_bytes(r.file_bytes).c_str(), format_bytes(r.weight_bytes).c_str());
   std::printf("setup       %d threads, isa %s, KV %s, context %d, batch %d, %d run(s)\n", r.n_threads, r.isa.c_str(),
               r.kv_type.c_str(), r.n_ctx, o.n_batch, o.n_repeat);
-  std::printf("policy      %s, budget %s%s%s\n", o.retrieval.policy.c_str(), budget_summary(o.retrieval).c_str(),
-              o.retrieval.policy == "freekv" ? ", speculation " : "",
-              o.retrieval.policy == "freekv" ? r.speculation.c_str() : "");
+  const bool freekv = o.retrieval.policy == fkv::Policy::freekv;
+  std::printf("policy      %s, budget %s%s%s\n", fkv::policy_name(o.retrieval.policy),
+              budget_summary(o.retrieval).c_str(), freekv ? ", speculation " : "", freekv ? r.speculation.c_str() : "");
   std::printf("backend     %s%s%s\n", r.backend.c_str(), r.backend_note.empty() ? "" : "; ", r.backend_note.c_str());
   if (o.n_prompt > 0) {
     std::printf("prefill     %d tokens: %.2f +- %.2f tok/s\n", o.n_prompt, r.prefill.mean(), r.prefill.stddev());
@@ -274,7 +269,7 @@ void print_report_json(const BenchOptions& o, const BenchReport& r) {
   j.key("decode_ms_per_token").value(tps > 0 ? 1000.0 / tps : 0.0);
   j.key("weights_gb_per_s").value(static_cast<double>(r.weight_bytes) * tps / 1e9);
   j.key("peak_rss_mib").value(r.peak_rss_mib);
-  j.key("policy").value(o.retrieval.policy);
+  j.key("policy").value(fkv::policy_name(o.retrieval.policy));
   write_budget_json(j, o.retrieval);
   write_retrieval_json(j, r.stats, r.decode_tokens);
   j.end_object();
@@ -292,7 +287,9 @@ int run_reopen(const ParsedArgs& a) {
   ro.n_tokens = *n;
   ro.model.n_ctx = *n + 512;  // room for the prompt head and the question
   ro.model.n_threads = *threads;
-  ro.model.kv_type = a.value("--kv-type").value_or("f16");
+  fkv::Result<fkv::KvType> kv_type = named_option(a, "--kv-type", fkv::KvType::f16, fkv::parse_kv_type);
+  if (!kv_type.ok()) return usage_fail("bench: " + kv_type.message());
+  ro.model.kv_type = *kv_type;
   TempDir tmp;
   fkv::Result<std::string> dir = make_temp_dir();
   if (!dir.ok()) return fail(dir.message());

@@ -12,12 +12,12 @@
 #include <memory>
 
 #include "cli.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "runtime/context.h"
-#include "runtime/docqa.h"
-#include "runtime/eval_tasks.h"
-#include "runtime/fidelity.h"
-#include "runtime/model.h"
+#include "eval/docqa.h"
+#include "eval/eval_tasks.h"
+#include "eval/fidelity.h"
+#include "model/model.h"
 #include "synthetic_models.h"
 #include "tokenizer/tokenizer.h"
 
@@ -58,7 +58,8 @@ const std::vector<OptionSpec> kEvalOptions = eval_options();
 
 // A policy as the table names it ("freekv@0.8") and as the context takes it (name, tau).
 struct PolicySpec {
-  std::string label, name;
+  std::string label;  // as given: "freekv@0.8"
+  fkv::Policy policy = fkv::Policy::full;
   float tau = 0.9f;
 };
 
@@ -109,25 +110,29 @@ fkv::Result<std::vector<int>> read_lengths(const ParsedArgs& a) {
   return lengths;
 }
 
-// "name" or "name@tau": tau in [0, 1], only for freekv.
+// "name" or "name@tau": tau in the engine's range, only for freekv.
 fkv::Result<PolicySpec> read_policy_spec(const std::string& label, float default_tau) {
-  PolicySpec s{label, label, default_tau};
+  PolicySpec s{label, fkv::Policy::full, default_tau};
   const size_t at = label.find('@');
+  const fkv::Result<fkv::Policy> policy = fkv::parse_policy(label.substr(0, at));
+  if (!policy.ok()) return fkv::err("option --policies: ", policy.message());
+  s.policy = *policy;
   if (at == std::string::npos) return s;
-  s.name = label.substr(0, at);
   const std::string t = label.substr(at + 1);
   char* end = nullptr;
   const double v = std::strtod(t.c_str(), &end);
-  if (s.name != "freekv") return fkv::err("option --policies: '", label, "': only freekv takes a tau (freekv@0.8)");
-  if (t.empty() || end != t.c_str() + t.size() || !(v >= 0.0 && v <= 1.0))
-    return fkv::err("option --policies: '", label, "': expected a tau between 0 and 1 after '@', found '", t, "'");
+  if (s.policy != fkv::Policy::freekv)
+    return fkv::err("option --policies: '", label, "': only freekv takes a tau (freekv@0.8)");
+  if (t.empty() || end != t.c_str() + t.size() || !(v >= fkv::kMinCorrectionTau && v <= fkv::kMaxCorrectionTau))
+    return fkv::err("option --policies: '", label, "': expected a tau between ", fkv::kMinCorrectionTau, " and ",
+                    fkv::kMaxCorrectionTau, " after '@', found '", t, "'");
   s.tau = static_cast<float>(v);
   return s;
 }
 
 // "full" first (the reference), each label once.
 fkv::Result<std::vector<PolicySpec>> read_policies(const ParsedArgs& a, float default_tau) {
-  std::vector<PolicySpec> out = {PolicySpec{"full", "full", default_tau}};
+  std::vector<PolicySpec> out = {PolicySpec{"full", fkv::Policy::full, default_tau}};
   for (const std::string& p : split_list(a.value("--policies").value_or("full,streaming,quest,arkvale,freekv"))) {
     if (p.empty()) return fkv::err("option --policies: found an empty name in '", *a.value("--policies"), "'");
     FKV_ASSIGN_OR_RETURN(PolicySpec spec, read_policy_spec(p, default_tau));
@@ -230,7 +235,7 @@ fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
     FKV_TRY(fkv::check_docqa_documents(o.task_options.docqa_dir));
   for (const PolicySpec& p : o.policies) {
     fkv::ContextParams cp = o.fidelity.context;
-    cp.policy = p.name;
+    cp.policy = p.policy;
     cp.correction_tau = p.tau;
     cp.n_ctx = cp.page_size;
     FKV_TRY(fkv::Context::create(model, cp).status());
@@ -263,7 +268,7 @@ fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::
       if (k == 0) {
         rec.result = fkv::reference_result(session->reference());
       } else {
-        FKV_ASSIGN_OR_RETURN(rec.result, session->compare(o.policies[k].name, o.policies[k].tau));
+        FKV_ASSIGN_OR_RETURN(rec.result, session->compare(o.policies[k].policy, o.policies[k].tau));
       }
       Cell& cell = cells[first + k];
       add_retrieval_stats(cell.stats, rec.result.stats);

@@ -93,17 +93,12 @@ fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
   }
   FKV_ASSIGN_OR_RETURN(o.model.n_ctx, int_option(a, "--ctx", 4096, 0, 1 << 24));
   FKV_ASSIGN_OR_RETURN(o.model.n_threads, int_option(a, "--threads", 0, 0, 1024));
-  o.model.kv_type = a.value("--kv-type").value_or("f16");
-  if (o.model.kv_type != "f16" && o.model.kv_type != "bf16" && o.model.kv_type != "f32") {
-    return fkv::err("option --kv-type: expected f16, bf16 or f32, found '", o.model.kv_type, "'");
-  }
-  o.model.backend = a.value("--backend").value_or("cpu");
+  FKV_ASSIGN_OR_RETURN(o.model.kv_type, named_option(a, "--kv-type", fkv::KvType::f16, fkv::parse_kv_type));
+  FKV_ASSIGN_OR_RETURN(o.model.backend, named_option(a, "--backend", fkv::Backend::cpu, fkv::parse_backend));
   FKV_ASSIGN_OR_RETURN(o.model.device, int_option(a, "--device", 0, 0, 1023));
-  fkv::ContextParams names;  // the backend's name is checked where the engine checks it, as a usage error here
-  names.backend = o.model.backend;
-  FKV_TRY(names.validate());
   // The CUDA backend attends to every page; asking for it asks for dense attention.
-  if (o.model.backend != "cpu") o.model.retrieval.policy = "full";
+  if (o.model.backend != fkv::Backend::cpu) o.model.retrieval.policy = fkv::Policy::full;
+  FKV_TRY(o.model.validate());
   o.model.chat_template = a.value("--template").value_or("");
   if (!o.model.chat_template.empty()) FKV_TRY(fkv::chat_template_from_name(o.model.chat_template).status());
   fkv::GenerationOptions& g = o.gen;
@@ -138,8 +133,8 @@ fkv::Result<std::unique_ptr<fkv::Engine>> open_engine(const RunOptions& o) {
   FKV_TRY(engine->load_model(o.model_path, o.model));
   // Say where the model runs whenever the user asked for anything but the CPU, and why "auto" did not use the GPU.
   const fkv::ModelInfo info = engine->model_info();
-  if (o.model.backend != "cpu") {
-    std::fprintf(stderr, "[backend: %s%s%s]\n", info.backend.c_str(), info.backend_note.empty() ? "" : "; ",
+  if (o.model.backend != fkv::Backend::cpu) {
+    std::fprintf(stderr, "[backend: %s%s%s]\n", fkv::backend_name(info.backend), info.backend_note.empty() ? "" : "; ",
                  info.backend_note.c_str());
   }
   return engine;
@@ -177,7 +172,7 @@ void print_result_json(const fkv::GenerateResult& r, const fkv::ModelInfo& info)
   JsonWriter j;
   j.begin_object();
   j.key("text").value(r.text).key("stop_reason").value(r.stop_reason);
-  j.key("backend").value(info.backend);
+  j.key("backend").value(fkv::backend_name(info.backend));
   j.key("n_prompt_tokens").value(r.n_prompt_tokens).key("n_generated").value(r.n_generated);
   j.key("prefill_s").value(r.prefill_s).key("decode_s").value(r.decode_s);
   j.key("prefill_tokens_per_s").value(r.prefill_tokens_per_s);

@@ -5,7 +5,7 @@
 
 #include "cli.h"
 #include "model/config.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 

@@ -13,7 +13,7 @@
 
 #include "cli.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace freekv {

@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "cli.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 namespace freekv {

@@ -16,7 +16,7 @@ constexpr OptionSpec kBudgetOptions[] = {
     {"--budget-recent", "", "N", "retrieval budget: most recent tokens (default 512)"},
     {"--budget-retrieved", "", "N", "retrieval budget: tokens in retrieved pages (default 1024)"},
     {"--page-size", "", "N", "tokens per KV page (default 32)"},
-    {"--tau", "", "T", "freekv correction threshold on the query cosine, 0..1 (default 0.9)"},
+    {"--tau", "", "T", "freekv correction threshold on the query cosine, -1..1 (default 0.9)"},
     {"--speculation", "", "MODE",
      "where freekv's speculative selection and recall run: background (a thread; default) or inline"},
 };
@@ -35,11 +35,13 @@ fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp) {
   FKV_ASSIGN_OR_RETURN(cp.budget.recent_tokens, int_option(a, "--budget-recent", defaults.recent_tokens, 0, kMax));
   FKV_ASSIGN_OR_RETURN(cp.budget.retrieved_tokens,
                        int_option(a, "--budget-retrieved", defaults.retrieved_tokens, 0, kMax));
-  FKV_ASSIGN_OR_RETURN(cp.correction_tau, float_option(a, "--tau", 0.9f, 0.f, 1.f));
-  cp.speculation = a.value("--speculation").value_or("background");
+  FKV_ASSIGN_OR_RETURN(cp.correction_tau,
+                       float_option(a, "--tau", 0.9f, fkv::kMinCorrectionTau, fkv::kMaxCorrectionTau));
+  FKV_ASSIGN_OR_RETURN(cp.speculation,
+                       named_option(a, "--speculation", fkv::Speculation::background, fkv::parse_speculation));
   cp.budget.page_size = cp.page_size;  // one page size for the cache and the budget
   FKV_TRY(cp.budget.validate());
-  return cp.validate();  // the speculation, backend and device names
+  return cp.validate();
 }
 
 std::string budget_summary(const fkv::ContextParams& cp) {

@@ -29,7 +29,7 @@ class SelectionWriter {
 class FullPolicy : public AttentionPolicy {
  public:
   explicit FullPolicy(const PolicyContext& ctx) : ctx_(ctx) {}
-  const char* name() const override { return "full"; }
+  Policy kind() const override { return Policy::full; }
   void select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) override;
 
  protected:
@@ -64,7 +64,7 @@ class SparsePolicy : public FullPolicy {
 class StreamingPolicy final : public SparsePolicy {
  public:
   using SparsePolicy::SparsePolicy;
-  const char* name() const override { return "streaming"; }
+  Policy kind() const override { return Policy::streaming; }
 
  protected:
   void retrieve(const SelectionQuery&, const PageRanges&, SelectCounters&) override;
@@ -73,7 +73,7 @@ class StreamingPolicy final : public SparsePolicy {
 class QuestPolicy final : public SparsePolicy {
  public:
   using SparsePolicy::SparsePolicy;
-  const char* name() const override { return "quest"; }
+  Policy kind() const override { return Policy::quest; }
 
  protected:
   void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) override;
@@ -96,7 +96,7 @@ class RecallPolicy : public SparsePolicy {
 class ArkvalePolicy final : public RecallPolicy {
  public:
   using RecallPolicy::RecallPolicy;
-  const char* name() const override { return "arkvale"; }
+  Policy kind() const override { return Policy::arkvale; }
 
  protected:
   void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) override;
@@ -106,7 +106,7 @@ class FreeKvPolicy final : public RecallPolicy {
  public:
   explicit FreeKvPolicy(const PolicyContext& ctx) : RecallPolicy(ctx) {}
   ~FreeKvPolicy() override;
-  const char* name() const override { return "freekv"; }
+  Policy kind() const override { return Policy::freekv; }
   Status init();
   void after_attention(const SelectionQuery& in) override;
   void reset() override;

@@ -4,28 +4,37 @@
 
 namespace fkv {
 
-const char* policy_names() { return "full, streaming, quest, arkvale, freekv"; }
+Status check_correction_tau(float tau) {
+  if (!(tau >= kMinCorrectionTau && tau <= kMaxCorrectionTau))
+    return err("correction threshold tau must be a cosine in [", kMinCorrectionTau, ", ", kMaxCorrectionTau,
+               "], found ", tau);
+  return {};
+}
 
-Result<std::unique_ptr<AttentionPolicy>> make_policy(std::string_view name, const PolicyContext& ctx) {
-  if (name == "full") return std::unique_ptr<AttentionPolicy>(new FullPolicy(ctx));
-  if (name != "streaming" && name != "quest" && name != "arkvale" && name != "freekv")
-    return err("unknown attention policy '", name, "' (available: ", policy_names(), ")");
-  FKV_TRY(ctx.budget.validate());
-  if (!(ctx.tau >= -1.f && ctx.tau <= 1.f))
-    return err("correction threshold tau must be a cosine in [-1, 1], found ", ctx.tau);
-  if (name == "streaming") return std::unique_ptr<AttentionPolicy>(new StreamingPolicy(ctx));
-  if (name == "quest") return std::unique_ptr<AttentionPolicy>(new QuestPolicy(ctx));
-  std::unique_ptr<AttentionPolicy> p;
-  if (name == "arkvale") {
-    auto a = std::make_unique<ArkvalePolicy>(ctx);
-    FKV_TRY(a->init());
-    p = std::move(a);
-  } else {
-    auto f = std::make_unique<FreeKvPolicy>(ctx);
-    FKV_TRY(f->init());
-    p = std::move(f);
+Result<std::unique_ptr<AttentionPolicy>> make_policy(Policy policy, const PolicyContext& ctx) {
+  if (policy != Policy::full) {
+    FKV_TRY(ctx.budget.validate());
+    FKV_TRY(check_correction_tau(ctx.tau));
   }
-  return p;
+  switch (policy) {
+    case Policy::full:
+      return std::unique_ptr<AttentionPolicy>(new FullPolicy(ctx));
+    case Policy::streaming:
+      return std::unique_ptr<AttentionPolicy>(new StreamingPolicy(ctx));
+    case Policy::quest:
+      return std::unique_ptr<AttentionPolicy>(new QuestPolicy(ctx));
+    case Policy::arkvale: {
+      auto a = std::make_unique<ArkvalePolicy>(ctx);
+      FKV_TRY(a->init());
+      return std::unique_ptr<AttentionPolicy>(std::move(a));
+    }
+    case Policy::freekv: {
+      auto f = std::make_unique<FreeKvPolicy>(ctx);
+      FKV_TRY(f->init());
+      return std::unique_ptr<AttentionPolicy>(std::move(f));
+    }
+  }
+  return err("unknown attention policy ", static_cast<int>(policy));
 }
 
 }  // namespace fkv

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "fkv/events.h"
+#include "fkv/options.h"
 #include "fkv/status.h"
 #include "kv/budget.h"
 
@@ -75,7 +76,7 @@ struct PolicyContext {
 class AttentionPolicy {
  public:
   virtual ~AttentionPolicy() = default;
-  virtual const char* name() const = 0;
+  virtual Policy kind() const = 0;
   // Fills `out` for one layer. `out` keeps its capacity between calls, so a policy does not allocate per step.
   virtual void select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) = 0;
   // Called once layer `in.layer`'s attention has read its pages; freekv starts the next step's recall here.
@@ -84,10 +85,10 @@ class AttentionPolicy {
   virtual void reset() {}
 };
 
-// Builds a policy by name; an unknown name is an error listing the known ones. The budget is validated here.
-Result<std::unique_ptr<AttentionPolicy>> make_policy(std::string_view name, const PolicyContext& ctx);
+// Builds a policy; the budget and tau are validated here (full uses neither).
+Result<std::unique_ptr<AttentionPolicy>> make_policy(Policy policy, const PolicyContext& ctx);
 
-// The policy names make_policy accepts, comma-separated, for messages.
-const char* policy_names();
+// tau is a cosine: kMinCorrectionTau (-1, never corrects) .. kMaxCorrectionTau (1).
+Status check_correction_tau(float tau);
 
 }  // namespace fkv

@@ -1,5 +1,5 @@
 // The blueprint of a model: architecture and dimensions read from GGUF metadata, validated.
-// Separate from the weights (model/weights.h) and from the run state (runtime/context.h).
+// Separate from the weights (model/model.h) and from the run state (runtime/context.h).
 #pragma once
 
 #include <cstdint>
@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "fkv/status.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 
 namespace fkv {
 

@@ -8,7 +8,7 @@
 
 #include "core/dtype.h"
 #include "fkv/status.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 
 namespace fkv {
 

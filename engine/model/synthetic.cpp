@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "backend/cpu/quant.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "model/gguf_writer.h"
 
 namespace fkv {

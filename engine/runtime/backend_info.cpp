@@ -37,15 +37,13 @@ std::string backend_summary() {
 #endif
 }
 
-const char* backend_kind_name(BackendKind k) { return k == BackendKind::Cuda ? "cuda" : "cpu"; }
-
 namespace {
 
 // Why a context with this policy cannot run on CUDA device `device`; empty when it can.
-std::string cuda_unusable_reason(std::string_view policy, int device) {
+std::string cuda_unusable_reason(Policy policy, int device) {
   if (!cuda_built()) return "this build has no CUDA backend (configured with FKV_CUDA=OFF or without nvcc)";
-  if (policy != "full") {
-    return "policy '" + std::string(policy) +
+  if (policy != Policy::full) {
+    return "policy '" + std::string(policy_name(policy)) +
            "' needs the FreeKV pipeline on the GPU, which is not wired to the CUDA backend yet (it runs policy full)";
   }
 #ifdef FKV_HAVE_CUDA
@@ -63,19 +61,16 @@ std::string cuda_unusable_reason(std::string_view policy, int device) {
 
 }  // namespace
 
-Result<BackendChoice> choose_backend(std::string_view requested, std::string_view policy, int device) {
-  if (requested != "auto" && requested != "cpu" && requested != "cuda") {
-    return err("unknown backend '", requested, "' (expected auto, cpu or cuda)");
-  }
+Result<BackendChoice> choose_backend(Backend requested, Policy policy, int device) {
   BackendChoice c;
   c.device = device;
-  if (requested == "cpu") return c;
+  if (requested == Backend::cpu) return c;
   const std::string reason = cuda_unusable_reason(policy, device);
   if (reason.empty()) {
-    c.kind = BackendKind::Cuda;
+    c.kind = Backend::cuda;
     return c;
   }
-  if (requested == "cuda") return err("backend cuda: ", reason, "; use backend cpu (--backend cpu) instead");
+  if (requested == Backend::cuda) return err("backend cuda: ", reason, "; use backend cpu (--backend cpu) instead");
   c.note = "auto: " + reason + "; running on the CPU";
   return c;
 }

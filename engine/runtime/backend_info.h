@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "fkv/options.h"
 #include "fkv/status.h"
 
 namespace fkv {
@@ -15,21 +16,18 @@ bool cuda_built();
 // "cpu (avx2); cuda 13.0 built, no usable device: cudaErrorNoDevice (...)" or "cpu (scalar); cuda not built".
 std::string backend_summary();
 
-enum class BackendKind { Cpu, Cuda };
-const char* backend_kind_name(BackendKind k);
-
 struct BackendChoice {
-  BackendKind kind = BackendKind::Cpu;
+  Backend kind = Backend::cpu;  // cpu or cuda, never automatic
   int device = 0;
   // Why "auto" ended on the CPU ("no usable CUDA device: ..."), so a user learns what was not used; empty otherwise.
   std::string note;
 };
 
-// Resolves a requested backend ("auto", "cpu" or "cuda") for a context running `policy` on CUDA device `device`.
+// Resolves a requested backend for a context running `policy` on CUDA device `device`.
 // "cuda" fails with the reason and what to do instead when this build has no CUDA, no device can be used, the device
 // index does not exist, or the policy needs the FreeKV pipeline, which runs on the CPU only so far (the CUDA
 // backend attends to every page: policy "full"). "auto" takes CUDA when "cuda" would succeed, else the CPU with the
-// reason in `note`. Anything else is an error listing the names.
-Result<BackendChoice> choose_backend(std::string_view requested, std::string_view policy, int device);
+// reason in `note`.
+Result<BackendChoice> choose_backend(Backend requested, Policy policy, int device);
 
 }  // namespace fkv

@@ -14,7 +14,7 @@
 #include "kv/page_summary.h"
 #include "kv/policy.h"
 #include "runtime/gpu_context.h"
-#include "runtime/rope.h"
+#include "model/rope.h"
 #include "store/kv_snapshot.h"
 
 namespace fkv {
@@ -26,11 +26,7 @@ Status ContextParams::validate() const {
   if (n_threads < 0 || n_threads > 1024) return err("thread count must be 0 (automatic) or 1..1024, found ", n_threads);
   if (kv_type != DType::F16 && kv_type != DType::BF16 && kv_type != DType::F32)
     return err("KV cache type must be F16, BF16 or F32, found ", dtype_name(kv_type));
-  if (backend != "cpu" && backend != "cuda" && backend != "auto")
-    return err("backend must be auto, cpu or cuda, found '", backend, "'");
   if (device < 0) return err("CUDA device index must be >= 0, found ", device);
-  if (speculation != "background" && speculation != "inline")
-    return err("speculation must be background or inline, found '", speculation, "'");
   return {};
 }
 
@@ -92,7 +88,7 @@ struct Context::Impl {
     PolicyContext pc{&cache, &summaries, budget, tau, c.n_layers, c.n_kv_heads, c.n_heads, c.head_dim,
                      cache.capacity_tokens() / params.page_size};
     pc.budget.page_size = params.page_size;
-    pc.speculate_inline = params.speculation == "inline";
+    pc.speculate_inline = params.speculation == Speculation::inline_;
     return pc;
   }
 };
@@ -122,21 +118,21 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   s.params = params;
   s.params.n_batch = std::min(params.n_batch, params.n_ctx);
   FKV_ASSIGN_OR_RETURN(s.backend, choose_backend(params.backend, params.policy, params.device));
-  if (s.backend.kind == BackendKind::Cuda) {
+  if (s.backend.kind == Backend::cuda) {
     auto gpu = GpuContext::create(model, params.device, params.n_ctx, params.page_size);
     if (gpu.ok()) {
       s.gpu = std::move(gpu).value();
       return ctx;
     }
     // Out of device memory or a driver that cannot run this build: "auto" still works, on the CPU.
-    if (params.backend == "cuda") return err("backend cuda: ", gpu.message(), "; use backend cpu instead");
-    s.backend = BackendChoice{BackendKind::Cpu, params.device, "auto: " + gpu.message() + "; running on the CPU"};
+    if (params.backend == Backend::cuda) return err("backend cuda: ", gpu.message(), "; use backend cpu instead");
+    s.backend = BackendChoice{Backend::cpu, params.device, "auto: " + gpu.message() + "; running on the CPU"};
   }
   s.pool = std::make_unique<ThreadPool>(params.n_threads > 0 ? params.n_threads : ThreadPool::default_threads());
   KvGeometry g{c.n_layers, c.n_kv_heads, c.head_dim, params.page_size, params.kv_type};
   FKV_ASSIGN_OR_RETURN(s.cache, KvCache::create(g, params.n_ctx));
   FKV_TRY(s.summaries.init(g, s.cache.capacity_tokens() / params.page_size));
-  FKV_ASSIGN_OR_RETURN(s.exact, make_policy("full", s.policy_context(params.budget, params.correction_tau)));
+  FKV_ASSIGN_OR_RETURN(s.exact, make_policy(Policy::full, s.policy_context(params.budget, params.correction_tau)));
   FKV_TRY(ctx->set_policy(params.policy, params.budget, params.correction_tau));
   s.observer = params.observer;
 
@@ -173,9 +169,7 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
 int Context::n_past() const { return impl_->gpu ? impl_->gpu->n_past() : impl_->cache.n_tokens(); }
 int Context::n_ctx() const { return impl_->params.n_ctx; }
 const BackendChoice& Context::backend() const { return impl_->backend; }
-const char* Context::speculation() const {
-  return impl_->params.speculation == "inline" ? "inline" : "background";
-}
+Speculation Context::speculation() const { return impl_->params.speculation; }
 void Context::reset() {
   if (impl_->gpu) return impl_->gpu->reset();
   impl_->policy->reset();
@@ -214,16 +208,16 @@ Status Context::load_kv(const PageFileReader& file, const SnapshotMeta& meta) {
   return load_kv_snapshot(file, meta, s.cache, s.summaries);
 }
 
-Status Context::set_policy(const std::string& name, const Budget& budget, float correction_tau) {
+Status Context::set_policy(Policy policy, const Budget& budget, float correction_tau) {
   Impl& s = *impl_;
-  if (s.gpu && name != "full") {
-    return err("policy '", name, "' needs the CPU backend: the CUDA backend attends to every page (policy full)");
+  if (s.gpu && policy != Policy::full) {
+    return err("policy '", policy_name(policy),
+               "' needs the CPU backend: the CUDA backend attends to every page (policy full)");
   }
   if (s.gpu) return {};
   const PolicyContext pc = s.policy_context(budget, correction_tau);
-  FKV_ASSIGN_OR_RETURN(auto policy, make_policy(name, pc));
-  s.policy = std::move(policy);
-  s.params.policy = name;
+  FKV_ASSIGN_OR_RETURN(s.policy, make_policy(policy, pc));
+  s.params.policy = policy;
   s.params.budget = pc.budget;
   s.params.correction_tau = correction_tau;
   s.stats = RetrievalStats{};
@@ -303,7 +297,7 @@ void Context::Impl::record(int il, const SelectCounters& sc) {
   LayerStepEvent e;
   e.step = step;
   e.layer = il;
-  e.policy = policy->name();
+  e.policy = policy->kind();
   e.n_kv_heads = model->config().n_kv_heads;
   e.sel_indptr = selection.indptr.data();
   e.sel_pages = selection.indices.data();

@@ -13,7 +13,7 @@
 #include "fkv/status.h"
 #include "kv/budget.h"
 #include "runtime/backend_info.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "store/page_file.h"
 
 namespace fkv {
@@ -27,18 +27,16 @@ struct ContextParams {
   int n_threads = 0;      // 0: the machine's hardware threads
   DType kv_type = DType::F16;  // F16 (default), BF16 or F32 (exactness tests)
 
-  // Decode-time attention policy: full, streaming, quest, arkvale or freekv (prefill is always exact).
-  std::string policy = "full";
+  Policy policy = Policy::full;  // decode-time attention (prefill is always exact)
   Budget budget;                  // sink + recent + retrieved tokens; page_size above wins over budget.page_size
   float correction_tau = 0.9f;    // freekv: KV heads whose group-mean query cosine is below this are corrected
-  // freekv: where the speculative selection and recall for the next step run: "background" (a thread of its own,
-  // FreeKV's design) or "inline" (on the decode thread right after each layer). Same selections and logits; on the
+  // freekv: where the speculative selection and recall for the next step run. Same selections and logits; on the
   // 2-core test machine the two measure within its run-to-run noise (docs/benchmarks.md).
-  std::string speculation = "background";
+  Speculation speculation = Speculation::background;
   TelemetryObserver* observer = nullptr;  // per step and layer events; null costs nothing
-  // "cpu", "cuda" or "auto" (runtime/backend_info.h choose_backend). On CUDA the context runs the dense forward
-  // pass with its KV cache on the device: policy full only, no KV snapshots, no telemetry.
-  std::string backend = "cpu";
+  // See runtime/backend_info.h choose_backend. On CUDA the context runs the dense forward pass with its KV cache on
+  // the device: policy full only, no KV snapshots, no telemetry.
+  Backend backend = Backend::cpu;
   int device = 0;  // CUDA device index
   Status validate() const;
 };
@@ -64,7 +62,7 @@ class Context {
   const RetrievalStats& stats() const;  // totals over decode steps since create()/reset()/set_policy()
   // Switches the decode-time policy (and its budget and tau) keeping the cached tokens, so several policies can be
   // compared on one prefilled context. On error the current policy stays.
-  Status set_policy(const std::string& name, const Budget& budget, float correction_tau);
+  Status set_policy(Policy policy, const Budget& budget, float correction_tau);
   void set_observer(TelemetryObserver* observer);
 
   // Persistence (store/kv_snapshot.h). save_kv writes the cached pages [first_page, ...) with their summaries;
@@ -78,8 +76,7 @@ class Context {
   const ContextParams& params() const;
   // Where this context runs, and for "auto" that ended on the CPU, why.
   const BackendChoice& backend() const;
-  // Where freekv's speculation runs in this context: "inline" or "background".
-  const char* speculation() const;
+  Speculation speculation() const;  // where freekv's speculation runs in this context
 
  private:
   Context() = default;

@@ -15,13 +15,6 @@ namespace fkv {
 
 namespace {
 
-Result<DType> parse_kv_type(const std::string& name) {
-  if (name == "f16") return DType::F16;
-  if (name == "bf16") return DType::BF16;
-  if (name == "f32") return DType::F32;
-  return err("KV type '", name, "' is not supported, expected f16, bf16 or f32");
-}
-
 Status apply_isa(const std::string& name) {
   if (name == "auto") {
     cpu::set_active_isa(cpu::detected_isa());
@@ -50,15 +43,14 @@ SamplerParams sampler_params(const GenerationOptions& o) {
 }
 
 Status apply_retrieval(const RetrievalOptions& r, ContextParams& cp) {
-  if (!(r.correction_tau >= 0.f && r.correction_tau <= 1.f))
-    return err("correction threshold: expected 0..1, found ", r.correction_tau);
+  FKV_TRY(r.validate(cp.page_size));
   cp.policy = r.policy;
   cp.budget.sink_tokens = r.sink_tokens;
   cp.budget.recent_tokens = r.recent_tokens;
   cp.budget.retrieved_tokens = r.retrieved_tokens;
   cp.budget.page_size = cp.page_size;
   cp.correction_tau = r.correction_tau;
-  return cp.budget.validate();
+  return {};
 }
 
 size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
@@ -145,13 +137,14 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
 }
 
 Status Engine::load_model(const std::string& path, const ModelOptions& options) {
+  FKV_TRY(options.validate());
   ContextParams cp;
   cp.n_ctx = options.n_ctx == 0 ? 4096 : options.n_ctx;  // 0 (automatic) is resolved once the model is read
   cp.n_threads = options.n_threads;
   cp.page_size = options.page_size;
   cp.backend = options.backend;
   cp.device = options.device;
-  FKV_ASSIGN_OR_RETURN(cp.kv_type, parse_kv_type(options.kv_type));
+  cp.kv_type = kv_dtype(options.kv_type);
   FKV_TRY(apply_retrieval(options.retrieval, cp));
   FKV_TRY(cp.validate());
   std::optional<ChatTemplate> tmpl;
@@ -212,7 +205,7 @@ ModelInfo Engine::model_info() const {
   info.weight_bytes = m.weight_bytes();
   const uint64_t elem = impl_->ctx->params().kv_type == DType::F32 ? 4 : 2;
   info.kv_bytes_per_token = 2ull * static_cast<uint64_t>(c.n_layers) * static_cast<uint64_t>(c.n_embd_kv()) * elem;
-  info.backend = backend_kind_name(impl_->ctx->backend().kind);
+  info.backend = impl_->ctx->backend().kind;
   info.backend_note = impl_->ctx->backend().note;
   info.isa = cpu::isa_name(cpu::active_isa());
   return info;

@@ -49,7 +49,6 @@ bool report(const ProgressCallback& cb, const char* stage, int64_t done, int64_t
   return !cb || cb(Progress{stage, done, total});
 }
 
-const char* kv_type_name(DType t) { return t == DType::F32 ? "f32" : t == DType::BF16 ? "bf16" : "f16"; }
 
 }  // namespace
 
@@ -127,7 +126,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
                                                    const ProgressCallback& cb) {
   cancel.store(false);
   doc.reset();
-  if (ctx->backend().kind == BackendKind::Cuda) {
+  if (ctx->backend().kind == Backend::cuda) {
     return err("documents need the CPU backend: their KV cache is saved from and loaded into host memory, and this ",
                "model was loaded on the GPU (backend cuda); load it with backend cpu to open documents");
   }
@@ -160,7 +159,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   if (lib != nullptr) {
     key.prompt_format = st.prompt.format_tag;
     key.page_size = ctx->params().page_size;
-    key.dtype = kv_type_name(ctx->params().kv_type);
+    key.dtype = kv_type_name(kv_type_of(ctx->params().kv_type));
     FKV_ASSIGN_OR_RETURN(snap, library_snapshot(*lib, ingested, key));
     info.id = key.document_id;
   }

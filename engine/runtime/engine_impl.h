@@ -14,7 +14,7 @@
 #include "runtime/context.h"
 #include "runtime/document_prompt.h"
 #include "runtime/document_tokens.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "store/kv_snapshot.h"
 #include "store/library.h"
 #include "tokenizer/chat_template.h"

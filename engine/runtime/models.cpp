@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "model/config.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 
 namespace fkv {
 

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "store/checksum.h"
 
 namespace fkv {

@@ -3,7 +3,7 @@
 #include <array>
 #include <cctype>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 
 namespace fkv {
 namespace {

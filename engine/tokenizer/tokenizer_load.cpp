@@ -11,7 +11,7 @@
 #include <string>
 #include <unordered_set>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fkv {

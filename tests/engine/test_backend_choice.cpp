@@ -12,14 +12,15 @@
 #include "model/synthetic.h"
 #include "runtime/backend_info.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/test_paths.h"
 
 #ifdef FKV_HAVE_CUDA
 #include "backend/cuda/device.h"
 #endif
 
-using fkv::BackendKind;
+using fkv::Backend;
+using fkv::Policy;
 
 namespace {
 
@@ -56,44 +57,44 @@ class TestBackendChoice : public QObject {
   }
 
   void cpuIsAlwaysTheCpu() {
-    for (const char* policy : {"full", "freekv"}) {
-      auto c = fkv::choose_backend("cpu", policy, 0);
+    for (Policy policy : {Policy::full, Policy::freekv}) {
+      auto c = fkv::choose_backend(Backend::cpu, policy, 0);
       QVERIFY(c.ok());
-      QCOMPARE(c->kind, BackendKind::Cpu);
+      QCOMPARE(c->kind, Backend::cpu);
       QVERIFY(c->note.empty());
     }
   }
 
   void unknownNamesAreErrors() {
-    auto c = fkv::choose_backend("vulkan", "full", 0);
+    auto c = fkv::parse_backend("vulkan");
     QVERIFY(!c.ok());
     QCOMPARE(c.message(), std::string("unknown backend 'vulkan' (expected auto, cpu or cuda)"));
+    QVERIFY(contains(fkv::parse_backend("gpu").message(), "unknown backend 'gpu' (expected auto, cpu or cuda)"));
+    QCOMPARE(*fkv::parse_backend("auto"), Backend::automatic);
     fkv::ContextParams p;
-    p.backend = "gpu";
-    QVERIFY(contains(p.validate().message(), "backend must be auto, cpu or cuda, found 'gpu'"));
-    p.backend = "cuda";
+    p.backend = Backend::cuda;
     p.device = -1;
     QVERIFY(contains(p.validate().message(), "CUDA device index must be >= 0"));
   }
 
   void cudaSaysWhyNot() {
     const std::string obstacle = expectedCudaObstacle();
-    auto full = fkv::choose_backend("cuda", "full", 0);
+    auto full = fkv::choose_backend(Backend::cuda, Policy::full, 0);
     if (obstacle.empty()) {
       QVERIFY(full.ok());
-      QCOMPARE(full->kind, BackendKind::Cuda);
+      QCOMPARE(full->kind, Backend::cuda);
     } else {
       QVERIFY(!full.ok());
       QVERIFY2(contains(full.message(), "backend cuda: " + obstacle), full.message().c_str());
       QVERIFY(contains(full.message(), "use backend cpu"));
     }
     // Retrieval policies run on the CPU only so far; a build without CUDA says that first.
-    auto freekv = fkv::choose_backend("cuda", "freekv", 0);
+    auto freekv = fkv::choose_backend(Backend::cuda, Policy::freekv, 0);
     QVERIFY(!freekv.ok());
     const std::string why = fkv::cuda_built() ? "policy 'freekv' needs the FreeKV pipeline on the GPU" : obstacle;
     QVERIFY2(contains(freekv.message(), why), freekv.message().c_str());
     if (fkv::cuda_built() && obstacle.empty()) {
-      auto missing = fkv::choose_backend("cuda", "full", 1000);
+      auto missing = fkv::choose_backend(Backend::cuda, Policy::full, 1000);
       QVERIFY(!missing.ok());
       QVERIFY(contains(missing.message(), "CUDA device 1000 does not exist"));
     }
@@ -101,16 +102,16 @@ class TestBackendChoice : public QObject {
 
   void autoFallsBackWithTheReason() {
     const std::string obstacle = expectedCudaObstacle();
-    auto c = fkv::choose_backend("auto", "full", 0);
+    auto c = fkv::choose_backend(Backend::automatic, Policy::full, 0);
     QVERIFY(c.ok());
-    QCOMPARE(c->kind, obstacle.empty() ? BackendKind::Cuda : BackendKind::Cpu);
+    QCOMPARE(c->kind, obstacle.empty() ? Backend::cuda : Backend::cpu);
     if (!obstacle.empty()) {
       QVERIFY2(contains(c->note, "auto: " + obstacle), c->note.c_str());
       QVERIFY(contains(c->note, "running on the CPU"));
     }
-    auto freekv = fkv::choose_backend("auto", "freekv", 0);
+    auto freekv = fkv::choose_backend(Backend::automatic, Policy::freekv, 0);
     QVERIFY(freekv.ok());
-    QCOMPARE(freekv->kind, BackendKind::Cpu);
+    QCOMPARE(freekv->kind, Backend::cpu);
     QVERIFY(contains(freekv->note, "auto: "));
   }
 
@@ -128,25 +129,25 @@ class TestBackendChoice : public QObject {
     QVERIFY(cpu.ok());
     QVERIFY((*cpu)->eval(tokens, fkv::LogitsMode::Last, want).ok());
 
-    p.backend = "auto";
-    p.policy = "freekv";  // always the CPU: the note says why
+    p.backend = Backend::automatic;
+    p.policy = Policy::freekv;  // always the CPU: the note says why
     auto automatic = fkv::Context::create(**model, p);
     QVERIFY2(automatic.ok(), automatic.message().c_str());
-    QCOMPARE((*automatic)->backend().kind, BackendKind::Cpu);
+    QCOMPARE((*automatic)->backend().kind, Backend::cpu);
     QVERIFY(!(*automatic)->backend().note.empty());
     std::vector<float> got(want.size());
     QVERIFY((*automatic)->eval(tokens, fkv::LogitsMode::Last, got).ok());
     QCOMPARE(got, want);
 
-    p.backend = "cuda";
-    p.policy = "full";
+    p.backend = Backend::cuda;
+    p.policy = Policy::full;
     auto cuda = fkv::Context::create(**model, p);
     if (!expectedCudaObstacle().empty()) {
       QVERIFY(!cuda.ok());
       QVERIFY2(contains(cuda.message(), "backend cuda: "), cuda.message().c_str());
     } else {
       QVERIFY2(cuda.ok(), cuda.message().c_str());
-      QCOMPARE((*cuda)->backend().kind, BackendKind::Cuda);
+      QCOMPARE((*cuda)->backend().kind, Backend::cuda);
     }
   }
 
@@ -156,15 +157,16 @@ class TestBackendChoice : public QObject {
     fkv::ModelOptions o;
     o.n_ctx = 128;
     o.n_threads = 2;
-    o.backend = "auto";
-    o.retrieval.policy = "freekv";
+    o.backend = Backend::automatic;
+    o.retrieval.policy = Policy::freekv;
     QVERIFY((*engine)->load_model(m_model.toStdString(), o).ok());
-    QCOMPARE((*engine)->model_info().backend, std::string("cpu"));
+    QCOMPARE((*engine)->model_info().backend, Backend::cpu);
     QVERIFY(contains((*engine)->model_info().backend_note, "auto: "));
-    o.backend = "tpu";
+    o.backend = Backend::cuda;
+    o.device = -1;
     const fkv::Status bad = (*engine)->load_model(m_model.toStdString(), o);
-    QVERIFY(contains(bad.message(), "backend must be auto, cpu or cuda, found 'tpu'"));
-    QCOMPARE((*engine)->model_info().backend, std::string("cpu"));  // the loaded model stays
+    QVERIFY(contains(bad.message(), "CUDA device index must be >= 0, found -1"));
+    QCOMPARE((*engine)->model_info().backend, Backend::cpu);  // the loaded model stays
   }
 };
 

@@ -11,7 +11,7 @@
 
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/cli_runner.h"
 #include "support/reference_model.h"
 #include "support/test_paths.h"

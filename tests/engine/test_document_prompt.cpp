@@ -3,7 +3,7 @@
 // turn lists in the wrong shape are refused.
 #include <QtTest>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "runtime/document_prompt.h"
 #include "runtime/document_tokens.h"
 #include "support/test_paths.h"

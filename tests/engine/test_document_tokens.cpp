@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "runtime/document_tokens.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"

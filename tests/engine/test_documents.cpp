@@ -23,7 +23,7 @@
 #include "fkv/engine.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "store/checksum.h"
 #include "store/kv_snapshot.h"
 #include "store/library.h"

@@ -10,9 +10,9 @@
 #include <cmath>
 
 #include "model/synthetic.h"
-#include "runtime/eval_tasks.h"
-#include "runtime/fidelity.h"
-#include "runtime/model.h"
+#include "eval/eval_tasks.h"
+#include "eval/fidelity.h"
+#include "model/model.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
@@ -48,10 +48,10 @@ class TestEval : public QObject {
     return r.ok() ? std::move(r).value() : std::vector<fkv::EvalTask>();
   }
 
-  fkv::FidelityParams smallBudget(std::string_view policy) const {
+  fkv::FidelityParams smallBudget(fkv::Policy policy) const {
     fkv::FidelityParams p;
     p.n_gen = 8;
-    p.context.policy = std::string(policy);
+    p.context.policy = policy;
     p.context.page_size = 16;
     p.context.budget = fkv::Budget{16, 32, 32, 16};
     return p;
@@ -223,7 +223,7 @@ class TestEval : public QObject {
     fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], params);
     QVERIFY2(ref.ok(), ref.message().c_str());
     QCOMPARE(ref->tokens.size(), size_t(13));
-    fkv::Result<fkv::FidelityResult> r = fkv::compare_policy(*m_model, ts[0], *ref, "full", params);
+    fkv::Result<fkv::FidelityResult> r = fkv::compare_policy(*m_model, ts[0], *ref, fkv::Policy::full, params);
     QVERIFY2(r.ok(), r.message().c_str());
     QCOMPARE(r->agreement, 1.0);
     QCOMPARE(r->mean_kl, 0.0);
@@ -240,10 +240,10 @@ class TestEval : public QObject {
     params.n_gen = 6;
     fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], params);
     QVERIFY2(ref.ok(), ref.message().c_str());
-    for (const char* policy : {"streaming", "quest", "arkvale", "freekv"}) {
+    for (fkv::Policy policy : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale, fkv::Policy::freekv}) {
       fkv::Result<fkv::FidelityResult> r = fkv::compare_policy(*m_model, ts[0], *ref, policy, params);
       QVERIFY2(r.ok(), r.message().c_str());
-      QCOMPARE(r->policy, std::string(policy));
+      QVERIFY(r->policy == policy);
       QCOMPARE(r->agreement, 1.0);
       QCOMPARE(r->mean_kl, 0.0);
       QCOMPARE(r->output, ref->output);
@@ -254,13 +254,13 @@ class TestEval : public QObject {
     // A 64-token budget over a thousand tokens: the comparison must see the difference, and retrieval must happen.
     const auto ts = tasks("passkey", 1000, 1, 6);
     QCOMPARE(ts.size(), size_t(1));
-    fkv::FidelityParams full = smallBudget("full");
+    fkv::FidelityParams full = smallBudget(fkv::Policy::full);
     fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], full);
     QVERIFY2(ref.ok(), ref.message().c_str());
-    for (const char* policy : {"streaming", "quest", "freekv"}) {
+    for (fkv::Policy policy : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::freekv}) {
       fkv::Result<fkv::FidelityResult> r = fkv::compare_policy(*m_model, ts[0], *ref, policy, smallBudget(policy));
       QVERIFY2(r.ok(), r.message().c_str());
-      QVERIFY2(r->mean_kl > 0, policy);
+      QVERIFY2(r->mean_kl > 0, fkv::policy_name(policy));
       QVERIFY(r->max_kl >= r->mean_kl);
       QVERIFY(r->agreement >= 0 && r->agreement <= 1);
       QVERIFY(r->stats.layer_steps > 0);
@@ -272,7 +272,7 @@ class TestEval : public QObject {
     // One prefill rewound for each policy in turn must give what a fresh context per policy gives, bit for bit.
     const auto ts = tasks("qa", 1000, 1, 12);
     QCOMPARE(ts.size(), size_t(1));
-    fkv::FidelityParams params = smallBudget("full");
+    fkv::FidelityParams params = smallBudget(fkv::Policy::full);
     params.n_gen = 64;  // decoding seals pages that leave the recent window; rewinding must open them again
     fkv::Result<std::unique_ptr<fkv::FidelitySession>> session = fkv::FidelitySession::start(*m_model, ts[0], params);
     QVERIFY2(session.ok(), session.message().c_str());
@@ -282,10 +282,10 @@ class TestEval : public QObject {
     QCOMPARE(fresh_ref->tokens, ref.tokens);
     QVERIFY(fresh_ref->logits == ref.logits);
     int n_reran = 0;
-    for (const char* policy : {"freekv", "streaming", "quest", "arkvale", "full", "freekv"}) {
+    for (fkv::Policy policy : {fkv::Policy::freekv, fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale, fkv::Policy::full, fkv::Policy::freekv}) {
       fkv::Result<fkv::FidelityResult> a = (*session)->compare(policy);
       fkv::Result<fkv::FidelityResult> b = fkv::compare_policy(*m_model, ts[0], ref, policy, params);
-      QVERIFY2(a.ok() && b.ok(), policy);
+      QVERIFY2(a.ok() && b.ok(), fkv::policy_name(policy));
       QCOMPARE(a->agreement, b->agreement);
       QCOMPARE(a->mean_kl, b->mean_kl);
       QCOMPARE(a->max_kl, b->max_kl);
@@ -298,8 +298,8 @@ class TestEval : public QObject {
       n_reran += a->reran ? 1 : 0;
     }
     QVERIFY(n_reran > 0);  // some policy parted from the reference inside the answer and decoded on its own
-    QVERIFY(!(*session)->compare("nonesuch").ok());
-    QVERIFY((*session)->compare("quest").ok());  // a rejected policy leaves the session usable
+    QVERIFY(!(*session)->compare(fkv::Policy::freekv, 1.5f).ok());
+    QVERIFY((*session)->compare(fkv::Policy::quest).ok());  // a rejected policy leaves the session usable
   }
 
   void truncateRewindsExactly() {
@@ -319,7 +319,7 @@ class TestEval : public QObject {
       }
       return rows;
     };
-    for (const char* policy : {"quest", "freekv"}) {
+    for (fkv::Policy policy : {fkv::Policy::quest, fkv::Policy::freekv}) {
       fkv::ContextParams cp = smallBudget(policy).context;
       cp.n_ctx = 400;
       cp.correction_tau = -1.f;  // freekv never corrects: every step uses what the previous step left behind
@@ -336,7 +336,7 @@ class TestEval : public QObject {
       const std::vector<float> rewound = decode(**a, 9000);
       const std::vector<float> fresh = decode(**b, 9000);
       QCOMPARE(rewound.size(), size_t(kSteps) * n_vocab);
-      QVERIFY2(rewound == fresh, policy);
+      QVERIFY2(rewound == fresh, fkv::policy_name(policy));
     }
     fkv::ContextParams cp;
     cp.n_ctx = 64;
@@ -356,11 +356,12 @@ class TestEval : public QObject {
     fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], params);
     QVERIFY(ref.ok());
     params.n_gen = 5;
-    QVERIFY(!fkv::compare_policy(*m_model, ts[0], *ref, "quest", params).ok());
+    QVERIFY(!fkv::compare_policy(*m_model, ts[0], *ref, fkv::Policy::quest, params).ok());
     params.n_gen = 4;
-    fkv::Result<fkv::FidelityResult> bad = fkv::compare_policy(*m_model, ts[0], *ref, "nonesuch", params);
+    params.context.correction_tau = 1.5f;
+    fkv::Result<fkv::FidelityResult> bad = fkv::compare_policy(*m_model, ts[0], *ref, fkv::Policy::freekv, params);
     QVERIFY(!bad.ok());
-    QVERIFY(bad.message().find("nonesuch") != std::string::npos);
+    QVERIFY(bad.message().find("tau") != std::string::npos);
   }
 
   void evalCommandJson() {
@@ -427,7 +428,7 @@ class TestEval : public QObject {
     QCOMPARE(tooLong.exitCode, 1);
     QVERIFY2(tooLong.err.contains("training context (4096 tokens)"), tooLong.err.constData());
     const CliRun badPolicy = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "256", "--policies", "magic"});
-    QCOMPARE(badPolicy.exitCode, 1);
+    QCOMPARE(badPolicy.exitCode, 2);  // an unknown name is a usage error, like a bad tau below
     QVERIFY2(badPolicy.err.contains("magic"), badPolicy.err.constData());
     for (const char* bad : {"freekv@1.5", "freekv@", "freekv@0.8x", "quest@0.8"}) {
       const CliRun r = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "256", "--policies", bad});

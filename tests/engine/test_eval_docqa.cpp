@@ -10,11 +10,11 @@
 #include <set>
 
 #include "fkv/models.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "model/synthetic.h"
-#include "runtime/docqa.h"
-#include "runtime/eval_tasks.h"
-#include "runtime/model.h"
+#include "eval/docqa.h"
+#include "eval/eval_tasks.h"
+#include "model/model.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"

@@ -14,7 +14,7 @@
 #include "backend/cpu/quant.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/reference_model.h"
 #include "support/test_paths.h"
 

@@ -16,7 +16,7 @@
 #include "model/synthetic.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -438,9 +438,10 @@ class TestGenerator : public QObject {
     QVERIFY(!engine.model_info().loaded);
     fkv::ModelOptions mo;
     mo.n_ctx = 64;
-    mo.kv_type = "q4";
+    QVERIFY(!fkv::parse_kv_type("q4").ok());
+    mo.page_size = 0;
     QVERIFY(!engine.load_model(m_path, mo).ok());
-    mo.kv_type = "f16";
+    mo.page_size = 32;
     mo.chat_template = "jinja";
     QVERIFY(!engine.load_model(m_path, mo).ok());
     mo.chat_template = "chatml";

@@ -8,7 +8,7 @@
 #include <limits>
 #include <memory>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "model/gguf_writer.h"
 #include "support/test_paths.h"
 

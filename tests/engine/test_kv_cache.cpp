@@ -239,10 +239,10 @@ class TestKvCache : public QObject {
     QVERIFY2(cache.ok(), cache.message().c_str());
     fkv::PolicyContext pc;
     pc.cache = &*cache;
-    auto made = fkv::make_policy("full", pc);
+    auto made = fkv::make_policy(fkv::Policy::full, pc);
     QVERIFY2(made.ok(), made.message().c_str());
     fkv::AttentionPolicy& pol = **made;
-    QCOMPARE(QString(pol.name()), QString("full"));
+    QVERIFY(pol.kind() == fkv::Policy::full);
     fkv::PageSelection sel;
     // A large selection first, so later ones must shrink what is already there.
     const int cases[][3] = {{8, 0, 20}, {3, 2, 5}, {1, 0, 1}, {4, 3, 3}, {2, 0, 0}};
@@ -278,8 +278,8 @@ class TestKvCache : public QObject {
   }
 
   void unknownPolicyNamesTheKnownOnes() {
-    auto p = fkv::make_policy("nope", fkv::PolicyContext{});
-    QVERIFY2(!p.ok(), "make_policy(\"nope\") succeeded");
+    auto p = fkv::parse_policy("nope");
+    QVERIFY2(!p.ok(), "parse_policy(\"nope\") succeeded");
     const QString msg = QString::fromStdString(p.message());
     QVERIFY2(msg.contains("nope") && msg.contains("full"), qPrintable("message should name 'nope' and 'full': " + msg));
   }

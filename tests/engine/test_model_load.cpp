@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "model/gguf_writer.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 

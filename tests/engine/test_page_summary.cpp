@@ -178,12 +178,12 @@ class TestPageSummary : public QObject {
     // make_policy refuses the same budget for the sparse policies with the same message; `full` ignores it.
     fkv::PolicyContext pc;
     pc.budget = b;
-    for (const char* name : {"streaming", "quest", "arkvale", "freekv"}) {
+    for (fkv::Policy name : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale, fkv::Policy::freekv}) {
       auto p = fkv::make_policy(name, pc);
-      QVERIFY2(!p.ok(), name);
+      QVERIFY2(!p.ok(), fkv::policy_name(name));
       QCOMPARE(QString::fromStdString(p.message()), msg);
     }
-    QVERIFY(fkv::make_policy("full", pc).ok());
+    QVERIFY(fkv::make_policy(fkv::Policy::full, pc).ok());
   }
 
   void policyRefusesTauOutsideCosineRange() {
@@ -191,7 +191,7 @@ class TestPageSummary : public QObject {
     pc.budget = budget(4, 4, 4, 4);
     for (float tau : {-1.5f, 1.01f, std::numeric_limits<float>::quiet_NaN()}) {
       pc.tau = tau;
-      auto p = fkv::make_policy("freekv", pc);
+      auto p = fkv::make_policy(fkv::Policy::freekv, pc);
       QVERIFY2(!p.ok(), qPrintable(QString("tau %1 accepted").arg(tau)));
       QVERIFY2(QString::fromStdString(p.message()).contains("tau"), p.message().c_str());
     }

@@ -19,7 +19,7 @@
 #include "kv/policy.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/policy_helpers.h"
 #include "support/test_paths.h"
 
@@ -41,7 +41,7 @@ struct Event {
   int layer = 0;
   int n_tokens = 0;            // context length of the step
   bool after_prefill = false;  // the first decode step after a prefill (or at the start)
-  std::string policy;
+  fkv::Policy policy = fkv::Policy::full;
   Pages indptr, pages;
   int reused = 0, recalled = 0, checked = 0, corrected = 0;
   uint64_t bytes = 0;
@@ -86,13 +86,13 @@ class Recorder : public fkv::TelemetryObserver {
 };
 
 struct RunSpec {
-  const char* policy = "full";
+  fkv::Policy policy = fkv::Policy::full;
   int page_size = 8;
   Budget budget = make_budget(8, 8, 16, 8);
   float tau = 0.9f;
   DType kv = DType::F16;
   int n_threads = 1;  // inline: the suites stay fast on a loaded machine (the pool spins on busy cores)
-  const char* speculation = "background";  // freekv: or "inline"
+  fkv::Speculation speculation = fkv::Speculation::background;
 };
 
 // One context and what it produced. Not copyable: the context points at the recorder.
@@ -191,12 +191,12 @@ QString same_selections(const std::vector<Event>& a, const std::vector<Event>& b
 QString check_budget(const Event& e, const RunSpec& s) {
   const Budget& b = s.budget;
   const int n_pages = (e.n_tokens + s.page_size - 1) / s.page_size;
-  const bool streaming = std::string(s.policy) == "streaming";
+  const bool streaming = s.policy == fkv::Policy::streaming;
   const bool fits = n_pages * s.page_size <= b.total_tokens();
   const int sink_end = std::min(n_pages, b.sink_pages());
   const int recent_begin = std::max(sink_end, n_pages - b.recent_pages());
   const QString where = QString("layer %1, %2 tokens").arg(e.layer).arg(e.n_tokens);
-  if (e.policy != s.policy) return where + ": event names policy " + QString::fromStdString(e.policy);
+  if (e.policy != s.policy) return where + ": event names policy " + QString(fkv::policy_name(e.policy));
   for (int h = 0; h + 1 < static_cast<int>(e.indptr.size()); ++h) {
     const Pages got = e.head(h);
     const QString at = where + QString(" head %1 %2: ").arg(h).arg(list(got));
@@ -247,12 +247,13 @@ class TestPolicies : public QObject {
     QString e = r.start(m, s, seed);
     QVERIFY2(e.isEmpty(), qPrintable(e));
     e = r.feed(chunks);
-    QVERIFY2(e.isEmpty(), qPrintable(QString(s.policy) + ": " + e));
+    QVERIFY2(e.isEmpty(), qPrintable(QString(fkv::policy_name(s.policy)) + ": " + e));
   }
 
   static void add_sparse_rows() {
     QTest::addColumn<QString>("policy");
-    for (const char* p : {"streaming", "quest", "arkvale", "freekv"}) QTest::newRow(p) << p;
+    for (fkv::Policy p : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale, fkv::Policy::freekv})
+      QTest::newRow(fkv::policy_name(p)) << QString(fkv::policy_name(p));
   }
 
  private slots:
@@ -277,9 +278,9 @@ class TestPolicies : public QObject {
   void budgetCoveringContextIsFull_data() {
     QTest::addColumn<QString>("policy");
     QTest::addColumn<DType>("kv");
-    for (const char* p : {"streaming", "quest", "arkvale", "freekv"}) {
-      QTest::addRow("%s f16", p) << p << DType::F16;
-      QTest::addRow("%s f32", p) << p << DType::F32;
+    for (fkv::Policy p : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale, fkv::Policy::freekv}) {
+      QTest::addRow("%s f16", fkv::policy_name(p)) << QString(fkv::policy_name(p)) << DType::F16;
+      QTest::addRow("%s f32", fkv::policy_name(p)) << QString(fkv::policy_name(p)) << DType::F32;
     }
   }
 
@@ -287,13 +288,13 @@ class TestPolicies : public QObject {
   void budgetCoveringContextIsFull() {
     QFETCH(QString, policy);
     QFETCH(DType, kv);
-    const std::string name = policy.toStdString();
+    const fkv::Policy name = *fkv::parse_policy(policy.toStdString());
     RunSpec s;
     s.kv = kv;
     s.budget = make_budget(8, 8, 48, 8);
     Run full, sparse;
     run(*llama_, s, script(44, 20), full);
-    s.policy = name.c_str();
+    s.policy = name;
     run(*llama_, s, script(44, 20), sparse);
     if (QTest::currentTestFailed()) return;
     const QString diff = same_logits(sparse, full);
@@ -310,9 +311,9 @@ class TestPolicies : public QObject {
   void sparseSelectionsRespectBudget_data() {
     QTest::addColumn<QString>("policy");
     QTest::addColumn<int>("page_size");
-    for (const char* p : {"streaming", "quest", "arkvale", "freekv"}) {
-      QTest::addRow("%s page 4", p) << p << 4;
-      QTest::addRow("%s page 8", p) << p << 8;
+    for (fkv::Policy p : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale, fkv::Policy::freekv}) {
+      QTest::addRow("%s page 4", fkv::policy_name(p)) << QString(fkv::policy_name(p)) << 4;
+      QTest::addRow("%s page 8", fkv::policy_name(p)) << QString(fkv::policy_name(p)) << 8;
     }
   }
 
@@ -320,13 +321,13 @@ class TestPolicies : public QObject {
   void sparseSelectionsRespectBudget() {
     QFETCH(QString, policy);
     QFETCH(int, page_size);
-    const std::string name = policy.toStdString();
+    const fkv::Policy name = *fkv::parse_policy(policy.toStdString());
     RunSpec s;
     s.page_size = page_size;
     s.budget = make_budget(8, 8, 16, page_size);
     Run full, sparse;
     run(*llama_, s, script(45, 20), full);
-    s.policy = name.c_str();
+    s.policy = name;
     run(*llama_, s, script(45, 20), sparse);
     if (QTest::currentTestFailed()) return;
     QCOMPARE(static_cast<int>(sparse.rec.events.size()), 20 * 2);
@@ -356,9 +357,9 @@ class TestPolicies : public QObject {
     s.n_threads = n_threads;
     s.budget = make_budget(8, 8, 16, page_size);
     Run quest, ark;
-    s.policy = "quest";
+    s.policy = fkv::Policy::quest;
     run(*llama_, s, kPrefillScript, quest);
-    s.policy = "arkvale";
+    s.policy = fkv::Policy::arkvale;
     run(*llama_, s, kPrefillScript, ark);
     if (QTest::currentTestFailed()) return;
     QString d = same_selections(quest.rec.events, ark.rec.events);
@@ -375,9 +376,9 @@ class TestPolicies : public QObject {
     RunSpec s;
     s.tau = 1.f;
     Run ark, fk;
-    s.policy = "arkvale";
+    s.policy = fkv::Policy::arkvale;
     run(*llama_, s, kPrefillScript, ark);
-    s.policy = "freekv";
+    s.policy = fkv::Policy::freekv;
     run(*llama_, s, kPrefillScript, fk);
     if (QTest::currentTestFailed()) return;
     QString d = same_selections(fk.rec.events, ark.rec.events);
@@ -395,16 +396,16 @@ class TestPolicies : public QObject {
   // freekv select, correct, recall and compute the same, prefills between decode steps included.
   void freeKvInlineSpeculationIsBackgroundSpeculation() {
     RunSpec s;
-    s.policy = "freekv";
+    s.policy = fkv::Policy::freekv;
     s.tau = 0.5f;  // some heads corrected, most speculations used
     Run bg, in;
-    s.speculation = "background";
+    s.speculation = fkv::Speculation::background;
     run(*llama_, s, kPrefillScript, bg);
-    s.speculation = "inline";
+    s.speculation = fkv::Speculation::inline_;
     run(*llama_, s, kPrefillScript, in);
     if (QTest::currentTestFailed()) return;
-    QCOMPARE(QString(bg.ctx->speculation()), QStringLiteral("background"));
-    QCOMPARE(QString(in.ctx->speculation()), QStringLiteral("inline"));
+    QVERIFY(bg.ctx->speculation() == fkv::Speculation::background);
+    QVERIFY(in.ctx->speculation() == fkv::Speculation::inline_);
     QString d = same_selections(in.rec.events, bg.rec.events);
     QVERIFY2(d.isEmpty(), qPrintable(d));
     d = same_logits(in, bg);
@@ -414,10 +415,9 @@ class TestPolicies : public QObject {
     QVERIFY2(d.isEmpty(), qPrintable(d));
     QVERIFY(a.heads_checked > 0 && a.pages_recalled > 0);
     QCOMPARE(a.wait_s, 0.0);  // inline, nothing is waited for
-    fkv::ContextParams p;
-    p.speculation = "eager";
-    QVERIFY(p.validate().message().find("speculation must be background or inline, found 'eager'") !=
-            std::string::npos);
+    QVERIFY(fkv::parse_speculation("eager").message().find(
+                "unknown speculation 'eager' (expected background or inline)") != std::string::npos);
+    QVERIFY(*fkv::parse_speculation("inline") == fkv::Speculation::inline_);
   }
 
   // Switching the policy of a prefilled context decodes exactly like a context made with that policy; a bad name is
@@ -425,16 +425,16 @@ class TestPolicies : public QObject {
   void setPolicyOnPrefilledContext_data() { add_sparse_rows(); }
   void setPolicyOnPrefilledContext() {
     QFETCH(QString, policy);
-    const std::string name = policy.toStdString();
+    const fkv::Policy name = *fkv::parse_policy(policy.toStdString());
     RunSpec s;
-    s.policy = name.c_str();
+    s.policy = name;
     Run direct, switched;
     run(*llama_, s, script(40, 12), direct);
     RunSpec full;
     run(*llama_, full, {40}, switched);
     if (QTest::currentTestFailed()) return;
-    const fkv::Status bad = switched.ctx->set_policy("bogus", s.budget, s.tau);
-    QVERIFY(!bad.ok() && bad.message().find("bogus") != std::string::npos);
+    const fkv::Status bad = switched.ctx->set_policy(name, s.budget, 1.5f);
+    QVERIFY(!bad.ok() && bad.message().find("tau") != std::string::npos);
     const fkv::Status st = switched.ctx->set_policy(name, s.budget, s.tau);
     QVERIFY2(st.ok(), st.message().c_str());
     QVERIFY2(switched.feed(std::vector<int>(12, 1)).isEmpty(), "decode after set_policy failed");
@@ -446,7 +446,7 @@ class TestPolicies : public QObject {
   // tau = -1: no cosine is below it, so no head is ever corrected, though heads are checked.
   void freeKvTauMinusOneNeverCorrects() {
     RunSpec s;
-    s.policy = "freekv";
+    s.policy = fkv::Policy::freekv;
     s.tau = -1.f;
     Run fk;
     run(*llama_, s, kPrefillScript, fk);
@@ -464,7 +464,7 @@ class TestPolicies : public QObject {
   // the first decode step after a prefill has no speculation to check.
   void freeKvCorrectsExactlyBelowTau() {
     RunSpec s;
-    s.policy = "freekv";
+    s.policy = fkv::Policy::freekv;
     s.tau = -1.f;
     Run probe;
     run(*llama_, s, kPrefillScript, probe);
@@ -531,7 +531,7 @@ class TestPolicies : public QObject {
     const bool covered = n_pages * page_size <= s.budget.total_tokens();
     Run full;
     run(*llama_, s, script(prompt, steps), full);
-    for (const char* p : {"streaming", "quest", "arkvale", "freekv"}) {
+    for (fkv::Policy p : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale, fkv::Policy::freekv}) {
       s.policy = p;
       Run r;
       run(*llama_, s, script(prompt, steps), r);
@@ -539,11 +539,11 @@ class TestPolicies : public QObject {
       QCOMPARE(static_cast<int>(r.rec.events.size()), 2 * (steps + (prompt == 1)));
       if (covered) {
         const QString d = same_logits(r, full);
-        QVERIFY2(d.isEmpty(), qPrintable(QString(p) + ": " + d));
+        QVERIFY2(d.isEmpty(), qPrintable(QString(fkv::policy_name(p)) + ": " + d));
       }
       for (const Event& e : r.rec.events) {
         const QString bad = check_budget(e, s);
-        QVERIFY2(bad.isEmpty(), qPrintable(QString(p) + ": " + bad));
+        QVERIFY2(bad.isEmpty(), qPrintable(QString(fkv::policy_name(p)) + ": " + bad));
       }
     }
   }
@@ -554,9 +554,9 @@ class TestPolicies : public QObject {
   // resident or speculative from before).
   void resetThenReuse() {
     QFETCH(QString, policy);
-    const std::string name = policy.toStdString();
+    const fkv::Policy name = *fkv::parse_policy(policy.toStdString());
     RunSpec s;
-    s.policy = name.c_str();
+    s.policy = name;
     s.tau = 0.5f;
     Run used, fresh;
     run(*llama_, s, script(40, 12), used, 7);
@@ -587,9 +587,9 @@ class TestPolicies : public QObject {
   // stale and selects synchronously (no check on that step), then speculates again.
   void prefillAfterDecode() {
     QFETCH(QString, policy);
-    const std::string name = policy.toStdString();
+    const fkv::Policy name = *fkv::parse_policy(policy.toStdString());
     RunSpec s;
-    s.policy = name.c_str();
+    s.policy = name;
     s.tau = 0.5f;
     Run r;
     run(*llama_, s, kPrefillScript, r);
@@ -598,7 +598,7 @@ class TestPolicies : public QObject {
     for (const Event& e : r.rec.events) {
       const QString bad = check_budget(e, s);
       QVERIFY2(bad.isEmpty(), qPrintable(bad));
-      if (policy != "freekv") continue;
+      if (name != fkv::Policy::freekv) continue;
       QVERIFY2(e.checked == (e.after_prefill ? 0 : 2),
                qPrintable(QString::asprintf("layer %d, %d tokens: %d heads checked", e.layer, e.n_tokens, e.checked)));
     }
@@ -610,9 +610,9 @@ class TestPolicies : public QObject {
   // without an observer computes the same.
   void statsAreEventSums() {
     QFETCH(QString, policy);
-    const std::string name = policy.toStdString();
+    const fkv::Policy name = *fkv::parse_policy(policy.toStdString());
     RunSpec s;
-    s.policy = name.c_str();
+    s.policy = name;
     s.tau = 0.5f;
     Run r;
     run(*llama_, s, kPrefillScript, r);
@@ -640,7 +640,7 @@ class TestPolicies : public QObject {
     QCOMPARE(st.heads_corrected, sum.heads_corrected);
     QVERIFY(st.select_s == sum.select_s && st.recall_s == sum.recall_s && st.wait_s == sum.wait_s);
     QVERIFY(st.pages_selected > 0);
-    QVERIFY((policy == "arkvale" || policy == "freekv") == (st.pages_recalled > 0));
+    QVERIFY((name == fkv::Policy::arkvale || name == fkv::Policy::freekv) == (st.pages_recalled > 0));
 
     r.ctx->set_observer(nullptr);
     const size_t n_events = r.rec.events.size();
@@ -666,10 +666,10 @@ class TestPolicies : public QObject {
   // sparse within the budget.
   void slidingWindowLayersStayDense() {
     QFETCH(QString, policy);
-    const std::string name = policy.toStdString();
+    const fkv::Policy name = *fkv::parse_policy(policy.toStdString());
     const fkv::ModelConfig& cfg = gemma_->config();
     RunSpec s;
-    s.policy = name.c_str();
+    s.policy = name;
     s.page_size = 4;
     s.budget = make_budget(4, 4, 8, 4);
     Run r;

@@ -18,7 +18,7 @@
 #include "kv/policy.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/policy_helpers.h"
 #include "support/test_paths.h"
 
@@ -232,7 +232,8 @@ class TestPolicyDirect : public QObject {
 
   void directSelectionsMatchBruteForce_data() {
     QTest::addColumn<QString>("policy");
-    for (const char* p : {"streaming", "quest", "arkvale"}) QTest::newRow(p) << p;
+    for (fkv::Policy p : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale})
+      QTest::newRow(fkv::policy_name(p)) << QString(fkv::policy_name(p));
   }
 
   void directSelectionsMatchBruteForce() {
@@ -240,19 +241,20 @@ class TestPolicyDirect : public QObject {
     Rig r;
     const QString e = r.init(make_budget(4, 8, 12, 4), 0.9f);
     QVERIFY2(e.isEmpty(), qPrintable(e));
-    auto made = fkv::make_policy(policy.toStdString(), r.pc);
+    const fkv::Policy kind = *fkv::parse_policy(policy.toStdString());
+    auto made = fkv::make_policy(kind, r.pc);
     QVERIFY2(made.ok(), made.message().c_str());
     fkv::AttentionPolicy& pol = **made;
-    QCOMPARE(QString(pol.name()), policy);
-    const bool recalls = policy == "arkvale";
+    QCOMPARE(QString(fkv::policy_name(pol.kind())), policy);
+    const bool recalls = kind == fkv::Policy::arkvale;
     const int k = r.pc.budget.retrieved_pages();
     std::mt19937_64 rng(9);
     PageSelection sel;
     for (int pos = 0; pos < r.n_pages_cap * r.g.page_size; ++pos)
       for (int l = 0; l < 2; ++l) {
         const std::vector<float> q = random_q(rng, static_cast<size_t>(Rig::kHeads) * r.g.head_dim);
-        const std::vector<Pages> want{r.expected(l, 0, pos, q.data(), policy != "streaming"),
-                                      r.expected(l, 1, pos, q.data(), policy != "streaming")};
+        const std::vector<Pages> want{r.expected(l, 0, pos, q.data(), kind != fkv::Policy::streaming),
+                                      r.expected(l, 1, pos, q.data(), kind != fkv::Policy::streaming)};
         // Twice with the same query: arkvale's second pass finds every page resident.
         for (int pass = 0; pass < 2; ++pass) {
           SelectCounters c;
@@ -283,7 +285,7 @@ class TestPolicyDirect : public QObject {
     Rig r;
     const QString e = r.init(make_budget(4, 8, 12, 4), tau);
     QVERIFY2(e.isEmpty(), qPrintable(e));
-    auto made = fkv::make_policy("freekv", r.pc);
+    auto made = fkv::make_policy(fkv::Policy::freekv, r.pc);
     QVERIFY2(made.ok(), made.message().c_str());
     Tally t;
     drive_freekv(r, **made, static_cast<Motion>(motion), 20, t);  // pages fit until position 24
@@ -318,7 +320,7 @@ class TestPolicyDirect : public QObject {
     Rig r;
     const QString e = r.init(make_budget(4, 8, 12, 4), -1.f);  // tau -1: a used speculation is never corrected
     QVERIFY2(e.isEmpty(), qPrintable(e));
-    auto made = fkv::make_policy("freekv", r.pc);
+    auto made = fkv::make_policy(fkv::Policy::freekv, r.pc);
     QVERIFY2(made.ok(), made.message().c_str());
     fkv::AttentionPolicy& pol = **made;
     std::mt19937_64 rng(21);

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "model/gguf_writer.h"
 #include "model/synthetic.h"
-#include "runtime/rope.h"
+#include "model/rope.h"
 #include "support/test_paths.h"
 
 using fkv::GgufWriter;

@@ -12,7 +12,7 @@
 
 #include "backend/cpu/quant.h"
 #include "model/config.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "model/gguf_writer.h"
 #include "model/synthetic.h"
 #include "support/test_paths.h"

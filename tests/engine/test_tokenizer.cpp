@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 #include "model/gguf_writer.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"

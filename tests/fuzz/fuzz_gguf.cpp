@@ -5,7 +5,7 @@
 #include <optional>
 #include <string_view>
 
-#include "model/gguf.h"
+#include "core/gguf.h"
 
 namespace {
 

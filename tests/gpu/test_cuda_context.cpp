@@ -14,7 +14,7 @@
 #include "model/synthetic.h"
 #include "runtime/context.h"
 #include "store/kv_snapshot.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/gpu_rig.h"
 #include "support/test_paths.h"
 
@@ -62,10 +62,10 @@ class TestCudaContext : public QObject {
     p.page_size = 16;
     auto cpu = fkv::Context::create(**model, p);
     QVERIFY2(cpu.ok(), cpu.message().c_str());
-    p.backend = "cuda";
+    p.backend = fkv::Backend::cuda;
     auto gpu = fkv::Context::create(**model, p);
     QVERIFY2(gpu.ok(), gpu.message().c_str());
-    QCOMPARE((*gpu)->backend().kind, fkv::BackendKind::Cuda);
+    QCOMPARE((*gpu)->backend().kind, fkv::Backend::cuda);
     std::vector<int32_t> tokens;
     for (int i = 0; i < 70; ++i) tokens.push_back(2 + (i * 7919) % ((*model)->config().n_vocab - 2));
     auto want = run(**cpu, tokens);
@@ -75,7 +75,7 @@ class TestCudaContext : public QObject {
     QVERIFY2(e <= tolerance, qPrintable(QString("relative error %1 > %2").arg(e).arg(tolerance)));
     QVERIFY((*gpu)->save_kv(fkvtest::tempDir().toStdString() + "/x.fkvpages", {}, 0).message().find(
                 "KV snapshots need the CPU backend") != std::string::npos);
-    QVERIFY((*gpu)->set_policy("freekv", {}, 0.9f).message().find("needs the CPU backend") != std::string::npos);
+    QVERIFY((*gpu)->set_policy(fkv::Policy::freekv, {}, 0.9f).message().find("needs the CPU backend") != std::string::npos);
   }
 
  private slots:
@@ -111,11 +111,11 @@ class TestCudaContext : public QObject {
     QVERIFY(engine.ok());
     fkv::ModelOptions o;
     o.n_ctx = 512;
-    o.backend = "cuda";
-    o.retrieval.policy = "full";
+    o.backend = fkv::Backend::cuda;
+    o.retrieval.policy = fkv::Policy::full;
     const fkv::Status loaded = (*engine)->load_model(path.toStdString(), o);
     QVERIFY2(loaded.ok(), loaded.message().c_str());
-    QCOMPARE((*engine)->model_info().backend, std::string("cuda"));
+    QCOMPARE((*engine)->model_info().backend, fkv::Backend::cuda);
     fkv::GenerationOptions g;
     g.max_tokens = 16;
     g.temperature = 0.f;

@@ -16,7 +16,7 @@
 #include "backend/cpu/quant.h"
 #include "core/dtype.h"
 #include "model/synthetic.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/gpu_rig.h"
 #include "support/test_paths.h"
 

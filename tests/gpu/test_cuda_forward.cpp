@@ -22,7 +22,7 @@
 #include "backend/cuda/forward.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/test_paths.h"
 
 using fkv::Arch;

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "runtime/context.h"
-#include "runtime/model.h"
+#include "model/model.h"
 #include "support/test_paths.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"

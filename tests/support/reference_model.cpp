@@ -6,7 +6,7 @@
 #include <string>
 
 #include "backend/cpu/quant.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 
 namespace fkvtest {
 

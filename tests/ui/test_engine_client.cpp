@@ -265,7 +265,7 @@ class TestEngineClient : public QObject {
 
   void telemetryIsThrottledAndSensible() {
     fkv::RetrievalOptions r;
-    r.policy = "freekv";
+    r.policy = fkv::Policy::freekv;
     r.sink_tokens = 32;
     r.recent_tokens = 32;
     r.retrieved_tokens = 64;

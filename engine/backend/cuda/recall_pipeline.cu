@@ -1,6 +1,5 @@
 // The double-buffered recall executor (see recall_pipeline.h). Host code only: the scatter kernel is in kv_kernels.cu.
 //
-// Verified here: compiles with nvcc (all warnings as errors). Not yet verified: execution and overlap on a GPU.
 #include <cuda_runtime.h>
 
 #include <utility>

@@ -4,12 +4,14 @@
 
 #include <cstdint>
 
+#include "fkv/options.h"
+
 namespace fkv {
 
 struct LayerStepEvent {
   int64_t step = 0;  // decode step since the context was created
   int layer = 0;
-  const char* policy = "";
+  Policy policy = Policy::full;
   int n_kv_heads = 0;
   const int32_t* sel_indptr = nullptr;  // (n_kv_heads + 1) CSR over KV heads of the pages attended
   const int32_t* sel_pages = nullptr;   // (sel_indptr[n_kv_heads]) page ids

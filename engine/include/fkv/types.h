@@ -8,6 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "fkv/options.h"
+#include "fkv/status.h"
+
 namespace fkv {
 
 struct EngineOptions {
@@ -49,11 +52,13 @@ struct OpenedDocument {
 
 // Decode-time KV retrieval (the prefill is always exact).
 struct RetrievalOptions {
-  std::string policy = "freekv";  // "full", "streaming", "quest", "arkvale" or "freekv"
+  Policy policy = Policy::freekv;
   int sink_tokens = 512;          // budget: tokens at the start, always attended
   int recent_tokens = 512;        // budget: most recent tokens, always attended
   int retrieved_tokens = 1024;    // budget: tokens in the pages retrieved each step
-  float correction_tau = 0.9f;    // freekv: heads whose query cosine falls below this are re-selected
+  float correction_tau = 0.9f;    // freekv: heads whose query cosine falls below this are re-selected (0..1)
+  // Budget parts that are whole pages of page_size tokens, a recent window of at least one page, tau in 0..1.
+  Status validate(int page_size) const;
 };
 
 inline constexpr int kAutoContextMax = 32768;
@@ -64,15 +69,16 @@ struct ModelOptions {
   int n_ctx = 4096;
   int n_threads = 0;            // compute threads; 0: the machine's hardware threads
   int page_size = 32;           // tokens per KV page
-  std::string kv_type = "f16";  // KV cache element type: "f16", "bf16" or "f32"
+  KvType kv_type = KvType::f16;
   // "" detects the chat template from the file; else "llama2", "llama3", "mistral", "chatml", "gemma", "deepseek-r1".
   std::string chat_template;
   RetrievalOptions retrieval;
-  // "cpu", "cuda" or "auto". CUDA runs the dense forward pass with the KV cache on the GPU (policy full; documents,
-  // whose KV is saved from host memory, need the CPU). "auto" takes CUDA where it can and says in
-  // ModelInfo::backend_note why it did not.
-  std::string backend = "cpu";
+  // CUDA runs the dense forward pass with the KV cache on the GPU (policy full; documents, whose KV is saved from
+  // host memory, need the CPU). automatic takes CUDA where it can and says in ModelInfo::backend_note why it did not.
+  Backend backend = Backend::cpu;
   int device = 0;  // CUDA device index
+  // Every range above (n_ctx 0..2^24, threads 0..1024, page size 1..4096, device >= 0) and the retrieval's.
+  Status validate() const;
 };
 
 struct ModelInfo {
@@ -93,7 +99,7 @@ struct ModelInfo {
   uint64_t file_bytes = 0;          // size of the GGUF
   uint64_t weight_bytes = 0;        // weights read per decoded token
   uint64_t kv_bytes_per_token = 0;  // K and V of every layer, in the KV type of this load
-  std::string backend;              // "cpu" or "cuda": where this load runs
+  Backend backend = Backend::cpu;   // where this load runs: cpu or cuda
   std::string backend_note;         // why "auto" ended on the CPU; empty otherwise
   std::string isa;                  // the CPU kernels in use: "avx2" or "scalar"
 };
@@ -163,7 +169,7 @@ struct EngineStats {
   int n_tokens = 0;            // tokens in it
   uint64_t kv_host_bytes = 0;  // KV of those tokens in host memory
   uint64_t kv_device_bytes = 0;
-  std::string policy;
+  Policy policy = Policy::full;
   int64_t layer_steps = 0;  // retrieval totals since the last reset
   int64_t heads_checked = 0, heads_corrected = 0;
   int64_t pages_recalled = 0, pages_reused = 0;

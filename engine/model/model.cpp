@@ -1,4 +1,4 @@
-#include "runtime/model.h"
+#include "model/model.h"
 
 #include "tokenizer/tokenizer.h"
 

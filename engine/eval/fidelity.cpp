@@ -1,5 +1,5 @@
 // Policy fidelity: the reference run, teacher-forced comparison, and the greedy answer each side gives.
-#include "runtime/fidelity.h"
+#include "eval/fidelity.h"
 
 #include <algorithm>
 #include <chrono>
@@ -20,9 +20,9 @@ int32_t argmax(std::span<const float> v) {
 }
 
 Result<std::unique_ptr<Context>> make_context(const Model& model, const EvalTask& task, const FidelityParams& p,
-                                              std::string_view policy) {
+                                              Policy policy) {
   ContextParams cp = p.context;
-  cp.policy = std::string(policy);
+  cp.policy = policy;
   cp.n_ctx = task.n_tokens + p.n_gen + 1;
   return Context::create(model, cp);
 }
@@ -191,7 +191,7 @@ Result<std::unique_ptr<FidelitySession>> FidelitySession::start(const Model& mod
   std::unique_ptr<FidelitySession> s(new FidelitySession());
   s->task_ = task;
   s->params_ = params;
-  FKV_ASSIGN_OR_RETURN(s->ctx_, make_context(model, task, params, "full"));
+  FKV_ASSIGN_OR_RETURN(s->ctx_, make_context(model, task, params, Policy::full));
   s->first_.resize(static_cast<size_t>(model.config().n_vocab));
   const Clock::time_point t0 = Clock::now();
   FKV_TRY(s->ctx_->eval(task.tokens, LogitsMode::Last, s->first_));
@@ -200,15 +200,15 @@ Result<std::unique_ptr<FidelitySession>> FidelitySession::start(const Model& mod
   return s;
 }
 
-Result<FidelityResult> FidelitySession::compare(std::string_view policy) {
+Result<FidelityResult> FidelitySession::compare(Policy policy) {
   return compare(policy, params_.context.correction_tau);
 }
 
-Result<FidelityResult> FidelitySession::compare(std::string_view policy, float tau) {
+Result<FidelityResult> FidelitySession::compare(Policy policy, float tau) {
   FKV_TRY(ctx_->truncate(task_.n_tokens));
-  FKV_TRY(ctx_->set_policy(std::string(policy), params_.context.budget, tau));
+  FKV_TRY(ctx_->set_policy(policy, params_.context.budget, tau));
   FidelityResult r;
-  r.policy = std::string(policy);
+  r.policy = policy;
   r.prefill_s = ref_.prefill_s;
   FKV_TRY(teacher_force(*ctx_, task_, ref_, first_, r));
   return r;
@@ -221,7 +221,7 @@ Result<ReferenceRun> run_reference(const Model& model, const EvalTask& task, con
 
 FidelityResult reference_result(const ReferenceRun& ref) {
   FidelityResult r;
-  r.policy = "full";
+  r.policy = Policy::full;
   r.n_steps = ref.n_steps;
   r.agreement = 1;
   r.first_divergence = ref.n_steps + 1;
@@ -235,12 +235,12 @@ FidelityResult reference_result(const ReferenceRun& ref) {
 }
 
 Result<FidelityResult> compare_policy(const Model& model, const EvalTask& task, const ReferenceRun& ref,
-                                      std::string_view policy, const FidelityParams& params) {
+                                      Policy policy, const FidelityParams& params) {
   FKV_TRY(params.validate());
   FKV_TRY(check_reference(model, ref, params));
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<Context> ctx, make_context(model, task, params, policy));
   FidelityResult r;
-  r.policy = std::string(policy);
+  r.policy = policy;
   std::vector<float> first(static_cast<size_t>(model.config().n_vocab));  // (n_vocab)
   const Clock::time_point t0 = Clock::now();
   FKV_TRY(ctx->eval(task.tokens, LogitsMode::Last, first));

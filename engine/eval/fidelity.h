@@ -17,8 +17,8 @@
 #include "fkv/events.h"
 #include "fkv/status.h"
 #include "runtime/context.h"
-#include "runtime/eval_tasks.h"
-#include "runtime/model.h"
+#include "eval/eval_tasks.h"
+#include "model/model.h"
 
 namespace fkv {
 
@@ -44,7 +44,7 @@ struct ReferenceRun {
 };
 
 struct FidelityResult {
-  std::string policy;
+  Policy policy = Policy::full;
   int n_steps = 0;
   double agreement = 0;  // fraction of decode steps whose argmax equals the reference's
   double mean_kl = 0;    // mean over steps of KL(p_full || p_policy), nats
@@ -71,11 +71,11 @@ class FidelitySession {
   static Result<std::unique_ptr<FidelitySession>> start(const Model& model, const EvalTask& task,
                                                         const FidelityParams& params);
   const ReferenceRun& reference() const { return ref_; }
-  // Rewinds to the prompt, switches to `policy` (any name make_policy accepts) and compares it with the reference.
+  // Rewinds to the prompt, switches to `policy`  and compares it with the reference.
   // prefill_s is the shared prefill's time.
-  Result<FidelityResult> compare(std::string_view policy);
+  Result<FidelityResult> compare(Policy policy);
   // The same with freekv's correction threshold set to `tau` instead of the session's.
-  Result<FidelityResult> compare(std::string_view policy, float tau);
+  Result<FidelityResult> compare(Policy policy, float tau);
 
  private:
   FidelitySession() = default;
@@ -92,9 +92,9 @@ Result<ReferenceRun> run_reference(const Model& model, const EvalTask& task, con
 // The reference as the result of comparing "full" with itself (agreement 1, KL 0) without running it again.
 FidelityResult reference_result(const ReferenceRun& ref);
 
-// Runs `task` under `policy` (any name make_policy accepts, "full" included) and compares it with `ref`, which must
+// Runs `task` under `policy` (full included) and compares it with `ref`, which must
 // come from run_reference with the same task and n_gen.
 Result<FidelityResult> compare_policy(const Model& model, const EvalTask& task, const ReferenceRun& ref,
-                                      std::string_view policy, const FidelityParams& params);
+                                      Policy policy, const FidelityParams& params);
 
 }  // namespace fkv

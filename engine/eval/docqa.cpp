@@ -1,5 +1,5 @@
 // docqa task building: the asked document whole, padded with other documents to the target length.
-#include "runtime/docqa.h"
+#include "eval/docqa.h"
 
 #include <sys/stat.h>
 #include <algorithm>
@@ -10,7 +10,7 @@
 #include <fstream>
 #include <set>
 
-#include "runtime/eval_prompt.h"
+#include "eval/eval_prompt.h"
 
 namespace fkv {
 

@@ -9,7 +9,7 @@
 #include "backend/cpu/quant.h"
 #include "fkv/status.h"
 #include "model/config.h"
-#include "model/gguf.h"
+#include "core/gguf.h"
 
 namespace fkv {
 

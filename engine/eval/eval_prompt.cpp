@@ -1,5 +1,5 @@
 // Prompt layouts of evaluation tasks and the search for the filler that reaches a target length.
-#include "runtime/eval_prompt.h"
+#include "eval/eval_prompt.h"
 
 #include <algorithm>
 

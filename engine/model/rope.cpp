@@ -1,4 +1,4 @@
-#include "runtime/rope.h"
+#include "model/rope.h"
 
 #include <algorithm>
 #include <cmath>

@@ -2,7 +2,7 @@
 // its answer must match. Questions ask for short facts a reader finds in one place of the named document (a number,
 // a date, a section title, a name); patterns accept the usual spellings of that fact ("60" or "sixty") and little
 // else. Every pattern is checked against its document by the tests (test_docqa).
-#include "runtime/docqa.h"
+#include "eval/docqa.h"
 
 namespace fkv {
 

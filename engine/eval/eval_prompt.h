@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "fkv/status.h"
-#include "runtime/eval_tasks.h"
+#include "eval/eval_tasks.h"
 
 namespace fkv {
 

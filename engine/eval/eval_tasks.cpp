@@ -1,6 +1,6 @@
 // Long-context task generation. A task is a blueprint (intro, needles at relative depths, question with an answer
 // cue) plus filler sentences; the filler grows until the tokenized prompt is as long as asked.
-#include "runtime/eval_tasks.h"
+#include "eval/eval_tasks.h"
 
 #include <algorithm>
 #include <cctype>
@@ -14,9 +14,9 @@
 #include <regex>
 #include <set>
 
-#include "model/gguf.h"
-#include "runtime/docqa.h"
-#include "runtime/eval_prompt.h"
+#include "core/gguf.h"
+#include "eval/docqa.h"
+#include "eval/eval_prompt.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fkv {

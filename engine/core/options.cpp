@@ -1,0 +1,54 @@
+#include "fkv/options.h"
+
+#include <array>
+#include <string>
+#include <utility>
+
+namespace fkv {
+
+namespace {
+
+template <class E, size_t N>
+using Names = std::array<std::pair<E, const char*>, N>;
+
+constexpr Names<Policy, 5> kPolicies{{{Policy::full, "full"},
+                                      {Policy::streaming, "streaming"},
+                                      {Policy::quest, "quest"},
+                                      {Policy::arkvale, "arkvale"},
+                                      {Policy::freekv, "freekv"}}};
+constexpr Names<Backend, 3> kBackends{{{Backend::automatic, "auto"}, {Backend::cpu, "cpu"}, {Backend::cuda, "cuda"}}};
+constexpr Names<Speculation, 2> kSpeculations{
+    {{Speculation::background, "background"}, {Speculation::inline_, "inline"}}};
+constexpr Names<KvType, 3> kKvTypes{{{KvType::f16, "f16"}, {KvType::bf16, "bf16"}, {KvType::f32, "f32"}}};
+
+template <class E, size_t N>
+const char* name_of(const Names<E, N>& names, E value) {
+  for (const auto& [v, name] : names)
+    if (v == value) return name;
+  return "?";
+}
+
+template <class E, size_t N>
+Result<E> parse(const Names<E, N>& names, std::string_view what, std::string_view given) {
+  std::string list;
+  for (size_t i = 0; i < N; ++i) {
+    if (given == names[i].second) return names[i].first;
+    list += i == 0 ? "" : i + 1 == N ? " or " : ", ";
+    list += names[i].second;
+  }
+  return err("unknown ", what, " '", given, "' (expected ", list, ")");
+}
+
+}  // namespace
+
+const char* policy_name(Policy p) { return name_of(kPolicies, p); }
+const char* backend_name(Backend b) { return name_of(kBackends, b); }
+const char* speculation_name(Speculation s) { return name_of(kSpeculations, s); }
+const char* kv_type_name(KvType t) { return name_of(kKvTypes, t); }
+
+Result<Policy> parse_policy(std::string_view name) { return parse(kPolicies, "attention policy", name); }
+Result<Backend> parse_backend(std::string_view name) { return parse(kBackends, "backend", name); }
+Result<Speculation> parse_speculation(std::string_view name) { return parse(kSpeculations, "speculation", name); }
+Result<KvType> parse_kv_type(std::string_view name) { return parse(kKvTypes, "KV type", name); }
+
+}  // namespace fkv

@@ -1,0 +1,39 @@
+// The engine's named settings as types. Each has one name function (for messages, JSON and settings files) and one
+// parser (for command lines and saved settings), so a name is spelled and checked in exactly one place.
+#pragma once
+
+#include <string_view>
+
+#include "fkv/status.h"
+
+namespace fkv {
+
+// Decode-time attention over the KV cache (the prefill is always exact). full: every page; streaming: sinks and the
+// recent window only; quest and arkvale: plus the pages whose summaries score highest for this step's query
+// (arkvale recalls them from host memory); freekv: arkvale's selection made speculatively with the previous step's
+// query, corrected synchronously for heads whose query moved (FREEKV.md).
+enum class Policy { full, streaming, quest, arkvale, freekv };
+// Where the forward pass runs. automatic: CUDA when this build, the machine and the policy allow it, else the CPU.
+enum class Backend { cpu, cuda, automatic };
+// freekv: where the speculative selection and recall for the next step run: on a thread of its own (FreeKV's
+// design) or on the decode thread right after each layer. Same selections and logits either way.
+enum class Speculation { background, inline_ };
+// Element type of the KV cache.
+enum class KvType { f16, bf16, f32 };
+
+const char* policy_name(Policy p);  // "full", "streaming", "quest", "arkvale", "freekv"
+const char* backend_name(Backend b);  // "cpu", "cuda", "auto"
+const char* speculation_name(Speculation s);  // "background", "inline"
+const char* kv_type_name(KvType t);  // "f16", "bf16", "f32"
+
+// Errors name what was given and list the accepted names.
+Result<Policy> parse_policy(std::string_view name);
+Result<Backend> parse_backend(std::string_view name);
+Result<Speculation> parse_speculation(std::string_view name);
+Result<KvType> parse_kv_type(std::string_view name);
+
+// freekv's correction threshold on the query cosine, the one range every caller checks against: heads whose cosine
+// falls below it are re-selected; -1 never corrects, 1 corrects every head whose query moved at all.
+inline constexpr float kMinCorrectionTau = -1.f, kMaxCorrectionTau = 1.f;
+
+}  // namespace fkv
