@@ -8,6 +8,7 @@
 #include <QString>
 #include <QVector>
 
+#include "fkv/events.h"
 #include "fkv/types.h"
 
 // A model as the window shows it.
@@ -56,15 +57,9 @@ struct AnswerStats {
 };
 
 // One decode step's retrieval, summed over layers (for the recall timeline).
-struct StepRecord {
+struct StepRecord : fkv::RetrievalCounters {  // summed over the step's layers
   qint64 step = 0;
-  int pagesSelected = 0;
-  int pagesReused = 0;
-  int pagesRecalled = 0;
-  quint64 bytesRecalled = 0;
-  int headsChecked = 0;
-  int headsCorrected = 0;
-  double stallMs = 0;  // select + recall + wait on the critical path
+  double stallMs() const { return (select_s + recall_s + wait_s) * 1000.0; }  // on the critical path
 };
 
 // What the live panels draw, emitted at most 30 times a second. Grids are (nLayers, nKvHeads) row-major.

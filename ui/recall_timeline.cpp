@@ -122,13 +122,13 @@ QString RecallTimeline::stepToolTip(int row) const {
   return tr("Step %1\nPages attended: %2\n  recalled from host: %3\n  reused in working set: %4\nBytes recalled: %5\n"
             "Heads corrected: %6 of %7 checked\nStall: %8 ms")
       .arg(s.step)
-      .arg(s.pagesSelected)
-      .arg(s.pagesRecalled)
-      .arg(s.pagesReused)
-      .arg(bytesText(s.bytesRecalled))
-      .arg(s.headsCorrected)
-      .arg(s.headsChecked)
-      .arg(QString::number(s.stallMs, 'f', 2));
+      .arg(s.pages_selected)
+      .arg(s.pages_recalled)
+      .arg(s.pages_reused)
+      .arg(bytesText(s.bytes_recalled))
+      .arg(s.heads_corrected)
+      .arg(s.heads_checked)
+      .arg(QString::number(s.stallMs(), 'f', 2));
 }
 
 QSize RecallTimeline::sizeHint() const { return QSize(480, 180); }
@@ -225,8 +225,8 @@ void RecallTimeline::paintLegend(QPainter& p, const QRect& r) const {
   const StepRecord s = stepAt(stepCount() - 1);
   const QString last = tr("step %1: %2 recalled, %3, %4 ms")
                            .arg(s.step)
-                           .arg(s.pagesRecalled)
-                           .arg(bytesText(s.bytesRecalled), QString::number(s.stallMs, 'f', 2));
+                           .arg(s.pages_recalled)
+                           .arg(bytesText(s.bytes_recalled), QString::number(s.stallMs(), 'f', 2));
   if (x + fm.horizontalAdvance(last) + kMargin < r.right())
     p.drawText(r.adjusted(0, 0, -kMargin, 0), Qt::AlignRight | Qt::AlignVCenter, last);
 }
@@ -236,26 +236,26 @@ void RecallTimeline::paintColumns(QPainter& p, const Layout& l) const {
   const int first = std::max(0, offset / m_barWidth);
   const int last = std::min(stepCount() - 1, (offset + viewport()->width()) / m_barWidth);
   // Scale to what is in view, so a quiet stretch is still readable after a burst of recalls.
-  int maxPages = 1;
+  int64_t maxPages = 1;
   double maxStall = 1e-3;
   for (int i = first; i <= last; ++i) {
     const StepRecord s = m_model->record(i);
-    maxPages = std::max(maxPages, s.pagesSelected);
-    maxStall = std::max(maxStall, s.stallMs);
+    maxPages = std::max(maxPages, s.pages_selected);
+    maxStall = std::max(maxStall, s.stallMs());
   }
   const int w = m_barWidth - 1;
-  auto barHeight = [](int value, int full, double max) { return int(std::lround(full * (value / max))); };
+  auto barHeight = [](int64_t value, int full, double max) { return int(std::lround(full * (value / max))); };
   for (int i = first; i <= last; ++i) {
     const StepRecord s = m_model->record(i);
     const int x = i * m_barWidth - offset;
-    const int recalled = barHeight(s.pagesRecalled, l.pages.height(), maxPages);
-    const int reused = barHeight(s.pagesReused, l.pages.height(), maxPages);
-    const int total = std::max(recalled + reused, barHeight(s.pagesSelected, l.pages.height(), maxPages));
+    const int recalled = barHeight(s.pages_recalled, l.pages.height(), maxPages);
+    const int reused = barHeight(s.pages_reused, l.pages.height(), maxPages);
+    const int total = std::max(recalled + reused, barHeight(s.pages_selected, l.pages.height(), maxPages));
     const int base = l.pages.bottom() + 1;
     p.fillRect(QRect(x, base - total, w, total - recalled - reused), kResident);
     p.fillRect(QRect(x, base - recalled - reused, w, reused), kReused);
     p.fillRect(QRect(x, base - recalled, w, recalled), kRecalled);
-    const int stall = int(std::lround(l.stall.height() * (s.stallMs / maxStall)));
+    const int stall = int(std::lround(l.stall.height() * (s.stallMs() / maxStall)));
     p.fillRect(QRect(x, l.stall.bottom() + 1 - stall, w, stall), kStall);
   }
   p.setPen(palette().color(QPalette::PlaceholderText));

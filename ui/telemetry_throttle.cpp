@@ -41,14 +41,7 @@ void TelemetryThrottle::on_layer_step(const fkv::LayerStepEvent& e) {
     beginStep(e.step);
   }
   m_policy = e.policy;
-  const int nSelected = e.sel_indptr != nullptr ? e.sel_indptr[e.n_kv_heads] : 0;
-  m_current.pagesSelected += nSelected;
-  m_current.pagesReused += e.pages_reused;
-  m_current.pagesRecalled += e.pages_recalled;
-  m_current.bytesRecalled += e.bytes_recalled;
-  m_current.headsChecked += e.heads_checked;
-  m_current.headsCorrected += e.heads_corrected;
-  m_current.stallMs += (e.select_s + e.recall_s + e.wait_s) * 1000.0;
+  m_current += e;
   recordGrid(e);
   countRetrieved(e);
   if (e.layer == m_nLayers - 1) {

@@ -16,8 +16,8 @@ QVariant TimelineModel::data(const QModelIndex& index, int role) const {
     case RawValueRole:
       return value(s, index.column());
     case Qt::DisplayRole:
-      if (index.column() == BytesColumn) return QLocale().formattedDataSize(qint64(s.bytesRecalled));
-      if (index.column() == StallColumn) return QString::number(s.stallMs, 'f', 2);
+      if (index.column() == BytesColumn) return QLocale().formattedDataSize(qint64(s.bytes_recalled));
+      if (index.column() == StallColumn) return QString::number(s.stallMs(), 'f', 2);
       return value(s, index.column());
     case Qt::TextAlignmentRole:
       return int(Qt::AlignRight | Qt::AlignVCenter);
@@ -80,15 +80,15 @@ QVariant TimelineModel::value(const StepRecord& s, int column) const {
     case StepColumn:
       return s.step;
     case SelectedColumn:
-      return s.pagesSelected;
+      return qint64(s.pages_selected);
     case ReusedColumn:
-      return s.pagesReused;
+      return qint64(s.pages_reused);
     case RecalledColumn:
-      return s.pagesRecalled;
+      return qint64(s.pages_recalled);
     case BytesColumn:
-      return qint64(s.bytesRecalled);
+      return qint64(s.bytes_recalled);
     case StallColumn:
-      return s.stallMs;
+      return s.stallMs();
     default:
       return {};
   }

@@ -3,20 +3,18 @@
 // times one question is asked and the time to its first answer token is measured.
 #include "bench_reopen.h"
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 
-#include "fkv/engine.h"
+#include "core/clock.h"
 #include "eval/eval_tasks.h"
+#include "fkv/engine.h"
 #include "model/model.h"
 
 namespace freekv {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // One open + one question: the document's OpenedDocument and the seconds to the first answer piece.
 fkv::Result<std::pair<fkv::OpenedDocument, double>> open_and_ask(const ReopenOptions& o, const std::string& library,
@@ -25,18 +23,18 @@ fkv::Result<std::pair<fkv::OpenedDocument, double>> open_and_ask(const ReopenOpt
   eo.library_path = library;
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Engine> engine, fkv::Engine::create(eo));
   FKV_TRY(engine->load_model(o.model_path, o.model));
-  const Clock::time_point t0 = Clock::now();
+  const fkv::Clock::time_point t0 = fkv::Clock::now();
   FKV_ASSIGN_OR_RETURN(fkv::OpenedDocument d, engine->open_document(doc, fkv::DocumentOptions{}, nullptr));
   fkv::GenerationOptions g;
   g.temperature = 0;
   g.max_tokens = 1;
   double first = 0;
   const auto on_text = [&](std::string_view) {
-    if (first == 0) first = seconds_since(t0);
+    if (first == 0) first = fkv::seconds_since(t0);
     return true;
   };
   FKV_TRY(engine->ask({{"user", "Which city is named in the report?"}}, g, on_text).status());
-  if (first == 0) first = seconds_since(t0);  // the one token was a control token (no text)
+  if (first == 0) first = fkv::seconds_since(t0);  // the one token was a control token (no text)
   return std::make_pair(d, first);
 }
 

@@ -6,7 +6,6 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -16,8 +15,9 @@
 #include "backend/cpu/quant.h"
 #include "bench_reopen.h"
 #include "cli.h"
-#include "runtime/context.h"
+#include "core/clock.h"
 #include "model/model.h"
+#include "runtime/context.h"
 #include "synthetic_models.h"
 #include "tokenizer/tokenizer.h"
 
@@ -56,7 +56,6 @@ std::vector<OptionSpec> bench_options() {
 
 const std::vector<OptionSpec> kBenchOptions = bench_options();
 
-using Clock = std::chrono::steady_clock;
 
 struct BenchOptions {
   std::string model_path;
@@ -143,7 +142,6 @@ fkv::Status apply_isa(const std::string& name) {
   return {};
 }
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
@@ -152,20 +150,20 @@ int32_t argmax(std::span<const float> v) {
 // Tokens per second of one prefill of `tokens` into an empty context.
 fkv::Result<double> time_prefill(fkv::Context& ctx, std::span<const int32_t> tokens, std::span<float> logits) {
   ctx.reset();
-  const Clock::time_point t0 = Clock::now();
+  const fkv::Clock::time_point t0 = fkv::Clock::now();
   FKV_TRY(ctx.eval(tokens, fkv::LogitsMode::Last, logits));
-  return static_cast<double>(tokens.size()) / seconds_since(t0);
+  return static_cast<double>(tokens.size()) / fkv::seconds_since(t0);
 }
 
 // Tokens per second of `n_decode` single-token evaluations starting from `first`, on the context as it is.
 fkv::Result<double> time_decode(fkv::Context& ctx, int n_decode, int32_t first, std::span<float> logits) {
   int32_t next = first;
-  const Clock::time_point t0 = Clock::now();
+  const fkv::Clock::time_point t0 = fkv::Clock::now();
   for (int i = 0; i < n_decode; ++i) {
     FKV_TRY(ctx.eval(std::span<const int32_t>(&next, 1), fkv::LogitsMode::Last, logits));
     next = argmax(logits);
   }
-  return n_decode / seconds_since(t0);
+  return n_decode / fkv::seconds_since(t0);
 }
 
 double peak_rss_mib() {

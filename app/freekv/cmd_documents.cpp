@@ -2,24 +2,22 @@
 // again (even from a new process) needs no prefill.
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 
 #include "cli.h"
+#include "core/clock.h"
 #include "fkv/engine.h"
 #include "ingest/ingest.h"
-#include "store/library_documents.h"
 #include "store/library.h"
+#include "store/library_documents.h"
 
 namespace freekv {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 constexpr OptionSpec kLibraryOption = {"--library", "", "PATH",
                                        "library database (default: $FKV_LIBRARY, else $XDG_DATA_HOME/freekv-desk/"
@@ -277,13 +275,13 @@ int run_ask_impl(const ParsedArgs& a) {
       return usage_fail("ask: option --doc-id: expected a document id, found '" + *doc_id + "'");
   }
   const bool json = a.has("--json");
-  const Clock::time_point t0 = Clock::now();
+  const fkv::Clock::time_point t0 = fkv::Clock::now();
   fkv::EngineOptions eo;
   if (!a.has("--no-library")) eo.library_path = library_path(a);
   fkv::Result<std::unique_ptr<fkv::Engine>> engine = fkv::Engine::create(eo);
   if (!engine.ok()) return fail("ask: " + engine.message());
   if (fkv::Status s = (*engine)->load_model(ro->model_path, ro->model); !s.ok()) return fail("ask: " + s.message());
-  const double load_model_s = seconds_since(t0);
+  const double load_model_s = fkv::seconds_since(t0);
   const CancelOnSigint ctrl_c(**engine);
   const bool show_progress = isatty(STDERR_FILENO) != 0;
   // A cancelled prefill leaves its progress line unfinished; the error goes on a line of its own.
@@ -295,7 +293,7 @@ int run_ask_impl(const ParsedArgs& a) {
     if (show_progress) print_progress(p);
     return true;
   };
-  const Clock::time_point t_open = Clock::now();
+  const fkv::Clock::time_point t_open = fkv::Clock::now();
   fkv::Result<fkv::OpenedDocument> opened = doc ? (*engine)->open_document(*doc, fkv::DocumentOptions{}, progress)
                                                 : (*engine)->open_document(id, fkv::DocumentOptions{}, progress);
   if (!opened.ok()) return ask_fail(opened.message());
@@ -311,7 +309,7 @@ int run_ask_impl(const ParsedArgs& a) {
   double first_token_s = 0;
   const fkv::Result<fkv::GenerateResult> r =
       (*engine)->ask({{"user", question}}, ro->gen, [&](std::string_view piece) {
-        if (first_token_s == 0) first_token_s = seconds_since(t_open);
+        if (first_token_s == 0) first_token_s = fkv::seconds_since(t_open);
         if (!json) {
           std::fwrite(piece.data(), 1, piece.size(), stdout);
           std::fflush(stdout);

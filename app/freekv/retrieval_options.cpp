@@ -62,15 +62,7 @@ void write_budget_json(JsonWriter& j, const fkv::ContextParams& cp) {
 
 void add_retrieval_stats(fkv::RetrievalStats& to, const fkv::RetrievalStats& s) {
   to.layer_steps += s.layer_steps;
-  to.pages_selected += s.pages_selected;
-  to.pages_reused += s.pages_reused;
-  to.pages_recalled += s.pages_recalled;
-  to.bytes_recalled += s.bytes_recalled;
-  to.heads_checked += s.heads_checked;
-  to.heads_corrected += s.heads_corrected;
-  to.select_s += s.select_s;
-  to.recall_s += s.recall_s;
-  to.wait_s += s.wait_s;
+  to += s;
 }
 
 double correction_rate(const fkv::RetrievalStats& s) {

@@ -15,8 +15,9 @@
 #include <utility>
 #include <vector>
 
-#include "fkv/status.h"
+#include "core/rng.h"
 #include "eval/eval_tasks.h"
+#include "fkv/status.h"
 
 namespace fkv {
 
@@ -27,12 +28,7 @@ class Tokenizer;
 class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return splitmix64(state_); }
   int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
   double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
   template <size_t N>

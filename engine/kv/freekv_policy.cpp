@@ -1,17 +1,14 @@
 // FreeKV: speculative retrieval with fine-grained correction; the speculative recall runs on a background thread, or
 // inline after each layer's attention where no core is free for one (PolicyContext::speculate_inline).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
+#include "core/clock.h"
 #include "kv/policies_impl.h"
 
 namespace fkv {
 
 namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 float cosine(const float* a, const float* b, int n) {
   double ab = 0, aa = 0, bb = 0;
@@ -82,13 +79,13 @@ void FreeKvPolicy::run_job(int l) {
       s.bg.pages_reused += static_cast<int>(s.spec[static_cast<size_t>(h)].size());
       continue;
     }
-    const double t0 = now_s();
+    const double t0 = now_seconds();
     top_k(in, s.q_sel.data(), h, r, s.spec[static_cast<size_t>(h)], s.scores);
-    const double t1 = now_s();
+    const double t1 = now_seconds();
     recall(l, h, s.spec[static_cast<size_t>(h)], s.slots[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)],
            &s.bg);
     s.bg.select_s += t1 - t0;
-    s.bg.recall_s += now_s() - t1;
+    s.bg.recall_s += now_seconds() - t1;
   }
 }
 
@@ -141,9 +138,9 @@ void FreeKvPolicy::after_attention(const SelectionQuery& in) {
 void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
   LayerState& s = layers_[static_cast<size_t>(in.layer)];
   if (!ctx_.speculate_inline) {  // inline, the job finished before this step began
-    const double t0 = now_s();
+    const double t0 = now_seconds();
     wait(in.layer);
-    c.wait_s += now_s() - t0;
+    c.wait_s += now_seconds() - t0;
   }
   // Only a speculation made for this very position counts: tokens prefilled since then (even within the same page)
   // mean the query it was chosen with is not this step's predecessor.
@@ -180,12 +177,12 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
     }
     synced_[static_cast<size_t>(h)] = correct ? 1 : 0;
     if (correct) {
-      const double t1 = now_s();
+      const double t1 = now_seconds();
       top_k(in, in.q, h, r, pages, scratch_);
-      const double t2 = now_s();
+      const double t2 = now_seconds();
       recall(in.layer, h, pages, slots, plans_[static_cast<size_t>(h)], &c);
       c.select_s += t2 - t1;
-      c.recall_s += now_s() - t2;
+      c.recall_s += now_seconds() - t2;
     } else {
       // The speculative pages were recalled ahead of this step and are resident.
       const auto& spec = s.spec[static_cast<size_t>(h)];

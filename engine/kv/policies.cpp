@@ -1,16 +1,10 @@
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
+#include "core/clock.h"
 #include "kv/policies_impl.h"
 
 namespace fkv {
-
-namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 SelectionWriter::SelectionWriter(PageSelection& out, const KvCache& cache, int n_kv_heads) : out_(out), cache_(cache) {
   out_.indptr.resize(static_cast<size_t>(n_kv_heads) + 1);
@@ -106,12 +100,12 @@ void StreamingPolicy::retrieve(const SelectionQuery& in, const PageRanges&, Sele
 }
 
 void QuestPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
-  const double t0 = now_s();
+  const double t0 = now_seconds();
   for (int h = 0; h < in.n_kv_heads; ++h) {
     top_k(in, in.q, h, r, pages_[static_cast<size_t>(h)], scratch_);
     slots_[static_cast<size_t>(h)].clear();
   }
-  c.select_s += now_s() - t0;
+  c.select_s += now_seconds() - t0;
 }
 
 // --- recall into the working set -----------------------------------------------------------------------------------
@@ -139,13 +133,13 @@ void RecallPolicy::recall(int l, int h, std::vector<int32_t>& pages, std::vector
 
 void ArkvalePolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
   for (int h = 0; h < in.n_kv_heads; ++h) {
-    const double t0 = now_s();
+    const double t0 = now_seconds();
     top_k(in, in.q, h, r, pages_[static_cast<size_t>(h)], scratch_);
-    const double t1 = now_s();
+    const double t1 = now_seconds();
     recall(in.layer, h, pages_[static_cast<size_t>(h)], slots_[static_cast<size_t>(h)], plans_[static_cast<size_t>(h)],
            &c);
     c.select_s += t1 - t0;
-    c.recall_s += now_s() - t1;
+    c.recall_s += now_seconds() - t1;
   }
 }
 

@@ -47,15 +47,11 @@ struct SelectionQuery {
 };
 
 // What a policy did in one layer step, for telemetry and the running totals.
-struct SelectCounters {
-  int pages_reused = 0;
-  int pages_recalled = 0;
-  uint64_t bytes_recalled = 0;
-  int heads_checked = 0;
-  int heads_corrected = 0;
+// What a policy did for one layer's selection (pages_selected is counted by the caller, from the selection), and
+// for freekv the heads it checked.
+struct SelectCounters : RetrievalCounters {
   const float* cosine = nullptr;       // (n_kv_heads) or null
   const uint8_t* corrected = nullptr;  // (n_kv_heads) 1 where the head was re-selected; null with cosine
-  double select_s = 0, recall_s = 0, wait_s = 0;
 };
 
 struct PolicyContext {

@@ -9,6 +9,7 @@
 
 #include "backend/cpu/quant.h"
 #include "core/gguf.h"
+#include "core/rng.h"
 #include "model/gguf_writer.h"
 
 namespace fkv {
@@ -20,12 +21,7 @@ class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}
 
-  uint64_t next_u64() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next_u64() { return splitmix64(state_); }
   // Uniform in (0, 1]: never 0, so log() below is finite.
   double next_unit() { return static_cast<double>((next_u64() >> 11) + 1) * 0x1.0p-53; }
   double next_normal() {

@@ -283,34 +283,21 @@ void Context::Impl::summarise_sealed(int il, int n_tokens) {
 
 // Counts a decode step's selection in the running totals and hands it to the observer, if any.
 void Context::Impl::record(int il, const SelectCounters& sc) {
+  RetrievalCounters counted = sc;
+  counted.pages_selected = selection.indptr.back();
   stats.layer_steps += 1;
-  stats.pages_selected += selection.indptr.back();
-  stats.pages_reused += sc.pages_reused;
-  stats.pages_recalled += sc.pages_recalled;
-  stats.bytes_recalled += sc.bytes_recalled;
-  stats.heads_checked += sc.heads_checked;
-  stats.heads_corrected += sc.heads_corrected;
-  stats.select_s += sc.select_s;
-  stats.recall_s += sc.recall_s;
-  stats.wait_s += sc.wait_s;
+  stats += counted;
   if (observer == nullptr) return;
   LayerStepEvent e;
+  static_cast<RetrievalCounters&>(e) = counted;
   e.step = step;
   e.layer = il;
   e.policy = policy->kind();
   e.n_kv_heads = model->config().n_kv_heads;
   e.sel_indptr = selection.indptr.data();
   e.sel_pages = selection.indices.data();
-  e.pages_reused = sc.pages_reused;
-  e.pages_recalled = sc.pages_recalled;
-  e.bytes_recalled = sc.bytes_recalled;
-  e.heads_checked = sc.heads_checked;
-  e.heads_corrected = sc.heads_corrected;
   e.cosine = sc.cosine;
   e.corrected = sc.corrected;
-  e.select_s = sc.select_s;
-  e.recall_s = sc.recall_s;
-  e.wait_s = sc.wait_s;
   observer->on_layer_step(e);
 }
 

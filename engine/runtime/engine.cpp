@@ -264,13 +264,7 @@ EngineStats Engine::stats() const {
   s.kv_host_bytes = 2ull * static_cast<uint64_t>(mc.n_layers) * static_cast<uint64_t>(mc.n_embd_kv()) * elem *
                     static_cast<uint64_t>(s.n_tokens);
   s.policy = c.params().policy;
-  const RetrievalStats& r = c.stats();
-  s.layer_steps = r.layer_steps;
-  s.heads_checked = r.heads_checked;
-  s.heads_corrected = r.heads_corrected;
-  s.pages_recalled = r.pages_recalled;
-  s.pages_reused = r.pages_reused;
-  s.bytes_recalled = r.bytes_recalled;
+  s.retrieval = c.stats();
   return s;
 }
 

@@ -1,11 +1,11 @@
 // The facade's documents: ingest a file into the library, make its KV ready (load the persisted snapshot, or prefill
 // and save one), and answer questions with the document's prefix left in the context.
-#include <chrono>
 #include <cstdio>
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 
+#include "core/clock.h"
 #include "ingest/ingest.h"
 #include "runtime/engine_impl.h"
 #include "store/library_documents.h"
@@ -14,8 +14,6 @@ namespace fkv {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Token spans for the library row: (n_spans, 4) little-endian int64 (token_begin, token_end, char_begin, char_end).
 std::vector<uint8_t> encode_spans(const DocumentTokens& t, int32_t token_offset) {

@@ -1,8 +1,8 @@
 #include "runtime/generator.h"
 
 #include <algorithm>
-#include <chrono>
 
+#include "core/clock.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 
@@ -10,9 +10,7 @@ namespace fkv {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 enum class SinkState { Open, Stopped, Cancelled };
 

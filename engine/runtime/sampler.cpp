@@ -5,18 +5,13 @@
 #include <cfloat>
 #include <cmath>
 
+#include "core/rng.h"
+
 namespace fkv {
 namespace {
 
 // repeat_last_n sizes a buffer: bound it so a typo cannot ask for gigabytes.
 constexpr int kMaxRepeatLastN = 1 << 20;
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 }  // namespace
 

@@ -187,7 +187,7 @@ void drive_freekv(const Rig& r, fkv::AttentionPolicy& pol, Motion motion, int po
       const QString where = QString::asprintf("pos %d layer %d", pos, l);
       const bool spec = pos > pos0 && !r.fits(pos);
       QVERIFY2((c.cosine != nullptr) == spec && (c.corrected != nullptr) == spec && c.heads_checked == (spec ? 2 : 0),
-               qPrintable(where + QString::asprintf(": %d heads checked", c.heads_checked)));
+               qPrintable(where + QString::asprintf(": %lld heads checked", static_cast<long long>(c.heads_checked))));
       std::vector<Pages> want;
       int n_corr = 0;
       for (int h = 0; h < 2; ++h) {
@@ -215,8 +215,9 @@ void drive_freekv(const Rig& r, fkv::AttentionPolicy& pol, Motion motion, int po
       // The background recall of the step plus the corrected heads' synchronous recalls.
       const int moved = r.fits(pos) ? 0 : k * (spec ? 2 + n_corr : 2);
       QVERIFY2(c.pages_reused + c.pages_recalled == moved,
-               qPrintable(where + QString::asprintf(": %d reused + %d recalled, expected %d pages", c.pages_reused,
-                                                    c.pages_recalled, moved)));
+               qPrintable(where + QString::asprintf(": %lld reused + %lld recalled, expected %d pages",
+                                                    static_cast<long long>(c.pages_reused),
+                                                    static_cast<long long>(c.pages_recalled), moved)));
       QCOMPARE(c.bytes_recalled, static_cast<uint64_t>(c.pages_recalled) * 2 * r.g.head_block_bytes());
       pol.after_attention(in);
       prev[static_cast<size_t>(l)] = q;

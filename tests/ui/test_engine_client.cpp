@@ -308,8 +308,8 @@ class TestEngineClient : public QObject {
       for (const StepRecord& s : f.newSteps) {
         QVERIFY(s.step > previousStep);
         previousStep = s.step;
-        QVERIFY(s.pagesSelected > 0 && s.pagesSelected <= 2 * 2 * 5);  // per (layer, head): 4 budget pages (+1)
-        nChecked += s.headsChecked;
+        QVERIFY(s.pages_selected > 0 && s.pages_selected <= 2 * 2 * 5);  // per (layer, head): 4 budget pages (+1)
+        nChecked += s.heads_checked;
         ++nSteps;
       }
       QCOMPARE(f.retrievedPages.size(), f.retrievedWeight.size());

@@ -40,11 +40,11 @@ QString cell(const QAbstractItemModel& m, int row, int column, int role = Qt::Di
 StepRecord step(qint64 n) {
   StepRecord s;
   s.step = n;
-  s.pagesSelected = int(10 + n);
-  s.pagesReused = 3;
-  s.pagesRecalled = 2;
-  s.bytesRecalled = 4096;
-  s.stallMs = 0.25;
+  s.pages_selected = int(10 + n);
+  s.pages_reused = 3;
+  s.pages_recalled = 2;
+  s.bytes_recalled = 4096;
+  s.select_s = (0.25) / 1000.0;
   return s;
 }
 

@@ -27,6 +27,7 @@ struct FakeLayer {
     e.n_kv_heads = 2;
     e.sel_indptr = indptr.data();
     e.sel_pages = pages.data();
+    e.pages_selected = indptr.back();  // as the engine counts it: the CSR's length
     e.pages_reused = 3;
     e.pages_recalled = 1;
     e.bytes_recalled = 8192;
@@ -99,13 +100,13 @@ class TestTelemetryThrottle : public QObject {
     QCOMPARE(f.pageSize, 32);
     QCOMPARE(f.newSteps.size(), 1);
     const StepRecord& s = f.newSteps.front();
-    QCOMPARE(s.pagesSelected, 16);
-    QCOMPARE(s.pagesReused, 6);
-    QCOMPARE(s.pagesRecalled, 2);
-    QCOMPARE(s.bytesRecalled, quint64(16384));
-    QCOMPARE(s.headsChecked, 2);
-    QCOMPARE(s.headsCorrected, 1);
-    QVERIFY(std::abs(s.stallMs - 3.0) < 1e-9);
+    QCOMPARE(s.pages_selected, 16);
+    QCOMPARE(s.pages_reused, 6);
+    QCOMPARE(s.pages_recalled, 2);
+    QCOMPARE(s.bytes_recalled, quint64(16384));
+    QCOMPARE(s.heads_checked, 2);
+    QCOMPARE(s.heads_corrected, 1);
+    QVERIFY(std::abs(s.stallMs() - 3.0) < 1e-9);
     // Grids, (layer, head) row-major: layer 0 was checked, layer 1 was not.
     QCOMPARE(f.correctedNow, (QVector<quint8>{0, 1, 0, 0}));
     QCOMPARE(f.cosineNow[0], 0.95f);

@@ -64,11 +64,11 @@ QVector<StepRecord> steps(qint64 first, int n) {
   for (int i = 0; i < n; ++i) {
     StepRecord s;
     s.step = first + i;
-    s.pagesSelected = 40 + int(s.step % 7);
-    s.pagesReused = 6;
-    s.pagesRecalled = int(s.step % 3);
-    s.bytesRecalled = quint64(s.pagesRecalled) * 65536;
-    s.stallMs = 0.25 * double(s.step % 4);
+    s.pages_selected = 40 + int(s.step % 7);
+    s.pages_reused = 6;
+    s.pages_recalled = int(s.step % 3);
+    s.bytes_recalled = quint64(s.pages_recalled) * 65536;
+    s.select_s = (0.25 * double(s.step % 4)) / 1000.0;
     out.append(s);
   }
   return out;

@@ -8,23 +8,42 @@
 
 namespace fkv {
 
-struct LayerStepEvent {
+// What retrieval did, in one shape: per layer and decode step in a LayerStepEvent, summed over a context's decode
+// steps in RetrievalStats, and per step in the desktop's recall timeline.
+struct RetrievalCounters {
+  int64_t pages_selected = 0;   // pages attended (sinks, recent window and retrieved)
+  int64_t pages_reused = 0;     // retrieved pages already in the working set
+  int64_t pages_recalled = 0;   // retrieved pages copied into the working set
+  uint64_t bytes_recalled = 0;
+  int64_t heads_checked = 0;    // KV heads whose query cosine was tested (freekv)
+  int64_t heads_corrected = 0;  // of those, re-selected and recalled synchronously
+  double select_s = 0;          // time spent selecting on the critical path
+  double recall_s = 0;          // time spent copying on the critical path
+  double wait_s = 0;            // time attention waited for a speculative recall to finish
+
+  RetrievalCounters& operator+=(const RetrievalCounters& o) {
+    pages_selected += o.pages_selected;
+    pages_reused += o.pages_reused;
+    pages_recalled += o.pages_recalled;
+    bytes_recalled += o.bytes_recalled;
+    heads_checked += o.heads_checked;
+    heads_corrected += o.heads_corrected;
+    select_s += o.select_s;
+    recall_s += o.recall_s;
+    wait_s += o.wait_s;
+    return *this;
+  }
+};
+
+struct LayerStepEvent : RetrievalCounters {
   int64_t step = 0;  // decode step since the context was created
   int layer = 0;
   Policy policy = Policy::full;
   int n_kv_heads = 0;
   const int32_t* sel_indptr = nullptr;  // (n_kv_heads + 1) CSR over KV heads of the pages attended
   const int32_t* sel_pages = nullptr;   // (sel_indptr[n_kv_heads]) page ids
-  int pages_reused = 0;                 // retrieved pages already in the working set
-  int pages_recalled = 0;               // retrieved pages copied into the working set for this step
-  uint64_t bytes_recalled = 0;
-  int heads_checked = 0;                // KV heads whose query cosine was tested (freekv)
-  int heads_corrected = 0;              // of those, re-selected and recalled synchronously
   const float* cosine = nullptr;        // (n_kv_heads) group-mean cos(q_t, q_selection); null unless checked
   const uint8_t* corrected = nullptr;   // (n_kv_heads) 1 where that head was corrected; null unless checked
-  double select_s = 0;                  // time spent selecting on the critical path
-  double recall_s = 0;                  // time spent copying on the critical path
-  double wait_s = 0;                    // time attention waited for a speculative recall to finish
 };
 
 class TelemetryObserver {
@@ -34,17 +53,8 @@ class TelemetryObserver {
 };
 
 // Running totals over a context's decode steps (always kept; a few adds per layer).
-struct RetrievalStats {
+struct RetrievalStats : RetrievalCounters {
   int64_t layer_steps = 0;
-  int64_t pages_selected = 0;
-  int64_t pages_reused = 0;
-  int64_t pages_recalled = 0;
-  uint64_t bytes_recalled = 0;
-  int64_t heads_checked = 0;
-  int64_t heads_corrected = 0;
-  double select_s = 0;
-  double recall_s = 0;
-  double wait_s = 0;
 };
 
 }  // namespace fkv

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fkv/events.h"
 #include "fkv/options.h"
 #include "fkv/status.h"
 
@@ -170,10 +171,7 @@ struct EngineStats {
   uint64_t kv_host_bytes = 0;  // KV of those tokens in host memory
   uint64_t kv_device_bytes = 0;
   Policy policy = Policy::full;
-  int64_t layer_steps = 0;  // retrieval totals since the last reset
-  int64_t heads_checked = 0, heads_corrected = 0;
-  int64_t pages_recalled = 0, pages_reused = 0;
-  uint64_t bytes_recalled = 0;
+  RetrievalStats retrieval;  // totals since the last reset
 };
 
 // Receives the answer as it is generated, in pieces of whole UTF-8 characters; returning false cancels.

@@ -1,0 +1,16 @@
+// splitmix64: the engine's one seeded generator of 64-bit words (synthetic weights, sampler seeding, generated eval
+// tasks). A few lines, no library state, the same stream on every platform and standard library.
+#pragma once
+
+#include <cstdint>
+
+namespace fkv {
+
+inline uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace fkv
