@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "fkv/events.h"
-#include "fkv/types.h"
 #include "fkv/status.h"
+#include "fkv/types.h"
 
 namespace fkv {
 struct ContextParams;

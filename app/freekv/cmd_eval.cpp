@@ -13,11 +13,11 @@
 
 #include "cli.h"
 #include "core/gguf.h"
-#include "runtime/context.h"
 #include "eval/docqa.h"
 #include "eval/eval_tasks.h"
 #include "eval/fidelity.h"
 #include "model/model.h"
+#include "runtime/context.h"
 #include "synthetic_models.h"
 #include "tokenizer/tokenizer.h"
 

@@ -4,8 +4,8 @@
 #include <map>
 
 #include "cli.h"
-#include "model/config.h"
 #include "core/gguf.h"
+#include "model/config.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 

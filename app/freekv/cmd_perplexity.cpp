@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "cli.h"
-#include "runtime/context.h"
 #include "model/model.h"
+#include "runtime/context.h"
 #include "tokenizer/tokenizer.h"
 
 namespace freekv {

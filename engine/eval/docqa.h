@@ -21,8 +21,8 @@
 #include <string_view>
 #include <vector>
 
-#include "fkv/status.h"
 #include "eval/eval_tasks.h"
+#include "fkv/status.h"
 
 namespace fkv {
 

@@ -14,11 +14,11 @@
 #include <string_view>
 #include <vector>
 
+#include "eval/eval_tasks.h"
 #include "fkv/events.h"
 #include "fkv/status.h"
-#include "runtime/context.h"
-#include "eval/eval_tasks.h"
 #include "model/model.h"
+#include "runtime/context.h"
 
 namespace fkv {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "fkv/status.h"
 #include "core/gguf.h"
+#include "fkv/status.h"
 
 namespace fkv {
 

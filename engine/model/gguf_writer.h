@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "fkv/status.h"
 #include "core/gguf.h"
+#include "fkv/status.h"
 
 namespace fkv {
 

@@ -7,35 +7,17 @@
 #include <vector>
 
 #include "backend/cpu/quant.h"
+#include "core/gguf.h"
 #include "fkv/status.h"
 #include "model/config.h"
-#include "core/gguf.h"
+#include "model/tensors.h"
 
 namespace fkv {
 
 class Tokenizer;
 
-struct LayerWeights {
-  const float* attn_norm = nullptr;       // (n_embd)
-  cpu::MatrixView wq, wk, wv, wo;         // (n_embd_q, n_embd), (n_embd_kv, n_embd) x2, (n_embd, n_embd_q)
-  const float* bq = nullptr;              // (n_embd_q) qwen2
-  const float* bk = nullptr;              // (n_embd_kv)
-  const float* bv = nullptr;              // (n_embd_kv)
-  const float* q_norm = nullptr;          // (head_dim) gemma3
-  const float* k_norm = nullptr;          // (head_dim)
-  const float* post_attn_norm = nullptr;  // (n_embd) gemma3
-  const float* ffn_norm = nullptr;        // (n_embd)
-  cpu::MatrixView w_gate, w_up, w_down;   // (n_ff, n_embd) x2, (n_embd, n_ff)
-  const float* post_ffn_norm = nullptr;   // (n_embd) gemma3
-};
-
-struct ModelWeights {
-  cpu::MatrixView tok_embd;         // (n_vocab, n_embd)
-  const float* output_norm = nullptr;  // (n_embd)
-  cpu::MatrixView output;           // (n_vocab, n_embd); the token embedding when tied
-  const float* rope_freqs = nullptr;   // (head_dim / 2) llama3 divisors, or null
-  std::vector<LayerWeights> layers; // (n_layers)
-};
+using LayerWeights = LayerTensors<cpu::MatrixView>;
+using ModelWeights = ModelTensors<cpu::MatrixView>;
 
 class Model {
  public:

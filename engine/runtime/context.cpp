@@ -13,8 +13,8 @@
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
 #include "kv/policy.h"
-#include "runtime/gpu_context.h"
 #include "model/rope.h"
+#include "runtime/gpu_context.h"
 #include "store/kv_snapshot.h"
 
 namespace fkv {

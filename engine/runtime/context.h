@@ -12,8 +12,8 @@
 #include "fkv/events.h"
 #include "fkv/status.h"
 #include "kv/budget.h"
-#include "runtime/backend_info.h"
 #include "model/model.h"
+#include "runtime/backend_info.h"
 #include "store/page_file.h"
 
 namespace fkv {

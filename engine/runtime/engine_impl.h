@@ -11,10 +11,10 @@
 
 #include "fkv/engine.h"
 #include "ingest/document.h"
+#include "model/model.h"
 #include "runtime/context.h"
 #include "runtime/document_prompt.h"
 #include "runtime/document_tokens.h"
-#include "model/model.h"
 #include "store/kv_snapshot.h"
 #include "store/library.h"
 #include "tokenizer/chat_template.h"

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "model/config.h"
 #include "core/gguf.h"
+#include "model/config.h"
 
 namespace fkv {
 

@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "fkv/engine.h"
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/backend_info.h"
 #include "runtime/context.h"
-#include "model/model.h"
 #include "support/test_paths.h"
 
 #ifdef FKV_HAVE_CUDA

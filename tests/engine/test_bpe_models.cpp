@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "model/model.h"
 #include "support/cli_runner.h"
 #include "support/reference_model.h"
 #include "support/test_paths.h"

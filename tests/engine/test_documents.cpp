@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "fkv/engine.h"
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "model/model.h"
 #include "store/checksum.h"
 #include "store/kv_snapshot.h"
 #include "store/library.h"

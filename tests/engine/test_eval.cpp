@@ -9,10 +9,10 @@
 
 #include <cmath>
 
-#include "model/synthetic.h"
 #include "eval/eval_tasks.h"
 #include "eval/fidelity.h"
 #include "model/model.h"
+#include "model/synthetic.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"

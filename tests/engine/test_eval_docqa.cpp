@@ -9,12 +9,12 @@
 #include <fstream>
 #include <set>
 
-#include "fkv/models.h"
 #include "core/gguf.h"
-#include "model/synthetic.h"
 #include "eval/docqa.h"
 #include "eval/eval_tasks.h"
+#include "fkv/models.h"
 #include "model/model.h"
+#include "model/synthetic.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"

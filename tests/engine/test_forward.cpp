@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "backend/cpu/quant.h"
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "model/model.h"
 #include "support/reference_model.h"
 #include "support/test_paths.h"
 

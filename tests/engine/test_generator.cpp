@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "fkv/engine.h"
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
-#include "model/model.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"

@@ -14,9 +14,9 @@
 
 #include "core/gguf.h"
 #include "model/gguf_writer.h"
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "model/model.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 

@@ -17,9 +17,9 @@
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
 #include "kv/policy.h"
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "model/model.h"
 #include "support/policy_helpers.h"
 #include "support/test_paths.h"
 

@@ -11,11 +11,11 @@
 #include <string_view>
 #include <vector>
 
-#include "model/config.h"
 #include "core/gguf.h"
+#include "model/config.h"
 #include "model/gguf_writer.h"
-#include "model/synthetic.h"
 #include "model/rope.h"
+#include "model/synthetic.h"
 #include "support/test_paths.h"
 
 using fkv::GgufWriter;

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "backend/cpu/quant.h"
-#include "model/config.h"
 #include "core/gguf.h"
+#include "model/config.h"
 #include "model/gguf_writer.h"
 #include "model/synthetic.h"
 #include "support/test_paths.h"

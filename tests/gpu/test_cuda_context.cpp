@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "fkv/engine.h"
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
 #include "store/kv_snapshot.h"
-#include "model/model.h"
 #include "support/gpu_rig.h"
 #include "support/test_paths.h"
 

@@ -15,8 +15,8 @@
 
 #include "backend/cpu/quant.h"
 #include "core/dtype.h"
-#include "model/synthetic.h"
 #include "model/model.h"
+#include "model/synthetic.h"
 #include "support/gpu_rig.h"
 #include "support/test_paths.h"
 

@@ -20,9 +20,9 @@
 #ifdef FKV_HAVE_CUDA
 #include "backend/cuda/device.h"
 #include "backend/cuda/forward.h"
+#include "model/model.h"
 #include "model/synthetic.h"
 #include "runtime/context.h"
-#include "model/model.h"
 #include "support/test_paths.h"
 
 using fkv::Arch;

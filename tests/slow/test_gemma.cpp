@@ -6,8 +6,8 @@
 #include <cmath>
 #include <vector>
 
-#include "runtime/context.h"
 #include "model/model.h"
+#include "runtime/context.h"
 #include "support/test_paths.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"

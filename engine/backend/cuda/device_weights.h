@@ -17,6 +17,7 @@
 
 #include "backend/cuda/cuda_util.h"
 #include "fkv/status.h"
+#include "model/tensors.h"
 
 namespace fkv {
 class Model;
@@ -31,28 +32,9 @@ struct DeviceMatrix {
   int64_t n_cols = 0;
 };
 
-// The device twin of LayerWeights: same fields, same shapes; an absent tensor is null / empty here too.
-struct DeviceLayerWeights {
-  const float* attn_norm = nullptr;       // (n_embd)
-  DeviceMatrix wq, wk, wv, wo;            // (n_embd_q, n_embd), (n_embd_kv, n_embd) x2, (n_embd, n_embd_q)
-  const float* bq = nullptr;              // (n_embd_q) qwen2
-  const float* bk = nullptr;              // (n_embd_kv)
-  const float* bv = nullptr;              // (n_embd_kv)
-  const float* q_norm = nullptr;          // (head_dim) gemma3
-  const float* k_norm = nullptr;          // (head_dim)
-  const float* post_attn_norm = nullptr;  // (n_embd) gemma3
-  const float* ffn_norm = nullptr;        // (n_embd)
-  DeviceMatrix w_gate, w_up, w_down;      // (n_ff, n_embd) x2, (n_embd, n_ff)
-  const float* post_ffn_norm = nullptr;   // (n_embd) gemma3
-};
-
-struct DeviceModelWeights {
-  DeviceMatrix tok_embd;                   // (n_vocab, n_embd)
-  const float* output_norm = nullptr;      // (n_embd)
-  DeviceMatrix output;                     // (n_vocab, n_embd); the same device memory as tok_embd when tied
-  const float* rope_freqs = nullptr;       // (head_dim / 2) llama3 divisors, or null
-  std::vector<DeviceLayerWeights> layers;  // (n_layers)
-};
+// The device twin of LayerWeights / ModelWeights: same tensors, matrices as F16 on the device.
+using DeviceLayerWeights = LayerTensors<DeviceMatrix>;
+using DeviceModelWeights = ModelTensors<DeviceMatrix>;
 
 struct UploadOptions {
   // Pinned staging bytes, split into two halves; each half (and the device chunk) grows to hold at least one row.

@@ -19,9 +19,9 @@
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/forward_kernels.h"
 #include "backend/cuda/kv_kernels.h"
-#include "model/rope.h"
 #include "backend/cuda/ops.h"
 #include "model/model.h"
+#include "model/rope.h"
 
 namespace fkv::cuda {
 
@@ -43,19 +43,7 @@ Mat from_device(const DeviceMatrix& m) {
   return {nullptr, m.data, static_cast<int>(m.n_rows), static_cast<int>(m.n_cols)};
 }
 
-struct Layer {
-  const float* attn_norm = nullptr;       // (n_embd)
-  Mat wq, wk, wv, wo;                     // (n_embd_q, n_embd), (n_embd_kv, n_embd) x2, (n_embd, n_embd_q)
-  const float* bq = nullptr;              // (n_embd_q) or null
-  const float* bk = nullptr;              // (n_embd_kv)
-  const float* bv = nullptr;              // (n_embd_kv)
-  const float* q_norm = nullptr;          // (head_dim) or null
-  const float* k_norm = nullptr;          // (head_dim)
-  const float* post_attn_norm = nullptr;  // (n_embd) or null
-  const float* ffn_norm = nullptr;        // (n_embd)
-  Mat w_gate, w_up, w_down;               // (n_ff, n_embd) x2, (n_embd, n_ff)
-  const float* post_ffn_norm = nullptr;   // (n_embd) or null
-};
+using Layer = LayerTensors<Mat>;
 
 bool all_f32(const ModelWeights& w) {
   if (w.tok_embd.type != DType::F32 || w.output.type != DType::F32) return false;
@@ -182,9 +170,7 @@ Status CudaForward::Impl::upload_f16_weights() {
   output_norm = w.output_norm;
   output = from_device(w.output);
   for (const DeviceLayerWeights& l : w.layers)
-    layers.push_back({l.attn_norm, from_device(l.wq), from_device(l.wk), from_device(l.wv), from_device(l.wo), l.bq,
-                      l.bk, l.bv, l.q_norm, l.k_norm, l.post_attn_norm, l.ffn_norm, from_device(l.w_gate),
-                      from_device(l.w_up), from_device(l.w_down), l.post_ffn_norm});
+    layers.push_back(map_matrices<Mat>(l, from_device));
   return {};
 }
 
