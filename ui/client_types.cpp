@@ -9,6 +9,7 @@ void registerClientTypes() {
   qRegisterMetaType<OpenedDocumentInfo>();
   qRegisterMetaType<OpenProgress>();
   qRegisterMetaType<ChatTurn>();
+  qRegisterMetaType<ChatSaveTarget>();
   qRegisterMetaType<AnswerStats>();
   qRegisterMetaType<StepRecord>();
   qRegisterMetaType<TelemetryFrame>();

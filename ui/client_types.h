@@ -27,9 +27,29 @@ struct ModelSummary {
 };
 
 // A document made ready (fkv::OpenedDocument) plus what the document view needs (fkv::DocumentContent).
+struct ChatTurn {
+  QString role;  // "user" | "assistant"
+  QString text;
+};
+
+// A document's conversation as the library keeps it.
+struct SavedChat {
+  qint64 chatId = 0;  // 0: none yet (the next question starts one)
+  QList<ChatTurn> turns;
+};
+
+// Where an ask's turns are kept: the document's library chat. The worker saves the question before answering and
+// the answer after, and reports the chat's id (chatSaved); chatId 0 starts a new chat holding all the turns.
+struct ChatSaveTarget {
+  qint64 documentId = 0;  // 0: a document outside the library; nothing is saved
+  qint64 chatId = 0;
+};
+
 struct OpenedDocumentInfo {
   fkv::OpenedDocument doc;
   QSharedPointer<const fkv::DocumentContent> content;  // shared, read-only: text, sections, span map
+  SavedChat chat;     // its most recent chat, read on the worker thread
+  QString chatError;  // why that chat could not be read; empty when it was
 };
 
 // Where opening a document stands; the worker sends at most ~20 of these a second (and always a stage's first and
@@ -40,11 +60,6 @@ struct OpenProgress {
   qint64 total = 0;
   double tokensPerSecond = 0;  // prefill only: tokens of this stage per second so far; 0 until measurable
   double secondsLeft = -1;     // this stage at its rate so far; -1 while unknown
-};
-
-struct ChatTurn {
-  QString role;  // "user" | "assistant"
-  QString text;
 };
 
 struct AnswerStats {
@@ -96,6 +111,7 @@ Q_DECLARE_METATYPE(ModelSummary)
 Q_DECLARE_METATYPE(OpenedDocumentInfo)
 Q_DECLARE_METATYPE(OpenProgress)
 Q_DECLARE_METATYPE(ChatTurn)
+Q_DECLARE_METATYPE(ChatSaveTarget)
 Q_DECLARE_METATYPE(AnswerStats)
 Q_DECLARE_METATYPE(StepRecord)
 Q_DECLARE_METATYPE(TelemetryFrame)

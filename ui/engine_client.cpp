@@ -53,11 +53,12 @@ quint64 EngineClient::openDocumentId(qint64 documentId) {
   return id;
 }
 
-quint64 EngineClient::ask(const QList<ChatTurn>& turns, const fkv::GenerationOptions& options) {
+quint64 EngineClient::ask(const QList<ChatTurn>& turns, const fkv::GenerationOptions& options,
+                          const ChatSaveTarget& save) {
   const quint64 id = issue();
   m_latestAsk = id;
   m_gate->latestAsk.store(id);  // an older answer still streaming stops at its next piece
-  post([w = m_worker, id, turns, options] { w->ask(id, turns, options); });
+  post([w = m_worker, id, turns, options, save] { w->ask(id, turns, options, save); });
   return id;
 }
 
@@ -137,6 +138,9 @@ void EngineClient::connectWorker() {
   };
   connect(w, &EngineWorker::telemetry, this, relayTelemetry, queued);
   connect(w, &EngineWorker::documentClosed, this, &EngineClient::documentClosed, queued);
+  // Not filtered: a chat created for a question that was then replaced still exists, and the next ask continues it.
+  connect(w, &EngineWorker::chatSaved, this, &EngineClient::chatSaved, queued);
+  connect(w, &EngineWorker::chatSaveFailed, this, &EngineClient::chatSaveFailed, queued);
   connect(w, &EngineWorker::retrievalApplied, this, &EngineClient::retrievalApplied, queued);
   connect(w, &EngineWorker::retrievalFailed, this, &EngineClient::retrievalFailed, queued);
   connect(w, &EngineWorker::importProgress, this, &EngineClient::importProgress, queued);

@@ -39,8 +39,9 @@ class EngineClient : public QObject {
   quint64 loadModel(const QString& path, const fkv::ModelOptions& options);
   quint64 openDocument(const QString& path);
   quint64 openDocumentId(qint64 documentId);
-  // Answers the last turn of `turns` (user, assistant, ..., user) about the open document.
-  quint64 ask(const QList<ChatTurn>& turns, const fkv::GenerationOptions& options);
+  // Answers the last turn of `turns` (user, assistant, ..., user) about the open document. With a library document
+  // in `save`, the question and then the answer are saved in its chat (chatSaved says which).
+  quint64 ask(const QList<ChatTurn>& turns, const fkv::GenerationOptions& options, const ChatSaveTarget& save = {});
   quint64 setRetrieval(const fkv::RetrievalOptions& options);
   // Ingests the files and records them in the library without opening them.
   quint64 importDocuments(const QStringList& paths);
@@ -66,6 +67,8 @@ class EngineClient : public QObject {
   void answerPiece(quint64 id, const QString& piece);
   void answerFinished(quint64 id, const AnswerStats& stats);
   void answerFailed(quint64 id, const QString& message);
+  void chatSaved(quint64 id, qint64 documentId, qint64 chatId);
+  void chatSaveFailed(quint64 id, const QString& message);
   void retrievalApplied(quint64 id);
   void retrievalFailed(quint64 id, const QString& message);
   // A file of an import being read: a PDF's pages (stage "ingest"), a few times a second.

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "chat_recorder.h"
 #include "telemetry_throttle.h"
 
 namespace {
@@ -131,13 +132,23 @@ void EngineWorker::runOpen(quint64 id, OpenFn&& open) {
   info.doc = *opened;
   if (const fkv::DocumentContent* content = m_engine->document())
     info.content = QSharedPointer<fkv::DocumentContent>::create(*content);
+  if (opened->id > 0) {
+    const fkv::Result<fkv::DocumentLibrary*> lib = library();
+    fkv::Result<SavedChat> chat = lib.ok() ? chat_recorder::latest(**lib, opened->id) : lib.status();
+    if (chat.ok()) {
+      info.chat = std::move(chat).value();
+    } else {
+      info.chatError = tr("The chat could not be read: %1").arg(fromStd(chat.message()));
+    }
+  }
   m_documentOpen = true;
   m_openDocumentId = opened->id;
   emit documentOpened(id, info);
   emitMemory();
 }
 
-void EngineWorker::ask(quint64 id, const QList<ChatTurn>& turns, const fkv::GenerationOptions& options) {
+void EngineWorker::ask(quint64 id, const QList<ChatTurn>& turns, const fkv::GenerationOptions& options,
+                       const ChatSaveTarget& save) {
   const RequestScope scope(this, id);
   if (!m_engine) {
     emit answerFailed(id, m_engineError);
@@ -152,14 +163,37 @@ void EngineWorker::ask(quint64 id, const QList<ChatTurn>& turns, const fkv::Gene
     emit answerPiece(id, QString::fromUtf8(piece.data(), qsizetype(piece.size())));
     return m_gate->askWanted(id);
   };
-  const fkv::Result<fkv::GenerateResult> r = m_engine->ask(toMessages(turns), options, onText);
+  fkv::GenerationOptions o = options;
+  o.chat_id = saveQuestion(id, turns, save);  // the engine keeps this chat's KV, so reopening it skips its turns
+  const fkv::Result<fkv::GenerateResult> r = m_engine->ask(toMessages(turns), o, onText);
   if (m_throttle->isEnabled()) m_throttle->flush();
   if (r.ok()) {
+    if (o.chat_id > 0) {
+      const fkv::Result<fkv::DocumentLibrary*> lib = library();
+      const fkv::Status saved =
+          lib.ok() ? chat_recorder::saveAnswer(**lib, o.chat_id, fromStd(r->text)) : lib.status();
+      if (!saved.ok()) emit chatSaveFailed(id, tr("The answer was not saved: %1").arg(fromStd(saved.message())));
+    }
     emit answerFinished(id, answerStats(*r));
   } else {
     emit answerFailed(id, fromStd(r.message()));
   }
   emitMemory();
+}
+
+// Saves the ask's question in the document's chat before it is answered, so a question whose answer fails is still
+// kept. Returns the chat's id; 0 when nothing is saved (no library, a document outside it, a failed write).
+qint64 EngineWorker::saveQuestion(quint64 id, const QList<ChatTurn>& turns, const ChatSaveTarget& save) {
+  if (save.documentId <= 0 || m_libraryPath.isEmpty()) return 0;
+  const fkv::Result<fkv::DocumentLibrary*> lib = library();
+  const fkv::Result<qint64> chat =
+      lib.ok() ? chat_recorder::saveQuestion(**lib, save.documentId, save.chatId, turns) : lib.status();
+  if (!chat.ok()) {
+    emit chatSaveFailed(id, tr("The question was not saved: %1").arg(fromStd(chat.message())));
+    return 0;
+  }
+  emit chatSaved(id, save.documentId, *chat);
+  return *chat;
 }
 
 void EngineWorker::setRetrieval(quint64 id, const fkv::RetrievalOptions& options) {

@@ -48,7 +48,7 @@ class EngineWorker : public QObject {
   void loadModel(quint64 id, const QString& path, const fkv::ModelOptions& options);
   void openDocument(quint64 id, const QString& path);
   void openDocumentId(quint64 id, qint64 documentId);
-  void ask(quint64 id, const QList<ChatTurn>& turns, const fkv::GenerationOptions& options);
+  void ask(quint64 id, const QList<ChatTurn>& turns, const fkv::GenerationOptions& options, const ChatSaveTarget& save);
   void setRetrieval(quint64 id, const fkv::RetrievalOptions& options);
   void importDocuments(quint64 id, const QStringList& paths);
   void deleteDocument(quint64 id, qint64 documentId);
@@ -61,6 +61,9 @@ class EngineWorker : public QObject {
   void modelFailed(quint64 id, const QString& message);
   void openProgress(quint64 id, const OpenProgress& progress);
   void documentOpened(quint64 id, const OpenedDocumentInfo& document);
+  // An ask's question was saved in the document's chat `chatId` (created for it when the ask named none).
+  void chatSaved(quint64 id, qint64 documentId, qint64 chatId);
+  void chatSaveFailed(quint64 id, const QString& message);
   void documentFailed(quint64 id, const QString& message);
   void documentClosed(qint64 documentId);
   void answerPiece(quint64 id, const QString& piece);
@@ -82,6 +85,7 @@ class EngineWorker : public QObject {
   template <class OpenFn>
   void runOpen(quint64 id, OpenFn&& open);
   fkv::Result<fkv::DocumentLibrary*> library();  // the engine's own connection
+  qint64 saveQuestion(quint64 id, const QList<ChatTurn>& turns, const ChatSaveTarget& save);
   fkv::ProgressCallback importProgressReporter(quint64 id, const QString& path);
   void emitMemory();
   void configureTelemetry();

@@ -77,7 +77,7 @@ MainWindow::MainWindow(const QString& libraryPath, QWidget* parent) : QMainWindo
   m_client = new EngineClient(libraryPath, this);
   m_client->setDocumentOptions(m_settings.documentOptions());
   m_libraryModel = new LibraryModel(libraryPath, this);
-  m_chatModel = new ChatModel(libraryPath, this);
+  m_chatModel = new ChatModel(this);
   m_timelineModel = new TimelineModel(this);
 
   buildCentre();
@@ -240,7 +240,6 @@ void MainWindow::connectViews() {
   connect(m_libraryPane, &LibraryPane::openRequested, this, &MainWindow::openDocument);
   connect(m_libraryPane, &LibraryPane::deleteRequested, m_client, &EngineClient::deleteDocument);
   connect(m_libraryModel, &LibraryModel::errorOccurred, this, &MainWindow::showError);
-  connect(m_chatModel, &ChatModel::errorOccurred, this, &MainWindow::showError);
   connect(m_chatView, &ChatView::sendRequested, this, &MainWindow::ask);
   connect(m_chatView, &ChatView::stopRequested, this, &MainWindow::stop);
   connect(m_chatView, &ChatView::regenerateRequested, this, &MainWindow::regenerate);

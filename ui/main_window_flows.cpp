@@ -48,6 +48,9 @@ void MainWindow::connectClient() {
   connect(c, &EngineClient::answerPiece, this, [this](quint64, const QString& piece) { onAnswerPiece(piece); });
   connect(c, &EngineClient::answerFinished, this, [this](quint64, const AnswerStats& s) { onAnswerFinished(s); });
   connect(c, &EngineClient::answerFailed, this, [this](quint64, const QString& e) { onAnswerFailed(e); });
+  connect(c, &EngineClient::chatSaved, this,
+          [this](quint64, qint64 documentId, qint64 chatId) { m_chatModel->setChatId(documentId, chatId); });
+  connect(c, &EngineClient::chatSaveFailed, this, [this](quint64, const QString& e) { showError(e); });
   connect(c, &EngineClient::retrievalFailed, this,
           [this](quint64, const QString& e) { showError(tr("The retrieval settings were not applied: %1").arg(e)); });
   connect(c, &EngineClient::importProgress, this, &MainWindow::onImportProgress);
@@ -203,7 +206,8 @@ void MainWindow::onDocumentOpened(const OpenedDocumentInfo& info) {
   m_documentReady = true;
   const QString title = fromStd(info.doc.title);
   m_documentView->setContent(info.content, title);
-  m_chatModel->load(info.doc.id);
+  m_chatModel->show(info.doc.id, info.chat);
+  if (!info.chatError.isEmpty()) showError(info.chatError);
   m_libraryPane->setOpenDocument(info.doc.id);
   setWindowTitle(tr("%1 — FreeKV Desk").arg(title));
   QString how = info.doc.kv_source == "snapshot"
@@ -233,7 +237,7 @@ void MainWindow::onDocumentClosed(qint64 documentId) {
   m_openDocument = OpenedDocumentInfo{};
   if (!m_modelLoading) {
     m_documentView->clearContent();
-    m_chatModel->load(0);
+    m_chatModel->show(0, {});
     setWindowTitle(tr("FreeKV Desk"));
   }
   m_libraryPane->setOpenDocument(0);
@@ -254,9 +258,7 @@ void MainWindow::askWithCurrentTurns() {
   m_answering = true;
   m_answerPieces = 0;
   m_answerClock.start();
-  fkv::GenerationOptions options = m_settings.generationOptions();
-  options.chat_id = m_chatModel->chatId();  // the engine keeps this chat's KV, so reopening it skips its earlier turns
-  m_client->ask(turns, options);
+  m_client->ask(turns, m_settings.generationOptions(), m_chatModel->saveTarget());
   updateChatState();
 }
 

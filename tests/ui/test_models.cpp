@@ -1,7 +1,7 @@
 // The thin Qt models of the desktop library, each watched by QAbstractItemModelTester while it changes: LibraryModel
 // over a library written through fkv::Library (KV states, token counts, stale reasons, rows added and removed),
-// ChatModel (streaming turns, persistence into the library's chats and restore, regenerate), TimelineModel (the last
-// N steps, oldest leaving first).
+// ChatModel (streaming turns; the chat the engine worker saves in the library through chat_recorder, restore,
+// regenerate), TimelineModel (the last N steps, oldest leaving first).
 #include <QAbstractItemModelTester>
 #include <QRegularExpression>
 #include <QSignalSpy>
@@ -13,6 +13,8 @@
 #include <string>
 
 #include "chat_model.h"
+#include "chat_recorder.h"
+#include "fkv/library.h"
 #include "library_model.h"
 #include "store/library.h"
 #include "support/test_paths.h"
@@ -166,16 +168,36 @@ class TestModels : public QObject {
     QCOMPARE(model.rowCount(), 0);
   }
 
+  // What the engine worker does around an ask (chat_recorder.h): save the question, tell the model the chat's id;
+  // after the answer, save it.
+  static void saveQuestion(fkv::DocumentLibrary& lib, ChatModel& chat) {
+    const ChatSaveTarget t = chat.saveTarget();
+    const fkv::Result<qint64> id = chat_recorder::saveQuestion(lib, t.documentId, t.chatId, chat.turns());
+    QVERIFY2(id.ok(), id.message().c_str());
+    chat.setChatId(t.documentId, *id);
+  }
+  static void saveAnswer(fkv::DocumentLibrary& lib, const ChatModel& chat) {
+    const fkv::Status s = chat_recorder::saveAnswer(lib, chat.chatId(), chat.turns().back().text);
+    QVERIFY2(s.ok(), s.message().c_str());
+  }
+  static void showLatest(fkv::DocumentLibrary& lib, ChatModel& chat, qint64 documentId) {
+    const fkv::Result<SavedChat> saved = chat_recorder::latest(lib, documentId);
+    QVERIFY2(saved.ok(), saved.message().c_str());
+    chat.show(documentId, *saved);
+  }
+
   void chatModelStreamsAndPersists() {
     auto doc = m_lib->add_document(makeDocument("gamma", "txt"));
     QVERIFY(doc.ok());
-    ChatModel chat(m_dbPath);
+    fkv::DocumentLibrary lib(*m_lib);
+    ChatModel chat;
     QAbstractItemModelTester tester(&chat, QAbstractItemModelTester::FailureReportingMode::QtTest);
-    QVERIFY(chat.load(*doc));
+    showLatest(lib, chat, *doc);
     QCOMPARE(chat.rowCount(), 0);
     QCOMPARE(chat.chatId(), 0);
 
     chat.appendUser(QStringLiteral("What is gamma?"));
+    saveQuestion(lib, chat);
     QVERIFY(chat.chatId() > 0);
     chat.beginAssistant();
     QVERIFY(chat.isStreaming());
@@ -185,6 +207,7 @@ class TestModels : public QObject {
     QCOMPARE(changed.count(), 3);
     QCOMPARE(chat.data(chat.index(1), ChatModel::StreamingRole).toBool(), true);
     chat.finishAssistant(QStringLiteral("eos"));
+    saveAnswer(lib, chat);
     QVERIFY(!chat.isStreaming());
     QCOMPARE(chat.rowCount(), 2);
     QCOMPARE(chat.data(chat.index(1), ChatModel::RoleRole).toString(), QStringLiteral("assistant"));
@@ -195,9 +218,9 @@ class TestModels : public QObject {
     QCOMPARE(chat.data(chat.index(1)).toString(), QStringLiteral("Gamma is a letter."));
 
     // A second model (the app restarted) restores the chat from the library.
-    ChatModel restored(m_dbPath);
+    ChatModel restored;
     QAbstractItemModelTester tester2(&restored, QAbstractItemModelTester::FailureReportingMode::QtTest);
-    QVERIFY(restored.load(*doc));
+    showLatest(lib, restored, *doc);
     QCOMPARE(restored.chatId(), chat.chatId());
     const QList<ChatTurn> turns = restored.turns();
     QCOMPARE(turns.size(), 2);
@@ -209,32 +232,38 @@ class TestModels : public QObject {
   void chatModelRegenerateAndDiscard() {
     auto doc = m_lib->add_document(makeDocument("delta", "txt"));
     QVERIFY(doc.ok());
-    ChatModel chat(m_dbPath);
+    fkv::DocumentLibrary lib(*m_lib);
+    ChatModel chat;
     QAbstractItemModelTester tester(&chat, QAbstractItemModelTester::FailureReportingMode::QtTest);
-    QVERIFY(chat.load(*doc));
+    showLatest(lib, chat, *doc);
     chat.appendUser(QStringLiteral("First?"));
+    saveQuestion(lib, chat);
     chat.beginAssistant();
     chat.appendPiece(QStringLiteral("One."));
     chat.finishAssistant(QStringLiteral("eos"));
+    saveAnswer(lib, chat);
     const qint64 firstChat = chat.chatId();
 
     // Regenerate: the answer goes; the chat continues as a new chat with the question only.
     QVERIFY(chat.removeLastAnswer());
     QCOMPARE(chat.rowCount(), 1);
     QVERIFY(!chat.removeLastAnswer());  // the last turn is a question now
+    saveQuestion(lib, chat);            // the regenerated ask
     QVERIFY(chat.chatId() != firstChat);
     chat.beginAssistant();
     chat.appendPiece(QStringLiteral("Uno."));
     chat.finishAssistant(QStringLiteral("eos"));
+    saveAnswer(lib, chat);
 
-    // A failed answer leaves no turn behind.
+    // A failed answer leaves no turn behind; its question was saved before the answer was tried.
     chat.appendUser(QStringLiteral("Second?"));
+    saveQuestion(lib, chat);
     chat.beginAssistant();
     chat.discardAssistant();
     QCOMPARE(chat.rowCount(), 3);
 
-    ChatModel restored(m_dbPath);
-    QVERIFY(restored.load(*doc));
+    ChatModel restored;
+    showLatest(lib, restored, *doc);
     QCOMPARE(restored.chatId(), chat.chatId());
     const QList<ChatTurn> turns = restored.turns();
     QCOMPARE(turns.size(), 3);
@@ -245,23 +274,27 @@ class TestModels : public QObject {
     chat.startNewChat();
     QCOMPARE(chat.rowCount(), 0);
     chat.appendUser(QStringLiteral("Fresh start?"));
-    QVERIFY(restored.load(*doc));
+    saveQuestion(lib, chat);
+    showLatest(lib, restored, *doc);
     QCOMPARE(restored.rowCount(), 1);
     QCOMPARE(restored.turns().front().text, QStringLiteral("Fresh start?"));
+
+    // The id of a chat saved for another document is not taken.
+    chat.setChatId(*doc + 1000, 77);
+    QVERIFY(chat.chatId() != 77);
   }
 
   void chatModelWithoutLibraryKeepsTurnsInMemory() {
-    ChatModel chat(QString{});
+    ChatModel chat;
     QAbstractItemModelTester tester(&chat, QAbstractItemModelTester::FailureReportingMode::QtTest);
-    QSignalSpy errors(&chat, &ChatModel::errorOccurred);
-    QVERIFY(chat.load(0));
+    chat.show(0, {});
     chat.appendUser(QStringLiteral("Anyone there?"));
     chat.beginAssistant();
     chat.appendPiece(QStringLiteral("Yes."));
     chat.finishAssistant();
     QCOMPARE(chat.rowCount(), 2);
     QCOMPARE(chat.chatId(), 0);
-    QCOMPARE(errors.count(), 0);
+    QCOMPARE(chat.saveTarget().documentId, 0);  // the worker saves nothing for it
   }
 
   void timelineKeepsTheLastSteps() {

@@ -305,7 +305,7 @@ class TestWidgets : public QObject {
   }
 
   void chatViewKeysStatesAndButtons() {
-    ChatModel model(QString{});
+    ChatModel model;
     QAbstractItemModelTester tester(&model);
     ChatView view;
     view.setModel(&model);
@@ -368,7 +368,7 @@ class TestWidgets : public QObject {
     QCOMPARE(tail.reasoning, QStringLiteral("check the dates"));
     QCOMPARE(tail.answer, QStringLiteral("1887."));
 
-    ChatModel model(QString{});
+    ChatModel model;
     ChatView view;
     view.setModel(&model);
     view.resize(420, 600);

@@ -1,0 +1,51 @@
+#include "chat_recorder.h"
+
+#include <vector>
+
+namespace chat_recorder {
+
+namespace {
+
+constexpr int kMaxTitleChars = 60;
+
+QString chatTitle(const QString& question) {
+  const QString t = question.simplified();
+  return t.size() <= kMaxTitleChars ? t : t.left(kMaxTitleChars - 1) + QChar(0x2026);
+}
+
+fkv::Status append(fkv::DocumentLibrary& library, qint64 chatId, const ChatTurn& turn) {
+  return library.append_message(chatId, turn.role.toStdString(), turn.text.toStdString()).status();
+}
+
+}  // namespace
+
+fkv::Result<qint64> saveQuestion(fkv::DocumentLibrary& library, qint64 documentId, qint64 chatId,
+                                 const QList<ChatTurn>& turns) {
+  if (turns.isEmpty()) return fkv::err("there is no question to save");
+  if (chatId != 0) {
+    FKV_TRY(append(library, chatId, turns.back()));
+    return chatId;
+  }
+  FKV_ASSIGN_OR_RETURN(const int64_t id, library.create_chat(documentId, chatTitle(turns.front().text).toStdString()));
+  for (const ChatTurn& t : turns) FKV_TRY(append(library, id, t));
+  return qint64(id);
+}
+
+fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const QString& text) {
+  return append(library, chatId, ChatTurn{QStringLiteral("assistant"), text});
+}
+
+fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId) {
+  SavedChat out;
+  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::ChatRecord> chats, library.list_chats(documentId));
+  if (chats.empty()) return out;
+  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::MessageRecord> messages, library.messages(chats.front().id));
+  out.chatId = chats.front().id;
+  for (const fkv::MessageRecord& m : messages) {
+    if (m.role != "user" && m.role != "assistant") continue;  // the document prompt carries any system text
+    out.turns.append(ChatTurn{QString::fromStdString(m.role), QString::fromStdString(m.content)});
+  }
+  return out;
+}
+
+}  // namespace chat_recorder

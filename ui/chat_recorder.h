@@ -1,0 +1,22 @@
+// A document's chats in the library, as the engine worker keeps them: the question of each ask is saved before it is
+// answered and the answer after, on the worker's thread and through the engine's own library connection, so the
+// window's thread never writes (or waits on) SQLite. Plain functions over a DocumentLibrary; no Qt model here.
+#pragma once
+
+#include <QList>
+
+#include "client_types.h"
+#include "fkv/library.h"
+
+namespace chat_recorder {
+
+// Saves the question that ends `turns` (user, assistant, ..., user). A chat without an id yet (chatId 0) is created,
+// named after its first question, and holds all the turns: the kept turns of a regenerated answer continue as a new
+// chat, the old one stays as history. Returns the chat's id.
+fkv::Result<qint64> saveQuestion(fkv::DocumentLibrary& library, qint64 documentId, qint64 chatId,
+                                 const QList<ChatTurn>& turns);
+fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const QString& text);
+// The document's most recently updated chat (its user and assistant turns); chatId 0 when it has none.
+fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId);
+
+}  // namespace chat_recorder
