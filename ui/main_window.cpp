@@ -20,6 +20,7 @@
 
 #include "chat_model.h"
 #include "chat_view.h"
+#include "desk_session.h"
 #include "document_view.h"
 #include "engine_client.h"
 #include "library_model.h"
@@ -74,6 +75,7 @@ MainWindow::MainWindow(const QString& libraryPath, QWidget* parent) : QMainWindo
   // Not saved: a larger model installed later is chosen at the next start, until one is set in Settings.
   if (m_settings.modelPath.isEmpty()) m_settings.modelPath = ModelGuide::installedDefault();
 
+  m_session = new DeskSession(this);
   m_client = new EngineClient(libraryPath, this);
   m_client->setDocumentOptions(m_settings.documentOptions());
   m_libraryModel = new LibraryModel(libraryPath, this);
@@ -245,12 +247,16 @@ void MainWindow::connectViews() {
   connect(m_chatView, &ChatView::regenerateRequested, this, &MainWindow::regenerate);
   connect(m_chatView, &ChatView::settingsRequested, this, &MainWindow::showSettings);
   connect(m_chatView, &ChatView::newChatRequested, this, [this] {
-    if (m_answering) return;
+    if (isAnswering()) return;
     m_chatModel->startNewChat();
     m_chatView->focusInput();
   });
   connect(m_prefill, &PrefillProgress::cancelRequested, this, &MainWindow::stop);
 }
+
+bool MainWindow::hasModel() const { return m_session->hasModel(); }
+bool MainWindow::isAnswering() const { return m_session->state() == DeskSession::State::Answering; }
+bool MainWindow::isOpening() const { return m_session->state() == DeskSession::State::Opening; }
 
 void MainWindow::showSettings() {
   auto* dialog = new SettingsDialog(m_settings, this);
@@ -266,9 +272,9 @@ void MainWindow::applySettings(const DeskSettings& settings) {
   m_settings.save(store);
   m_client->setDocumentOptions(m_settings.documentOptions());
   m_memory->setStorageCap(quint64(m_settings.storageCapMiB) << 20);
-  if (!m_settings.sameModelLoad(old) || (!m_modelLoaded && !m_modelLoading)) {
+  if (!m_settings.sameModelLoad(old) || (!m_session->hasModel() && !m_session->isLoadingModel())) {
     loadConfiguredModel();
-  } else if (m_modelLoaded) {
+  } else if (m_session->hasModel()) {
     m_client->setRetrieval(m_settings.retrievalOptions());
   }
 }

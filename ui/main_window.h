@@ -14,6 +14,7 @@
 
 class ChatModel;
 class ChatView;
+class DeskSession;
 class DocumentView;
 class EngineClient;
 class LibraryModel;
@@ -44,13 +45,14 @@ class MainWindow : public QMainWindow {
   void applySettings(const DeskSettings& settings);
   DeskSettings settings() const { return m_settings; }
 
-  bool hasModel() const { return m_modelLoaded; }
+  bool hasModel() const;
   const ModelSummary& model() const { return m_model; }
   qint64 openDocumentId() const { return m_openDocument.doc.id; }
   // The last document opened: where its KV came from ("snapshot" or "prefill") and the rest of what the engine said.
   const OpenedDocumentInfo& openedDocument() const { return m_openDocument; }
-  bool isAnswering() const { return m_answering; }
-  bool isOpening() const { return m_opening; }
+  bool isAnswering() const;
+  bool isOpening() const;
+  const DeskSession* session() const { return m_session; }
 
   EngineClient* client() const { return m_client; }
   LibraryModel* libraryModel() const { return m_libraryModel; }
@@ -140,16 +142,11 @@ class MainWindow : public QMainWindow {
   QLabel* m_contextLabel = nullptr;
   QLabel* m_memoryLabel = nullptr;
 
+  DeskSession* m_session = nullptr;  // what the desk is doing: model, document, answer
   ModelSummary m_model;
-  bool m_modelLoaded = false;
-  bool m_modelLoading = false;
   QString m_modelError;
   OpenedDocumentInfo m_openDocument;
-  bool m_documentReady = false;
-  bool m_opening = false;
   QString m_openingTitle;
-  qint64 m_reopenAfterLoad = 0;  // the document a model reload closed, opened again once the model is in
-  bool m_answering = false;
   int m_answerPieces = 0;
   QString m_pendingPieces;  // arrived, not yet in the chat model
   QTimer* m_pieceTimer = nullptr;

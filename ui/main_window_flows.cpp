@@ -10,6 +10,7 @@
 
 #include "chat_model.h"
 #include "chat_view.h"
+#include "desk_session.h"
 #include "document_view.h"
 #include "engine_client.h"
 #include "library_model.h"
@@ -58,7 +59,7 @@ void MainWindow::connectClient() {
           [this](quint64 id, const QList<qint64>& ids, const QStringList& errors) {
             const bool openLast = id == m_importRequest;  // the command line's import opens what it brought in
             if (openLast) m_importRequest = 0;
-            if (!m_importShown.isEmpty() && !m_opening) m_prefill->finish();
+            if (!m_importShown.isEmpty() && !isOpening()) m_prefill->finish();
             m_importShown.clear();
             onImportFinished(ids, errors, openLast);
           });
@@ -88,12 +89,12 @@ void MainWindow::loadConfiguredModel() {
   const QStringList problems = m_settings.validate();
   if (m_settings.modelPath.isEmpty() || !problems.isEmpty()) {
     m_modelError = problems.join(QLatin1Char(' '));
+    m_session->noModelToLoad(!m_settings.modelPath.isEmpty());
     updateChatState();
     return;
   }
-  m_modelLoading = true;
   m_modelError.clear();
-  if (m_documentReady) m_reopenAfterLoad = m_openDocument.doc.id;
+  m_session->modelLoadStarted();
   m_client->loadModel(m_settings.modelPath, m_settings.modelOptions());
   m_modelLabel->setText(tr("loading %1…").arg(QFileInfo(m_settings.modelPath).fileName()));
   updateChatState();
@@ -101,8 +102,7 @@ void MainWindow::loadConfiguredModel() {
 
 void MainWindow::onModelLoaded(const ModelSummary& m) {
   m_model = m;
-  m_modelLoaded = true;
-  m_modelLoading = false;
+  const qint64 reopen = m_session->modelLoaded();
   m_memory->setModel(m);
   m_timelineModel->clear();  // a new context: its steps count from 0 again
   m_heatmap->clear();
@@ -116,32 +116,36 @@ void MainWindow::onModelLoaded(const ModelSummary& m) {
                                .arg(QLocale().toString(m.nCtx), QLocale().toString(m.nCtxTrain), bytesText(m.fileBytes),
                                     bytesText(need), bytesText(m.kvBytesPerToken), m.chatTemplate));
   statusBar()->showMessage(tr("Model loaded: %1").arg(m.name), kMessageMs);
-  if (m_reopenAfterLoad != 0) {
-    const qint64 id = m_reopenAfterLoad;
-    m_reopenAfterLoad = 0;
-    openDocument(id);
-  }
+  if (reopen != 0) openDocument(reopen);
   updateChatState();
 }
 
 void MainWindow::onModelFailed(const QString& message) {
-  m_modelLoading = false;
+  m_session->modelFailed();
   m_modelError = message;
-  m_modelLabel->setText(m_modelLoaded ? m_modelLabel->text() : tr("no model"));
+  m_modelLabel->setText(m_session->hasModel() ? m_modelLabel->text() : tr("no model"));
   showError(tr("The model could not be loaded: %1").arg(message));
   updateChatState();
 }
 
 void MainWindow::updateChatState() {
   using State = ChatView::State;
-  if (m_answering) return m_chatView->setState(State::Answering);
-  if (!m_modelLoaded) {
-    if (m_modelLoading) return m_chatView->setState(State::LoadingModel, QFileInfo(m_settings.modelPath).fileName());
-    if (m_settings.modelPath.isEmpty()) return m_chatView->setState(State::NoModel);
-    return m_chatView->setState(State::ModelFailed, m_modelError);
+  switch (m_session->state()) {
+    case DeskSession::State::NoModel:
+      return m_chatView->setState(State::NoModel);
+    case DeskSession::State::LoadingModel:
+      return m_chatView->setState(State::LoadingModel, QFileInfo(m_settings.modelPath).fileName());
+    case DeskSession::State::ModelFailed:
+      return m_chatView->setState(State::ModelFailed, m_modelError);
+    case DeskSession::State::NoDocument:
+      return m_chatView->setState(State::NoDocument);
+    case DeskSession::State::Opening:
+      return m_chatView->setState(State::Preparing, m_openingTitle);
+    case DeskSession::State::Ready:
+      return m_chatView->setState(State::Ready);
+    case DeskSession::State::Answering:
+      return m_chatView->setState(State::Answering);
   }
-  if (m_opening) return m_chatView->setState(State::Preparing, m_openingTitle);
-  m_chatView->setState(m_documentReady ? State::Ready : State::NoDocument);
 }
 
 // ---- documents ----
@@ -155,7 +159,7 @@ void MainWindow::importAndOpen(const QStringList& paths) {
 // A long PDF's import shows its pages in the open's bar, whose Cancel stops it; an open waiting behind the import
 // keeps the bar to itself.
 void MainWindow::onImportProgress(quint64 /*id*/, const QString& path, const OpenProgress& progress) {
-  if (m_opening) return;
+  if (isOpening()) return;
   if (m_importShown != path) m_prefill->startImport(QFileInfo(path).fileName());
   m_importShown = path;
   m_prefill->setProgress(progress);
@@ -177,18 +181,15 @@ void MainWindow::onImportFinished(const QList<qint64>& ids, const QStringList& e
 }
 
 void MainWindow::openDocument(qint64 documentId) {
-  if (!m_modelLoaded) {
-    showError(m_modelLoading ? tr("The model is still loading; open the document when it is ready.")
-                             : tr("Choose a model in Settings (Ctrl+,) before opening documents."));
-    if (m_modelLoading) m_reopenAfterLoad = documentId;
-    return;
-  }
-  if (m_answering) stop();
+  if (isAnswering()) stop();
   const int row = m_libraryModel->rowOfDocument(documentId);
   m_openingTitle = row >= 0 ? m_libraryModel->index(row, LibraryModel::TitleColumn).data().toString()
                             : tr("document %1").arg(documentId);
-  m_opening = true;
-  m_documentReady = false;
+  if (!m_session->openStarted(documentId)) {  // remembered when a model is loading
+    showError(m_session->isLoadingModel() ? tr("The model is still loading; open the document when it is ready.")
+                                          : tr("Choose a model in Settings (Ctrl+,) before opening documents."));
+    return;
+  }
   m_prefill->start(m_openingTitle);
   if (documentId != m_openDocument.doc.id)
     m_documentView->showMessage(tr("Reading %1…\n\nThe first open of a document runs a prefill; later opens load "
@@ -200,10 +201,9 @@ void MainWindow::openDocument(qint64 documentId) {
 }
 
 void MainWindow::onDocumentOpened(const OpenedDocumentInfo& info) {
-  m_opening = false;
+  m_session->documentOpened(info.doc.id);
   m_prefill->finish();
   m_openDocument = info;
-  m_documentReady = true;
   const QString title = fromStd(info.doc.title);
   m_documentView->setContent(info.content, title);
   m_chatModel->show(info.doc.id, info.chat);
@@ -225,17 +225,16 @@ void MainWindow::onDocumentOpened(const OpenedDocumentInfo& info) {
 }
 
 void MainWindow::onDocumentFailed(const QString& message) {
-  m_opening = false;
+  m_session->openFailed();
   m_prefill->finish();
   showError(tr("The document was not opened: %1").arg(message));
   onDocumentClosed(m_openDocument.doc.id);  // a failed open leaves no document in the context
 }
 
 void MainWindow::onDocumentClosed(qint64 documentId) {
-  if (m_modelLoading && documentId != 0) m_reopenAfterLoad = documentId;
-  m_documentReady = false;
+  m_session->documentClosed(documentId);
   m_openDocument = OpenedDocumentInfo{};
-  if (!m_modelLoading) {
+  if (!m_session->isLoadingModel()) {
     m_documentView->clearContent();
     m_chatModel->show(0, {});
     setWindowTitle(tr("FreeKV Desk"));
@@ -247,15 +246,15 @@ void MainWindow::onDocumentClosed(qint64 documentId) {
 // ---- answers ----
 
 void MainWindow::ask(const QString& question) {
-  if (!m_documentReady || m_answering || question.trimmed().isEmpty()) return;
+  if (m_session->state() != DeskSession::State::Ready || question.trimmed().isEmpty()) return;
   m_chatModel->appendUser(question.trimmed());
   askWithCurrentTurns();
 }
 
 void MainWindow::askWithCurrentTurns() {
+  if (!m_session->answerStarted()) return;
   const QList<ChatTurn> turns = m_chatModel->turns();
   m_chatModel->beginAssistant();
-  m_answering = true;
   m_answerPieces = 0;
   m_answerClock.start();
   m_client->ask(turns, m_settings.generationOptions(), m_chatModel->saveTarget());
@@ -263,12 +262,12 @@ void MainWindow::askWithCurrentTurns() {
 }
 
 void MainWindow::regenerate() {
-  if (!m_documentReady || m_answering || !m_chatModel->removeLastAnswer()) return;
+  if (m_session->state() != DeskSession::State::Ready || !m_chatModel->removeLastAnswer()) return;
   askWithCurrentTurns();
 }
 
 void MainWindow::stop() {
-  if (m_answering || m_opening || !m_importShown.isEmpty()) m_client->cancel();
+  if (isAnswering() || isOpening() || !m_importShown.isEmpty()) m_client->cancel();
 }
 
 // Pieces can come faster than a screen refreshes (thousands a second from a small model): they are gathered and
@@ -290,18 +289,18 @@ void MainWindow::flushPieces() {
 
 void MainWindow::onAnswerFinished(const AnswerStats& stats) {
   flushPieces();
-  m_answering = false;
+  const bool ready = m_session->answerEnded();
   m_chatModel->finishAssistant(stats.stopReason);
   m_speedLabel->setText(tr("%1 tokens/s").arg(QLocale().toString(stats.decodeTokensPerSecond, 'f', 1)));
   updateChatState();
   emit answerDone(stats);
-  emit documentReady(m_openDocument.doc.id);
+  if (ready) emit documentReady(m_openDocument.doc.id);
 }
 
 void MainWindow::onAnswerFailed(const QString& message) {
   m_pieceTimer->stop();
   m_pendingPieces.clear();
-  m_answering = false;
+  m_session->answerEnded();
   m_chatModel->discardAssistant();
   showError(tr("No answer: %1").arg(message));
   updateChatState();

@@ -1,7 +1,7 @@
 // The thin Qt models of the desktop library, each watched by QAbstractItemModelTester while it changes: LibraryModel
 // over a library written through fkv::Library (KV states, token counts, stale reasons, rows added and removed),
 // ChatModel (streaming turns; the chat the engine worker saves in the library through chat_recorder, restore,
-// regenerate), TimelineModel (the last N steps, oldest leaving first).
+// regenerate), TimelineModel (the last N steps, oldest leaving first), and the desk's state machine (DeskSession).
 #include <QAbstractItemModelTester>
 #include <QRegularExpression>
 #include <QSignalSpy>
@@ -14,6 +14,7 @@
 
 #include "chat_model.h"
 #include "chat_recorder.h"
+#include "desk_session.h"
 #include "fkv/library.h"
 #include "library_model.h"
 #include "store/library.h"
@@ -295,6 +296,63 @@ class TestModels : public QObject {
     QCOMPARE(chat.rowCount(), 2);
     QCOMPARE(chat.chatId(), 0);
     QCOMPARE(chat.saveTarget().documentId, 0);  // the worker saves nothing for it
+  }
+
+  // The desk's state machine (desk_session.h) through the flows the window drives: first load, open, ask, a reload
+  // that drops and reopens the document, a failed reload that keeps the old model, an open during a first load.
+  void deskSessionFollowsTheEngine() {
+    using S = DeskSession::State;
+    DeskSession d;
+    QSignalSpy changed(&d, &DeskSession::stateChanged);
+    QCOMPARE(d.state(), S::NoModel);
+    d.noModelToLoad(true);  // a configured model that cannot be loaded (bad settings)
+    QCOMPARE(d.state(), S::ModelFailed);
+    d.modelLoadStarted();
+    QCOMPARE(d.state(), S::LoadingModel);
+    QVERIFY(!d.openStarted(7));  // waits for the model
+    QCOMPARE(d.modelLoaded(), qint64(7));
+    QCOMPARE(d.state(), S::NoDocument);
+    QVERIFY(!d.answerStarted());  // nothing to ask about
+    QVERIFY(d.openStarted(7));
+    QCOMPARE(d.state(), S::Opening);
+    d.documentOpened(7);
+    QVERIFY(d.answerStarted());
+    QCOMPARE(d.state(), S::Answering);
+    QVERIFY(!d.answerStarted());  // one answer at a time
+    QVERIFY(d.answerEnded());
+    QCOMPARE(d.state(), S::Ready);
+
+    // A reload: the old model answers until the worker drops the document; the new one reopens it.
+    d.modelLoadStarted();
+    QCOMPARE(d.state(), S::Ready);
+    d.documentClosed(7);
+    QCOMPARE(d.state(), S::NoDocument);
+    QCOMPARE(d.modelLoaded(), qint64(7));
+    QVERIFY(d.openStarted(7));
+    d.documentOpened(7);
+
+    // A failed reload keeps the old model and its document.
+    d.modelLoadStarted();
+    d.modelFailed();
+    QCOMPARE(d.state(), S::Ready);
+    QVERIFY(d.hasModel());
+
+    // Opening another document: the previous one closing does not end the open; a failed open leaves none.
+    QVERIFY(d.openStarted(9));
+    d.documentClosed(7);
+    QCOMPARE(d.state(), S::Opening);
+    d.openFailed();
+    QCOMPARE(d.state(), S::NoDocument);
+    QCOMPARE(d.documentId(), qint64(0));
+
+    // An answer cut short by an open of another document leaves the desk opening, not ready.
+    QVERIFY(d.openStarted(9));
+    d.documentOpened(9);
+    QVERIFY(d.answerStarted());
+    QVERIFY(d.openStarted(11));
+    QVERIFY(!d.answerEnded());
+    QCOMPARE(d.state(), S::Opening);
+    QVERIFY(changed.count() > 10);
   }
 
   void timelineKeepsTheLastSteps() {
