@@ -13,6 +13,7 @@
 #include "model/synthetic.h"
 #include "runtime/backend_info.h"
 #include "runtime/context.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 
 #ifdef FKV_HAVE_CUDA
@@ -48,12 +49,9 @@ class TestBackendChoice : public QObject {
 
  private slots:
   void initTestCase() {
-    fkv::SyntheticModelSpec s;
-    s.vocab_path = fkvtest::llamaVocabPath().toStdString();
-    s.n_ctx = 256;
     m_model = fkvtest::tempDir() + "/backend.gguf";
-    const fkv::Status st = fkv::write_synthetic_model(s, m_model.toStdString());
-    QVERIFY2(st.ok(), st.message().c_str());
+    const QString written = fkvtest::writeModel(fkvtest::llamaSpec(1, 256), m_model);
+    QVERIFY2(written.isEmpty(), qPrintable(written));
   }
 
   void cpuIsAlwaysTheCpu() {

@@ -10,6 +10,7 @@
 #include "fkv/engine.h"
 #include "model/synthetic.h"
 #include "store/library.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 
 namespace {
@@ -74,13 +75,9 @@ class TestChatSnapshot : public QObject {
   void initTestCase() {
     const std::string dir = fkvtest::tempDir().toStdString() + "/chat-snapshot";
     fs::create_directories(dir);
-    fkv::SyntheticModelSpec spec;
-    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
-    spec.n_ctx = 2048;
-    spec.seed = 11;
     m_model = dir + "/model.gguf";
-    const fkv::Status w = fkv::write_synthetic_model(spec, m_model);
-    QVERIFY2(w.ok(), w.message().c_str());
+    const QString written = fkvtest::writeModel(fkvtest::llamaSpec(11, 2048), QString::fromStdString(m_model));
+    QVERIFY2(written.isEmpty(), qPrintable(written));
     m_doc = dir + "/mill.txt";
     std::ofstream(m_doc) << prose(300);
     m_lib = dir + "/lib/library.db";

@@ -11,6 +11,7 @@
 
 #include "model/synthetic.h"
 #include "support/cli_runner.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 
 namespace {
@@ -31,15 +32,12 @@ class TestCli : public QObject {
 
  private slots:
   void initTestCase() {
-    fkv::SyntheticModelSpec spec;
-    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
+    fkv::SyntheticModelSpec spec = fkvtest::llamaSpec(3, 512);
     spec.weight_type = fkv::DType::Q8_0;
-    spec.n_ctx = 512;
-    spec.seed = 3;
     spec.name = "cli test model";
     m_model = fkvtest::tempDir() + "/cli.gguf";
-    const fkv::Status s = fkv::write_synthetic_model(spec, m_model.toStdString());
-    QVERIFY2(s.ok(), s.message().c_str());
+    const QString written = fkvtest::writeModel(spec, m_model);
+    QVERIFY2(written.isEmpty(), qPrintable(written));
 
     QFile whole(m_model);
     QVERIFY(whole.open(QIODevice::ReadOnly));

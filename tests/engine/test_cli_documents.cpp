@@ -13,6 +13,7 @@
 
 #include "model/synthetic.h"
 #include "support/cli_runner.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 
 namespace {
@@ -20,12 +21,8 @@ namespace {
 using fkvtest::CliRun;
 using fkvtest::parseObject;
 using fkvtest::runCli;
+using fkvtest::writeFile;
 
-void writeFile(const QString& path, const QByteArray& bytes) {
-  QFile f(path);
-  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate)) qFatal("cannot write %s", qPrintable(path));
-  f.write(bytes);
-}
 
 // A few hundred tokens of seeded prose.
 QByteArray prose(int n_words, uint32_t seed) {
@@ -76,13 +73,9 @@ class TestCliDocuments : public QObject {
 
  private slots:
   void initTestCase() {
-    fkv::SyntheticModelSpec spec;
-    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
-    spec.n_ctx = 1024;
-    spec.seed = 21;
     m_model = fkvtest::tempDir() + "/cli-docs.gguf";
-    const fkv::Status s = fkv::write_synthetic_model(spec, m_model.toStdString());
-    QVERIFY2(s.ok(), s.message().c_str());
+    const QString written = fkvtest::writeModel(fkvtest::llamaSpec(21, 1024), m_model);
+    QVERIFY2(written.isEmpty(), qPrintable(written));
     QVERIFY(QDir().mkpath(fkvtest::tempDir() + "/docs"));
     m_lib = fkvtest::tempDir() + "/lib/library.db";
     m_txt = fkvtest::tempDir() + "/docs/garden.txt";

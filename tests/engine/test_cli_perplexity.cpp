@@ -13,6 +13,7 @@
 #include "model/synthetic.h"
 #include "runtime/context.h"
 #include "support/cli_runner.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 
@@ -55,13 +56,9 @@ class TestCliPerplexity : public QObject {
 
  private slots:
   void initTestCase() {
-    fkv::SyntheticModelSpec spec;
-    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
-    spec.n_ctx = 256;
-    spec.seed = 5;
     m_model = fkvtest::tempDir() + "/ppl.gguf";
-    const fkv::Status s = fkv::write_synthetic_model(spec, m_model.toStdString());
-    QVERIFY2(s.ok(), s.message().c_str());
+    const QString written = fkvtest::writeModel(fkvtest::llamaSpec(5, 256), m_model);
+    QVERIFY2(written.isEmpty(), qPrintable(written));
     m_text = fkvtest::tempDir() + "/text.txt";
     QFile f(m_text);
     QVERIFY(f.open(QIODevice::WriteOnly));

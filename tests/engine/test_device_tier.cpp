@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kv/device_tier.h"
+#include "support/policy_helpers.h"
 
 using fkv::AppendPlan;
 using fkv::Budget;
@@ -22,14 +23,7 @@ namespace {
 
 constexpr int kHeads = 2;
 
-Budget make_budget(int ps, int s, int r, int k) {
-  Budget b;
-  b.page_size = ps;
-  b.sink_tokens = s * ps;
-  b.recent_tokens = r * ps;
-  b.retrieved_tokens = k * ps;
-  return b;
-}
+Budget make_budget(int ps, int s, int r, int k) { return fkvtest::budget_in_pages(ps, s, r, k); }
 
 // The split by its definition: the first S pages are sinks, the last R pages that are not sinks are recent.
 struct NaiveSplit {

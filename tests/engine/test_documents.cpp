@@ -34,6 +34,8 @@
 
 namespace {
 
+using fkvtest::writeFile;
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -54,12 +56,6 @@ std::string prose(int n_words, uint32_t seed) {
     out += i % 60 == 59 ? ".\n\n" : i % 12 == 11 ? ". " : " ";
   }
   return out;
-}
-
-void writeFile(const std::string& path, const std::string& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::string readFile(const std::string& path) {

@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "model/synthetic.h"
 #include "support/cli_runner.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 
@@ -59,13 +60,11 @@ class TestEval : public QObject {
 
  private slots:
   void initTestCase() {
-    fkv::SyntheticModelSpec spec;  // 2 layers, embd 64, 4 heads, 2 KV heads: fast even at a thousand tokens
-    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
-    spec.seed = 11;
+    fkv::SyntheticModelSpec spec = fkvtest::llamaSpec(11);  // 2 layers, embd 64, 4 heads, 2 KV heads: fast
     spec.name = "eval test model";
     const std::string path = (fkvtest::tempDir() + "/eval.gguf").toStdString();
-    const fkv::Status s = fkv::write_synthetic_model(spec, path);
-    QVERIFY2(s.ok(), s.message().c_str());
+    const QString written = fkvtest::writeModel(spec, QString::fromStdString(path));
+    QVERIFY2(written.isEmpty(), qPrintable(written));
     fkv::Result<std::unique_ptr<fkv::Model>> m = fkv::Model::load(path);
     QVERIFY2(m.ok(), m.message().c_str());
     m_model = std::move(m).value();

@@ -17,6 +17,7 @@
 #include "model/synthetic.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -121,13 +122,9 @@ class TestGenerator : public QObject {
 
  private slots:
   void initTestCase() {
-    fkv::SyntheticModelSpec spec;
-    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
-    spec.seed = 7;
-    spec.n_ctx = 256;
     m_path = (fkvtest::tempDir() + "/generator.gguf").toStdString();
-    const fkv::Status w = fkv::write_synthetic_model(spec, m_path);
-    QVERIFY2(w.ok(), w.message().c_str());
+    const QString written = fkvtest::writeModel(fkvtest::llamaSpec(7, 256), QString::fromStdString(m_path));
+    QVERIFY2(written.isEmpty(), qPrintable(written));
     auto model = fkv::Model::load(m_path);
     QVERIFY2(model.ok(), model.message().c_str());
     m_model = std::move(model).value();

@@ -11,6 +11,7 @@
 #include "backend/cpu/quant.h"
 #include "kv/kv_cache.h"
 #include "kv/policy.h"
+#include "support/policy_helpers.h"
 
 using fkv::DType;
 using fkv::KvCache;
@@ -18,6 +19,8 @@ using fkv::KvGeometry;
 namespace cpu = fkv::cpu;
 
 Q_DECLARE_METATYPE(DType)
+
+using fkvtest::read_elem;
 
 namespace {
 
@@ -45,17 +48,6 @@ std::vector<float> tokens(const KvGeometry& g, int l, int pos, int n, int kv) {
       for (int c = 0; c < g.head_dim; ++c)
         x[(static_cast<size_t>(i) * g.n_kv_heads + h) * g.head_dim + c] = value_at(l, pos + i, h, c, kv);
   return x;
-}
-
-float read_elem(DType t, const uint8_t* p) {
-  if (t == DType::F32) {
-    float f;
-    std::memcpy(&f, p, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return t == DType::F16 ? cpu::f16_to_f32(h) : cpu::bf16_to_f32(h);
 }
 
 // Half an ulp of the type at x: F32 must be exact, F16 keeps 11 significant bits, BF16 8.

@@ -22,6 +22,7 @@
 #include "store/library_rows.h"
 #include "support/cli_runner.h"
 #include "support/library_fixtures.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 
 using fkv::Library;
@@ -112,13 +113,9 @@ class TestLibraryFaults : public QObject {
  private slots:
   void initTestCase() {
     QVERIFY(dir_.isValid());
-    fkv::SyntheticModelSpec spec;
-    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
-    spec.n_ctx = 1024;
-    spec.seed = 33;
     m_model = dir_.path() + "/faults.gguf";
-    const fkv::Status s = fkv::write_synthetic_model(spec, m_model.toStdString());
-    QVERIFY2(s.ok(), s.message().c_str());
+    const QString written = fkvtest::writeModel(fkvtest::llamaSpec(33, 1024), m_model);
+    QVERIFY2(written.isEmpty(), qPrintable(written));
     m_doc = dir_.path() + "/shed.txt";
     m_otherDoc = dir_.path() + "/barn.txt";
     QByteArray text = "The shed\n\n", other = "The barn\n\n";

@@ -16,6 +16,7 @@
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
 #include "kv/policy.h"
+#include "support/policy_helpers.h"
 
 using fkv::Budget;
 using fkv::DType;
@@ -25,27 +26,10 @@ using fkv::PageSummaries;
 
 Q_DECLARE_METATYPE(DType)
 
+using fkvtest::list;
+using fkvtest::read_elem;
+
 namespace {
-
-Budget budget(int sink, int recent, int retrieved, int page_size) {
-  Budget b;
-  b.sink_tokens = sink;
-  b.recent_tokens = recent;
-  b.retrieved_tokens = retrieved;
-  b.page_size = page_size;
-  return b;
-}
-
-float read_elem(DType t, const uint8_t* p) {
-  if (t == DType::F32) {
-    float f;
-    std::memcpy(&f, p, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return t == DType::F16 ? fkv::cpu::f16_to_f32(h) : fkv::cpu::bf16_to_f32(h);
-}
 
 // Stored key channel c of token j (within the page) of KV head h, page p, layer l.
 float stored_key(const KvCache& cache, int l, int p, int h, int j, int c) {
@@ -117,12 +101,6 @@ std::vector<int32_t> reference_top_k(const PageSummaries& s, int l, int h, const
   return all;
 }
 
-QString list(const std::vector<int32_t>& v) {
-  QStringList s;
-  for (int32_t x : v) s << QString::number(x);
-  return "[" + s.join(",") + "]";
-}
-
 }  // namespace
 
 class TestPageSummary : public QObject {
@@ -161,7 +139,7 @@ class TestPageSummary : public QObject {
     QFETCH(int, page_size);
     QFETCH(QString, field);
     QFETCH(int, found);
-    const Budget b = budget(sink, recent, retrieved, page_size);
+    const Budget b = fkvtest::make_budget(sink, recent, retrieved, page_size);
     const fkv::Status st = b.validate();
     const QString msg = QString::fromStdString(st.message());
     if (field.isEmpty()) {
@@ -188,7 +166,7 @@ class TestPageSummary : public QObject {
 
   void policyRefusesTauOutsideCosineRange() {
     fkv::PolicyContext pc;
-    pc.budget = budget(4, 4, 4, 4);
+    pc.budget = fkvtest::make_budget(4, 4, 4, 4);
     for (float tau : {-1.5f, 1.01f, std::numeric_limits<float>::quiet_NaN()}) {
       pc.tau = tau;
       auto p = fkv::make_policy(fkv::Policy::freekv, pc);

@@ -11,6 +11,7 @@
 
 #include "kv/device_tier.h"
 #include "kv/prefill_offload.h"
+#include "support/policy_helpers.h"
 
 using fkv::Budget;
 using fkv::PrefillChunk;
@@ -20,14 +21,7 @@ namespace {
 
 constexpr int kLayers = 2;
 
-Budget make_budget(int ps, int s, int r) {
-  Budget b;
-  b.page_size = ps;
-  b.sink_tokens = s * ps;
-  b.recent_tokens = r * ps;
-  b.retrieved_tokens = 2 * ps;
-  return b;
-}
+Budget make_budget(int ps, int s, int r) { return fkvtest::budget_in_pages(ps, s, r, 2); }
 
 // Resting residency by definition: the first S pages, and the last R pages that are not sinks.
 std::vector<int> naive_resident(const Budget& b, int n_tokens) {

@@ -12,6 +12,7 @@
 #include "fkv/engine.h"
 #include "model/synthetic.h"
 #include "support/cancel_from_thread.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 
 namespace {
@@ -66,13 +67,9 @@ class TestPromptProgress : public QObject {
 
  private slots:
   void initTestCase() {
-    fkv::SyntheticModelSpec spec;
-    spec.vocab_path = fkvtest::llamaVocabPath().toStdString();
-    spec.n_ctx = 4096;
-    spec.seed = 17;
     m_model = (fkvtest::tempDir() + "/prompt-progress.gguf").toStdString();
-    const fkv::Status s = fkv::write_synthetic_model(spec, m_model);
-    QVERIFY2(s.ok(), s.message().c_str());
+    const QString written = fkvtest::writeModel(fkvtest::llamaSpec(17, 4096), QString::fromStdString(m_model));
+    QVERIFY2(written.isEmpty(), qPrintable(written));
     m_doc = (fkvtest::tempDir() + "/prompt-progress.txt").toStdString();
     std::ofstream(m_doc, std::ios::binary) << "Field notes\n\n" << words(200, 3);
   }

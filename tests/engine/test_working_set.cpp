@@ -13,6 +13,7 @@
 
 #include "kv/kv_cache.h"
 #include "kv/working_set.h"
+#include "support/policy_helpers.h"
 
 using fkv::DType;
 using fkv::KvCache;
@@ -21,6 +22,8 @@ using fkv::RecallPlan;
 using fkv::WorkingSet;
 
 Q_DECLARE_METATYPE(DType)
+
+using fkvtest::list;
 
 namespace {
 
@@ -66,12 +69,6 @@ std::vector<int32_t> residency(const WorkingSet& ws, int l, int h) {
   std::vector<int32_t> r(static_cast<size_t>(ws.n_slots()));
   for (int s = 0; s < ws.n_slots(); ++s) r[static_cast<size_t>(s)] = ws.page_in_slot(l, h, s);
   return r;
-}
-
-QString list(const std::vector<int32_t>& v) {
-  QStringList s;
-  for (int32_t x : v) s << QString::number(x);
-  return "[" + s.join(",") + "]";
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "support/test_paths.h"
 
 #include <QDir>
+#include <QFile>
 #include <QFileInfo>
 #include <QTemporaryDir>
 
@@ -40,6 +41,13 @@ QString samplePath(const QString& name) {
 QString tempDir() {
   static QTemporaryDir dir;
   return dir.path();
+}
+
+void writeFile(const QString& path, const QByteArray& bytes) {
+  QDir().mkpath(QFileInfo(path).absolutePath());
+  QFile f(path);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) || f.write(bytes) != bytes.size())
+    qFatal("cannot write %s", qPrintable(path));
 }
 
 }  // namespace fkvtest

@@ -1,7 +1,9 @@
 // Where tests find shared data and the real model.
 #pragma once
 
+#include <QByteArray>
 #include <QString>
+#include <string>
 
 namespace fkvtest {
 
@@ -21,5 +23,11 @@ QString bpeVocabPath(const QString& name);
 QString samplePath(const QString& name);
 // A fresh temporary directory for this test process (removed at exit).
 QString tempDir();
+// Writes `bytes` to `path` (replacing it; parent folders are created). A file that cannot be written ends the test
+// process: every later check would fail for that reason.
+void writeFile(const QString& path, const QByteArray& bytes);
+inline void writeFile(const std::string& path, const std::string& bytes) {
+  writeFile(QString::fromStdString(path), QByteArray::fromStdString(bytes));
+}
 
 }  // namespace fkvtest
