@@ -38,7 +38,7 @@ std::vector<fkv::Message> toMessages(const QList<ChatTurn>& turns) {
 AnswerStats answerStats(const fkv::GenerateResult& r) {
   AnswerStats a;
   a.text = fromStd(r.text);
-  a.stopReason = fromStd(r.stop_reason);
+  a.stopReason = QLatin1String(fkv::stop_reason_name(r.stop_reason));
   a.nPromptTokens = r.n_prompt_tokens;
   a.nCachedTokens = r.n_cached_tokens;
   a.nGenerated = r.n_generated;

@@ -210,7 +210,7 @@ void MainWindow::onDocumentOpened(const OpenedDocumentInfo& info) {
   if (!info.chatError.isEmpty()) showError(info.chatError);
   m_libraryPane->setOpenDocument(info.doc.id);
   setWindowTitle(tr("%1 — FreeKV Desk").arg(title));
-  QString how = info.doc.kv_source == "snapshot"
+  QString how = info.doc.kv_source == fkv::KvSource::snapshot
                     ? tr("KV cache loaded from disk in %1 s, no prefill").arg(info.doc.load_s, 0, 'f', 2)
                     : tr("prefilled %1 tokens in %2 s")
                           .arg(QLocale().toString(info.doc.n_tokens))

@@ -177,7 +177,8 @@ QStringList DeskSettings::policies() {
 
 QStringList DeskSettings::kvTypes() {
   QStringList out;
-  for (fkv::KvType t : {fkv::KvType::f16, fkv::KvType::bf16, fkv::KvType::f32}) out << QLatin1String(fkv::kv_type_name(t));
+  for (fkv::KvType t : {fkv::KvType::f16, fkv::KvType::bf16, fkv::KvType::f32})
+    out << QLatin1String(fkv::kv_type_name(t));
   return out;
 }
 

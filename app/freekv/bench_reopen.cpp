@@ -52,10 +52,11 @@ fkv::Result<ReopenReport> run_reopen_benchmark(const ReopenOptions& o, const std
   const std::string library = dir + "/library/library.db";
 
   FKV_ASSIGN_OR_RETURN(const auto cold, open_and_ask(o, library, doc));
-  if (cold.first.kv_source != "prefill") return fkv::err("the first open did not prefill (", cold.first.kv_source, ")");
+  if (cold.first.kv_source != fkv::KvSource::prefill)
+    return fkv::err("the first open did not prefill (", fkv::kv_source_name(cold.first.kv_source), ")");
   if (!cold.first.save_error.empty()) return fkv::err("the snapshot was not saved: ", cold.first.save_error);
   FKV_ASSIGN_OR_RETURN(const auto warm, open_and_ask(o, library, doc));
-  if (warm.first.kv_source != "snapshot")
+  if (warm.first.kv_source != fkv::KvSource::snapshot)
     return fkv::err("the second open did not load the snapshot: ", warm.first.recompute_reason);
   ReopenReport r;
   r.n_tokens = cold.first.n_tokens;

@@ -248,7 +248,8 @@ struct QuestionProgress {
 void write_opened_json(JsonWriter& j, const fkv::OpenedDocument& d) {
   j.key("document").begin_object();
   j.key("id").value(d.id).key("title").value(d.title).key("path").value(d.path).key("format").value(d.format);
-  j.key("n_chars").value(d.n_chars).key("n_tokens").value(d.n_tokens).key("kv_source").value(d.kv_source);
+  j.key("n_chars").value(d.n_chars).key("n_tokens").value(d.n_tokens);
+  j.key("kv_source").value(fkv::kv_source_name(d.kv_source));
   j.key("recompute_reason").value(d.recompute_reason).key("save_error").value(d.save_error);
   j.key("snapshot_bytes").value(d.snapshot_bytes);
   j.key("ingest_s").value(d.ingest_s).key("tokenize_s").value(d.tokenize_s).key("load_s").value(d.load_s);
@@ -317,22 +318,24 @@ int run_ask_impl(const ParsedArgs& a) {
         return true;
       });
   if (!r.ok()) return ask_fail(r.message());
-  if (r->stop_reason == "cancelled" && r->n_generated == 0) {
+  const bool cancelled = r->stop_reason == fkv::StopReason::cancelled;
+  if (cancelled && r->n_generated == 0) {
     return ask_fail("cancelled while evaluating the question (" + std::to_string(question_progress.done) + " of " +
                     std::to_string(question_progress.total) + " tokens); no answer");
   }
   if (!json) {
     std::printf("\n");
     std::fprintf(stderr, "[%s: %d tokens, KV from %s in %.2f s; first answer token after %.2f s; %.1f tok/s%s]\n",
-                 display_text(opened->title).c_str(), opened->n_tokens, opened->kv_source.c_str(),
-                 opened->kv_source == "snapshot" ? opened->load_s : opened->prefill_s, first_token_s,
-                 r->decode_tokens_per_s, r->stop_reason == "cancelled" ? "; the answer was cancelled" : "");
+                 display_text(opened->title).c_str(), opened->n_tokens, fkv::kv_source_name(opened->kv_source),
+                 opened->kv_source == fkv::KvSource::snapshot ? opened->load_s : opened->prefill_s, first_token_s,
+                 r->decode_tokens_per_s, cancelled ? "; the answer was cancelled" : "");
     return kExitOk;
   }
   JsonWriter j;
   j.begin_object().key("model").value(ro->model_path).key("load_model_s").value(load_model_s);
   write_opened_json(j, *opened);
-  j.key("question").value(question).key("answer").value(r->text).key("stop_reason").value(r->stop_reason);
+  j.key("question").value(question).key("answer").value(r->text);
+  j.key("stop_reason").value(fkv::stop_reason_name(r->stop_reason));
   j.key("first_token_s").value(first_token_s).key("question_tokens").value(r->n_prompt_tokens - r->n_cached_tokens);
   j.key("n_generated").value(r->n_generated).key("decode_tokens_per_s").value(r->decode_tokens_per_s);
   j.end_object();

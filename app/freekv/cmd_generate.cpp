@@ -165,13 +165,13 @@ bool stream_to_stdout(std::string_view piece) {
 void print_timings(const fkv::GenerateResult& r) {
   std::fprintf(stderr, "[prompt %d tokens (%d cached), %.1f tok/s | generated %d tokens, %.1f tok/s | stop: %s]\n",
                r.n_prompt_tokens, r.n_cached_tokens, r.prefill_tokens_per_s, r.n_generated, r.decode_tokens_per_s,
-               r.stop_reason.c_str());
+               fkv::stop_reason_name(r.stop_reason));
 }
 
 void print_result_json(const fkv::GenerateResult& r, const fkv::ModelInfo& info) {
   JsonWriter j;
   j.begin_object();
-  j.key("text").value(r.text).key("stop_reason").value(r.stop_reason);
+  j.key("text").value(r.text).key("stop_reason").value(fkv::stop_reason_name(r.stop_reason));
   j.key("backend").value(fkv::backend_name(info.backend));
   j.key("n_prompt_tokens").value(r.n_prompt_tokens).key("n_generated").value(r.n_generated);
   j.key("prefill_s").value(r.prefill_s).key("decode_s").value(r.decode_s);
@@ -199,7 +199,8 @@ void chat_turn(fkv::Engine& engine, std::vector<fkv::Message>& history, const fk
   std::printf("\n");
   print_timings(*r);
   history.push_back({"assistant", r->text});
-  if (r->stop_reason == "context_full") std::fprintf(stderr, "[the context is full: /reset to start over]\n");
+  if (r->stop_reason == fkv::StopReason::context_full)
+    std::fprintf(stderr, "[the context is full: /reset to start over]\n");
 }
 
 }  // namespace

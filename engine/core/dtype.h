@@ -35,7 +35,9 @@ inline const char* dtype_name(DType t) { return dtype_info(t).name; }
 
 // The KV cache's element type as the public options name it, and back (a type no KV cache uses reads as f16).
 inline DType kv_dtype(KvType t) { return t == KvType::f32 ? DType::F32 : t == KvType::bf16 ? DType::BF16 : DType::F16; }
-inline KvType kv_type_of(DType t) { return t == DType::F32 ? KvType::f32 : t == DType::BF16 ? KvType::bf16 : KvType::f16; }
+inline KvType kv_type_of(DType t) {
+  return t == DType::F32 ? KvType::f32 : t == DType::BF16 ? KvType::bf16 : KvType::f16;
+}
 
 // True when the engine can load weights of this GGUF type id.
 bool dtype_supported(uint32_t raw);

@@ -20,6 +20,12 @@ constexpr Names<Backend, 3> kBackends{{{Backend::automatic, "auto"}, {Backend::c
 constexpr Names<Speculation, 2> kSpeculations{
     {{Speculation::background, "background"}, {Speculation::inline_, "inline"}}};
 constexpr Names<KvType, 3> kKvTypes{{{KvType::f16, "f16"}, {KvType::bf16, "bf16"}, {KvType::f32, "f32"}}};
+constexpr Names<StopReason, 5> kStopReasons{{{StopReason::eos, "eos"},
+                                             {StopReason::max_tokens, "max_tokens"},
+                                             {StopReason::cancelled, "cancelled"},
+                                             {StopReason::stop_string, "stop_string"},
+                                             {StopReason::context_full, "context_full"}}};
+constexpr Names<KvSource, 2> kKvSources{{{KvSource::prefill, "prefill"}, {KvSource::snapshot, "snapshot"}}};
 
 template <class E, size_t N>
 const char* name_of(const Names<E, N>& names, E value) {
@@ -45,10 +51,14 @@ const char* policy_name(Policy p) { return name_of(kPolicies, p); }
 const char* backend_name(Backend b) { return name_of(kBackends, b); }
 const char* speculation_name(Speculation s) { return name_of(kSpeculations, s); }
 const char* kv_type_name(KvType t) { return name_of(kKvTypes, t); }
+const char* stop_reason_name(StopReason r) { return name_of(kStopReasons, r); }
+const char* kv_source_name(KvSource s) { return name_of(kKvSources, s); }
 
 Result<Policy> parse_policy(std::string_view name) { return parse(kPolicies, "attention policy", name); }
 Result<Backend> parse_backend(std::string_view name) { return parse(kBackends, "backend", name); }
 Result<Speculation> parse_speculation(std::string_view name) { return parse(kSpeculations, "speculation", name); }
 Result<KvType> parse_kv_type(std::string_view name) { return parse(kKvTypes, "KV type", name); }
+Result<StopReason> parse_stop_reason(std::string_view name) { return parse(kStopReasons, "stop reason", name); }
+Result<KvSource> parse_kv_source(std::string_view name) { return parse(kKvSources, "KV source", name); }
 
 }  // namespace fkv

@@ -176,7 +176,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
     }();
     if (s.ok()) {
       ctx_tokens = st.prompt.prefix;
-      info.kv_source = "snapshot";
+      info.kv_source = KvSource::snapshot;
       info.load_s = seconds_since(t0);
       info.snapshot_bytes = static_cast<uint64_t>(snap->bytes);
       st.snapshot_id = snap->id;
@@ -192,11 +192,11 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   }
 
   // 4. Otherwise prefill, then save the snapshot (a failed save leaves the document open, and says why).
-  if (info.kv_source.empty()) {
+  if (info.kv_source != KvSource::snapshot) {
     t0 = Clock::now();
     FKV_TRY(prefill_prefix(st.prompt.prefix, cb));
     info.prefill_s = seconds_since(t0);
-    info.kv_source = "prefill";
+    info.kv_source = KvSource::prefill;
     if (lib != nullptr && o.save_snapshot && lib->read_only()) {
       info.save_error = "the library is open read-only: " + lib->read_only_reason();
     } else if (lib != nullptr && o.save_snapshot) {

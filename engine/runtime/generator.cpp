@@ -150,13 +150,13 @@ Result<GenerateStats> generate(Context& ctx, std::span<const int32_t> prompt, co
   FKV_ASSIGN_OR_RETURN(const bool prefilled, prefill(ctx, prompt, params, logits));
   stats.prefill_s = seconds_since(t_prefill);
   if (!prefilled) {
-    stats.stop_reason = kStopCancelled;
+    stats.stop_reason = StopReason::cancelled;
     return stats;
   }
 
   const Clock::time_point t_decode = Clock::now();
   SinkState state = SinkState::Open;
-  std::string_view reason = kStopMaxTokens;  // also the answer when max_tokens is 0
+  StopReason reason = StopReason::max_tokens;  // also the answer when max_tokens is 0
   while (stats.n_generated < params.max_tokens) {
     const int32_t id = sampler.sample(logits);
     if (id < 0) return sampler.status();
@@ -164,26 +164,26 @@ Result<GenerateStats> generate(Context& ctx, std::span<const int32_t> prompt, co
     stats.tokens.push_back(id);
     ++stats.n_generated;
     if (tok.is_eog(id)) {
-      reason = kStopEos;
+      reason = StopReason::eos;
       break;
     }
     state = sink.push(utf8.push(tok.token_piece(id)));
     if (state != SinkState::Open) break;
     if (stats.n_generated == params.max_tokens) break;
     if (cancel_requested(params.cancel)) {
-      reason = kStopCancelled;
+      reason = StopReason::cancelled;
       break;
     }
     if (ctx.n_past() >= ctx.n_ctx()) {
-      reason = kStopContextFull;
+      reason = StopReason::context_full;
       break;
     }
     FKV_TRY(ctx.eval(std::span<const int32_t>(&stats.tokens.back(), 1), LogitsMode::Last, logits));
   }
   if (state == SinkState::Open) state = sink.push(utf8.flush());
   if (state == SinkState::Open) state = sink.finish();
-  if (state == SinkState::Stopped) reason = kStopString;
-  if (state == SinkState::Cancelled) reason = kStopCancelled;
+  if (state == SinkState::Stopped) reason = StopReason::stop_string;
+  if (state == SinkState::Cancelled) reason = StopReason::cancelled;
   stats.stop_reason = reason;
   stats.decode_s = seconds_since(t_decode);
   return stats;

@@ -34,18 +34,13 @@ struct GenerateParams {
 };
 
 // Why generation ended.
-inline constexpr std::string_view kStopEos = "eos";
-inline constexpr std::string_view kStopMaxTokens = "max_tokens";
-inline constexpr std::string_view kStopCancelled = "cancelled";
-inline constexpr std::string_view kStopString = "stop_string";
-inline constexpr std::string_view kStopContextFull = "context_full";
 
 struct GenerateStats {
   int n_prompt = 0;             // prompt tokens evaluated by this call
   int n_generated = 0;          // tokens sampled, the end-of-generation token included
   double prefill_s = 0;         // evaluating the prompt
   double decode_s = 0;          // from the end of the prefill to the end of the loop (sampling, evaluation, callbacks)
-  std::string stop_reason;      // one of the kStop* values
+  StopReason stop_reason = StopReason::eos;
   std::vector<int32_t> tokens;  // (n_generated) the sampled tokens; all but possibly the last are in the context
 };
 

@@ -17,7 +17,8 @@ Status RetrievalOptions::validate(int page_size) const {
 }
 
 Status ModelOptions::validate() const {
-  if (n_ctx < 0 || n_ctx > (1 << 24)) return err("context size must be 0 (automatic) or 1..16777216 tokens, found ", n_ctx);
+  if (n_ctx < 0 || n_ctx > (1 << 24))
+    return err("context size must be 0 (automatic) or 1..16777216 tokens, found ", n_ctx);
   if (n_threads < 0 || n_threads > 1024) return err("thread count must be 0 (automatic) or 1..1024, found ", n_threads);
   if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
   if (device < 0) return err("CUDA device index must be >= 0, found ", device);

@@ -68,7 +68,9 @@ Result<int64_t> DocumentLibrary::import_file(const std::string& path, const Impo
 Status DocumentLibrary::delete_document(int64_t id) { return lib_->delete_document(id); }
 Result<int64_t> DocumentLibrary::total_snapshot_bytes() { return lib_->total_snapshot_bytes(); }
 
-Result<std::vector<ChatRecord>> DocumentLibrary::list_chats(int64_t document_id) { return lib_->list_chats(document_id); }
+Result<std::vector<ChatRecord>> DocumentLibrary::list_chats(int64_t document_id) {
+  return lib_->list_chats(document_id);
+}
 Result<std::vector<MessageRecord>> DocumentLibrary::messages(int64_t chat_id) { return lib_->messages(chat_id); }
 Result<int64_t> DocumentLibrary::create_chat(int64_t document_id, const std::string& title) {
   return lib_->create_chat(document_id, title);

@@ -194,7 +194,7 @@ class TestDocuments : public QObject {
     const std::unique_ptr<fkv::Engine> a = newEngine(lib, m_model);
     auto da = a->open_document(m_txt, fkv::DocumentOptions{}, record);
     QVERIFY2(da.ok(), da.message().c_str());
-    QCOMPARE(da->kv_source, std::string("prefill"));
+    QCOMPARE(da->kv_source, fkv::KvSource::prefill);
     QVERIFY(da->snapshot_bytes > 0 && da->save_error.empty() && da->recompute_reason.empty() && da->prefill_s > 0);
     QCOMPARE(stages, (std::vector<std::string>{"ingest", "tokenize", "prefill", "save"}));
     auto ra = a->ask({{"user", kQuestion}}, greedy(), {});
@@ -205,7 +205,7 @@ class TestDocuments : public QObject {
     const std::unique_ptr<fkv::Engine> b = newEngine(lib, m_model);
     auto db = b->open_document(m_txt, fkv::DocumentOptions{}, record);
     QVERIFY2(db.ok(), db.message().c_str());
-    QCOMPARE(db->kv_source, std::string("snapshot"));
+    QCOMPARE(db->kv_source, fkv::KvSource::snapshot);
     QCOMPARE(db->prefill_s, 0.0);
     QVERIFY(db->load_s > 0);
     QVERIFY(db->id == da->id && db->n_tokens == da->n_tokens && db->snapshot_bytes == da->snapshot_bytes);
@@ -254,12 +254,12 @@ class TestDocuments : public QObject {
     const std::string lib = libPath("byid");
     auto first = openAndAsk(lib, m_md);
     QVERIFY2(first.ok(), first.message().c_str());
-    QCOMPARE(first->doc.kv_source, std::string("prefill"));
+    QCOMPARE(first->doc.kv_source, fkv::KvSource::prefill);
     QCOMPARE(first->doc.title, std::string("Harbour notes"));
     const std::unique_ptr<fkv::Engine> e = newEngine(lib, m_model);
     auto d = e->open_document(first->doc.id, fkv::DocumentOptions{}, {});
     QVERIFY2(d.ok(), d.message().c_str());
-    QCOMPARE(d->kv_source, std::string("snapshot"));
+    QCOMPARE(d->kv_source, fkv::KvSource::snapshot);
     QVERIFY(d->title == first->doc.title && d->n_tokens == first->doc.n_tokens);
     auto r = e->ask({{"user", kQuestion}}, greedy(), {});
     QVERIFY2(r.ok(), r.message().c_str());
@@ -330,13 +330,13 @@ class TestDocuments : public QObject {
 
     auto second = openAndAsk(lib, m_txt);
     QVERIFY2(second.ok(), second.message().c_str());
-    QCOMPARE(second->doc.kv_source, std::string("prefill"));
+    QCOMPARE(second->doc.kv_source, fkv::KvSource::prefill);
     QVERIFY2(contains(second->doc.recompute_reason, reason.toUtf8().constData()), second->doc.recompute_reason.c_str());
     QVERIFY(second->doc.save_error.empty() && second->doc.snapshot_bytes > 0);
     QCOMPARE(second->answer, m_answer);
     auto third = openAndAsk(lib, m_txt);
     QVERIFY2(third.ok(), third.message().c_str());
-    QCOMPARE(third->doc.kv_source, std::string("snapshot"));
+    QCOMPARE(third->doc.kv_source, fkv::KvSource::snapshot);
     QVERIFY(third->doc.recompute_reason.empty() && third->answer == m_answer);
   }
 
@@ -345,13 +345,13 @@ class TestDocuments : public QObject {
     auto a = openAndAsk(lib, m_txt, m_model);
     auto b = openAndAsk(lib, m_txt, m_model2);
     QVERIFY(a.ok() && b.ok() && a->doc.id == b->doc.id);
-    QCOMPARE(a->doc.kv_source, std::string("prefill"));
-    QCOMPARE(b->doc.kv_source, std::string("prefill"));  // model a's snapshot is not model b's
+    QCOMPARE(a->doc.kv_source, fkv::KvSource::prefill);
+    QCOMPARE(b->doc.kv_source, fkv::KvSource::prefill);  // model a's snapshot is not model b's
     QVERIFY(b->doc.recompute_reason.empty());
     auto a2 = openAndAsk(lib, m_txt, m_model);
     auto b2 = openAndAsk(lib, m_txt, m_model2);
     QVERIFY(a2.ok() && b2.ok());
-    QVERIFY(a2->doc.kv_source == "snapshot" && b2->doc.kv_source == "snapshot");
+    QVERIFY(a2->doc.kv_source == fkv::KvSource::snapshot && b2->doc.kv_source == fkv::KvSource::snapshot);
     QVERIFY(a2->answer == a->answer && b2->answer == b->answer);
     QCOMPARE(snapshotFiles(lib, a->doc.id).size(), size_t{2});
   }
@@ -375,7 +375,7 @@ class TestDocuments : public QObject {
     QVERIFY(snaps.ok() && snaps->empty());
     auto again = e->open_document(m_txt, fkv::DocumentOptions{}, {});
     QVERIFY2(again.ok(), again.message().c_str());
-    QCOMPARE(again->kv_source, std::string("prefill"));
+    QCOMPARE(again->kv_source, fkv::KvSource::prefill);
   }
 
   void cancelFromAnotherThread() {
@@ -390,7 +390,7 @@ class TestDocuments : public QObject {
     QVERIFY2(!d.ok() && contains(d.message(), "cancelled"), d.message().c_str());
     auto again = e->open_document(m_txt, fkv::DocumentOptions{}, {});
     QVERIFY2(again.ok(), again.message().c_str());
-    QCOMPARE(again->kv_source, std::string("prefill"));
+    QCOMPARE(again->kv_source, fkv::KvSource::prefill);
   }
 
   void errors() {
@@ -431,7 +431,7 @@ class TestDocuments : public QObject {
     QVERIFY2(!locked.ok() && contains(locked.message(), "locked"), locked.message().c_str());
     auto after = e->open_document(m_md, fkv::DocumentOptions{}, {});
     QVERIFY2(after.ok(), after.message().c_str());
-    QCOMPARE(after->kv_source, std::string("prefill"));
+    QCOMPARE(after->kv_source, fkv::KvSource::prefill);
     QVERIFY(after->save_error.empty());
   }
 
@@ -453,8 +453,8 @@ class TestDocuments : public QObject {
     auto mdAgain = openAndAsk(lib, m_md);
     auto txtAgain = openAndAsk(lib, m_txt);
     QVERIFY(mdAgain.ok() && txtAgain.ok());
-    QCOMPARE(mdAgain->doc.kv_source, std::string("snapshot"));
-    QCOMPARE(txtAgain->doc.kv_source, std::string("prefill"));
+    QCOMPARE(mdAgain->doc.kv_source, fkv::KvSource::snapshot);
+    QCOMPARE(txtAgain->doc.kv_source, fkv::KvSource::prefill);
     QCOMPARE(txtAgain->answer, m_answer);
   }
 
@@ -493,12 +493,12 @@ class TestDocuments : public QObject {
     const std::unique_ptr<fkv::Engine> e = newEngine(lib, m_wideModel);
     auto d = e->open_document(m_txt, fkv::DocumentOptions{}, {});
     QVERIFY2(d.ok(), d.message().c_str());
-    QCOMPARE(d->kv_source, std::string("prefill"));
+    QCOMPARE(d->kv_source, fkv::KvSource::prefill);
     QVERIFY2(d->save_error.empty(), d->save_error.c_str());
     QVERIFY(d->snapshot_bytes > (uint64_t{4} << 20));
     auto d2 = openAndAsk(lib, m_txt, m_wideModel);
     QVERIFY2(d2.ok(), d2.message().c_str());
-    QCOMPARE(d2->doc.kv_source, std::string("snapshot"));
+    QCOMPARE(d2->doc.kv_source, fkv::KvSource::snapshot);
   }
 };
 

@@ -281,7 +281,8 @@ class TestEval : public QObject {
     QCOMPARE(fresh_ref->tokens, ref.tokens);
     QVERIFY(fresh_ref->logits == ref.logits);
     int n_reran = 0;
-    for (fkv::Policy policy : {fkv::Policy::freekv, fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale, fkv::Policy::full, fkv::Policy::freekv}) {
+    for (fkv::Policy policy : {fkv::Policy::freekv, fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::arkvale,
+                               fkv::Policy::full, fkv::Policy::freekv}) {
       fkv::Result<fkv::FidelityResult> a = (*session)->compare(policy);
       fkv::Result<fkv::FidelityResult> b = fkv::compare_policy(*m_model, ts[0], ref, policy, params);
       QVERIFY2(a.ok() && b.ok(), fkv::policy_name(policy));

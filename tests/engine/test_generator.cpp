@@ -144,7 +144,7 @@ class TestGenerator : public QObject {
     QCOMPARE(r->tokens, expected);
     QCOMPARE(r->n_prompt, static_cast<int>(m_prompt.size()));
     QCOMPARE(r->n_generated, 12);
-    QCOMPARE(r->stop_reason, std::string("max_tokens"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::max_tokens);
     // The last token is not evaluated: nothing would read its logits.
     QCOMPARE(ctx->n_past(), static_cast<int>(m_prompt.size()) + 11);
     std::string pieces;  // the token bytes in order; whole characters here, so streaming must not change them
@@ -209,7 +209,7 @@ class TestGenerator : public QObject {
     auto r = fkv::generate(*ctx, m_prompt, greedy(0), nullptr);
     QVERIFY2(r.ok(), r.message().c_str());
     QCOMPARE(r->n_generated, 0);
-    QCOMPARE(r->stop_reason, std::string("max_tokens"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::max_tokens);
     QCOMPARE(ctx->n_past(), static_cast<int>(m_prompt.size()));
   }
 
@@ -218,7 +218,7 @@ class TestGenerator : public QObject {
     int calls = 0;
     auto r = fkv::generate(*ctx, m_prompt, greedy(20), [&](std::string_view) { return ++calls < 2; });
     QVERIFY2(r.ok(), r.message().c_str());
-    QCOMPARE(r->stop_reason, std::string("cancelled"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::cancelled);
     QCOMPARE(calls, 2);
     QVERIFY(r->n_generated < 20);
   }
@@ -230,7 +230,7 @@ class TestGenerator : public QObject {
     p.cancel = &cancel;
     auto r = fkv::generate(*ctx, m_prompt, p, nullptr);
     QVERIFY2(r.ok(), r.message().c_str());
-    QCOMPARE(r->stop_reason, std::string("cancelled"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::cancelled);
     QCOMPARE(r->n_generated, 0);
     QCOMPARE(ctx->n_past(), 0);
   }
@@ -246,7 +246,7 @@ class TestGenerator : public QObject {
       return true;
     });
     QVERIFY2(r.ok(), r.message().c_str());
-    QCOMPARE(r->stop_reason, std::string("cancelled"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::cancelled);
     QVERIFY(r->n_generated < 20);
   }
 
@@ -256,7 +256,7 @@ class TestGenerator : public QObject {
     Streamed out;
     auto r = fkv::generate(*ctx, m_prompt, greedy(50), collect(out));
     QVERIFY2(r.ok(), r.message().c_str());
-    QCOMPARE(r->stop_reason, std::string("context_full"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::context_full);
     QCOMPARE(r->n_generated, 4);  // three fill the free slots, the fourth is sampled from the last logits
     QCOMPARE(ctx->n_past(), n_ctx);
     QCOMPARE(r->tokens, referenceGreedy(4));
@@ -306,7 +306,7 @@ class TestGenerator : public QObject {
     auto ctx2 = newContext(256);
     auto r2 = fkv::generate(*ctx2, m_prompt, p, collect(cut));
     QVERIFY2(r2.ok(), r2.message().c_str());
-    QCOMPARE(r2->stop_reason, std::string("stop_string"));
+    QCOMPARE(r2->stop_reason, fkv::StopReason::stop_string);
     QCOMPARE(cut.text(), text.substr(0, text.find(stop)));
     QVERIFY(r2->n_generated < 20);
     for (const std::string& piece : cut.pieces) QVERIFY(!fkv::utf8_first_invalid(piece).has_value());
@@ -341,7 +341,7 @@ class TestGenerator : public QObject {
     QCOMPARE(r->text, direct.text());
     QCOMPARE(streamed.text(), r->text);
     QCOMPARE(r->n_prompt_tokens, static_cast<int>(m_prompt.size()));
-    QCOMPARE(r->stop_reason, std::string("max_tokens"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::max_tokens);
   }
 
   // n_ctx 0: the context is the model's training context (256 for this synthetic model).
@@ -415,13 +415,13 @@ class TestGenerator : public QObject {
     cancel_sent.store(true);
     worker.join();
     QVERIFY2(r.ok(), r.message().c_str());
-    QCOMPARE(r->stop_reason, std::string("cancelled"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::cancelled);
     QVERIFY(r->n_generated < 5);
     // A request made while nothing runs does not cancel the next generation.
     engine->cancel();
     auto next = engine->generate(m_promptText, greedyOptions(3), nullptr);
     QVERIFY(next.ok());
-    QCOMPARE(next->stop_reason, std::string("max_tokens"));
+    QCOMPARE(next->stop_reason, fkv::StopReason::max_tokens);
   }
 
   void engineErrors() {

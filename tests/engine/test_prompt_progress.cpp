@@ -111,7 +111,7 @@ class TestPromptProgress : public QObject {
       return true;
     });
     QVERIFY2(r.ok(), r.message().c_str());
-    QCOMPARE(r->stop_reason, std::string("cancelled"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::cancelled);
     QCOMPARE(r->n_generated, 0);
     QVERIFY(r->text.empty() && streamed.empty());
     QCOMPARE(n_calls, 2);  // no batch after the refusal
@@ -133,7 +133,7 @@ class TestPromptProgress : public QObject {
       return e->ask({{"user", m_longQuestion}}, o, {});
     }();
     QVERIFY2(r.ok(), r.message().c_str());
-    QCOMPARE(r->stop_reason, std::string("cancelled"));
+    QCOMPARE(r->stop_reason, fkv::StopReason::cancelled);
     QCOMPARE(r->n_generated, 0);
     // The request came while the report before the first batch was out: it is seen as soon as that report returns,
     // and no batch runs.

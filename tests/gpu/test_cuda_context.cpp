@@ -75,7 +75,8 @@ class TestCudaContext : public QObject {
     QVERIFY2(e <= tolerance, qPrintable(QString("relative error %1 > %2").arg(e).arg(tolerance)));
     QVERIFY((*gpu)->save_kv(fkvtest::tempDir().toStdString() + "/x.fkvpages", {}, 0).message().find(
                 "KV snapshots need the CPU backend") != std::string::npos);
-    QVERIFY((*gpu)->set_policy(fkv::Policy::freekv, {}, 0.9f).message().find("needs the CPU backend") != std::string::npos);
+    QVERIFY((*gpu)->set_policy(fkv::Policy::freekv, {}, 0.9f).message().find("needs the CPU backend") !=
+            std::string::npos);
   }
 
  private slots:

@@ -44,7 +44,7 @@ class TestQwenAnswers : public QObject {
     QVERIFY2(s.ok(), s.message().c_str());
     auto opened = m_engine->open_document(m_doc.toStdString(), {}, nullptr);
     QVERIFY2(opened.ok(), opened.message().c_str());
-    QCOMPARE(QString::fromStdString(opened->kv_source), QStringLiteral("prefill"));
+    QCOMPARE(opened->kv_source, fkv::KvSource::prefill);
   }
 
   void answersFromTheDocument() {
@@ -59,7 +59,7 @@ class TestQwenAnswers : public QObject {
     const QString before = answer("What is the access code for the archive room?");
     auto opened = m_engine->open_document(m_doc.toStdString(), {}, nullptr);
     QVERIFY2(opened.ok(), opened.message().c_str());
-    QCOMPARE(QString::fromStdString(opened->kv_source), QStringLiteral("snapshot"));
+    QCOMPARE(opened->kv_source, fkv::KvSource::snapshot);
     QCOMPARE(answer("What is the access code for the archive room?"), before);
   }
 };

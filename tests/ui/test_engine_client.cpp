@@ -203,7 +203,7 @@ class TestEngineClient : public QObject {
     waitIdle();
     QCOMPARE(arg<quint64>(opened, 0, 0), id);
     const OpenedDocumentInfo info = arg<OpenedDocumentInfo>(opened, 0, 1);
-    QCOMPARE(info.doc.kv_source, std::string("prefill"));
+    QCOMPARE(info.doc.kv_source, fkv::KvSource::prefill);
     QVERIFY2(info.doc.save_error.empty(), info.doc.save_error.c_str());
     QVERIFY(info.doc.id > 0);
     QVERIFY2(info.doc.n_tokens > 500 && info.doc.n_tokens < 900, qPrintable(QString::number(info.doc.n_tokens)));
@@ -381,12 +381,12 @@ class TestEngineClient : public QObject {
     m_client->openDocument(m_doc);
     QVERIFY(waitUntil([&] { return opened.count() + failed.count() > 0; }));
     QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(arg<QString>(failed, 0, 1)));
-    QCOMPARE(arg<OpenedDocumentInfo>(opened, 0, 1).doc.kv_source, std::string("snapshot"));
+    QCOMPARE(arg<OpenedDocumentInfo>(opened, 0, 1).doc.kv_source, fkv::KvSource::snapshot);
     m_client->openDocumentId(m_docId);
     QVERIFY(waitUntil([&] { return opened.count() + failed.count() > 1; }));
     QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(arg<QString>(failed, 0, 1)));
     const OpenedDocumentInfo byId = arg<OpenedDocumentInfo>(opened, 1, 1);
-    QCOMPARE(byId.doc.kv_source, std::string("snapshot"));
+    QCOMPARE(byId.doc.kv_source, fkv::KvSource::snapshot);
     QCOMPARE(byId.doc.id, m_docId);
     QCOMPARE(byId.doc.n_tokens, m_docTokens);
     for (int i = 0; i < progress.count(); ++i)
@@ -399,7 +399,7 @@ class TestEngineClient : public QObject {
     m_client->openDocumentId(m_docId);
     QVERIFY(waitUntil([&] { return opened.count() + failed.count() > 2; }));
     QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(arg<QString>(failed, 0, 1)));
-    QCOMPARE(arg<OpenedDocumentInfo>(opened, 2, 1).doc.kv_source, std::string("prefill"));
+    QCOMPARE(arg<OpenedDocumentInfo>(opened, 2, 1).doc.kv_source, fkv::KvSource::prefill);
     m_client->setDocumentOptions(fkv::DocumentOptions{});
     waitIdle();
   }
@@ -511,7 +511,7 @@ class TestEngineClient : public QObject {
     openHarbour(opened, failed);
     if (QTest::currentTestFailed()) return;
     QCOMPARE(opened.count(), nOpened + 1);
-    QCOMPARE(arg<OpenedDocumentInfo>(opened, opened.count() - 1, 1).doc.kv_source, std::string("snapshot"));
+    QCOMPARE(arg<OpenedDocumentInfo>(opened, opened.count() - 1, 1).doc.kv_source, fkv::KvSource::snapshot);
   }
 };
 

@@ -195,7 +195,7 @@ class TestMainWindow : public QObject {
     m_watchdog.start();
     m_window->importAndOpen({m_doc});
     QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
-    QCOMPARE(m_window->openedDocument().doc.kv_source, std::string("prefill"));
+    QCOMPARE(m_window->openedDocument().doc.kv_source, fkv::KvSource::prefill);
     m_docId = m_window->openDocumentId();
     QVERIFY(m_docId > 0);
     const bool prefilled = std::any_of(progress.begin(), progress.end(), [](const QList<QVariant>& call) {
@@ -293,7 +293,7 @@ class TestMainWindow : public QObject {
     QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
     m_window->openDocument(m_docId);
     QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
-    QCOMPARE(m_window->openedDocument().doc.kv_source, std::string("snapshot"));
+    QCOMPARE(m_window->openedDocument().doc.kv_source, fkv::KvSource::snapshot);
     for (const QList<QVariant>& call : progress)
       QVERIFY(call.at(1).value<OpenProgress>().stage != QLatin1String("prefill"));
     QCOMPARE(m_window->chatModel()->rowCount(), 4);  // both questions and answers came back

@@ -42,7 +42,8 @@ struct DocumentSummary {
 // A document as a list of the library shows it: its row and what its saved KV says.
 struct LibraryEntry {
   DocumentSummary summary;
-  int64_t n_tokens = -1;     // of its most recently used document snapshot (a stale one's if none is ready); -1: never prefilled
+  // Tokens of its most recently used document snapshot (a stale one's if none is ready); -1: never prefilled.
+  int64_t n_tokens = -1;
   std::string stale_reason;  // why its snapshot cannot be used; empty unless best_state is stale
 };
 

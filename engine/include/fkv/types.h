@@ -44,7 +44,7 @@ struct OpenedDocument {
   std::string path, title, format;
   int64_t n_chars = 0;        // bytes of its normalized text
   int n_tokens = 0;           // tokens of the prefix (template head, intro, document) held in the context
-  std::string kv_source;      // "snapshot" (loaded, no prefill) or "prefill"
+  KvSource kv_source = KvSource::prefill;
   std::string recompute_reason;  // why a snapshot that existed was not used; empty otherwise
   std::string save_error;        // a prefill whose snapshot could not be saved (the document is still open)
   uint64_t snapshot_bytes = 0;   // size of the page file loaded or saved
@@ -143,7 +143,7 @@ struct GenerateResult {
   double decode_s = 0;
   double prefill_tokens_per_s = 0;  // evaluated prompt tokens / prefill_s
   double decode_tokens_per_s = 0;   // n_generated / decode_s
-  std::string stop_reason;          // "eos" | "max_tokens" | "cancelled" | "stop_string" | "context_full"
+  StopReason stop_reason = StopReason::eos;
 };
 
 // The open document as the desktop shows it: text, outline, and which characters each token range came from.
