@@ -55,7 +55,7 @@ struct OpenedDocumentInfo {
 // Where opening a document stands; the worker sends at most ~20 of these a second (and always a stage's first and
 // last report).
 struct OpenProgress {
-  QString stage;  // "ingest", "tokenize", "load" (bytes), "prefill" (tokens), "save" (bytes)
+  fkv::Stage stage = fkv::Stage::ingest;
   qint64 done = 0;
   qint64 total = 0;
   double tokensPerSecond = 0;  // prefill only: tokens of this stage per second so far; 0 until measurable

@@ -250,7 +250,7 @@ fkv::ProgressCallback EngineWorker::importProgressReporter(quint64 id, const QSt
   return [this, id, path, since](const fkv::Progress& p) {
     if (p.done == p.total || since->elapsed() >= kImportProgressMs) {
       since->restart();
-      emit importProgress(id, path, OpenProgress{fromStd(p.stage), p.done, p.total});
+      emit importProgress(id, path, OpenProgress{p.stage, p.done, p.total});
     }
     return m_gate->notCancelled(id);
   };

@@ -39,7 +39,7 @@ void MainWindow::connectClient() {
   connect(c, &EngineClient::modelFailed, this, [this](quint64, const QString& e) { onModelFailed(e); });
   connect(c, &EngineClient::openProgress, this, [this](quint64, const OpenProgress& p) {
     m_prefill->setProgress(p);
-    if (p.stage == QLatin1String("prefill") && p.tokensPerSecond > 0)
+    if (p.stage == fkv::Stage::prefill && p.tokensPerSecond > 0)
       m_speedLabel->setText(tr("prefill %1 tokens/s").arg(QLocale().toString(p.tokensPerSecond, 'f', 0)));
   });
   connect(c, &EngineClient::documentOpened, this,

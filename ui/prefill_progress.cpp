@@ -91,18 +91,25 @@ QString PrefillProgress::durationText(double seconds) {
 QString PrefillProgress::stageText(const OpenProgress& p) const {
   const QLocale locale;
   const auto bytes = [&locale](qint64 n) { return locale.formattedDataSize(n, 1); };
-  if (p.stage == QLatin1String("prefill")) {
-    QString text = tr("Prefill: %1 / %2 tokens").arg(locale.toString(p.done), locale.toString(p.total));
-    if (p.tokensPerSecond > 0) text += tr(" · %1 tokens/s").arg(locale.toString(p.tokensPerSecond, 'f', 0));
-    if (p.secondsLeft >= 0) text += tr(" · %1 left").arg(durationText(p.secondsLeft));
-    return text;
+  switch (p.stage) {
+    case fkv::Stage::prefill: {
+      QString text = tr("Prefill: %1 / %2 tokens").arg(locale.toString(p.done), locale.toString(p.total));
+      if (p.tokensPerSecond > 0) text += tr(" · %1 tokens/s").arg(locale.toString(p.tokensPerSecond, 'f', 0));
+      if (p.secondsLeft >= 0) text += tr(" · %1 left").arg(durationText(p.secondsLeft));
+      return text;
+    }
+    case fkv::Stage::load:
+      return tr("Loading the saved KV cache: %1 / %2").arg(bytes(p.done), bytes(p.total));
+    case fkv::Stage::save:
+      return tr("Saving the KV cache: %1 / %2").arg(bytes(p.done), bytes(p.total));
+    case fkv::Stage::tokenize:
+      return tr("Tokenizing…");
+    case fkv::Stage::ingest:
+      if (p.total > 0)  // a PDF's pages
+        return tr("Reading page %1 / %2").arg(locale.toString(p.done), locale.toString(p.total));
+      return tr("Reading the document…");
+    case fkv::Stage::prompt:
+      return tr("Reading the question: %1 / %2 tokens").arg(locale.toString(p.done), locale.toString(p.total));
   }
-  if (p.stage == QLatin1String("load"))
-    return tr("Loading the saved KV cache: %1 / %2").arg(bytes(p.done), bytes(p.total));
-  if (p.stage == QLatin1String("save")) return tr("Saving the KV cache: %1 / %2").arg(bytes(p.done), bytes(p.total));
-  if (p.stage == QLatin1String("tokenize")) return tr("Tokenizing…");
-  if (p.stage == QLatin1String("ingest") && p.total > 0)  // a PDF's pages
-    return tr("Reading page %1 / %2").arg(locale.toString(p.done), locale.toString(p.total));
-  if (p.stage == QLatin1String("ingest")) return tr("Reading the document…");
-  return p.stage;
+  return {};
 }

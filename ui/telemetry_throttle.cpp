@@ -140,7 +140,7 @@ void TelemetryThrottle::emitFrame(bool answerEnd) {
 
 bool ProgressThrottle::accept(const fkv::Progress& p, OpenProgress& out) {
   const qint64 now = m_clock.nsecsElapsed();
-  const QString stage = QString::fromStdString(p.stage);
+  const fkv::Stage stage = p.stage;
   const bool newStage = stage != m_stage;
   if (newStage) {
     m_stage = stage;
@@ -156,7 +156,7 @@ bool ProgressThrottle::accept(const fkv::Progress& p, OpenProgress& out) {
   out.total = p.total;
   const double seconds = double(now - m_stageStartNs) * 1e-9;
   const double rate = seconds > 0 ? double(p.done - m_stageStartDone) / seconds : 0.0;
-  if (stage == QLatin1String("prefill")) out.tokensPerSecond = rate;
+  if (stage == fkv::Stage::prefill) out.tokensPerSecond = rate;
   if (last) {
     out.secondsLeft = 0;
   } else if (rate > 0 && p.total > 0) {

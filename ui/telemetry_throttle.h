@@ -80,7 +80,7 @@ class ProgressThrottle {
   bool accept(const fkv::Progress& p, OpenProgress& out);
 
  private:
-  QString m_stage;
+  std::optional<fkv::Stage> m_stage;  // of the last report; none before the first
   qint64 m_stageStartNs = 0;
   qint64 m_stageStartDone = 0;
   qint64 m_lastEmitNs = 0;

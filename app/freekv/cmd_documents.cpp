@@ -214,9 +214,11 @@ const std::vector<OptionSpec> kAskOptions = ask_options();
 
 void clear_progress_line() { std::fprintf(stderr, "\r%60s\r", ""); }
 
+// The question's evaluation (stage prompt) reads as "question" on the line.
 void print_progress(const fkv::Progress& p) {
   if (p.total <= 0) return;
-  std::fprintf(stderr, "\r%-8s %5.1f%% (%lld / %lld)", p.stage.c_str(), 100.0 * static_cast<double>(p.done) / p.total,
+  const char* label = p.stage == fkv::Stage::prompt ? "question" : fkv::stage_name(p.stage);
+  std::fprintf(stderr, "\r%-8s %5.1f%% (%lld / %lld)", label, 100.0 * static_cast<double>(p.done) / p.total,
                static_cast<long long>(p.done), static_cast<long long>(p.total));
   if (p.done >= p.total) clear_progress_line();
 }
@@ -235,7 +237,7 @@ struct QuestionProgress {
     const bool long_prompt = noted || (p.done > 0 && p.done < p.total);
     if (!long_prompt) return true;
     if (tty) {
-      print_progress({"question", p.done, p.total});
+      print_progress(p);
     } else if (!noted) {
       std::fprintf(stderr, "freekv: note: evaluating a long question (%lld tokens; Ctrl-C cancels)\n",
                    static_cast<long long>(p.total));

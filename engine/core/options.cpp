@@ -26,6 +26,12 @@ constexpr Names<StopReason, 5> kStopReasons{{{StopReason::eos, "eos"},
                                              {StopReason::stop_string, "stop_string"},
                                              {StopReason::context_full, "context_full"}}};
 constexpr Names<KvSource, 2> kKvSources{{{KvSource::prefill, "prefill"}, {KvSource::snapshot, "snapshot"}}};
+constexpr Names<Stage, 6> kStages{{{Stage::ingest, "ingest"},
+                                   {Stage::tokenize, "tokenize"},
+                                   {Stage::load, "load"},
+                                   {Stage::prefill, "prefill"},
+                                   {Stage::save, "save"},
+                                   {Stage::prompt, "prompt"}}};
 
 template <class E, size_t N>
 const char* name_of(const Names<E, N>& names, E value) {
@@ -53,6 +59,7 @@ const char* speculation_name(Speculation s) { return name_of(kSpeculations, s); 
 const char* kv_type_name(KvType t) { return name_of(kKvTypes, t); }
 const char* stop_reason_name(StopReason r) { return name_of(kStopReasons, r); }
 const char* kv_source_name(KvSource s) { return name_of(kKvSources, s); }
+const char* stage_name(Stage s) { return name_of(kStages, s); }
 
 Result<Policy> parse_policy(std::string_view name) { return parse(kPolicies, "attention policy", name); }
 Result<Backend> parse_backend(std::string_view name) { return parse(kBackends, "backend", name); }
@@ -60,5 +67,6 @@ Result<Speculation> parse_speculation(std::string_view name) { return parse(kSpe
 Result<KvType> parse_kv_type(std::string_view name) { return parse(kKvTypes, "KV type", name); }
 Result<StopReason> parse_stop_reason(std::string_view name) { return parse(kStopReasons, "stop reason", name); }
 Result<KvSource> parse_kv_source(std::string_view name) { return parse(kKvSources, "KV source", name); }
+Result<Stage> parse_stage(std::string_view name) { return parse(kStages, "stage", name); }
 
 }  // namespace fkv

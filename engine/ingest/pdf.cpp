@@ -73,7 +73,7 @@ class PageBudget {
 
   // After page `n_done` of n_pages: reports progress and checks the time spent.
   Status after_page(int n_done) const {
-    if (options_.progress && !options_.progress(Progress{"ingest", n_done, n_pages_})) {
+    if (options_.progress && !options_.progress(Progress{Stage::ingest, n_done, n_pages_})) {
       return err("PDF reading cancelled after ", n_done, " of ", n_pages_, " pages");
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();

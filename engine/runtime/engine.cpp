@@ -99,7 +99,7 @@ Result<GenerateResult> Engine::Impl::run(const std::vector<int32_t>& tokens, con
   params.stop = o.stop;
   params.cancel = &cancel;
   if (o.progress) {
-    params.prefill_progress = [&o](int64_t done, int64_t total) { return o.progress({"prompt", done, total}); };
+    params.prefill_progress = [&o](int64_t done, int64_t total) { return o.progress({Stage::prompt, done, total}); };
   }
   GenerateResult r;
   r.text.reserve(static_cast<size_t>(std::clamp(o.max_tokens, 0, 1 << 16)) * 4);

@@ -43,7 +43,7 @@ DocumentContent document_content(const IngestedDocument& d, const DocumentTokens
   return c;
 }
 
-bool report(const ProgressCallback& cb, const char* stage, int64_t done, int64_t total) {
+bool report(const ProgressCallback& cb, Stage stage, int64_t done, int64_t total) {
   return !cb || cb(Progress{stage, done, total});
 }
 
@@ -102,7 +102,7 @@ Status Engine::Impl::prefill_prefix(const std::vector<int32_t>& prefix, const Pr
   std::vector<float> logits(static_cast<size_t>(model->config().n_vocab));  // (n_vocab) of each chunk's last token
   const int64_t total = static_cast<int64_t>(prefix.size());
   for (int64_t done = 0; done < total;) {
-    if (cancel.load() || !report(cb, "prefill", done, total)) {
+    if (cancel.load() || !report(cb, Stage::prefill, done, total)) {
       ctx->reset();
       return err("opening the document was cancelled after ", done, " of ", total, " tokens");
     }
@@ -115,7 +115,7 @@ Status Engine::Impl::prefill_prefix(const std::vector<int32_t>& prefix, const Pr
     }
     done += n;
   }
-  report(cb, "prefill", total, total);
+  report(cb, Stage::prefill, total, total);
   ctx_tokens = prefix;
   return {};
 }
@@ -137,7 +137,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
 
   // 1. Tokens: the document's, then the prompt prefix around them.
   Clock::time_point t0 = Clock::now();
-  report(cb, "tokenize", 0, info.n_chars);
+  report(cb, Stage::tokenize, 0, info.n_chars);
   FKV_ASSIGN_OR_RETURN(st.tokens, tokenize_document(model->tokenizer(), ingested.text));
   if (!chat_template) return err(template_error);
   FKV_ASSIGN_OR_RETURN(st.prompt, make_document_prompt(model->tokenizer(), *chat_template, info.title, st.tokens,
@@ -166,7 +166,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   if (snap && snap->state == SnapshotState::stale) info.recompute_reason = snap->stale_reason;
   if (snap && snap->state == SnapshotState::ready && o.use_snapshot) {
     t0 = Clock::now();
-    report(cb, "load", 0, snap->bytes);
+    report(cb, Stage::load, 0, snap->bytes);
     Status s = [&]() -> Status {
       FKV_ASSIGN_OR_RETURN(const PageFileReader file, PageFileReader::open(lib->page_file_path(*snap)));
       FKV_TRY(ctx->load_kv(file, meta));
@@ -181,7 +181,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
       info.snapshot_bytes = static_cast<uint64_t>(snap->bytes);
       st.snapshot_id = snap->id;
       (void)lib->touch_snapshot(snap->id);  // only the eviction order; a read-only library keeps the old time
-      report(cb, "load", snap->bytes, snap->bytes);
+      report(cb, Stage::load, snap->bytes, snap->bytes);
     } else {
       ctx->reset();
       ctx_tokens.clear();
@@ -204,7 +204,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
       SnapshotRecord rec = lib->begin_snapshot(key);
       const std::string path = lib->page_file_path(rec);
       const ByteProgress bytes_cb = [&](uint64_t done, uint64_t total) {
-        return !cancel.load() && report(cb, "save", static_cast<int64_t>(done), static_cast<int64_t>(total));
+        return !cancel.load() && report(cb, Stage::save, static_cast<int64_t>(done), static_cast<int64_t>(total));
       };
       Status s = ctx->save_kv(path, meta, 0, bytes_cb);
       if (s.ok()) {
@@ -239,7 +239,7 @@ Result<OpenedDocument> Engine::open_document(const std::string& path, const Docu
   FKV_TRY(impl_->check_loaded());
   impl_->doc.reset();  // whatever happens next, the previous document is no longer the open one
   const Clock::time_point t0 = Clock::now();
-  if (!report(progress, "ingest", 0, 1)) return err("opening ", path, " was cancelled");
+  if (!report(progress, Stage::ingest, 0, 1)) return err("opening ", path, " was cancelled");
   IngestOptions io;
   io.max_bytes = options.max_file_bytes;
   io.progress = progress;  // a PDF reports its pages

@@ -84,7 +84,7 @@ fkv::GenerationOptions greedy() {
   mo.n_threads = 2;
   if (!e.ok() || !(*e)->load_model(model, mo).ok()) _exit(3);
   const fkv::ProgressCallback progress = [&](const fkv::Progress& p) {
-    if (p.stage == "save" && p.done > 0) {
+    if (p.stage == fkv::Stage::save && p.done > 0) {
       const int fd = ::open(marker.c_str(), O_CREAT | O_WRONLY, 0644);
       if (fd >= 0) ::close(fd);
       for (;;) ::pause();
@@ -186,7 +186,7 @@ class TestDocuments : public QObject {
 
   void roundTrip() {
     const std::string lib = libPath("roundtrip");
-    std::vector<std::string> stages;
+    std::vector<fkv::Stage> stages;
     const fkv::ProgressCallback record = [&](const fkv::Progress& p) {
       if (stages.empty() || stages.back() != p.stage) stages.push_back(p.stage);
       return true;
@@ -196,7 +196,8 @@ class TestDocuments : public QObject {
     QVERIFY2(da.ok(), da.message().c_str());
     QCOMPARE(da->kv_source, fkv::KvSource::prefill);
     QVERIFY(da->snapshot_bytes > 0 && da->save_error.empty() && da->recompute_reason.empty() && da->prefill_s > 0);
-    QCOMPARE(stages, (std::vector<std::string>{"ingest", "tokenize", "prefill", "save"}));
+    QVERIFY((stages == std::vector<fkv::Stage>{fkv::Stage::ingest, fkv::Stage::tokenize, fkv::Stage::prefill,
+                                               fkv::Stage::save}));
     auto ra = a->ask({{"user", kQuestion}}, greedy(), {});
     QVERIFY2(ra.ok(), ra.message().c_str());
     QCOMPARE(ra->text, m_answer);  // the never-saved engine of initTestCase
@@ -209,7 +210,7 @@ class TestDocuments : public QObject {
     QCOMPARE(db->prefill_s, 0.0);
     QVERIFY(db->load_s > 0);
     QVERIFY(db->id == da->id && db->n_tokens == da->n_tokens && db->snapshot_bytes == da->snapshot_bytes);
-    QCOMPARE(stages, (std::vector<std::string>{"ingest", "tokenize", "load"}));
+    QVERIFY((stages == std::vector<fkv::Stage>{fkv::Stage::ingest, fkv::Stage::tokenize, fkv::Stage::load}));
     auto rb = b->ask({{"user", kQuestion}}, greedy(), {});
     QVERIFY2(rb.ok(), rb.message().c_str());
     QCOMPARE(rb->text, m_answer);
@@ -361,8 +362,8 @@ class TestDocuments : public QObject {
     const std::unique_ptr<fkv::Engine> e = newEngine(lib, m_model);
     int64_t last_done = -1;
     auto d = e->open_document(m_txt, fkv::DocumentOptions{}, [&](const fkv::Progress& p) {
-      if (p.stage == "prefill") last_done = p.done;
-      return !(p.stage == "prefill" && p.done > 0);
+      if (p.stage == fkv::Stage::prefill) last_done = p.done;
+      return !(p.stage == fkv::Stage::prefill && p.done > 0);
     });
     QVERIFY2(!d.ok() && contains(d.message(), "cancelled"), d.message().c_str());
     QVERIFY(last_done > 0);
@@ -383,7 +384,7 @@ class TestDocuments : public QObject {
     const fkv::Result<fkv::OpenedDocument> d = [&] {
       fkvtest::CancelFromThread canceller([&] { e->cancel(); });
       return e->open_document(m_txt, fkv::DocumentOptions{}, [&](const fkv::Progress& p) {
-        if (p.stage == "prefill") canceller.reached();
+        if (p.stage == fkv::Stage::prefill) canceller.reached();
         return true;
       });
     }();

@@ -166,7 +166,7 @@ class TestIngestPdf : public QObject {
     QCOMPARE(d.page_offsets.size(), size_t{3});
     QCOMPARE(seen.size(), size_t{3});
     for (size_t i = 0; i < seen.size(); ++i) {
-      QCOMPARE(qs(seen[i].stage), QString("ingest"));
+      QCOMPARE(seen[i].stage, fkv::Stage::ingest);
       QCOMPARE(seen[i].done, static_cast<int64_t>(i + 1));
       QCOMPARE(seen[i].total, int64_t{3});
     }

@@ -40,7 +40,7 @@ fkv::GenerationOptions greedy() {
 }
 
 struct Call {
-  std::string stage;
+  fkv::Stage stage;
   int64_t done, total;
 };
 
@@ -89,7 +89,7 @@ class TestPromptProgress : public QObject {
     QVERIFY2(evaluated > 4 * kBatch, "the question should take several batches");
     QCOMPARE(static_cast<int64_t>(calls.size()), (evaluated + kBatch - 1) / kBatch + 1);
     for (size_t i = 0; i < calls.size(); ++i) {
-      QCOMPARE(calls[i].stage, std::string("prompt"));
+      QCOMPARE(calls[i].stage, fkv::Stage::prompt);
       QCOMPARE(calls[i].total, evaluated);
       QCOMPARE(calls[i].done, std::min<int64_t>(static_cast<int64_t>(i) * kBatch, evaluated));
     }

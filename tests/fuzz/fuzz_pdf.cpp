@@ -45,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.max_page_chars = 20'000;
   options.max_seconds = 2;
   options.progress = [&log](const fkv::Progress& p) {
-    if (p.stage != "ingest" || p.done != log.last_done + 1 || p.done > p.total) __builtin_trap();
+    if (p.stage != fkv::Stage::ingest || p.done != log.last_done + 1 || p.done > p.total) __builtin_trap();
     if (log.total >= 0 && p.total != log.total) __builtin_trap();
     log.total = p.total;
     log.last_done = p.done;

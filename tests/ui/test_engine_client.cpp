@@ -221,7 +221,7 @@ class TestEngineClient : public QObject {
       QCOMPARE(arg<quint64>(progress, i, 0), id);
       const OpenProgress p = arg<OpenProgress>(progress, i, 1);
       QVERIFY(p.done <= p.total);
-      if (p.stage == QStringLiteral("prefill") && p.done == p.total) {
+      if (p.stage == fkv::Stage::prefill && p.done == p.total) {
         prefillDone = true;
         QVERIFY(p.tokensPerSecond > 0);
         QCOMPARE(p.secondsLeft, 0.0);
@@ -390,7 +390,7 @@ class TestEngineClient : public QObject {
     QCOMPARE(byId.doc.id, m_docId);
     QCOMPARE(byId.doc.n_tokens, m_docTokens);
     for (int i = 0; i < progress.count(); ++i)
-      QVERIFY(arg<OpenProgress>(progress, i, 1).stage != QStringLiteral("prefill"));  // no prefill the second time
+      QVERIFY(arg<OpenProgress>(progress, i, 1).stage != fkv::Stage::prefill);  // no prefill the second time
 
     // Document options reach the worker: without the snapshot, the same document prefills again.
     fkv::DocumentOptions noSnapshot;
@@ -418,7 +418,7 @@ class TestEngineClient : public QObject {
     QCOMPARE(arg<quint64>(progress, last, 0), id);
     QCOMPARE(arg<QString>(progress, last, 1), pdf);
     const OpenProgress p = arg<OpenProgress>(progress, last, 2);
-    QCOMPARE(p.stage, QStringLiteral("ingest"));
+    QCOMPARE(p.stage, fkv::Stage::ingest);
     QCOMPARE(p.done, qint64{4});
     QCOMPARE(p.total, qint64{4});
     m_client->deleteDocument(arg<QList<qint64>>(imported, 0, 1).front());
@@ -493,7 +493,7 @@ class TestEngineClient : public QObject {
     int prefillReports = 0;
     const QMetaObject::Connection cancelling =
         connect(m_client.get(), &EngineClient::openProgress, this, [&](quint64, const OpenProgress& p) {
-          if (p.stage == QStringLiteral("prefill") && p.done > 0 && ++prefillReports == 1) m_client->cancel();
+          if (p.stage == fkv::Stage::prefill && p.done > 0 && ++prefillReports == 1) m_client->cancel();
         });
     const quint64 id = m_client->openDocument(m_longDoc);
     QVERIFY(waitUntil([&] { return failed.count() == 2; }));

@@ -188,7 +188,7 @@ class TestMainWindow : public QObject {
     QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
     bool shotPrefill = false;
     connect(m_window->client(), &EngineClient::openProgress, this, [&](quint64, const OpenProgress& p) {
-      if (shotPrefill || p.stage != QLatin1String("prefill") || p.done * 3 < p.total) return;
+      if (shotPrefill || p.stage != fkv::Stage::prefill || p.done * 3 < p.total) return;
       shotPrefill = true;
       shoot(m_window.get(), QStringLiteral("prefill.png"));
     });
@@ -199,7 +199,7 @@ class TestMainWindow : public QObject {
     m_docId = m_window->openDocumentId();
     QVERIFY(m_docId > 0);
     const bool prefilled = std::any_of(progress.begin(), progress.end(), [](const QList<QVariant>& call) {
-      return call.at(1).value<OpenProgress>().stage == QLatin1String("prefill");
+      return call.at(1).value<OpenProgress>().stage == fkv::Stage::prefill;
     });
     QVERIFY(prefilled);
     QVERIFY(!m_window->prefillProgress()->isActive());
@@ -295,7 +295,7 @@ class TestMainWindow : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
     QCOMPARE(m_window->openedDocument().doc.kv_source, fkv::KvSource::snapshot);
     for (const QList<QVariant>& call : progress)
-      QVERIFY(call.at(1).value<OpenProgress>().stage != QLatin1String("prefill"));
+      QVERIFY(call.at(1).value<OpenProgress>().stage != fkv::Stage::prefill);
     QCOMPARE(m_window->chatModel()->rowCount(), 4);  // both questions and answers came back
     QCOMPARE(m_window->chatView()->state(), ChatView::State::Ready);
   }

@@ -154,20 +154,20 @@ class TestTelemetryThrottle : public QObject {
   void progressPassesStageEndsAndPacesTheRest() {
     ProgressThrottle p;
     OpenProgress out;
-    QVERIFY(p.accept({"tokenize", 0, 100}, out));
-    QCOMPARE(out.stage, QStringLiteral("tokenize"));
-    QVERIFY(p.accept({"prefill", 0, 1000}, out));  // a new stage
+    QVERIFY(p.accept({fkv::Stage::tokenize, 0, 100}, out));
+    QCOMPARE(out.stage, fkv::Stage::tokenize);
+    QVERIFY(p.accept({fkv::Stage::prefill, 0, 1000}, out));  // a new stage
     QCOMPARE(out.secondsLeft, -1.0);
-    QVERIFY(!p.accept({"prefill", 100, 1000}, out));  // too soon
+    QVERIFY(!p.accept({fkv::Stage::prefill, 100, 1000}, out));  // too soon
     QTest::qSleep(60);
-    QVERIFY(p.accept({"prefill", 500, 1000}, out));
+    QVERIFY(p.accept({fkv::Stage::prefill, 500, 1000}, out));
     QCOMPARE(out.done, 500);
     QCOMPARE(out.total, 1000);
     QVERIFY(out.tokensPerSecond > 0);
     QVERIFY(out.secondsLeft > 0);
-    QVERIFY(p.accept({"prefill", 1000, 1000}, out));  // the last is never dropped
+    QVERIFY(p.accept({fkv::Stage::prefill, 1000, 1000}, out));  // the last is never dropped
     QCOMPARE(out.secondsLeft, 0.0);
-    QVERIFY(p.accept({"save", 0, 4096}, out));
+    QVERIFY(p.accept({fkv::Stage::save, 0, 4096}, out));
     QCOMPARE(out.tokensPerSecond, 0.0);  // bytes, not tokens
   }
 };

@@ -465,7 +465,7 @@ class TestWidgets : public QObject {
     bar.start(QStringLiteral("Harbour"));
     QVERIFY(bar.isActive());
     OpenProgress p;
-    p.stage = QStringLiteral("prefill");
+    p.stage = fkv::Stage::prefill;
     p.done = 500;
     p.total = 2000;
     p.tokensPerSecond = 250;
@@ -489,11 +489,11 @@ class TestWidgets : public QObject {
     bar.startImport(QStringLiteral("atlas.pdf"));
     QVERIFY(bar.isActive());
     QVERIFY(bar.findChild<QLabel*>()->text().contains(QStringLiteral("Importing atlas.pdf")));
-    bar.setProgress(OpenProgress{QStringLiteral("ingest"), 30, 120});
+    bar.setProgress(OpenProgress{fkv::Stage::ingest, 30, 120});
     QCOMPARE(bar.statusText(),
              QStringLiteral("Reading page %1 / %2").arg(QLocale().toString(30), QLocale().toString(120)));
     QCOMPARE(bar.bar()->value() * 4, bar.bar()->maximum());
-    bar.setProgress(OpenProgress{QStringLiteral("ingest"), 0, 0});  // a text file: no pages to count
+    bar.setProgress(OpenProgress{fkv::Stage::ingest, 0, 0});  // a text file: no pages to count
     QCOMPARE(bar.statusText(), QStringLiteral("Reading the document…"));
   }
 

@@ -24,6 +24,9 @@ enum class KvType { f16, bf16, f32 };
 enum class StopReason { eos, max_tokens, cancelled, stop_string, context_full };
 // Where an opened document's KV came from: computed now, or loaded from its saved page file.
 enum class KvSource { prefill, snapshot };
+// What long work is doing, in Progress reports: reading the file (a PDF's pages), tokenizing, loading a saved KV
+// (bytes), the prefill (tokens), saving the KV (bytes), evaluating a question (tokens).
+enum class Stage { ingest, tokenize, load, prefill, save, prompt };
 
 const char* policy_name(Policy p);  // "full", "streaming", "quest", "arkvale", "freekv"
 const char* backend_name(Backend b);  // "cpu", "cuda", "auto"
@@ -31,6 +34,7 @@ const char* speculation_name(Speculation s);  // "background", "inline"
 const char* kv_type_name(KvType t);  // "f16", "bf16", "f32"
 const char* stop_reason_name(StopReason r);  // "eos", "max_tokens", "cancelled", "stop_string", "context_full"
 const char* kv_source_name(KvSource s);      // "prefill", "snapshot"
+const char* stage_name(Stage s);             // "ingest", "tokenize", "load", "prefill", "save", "prompt"
 
 // Errors name what was given and list the accepted names.
 Result<Policy> parse_policy(std::string_view name);
@@ -39,6 +43,7 @@ Result<Speculation> parse_speculation(std::string_view name);
 Result<KvType> parse_kv_type(std::string_view name);
 Result<StopReason> parse_stop_reason(std::string_view name);
 Result<KvSource> parse_kv_source(std::string_view name);
+Result<Stage> parse_stage(std::string_view name);
 
 // freekv's correction threshold on the query cosine, the one range every caller checks against: heads whose cosine
 // falls below it are re-selected; -1 never corrects, 1 corrects every head whose query moved at all.

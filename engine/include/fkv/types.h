@@ -25,7 +25,7 @@ struct EngineOptions {
 
 // Long work reports what it is doing; returning false from the callback cancels it.
 struct Progress {
-  std::string stage;  // "ingest", "tokenize", "load" (bytes), "prefill" (tokens), "save" (bytes), "prompt" (tokens)
+  Stage stage = Stage::ingest;
   int64_t done = 0;
   int64_t total = 0;
 };
