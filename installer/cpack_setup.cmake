@@ -17,7 +17,7 @@ target_link_options(freekv-desk PRIVATE -Wl,--disable-new-dtags)
 # The install test needs a model without downloading one: this writes a tiny seeded GGUF with the engine's own
 # synthetic-model writer. It is a build tool, never installed.
 add_executable(fkv_make_test_model ${FKV_INSTALLER_DIR}/make_test_model.cpp)
-target_link_libraries(fkv_make_test_model PRIVATE fkv)
+target_link_libraries(fkv_make_test_model PRIVATE fkv_internal)
 target_compile_options(fkv_make_test_model PRIVATE ${FKV_WARNINGS})
 
 # The user guide and the troubleshooting page travel with the program: the machine it is installed on may have no
