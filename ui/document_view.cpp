@@ -1,5 +1,6 @@
 #include "document_view.h"
 
+#include <QAction>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
@@ -7,7 +8,6 @@
 #include <QPainter>
 #include <QPlainTextEdit>
 #include <QScrollBar>
-#include <QShortcut>
 #include <QSplitter>
 #include <QStackedLayout>
 #include <QTextBlock>
@@ -115,12 +115,17 @@ DocumentView::DocumentView(QWidget* parent) : QWidget(parent) {
   connect(m_minimap, &DocumentMinimap::clicked, this, &DocumentView::onMinimapClicked);
   connect(m_outline, &QTreeWidget::itemClicked, this, &DocumentView::onOutlineActivated);
   connect(m_outline, &QTreeWidget::itemActivated, this, &DocumentView::onOutlineActivated);
-  auto* find = new QShortcut(QKeySequence::Find, this, this, &DocumentView::focusSearch);
-  find->setContext(Qt::WidgetWithChildrenShortcut);
-  auto* next = new QShortcut(QKeySequence::FindNext, this, this, &DocumentView::findNext);
-  next->setContext(Qt::WidgetWithChildrenShortcut);
-  auto* prev = new QShortcut(QKeySequence::FindPrevious, this, this, &DocumentView::findPrevious);
-  prev->setContext(Qt::WidgetWithChildrenShortcut);
+  const auto action = [this](const QString& text, QKeySequence::StandardKey key, auto slot) {
+    auto* a = new QAction(text, this);
+    a->setShortcut(key);
+    a->setShortcutContext(Qt::WidgetWithChildrenShortcut);
+    connect(a, &QAction::triggered, this, slot);
+    addAction(a);
+    return a;
+  };
+  m_findAction = action(tr("&Find…"), QKeySequence::Find, &DocumentView::focusSearch);
+  m_findNextAction = action(tr("Find &Next"), QKeySequence::FindNext, [this] { findNext(); });
+  m_findPreviousAction = action(tr("Find &Previous"), QKeySequence::FindPrevious, [this] { findPrevious(); });
   clearContent();
 }
 

@@ -10,6 +10,8 @@
 #include <QVector>
 #include <QWidget>
 
+class QAction;
+
 #include "document_ranges.h"
 #include "fkv/types.h"
 
@@ -93,6 +95,11 @@ class DocumentView : public QWidget {
   QTreeWidget* outline() const { return m_outline; }
   DocumentMinimap* minimap() const { return m_minimap; }
   QLineEdit* searchEdit() const { return m_search; }
+  // Find, Find Next, Find Previous: one action each, with the standard shortcut. They work while the view has focus;
+  // a window that puts them in its menu widens them to the whole window (Qt::WindowShortcut), still one shortcut.
+  QAction* findAction() const { return m_findAction; }
+  QAction* findNextAction() const { return m_findNextAction; }
+  QAction* findPreviousAction() const { return m_findPreviousAction; }
 
  protected:
   bool eventFilter(QObject* watched, QEvent* event) override;
@@ -127,6 +134,9 @@ class DocumentView : public QWidget {
   DocumentMinimap* m_minimap = nullptr;
   QLabel* m_placeholder = nullptr;
   QLineEdit* m_search = nullptr;
+  QAction* m_findAction = nullptr;
+  QAction* m_findNextAction = nullptr;
+  QAction* m_findPreviousAction = nullptr;
   QLabel* m_searchCount = nullptr;
   QLabel* m_passageLabel = nullptr;
   QToolButton* m_prevPassage = nullptr;

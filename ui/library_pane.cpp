@@ -1,5 +1,6 @@
 #include "library_pane.h"
 
+#include <QDir>
 #include <QDragEnterEvent>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -15,6 +16,7 @@
 #include <QMimeData>
 #include <QPushButton>
 #include <QSortFilterProxyModel>
+#include <QStandardPaths>
 #include <QTableView>
 #include <QUrl>
 #include <QVBoxLayout>
@@ -175,8 +177,15 @@ void LibraryPane::updateButtons() {
   updateStorage();
 }
 
-QString LibraryPane::importFilter() {
-  return tr("Documents (*.txt *.text *.md *.markdown *.pdf *.html *.htm);;All files (*)");
+QStringList LibraryPane::importFilters() {
+  QStringList patterns;
+  for (const QString& s : kSuffixes) patterns << QStringLiteral("*.") + s;
+  return {tr("All supported (%1)").arg(patterns.join(QLatin1Char(' '))), tr("All files (*)")};
+}
+
+QString LibraryPane::importStartFolder() {
+  const QString docs = QStandardPaths::writableLocation(QStandardPaths::DocumentsLocation);
+  return !docs.isEmpty() && QFileInfo(docs).isDir() ? docs : QDir::homePath();
 }
 
 QStringList LibraryPane::importableFiles(const QMimeData* mime) {
@@ -185,13 +194,17 @@ QStringList LibraryPane::importableFiles(const QMimeData* mime) {
   for (const QUrl& url : mime->urls()) {
     if (!url.isLocalFile()) continue;
     const QFileInfo info(url.toLocalFile());
-    if (info.isFile() && kSuffixes.contains(info.suffix().toLower())) files << info.absoluteFilePath();
+    if (info.isFile() && (info.suffix().isEmpty() || kSuffixes.contains(info.suffix().toLower())))
+      files << info.absoluteFilePath();
   }
   return files;
 }
 
 void LibraryPane::importFiles() {
-  const QStringList files = QFileDialog::getOpenFileNames(this, tr("Import documents"), QString(), importFilter());
+  const QStringList filters = importFilters();
+  QString selected = filters.last();
+  const QStringList files = QFileDialog::getOpenFileNames(this, tr("Import documents"), importStartFolder(),
+                                                          filters.join(QStringLiteral(";;")), &selected);
   if (!files.isEmpty()) emit importRequested(files);
 }
 

@@ -33,9 +33,14 @@ class LibraryPane : public QWidget {
   QTableView* table() const { return m_table; }
   QLineEdit* filterEdit() const { return m_filter; }
 
-  // The local files a drag carries that the library can import (folders and other schemes are left out).
+  // The local files a drag carries that the library can import: known document types, and files without an
+  // extension (plain text often has none; the engine reads the bytes and refuses what is not text). Folders, other
+  // extensions and other schemes are left out.
   static QStringList importableFiles(const QMimeData* mime);
-  static QString importFilter();  // for file dialogs
+  // For the import dialog: "All supported" and "All files", the latter first shown, so a folder of extensionless
+  // texts (Debian's license texts, READMEs) does not look empty.
+  static QStringList importFilters();
+  static QString importStartFolder();  // the user's documents folder, else home
 
  public slots:
   void importFiles();  // asks for files with a dialog

@@ -171,9 +171,13 @@ void MainWindow::buildMenus() {
   chat->addAction(tr("&New Chat"), QKeySequence::New, m_chatView, &ChatView::newChatRequested);
 
   QMenu* document = menuBar()->addMenu(tr("&Document"));
-  document->addAction(tr("&Find…"), QKeySequence::Find, m_documentView, &DocumentView::focusSearch);
-  document->addAction(tr("Find &Next"), QKeySequence::FindNext, m_documentView, &DocumentView::findNext);
-  document->addAction(tr("Find &Previous"), QKeySequence::FindPrevious, m_documentView, &DocumentView::findPrevious);
+  // The view's own actions, so each key has one action (two would be ambiguous and neither would fire), widened to
+  // the whole window: Ctrl+F works from the chat, the library and the document text alike.
+  for (QAction* a : {m_documentView->findAction(), m_documentView->findNextAction(),
+                     m_documentView->findPreviousAction()}) {
+    a->setShortcutContext(Qt::WindowShortcut);
+    document->addAction(a);
+  }
   document->addSeparator();
   document->addAction(tr("Next &Passage the Model Read"), QKeySequence(Qt::Key_F8), m_documentView,
                       &DocumentView::nextPassage);

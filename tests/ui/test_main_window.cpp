@@ -8,9 +8,11 @@
 // With FKV_SCREENSHOT_DIR set, it also saves screenshots of the window and its panels there, and runs on the real
 // Gemma 3 270M (fkvtest::gemmaModelPath()) when it is installed: `FKV_SCREENSHOT_DIR=docs/images test_main_window`
 // makes the user guide's pictures.
+#include <QApplication>
 #include <QDir>
 #include <QDockWidget>
 #include <QElapsedTimer>
+#include <QLineEdit>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSettings>
@@ -26,6 +28,7 @@
 #include "chat_view.h"
 #include "document_view.h"
 #include "engine_client.h"
+#include "library_pane.h"
 #include "main_window.h"
 #include "model/synthetic.h"
 #include "model_guide.h"
@@ -255,6 +258,30 @@ class TestMainWindow : public QObject {
     QVERIFY(m_watchdog.ticks() > 10);
     QVERIFY2(m_watchdog.maxGap() <= kMaxGapMs,
              qPrintable(QStringLiteral("the event loop stopped for %1 ms").arg(m_watchdog.maxGap())));
+  }
+
+  // Ctrl+F is one action for the whole window: it reaches the search field from the document text (where a second,
+  // view-local shortcut once made it ambiguous, so neither fired), from the chat input and from the library.
+  void findWorksFromEverywhere() {
+    m_window->activateWindow();
+    QVERIFY(QTest::qWaitForWindowActive(m_window.get()));
+    int ambiguous = 0;
+    const QtMessageHandler previous = qInstallMessageHandler(nullptr);
+    static int* counter = nullptr;
+    counter = &ambiguous;
+    qInstallMessageHandler([](QtMsgType, const QMessageLogContext&, const QString& msg) {
+      if (msg.contains(QStringLiteral("Ambiguous shortcut"))) ++*counter;
+    });
+    DocumentView* view = m_window->documentView();
+    for (QWidget* from : {static_cast<QWidget*>(view->textEdit()), static_cast<QWidget*>(m_window->chatView()->input()),
+                          static_cast<QWidget*>(m_window->libraryPane())}) {
+      from->setFocus();
+      QTRY_VERIFY(from->hasFocus() || from->isAncestorOf(QApplication::focusWidget()));
+      QTest::keyClick(from, Qt::Key_F, Qt::ControlModifier);
+      QTRY_VERIFY2(view->searchEdit()->hasFocus(), qPrintable(from->metaObject()->className()));
+    }
+    qInstallMessageHandler(previous);
+    QCOMPARE(ambiguous, 0);
   }
 
   void hiddenPanelsTurnTelemetryOff() {

@@ -7,6 +7,7 @@
 #include <QDir>
 #include <QDoubleSpinBox>
 #include <QFont>
+#include <QFileInfo>
 #include <QHelpEvent>
 #include <QLabel>
 #include <QLineEdit>
@@ -530,6 +531,18 @@ class TestWidgets : public QObject {
     mime->setUrls({QUrl::fromLocalFile(txt), QUrl::fromLocalFile(dir), QUrl::fromLocalFile(dir + "/a.exe"),
                    QUrl(QStringLiteral("https://example.org/x.txt"))});
     QCOMPARE(LibraryPane::importableFiles(mime.get()), QStringList{txt});
+    // A text without an extension (a licence, a README) is offered to the engine, which reads what it is.
+    const QString licence = dir + QStringLiteral("/LICENSE");
+    std::ofstream(licence.toStdString()) << "Permission is granted";
+    QMimeData bare;
+    bare.setUrls({QUrl::fromLocalFile(licence)});
+    QCOMPARE(LibraryPane::importableFiles(&bare), QStringList{licence});
+    const QStringList filters = LibraryPane::importFilters();
+    QCOMPARE(filters.size(), 2);
+    QVERIFY(filters[0].startsWith(QStringLiteral("All supported (")) && filters[0].contains(QStringLiteral("*.pdf")));
+    QCOMPARE(filters[1], QStringLiteral("All files (*)"));
+    QVERIFY(QFileInfo(LibraryPane::importStartFolder()).isDir());
+    QVERIFY(!LibraryPane::importStartFolder().contains(QStringLiteral("/models")));
 
     const QString db = dir + QStringLiteral("/pane/library.db");
     {
