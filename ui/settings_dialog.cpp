@@ -16,7 +16,9 @@
 #include <QSpinBox>
 #include <QThread>
 #include <QVBoxLayout>
+#include <optional>
 
+#include "fkv/models.h"
 #include "model_guide.h"
 
 namespace {
@@ -117,6 +119,20 @@ QStringList DeskSettings::validate() const {
   if (out.isEmpty()) {
     if (const fkv::Status s = modelOptions().validate(); !s.ok()) out << QString::fromStdString(s.message());
   }
+  return out;
+}
+
+QStringList DeskSettings::warnings() const {
+  QStringList out;
+  if (nCtx <= 0 || modelPath.isEmpty()) return out;
+  const std::optional<fkv::InstalledModel> m = fkv::describe_model(modelPath.toStdString());
+  if (!m || m->n_ctx_train <= 0 || nCtx <= m->n_ctx_train) return out;
+  const QLocale locale;
+  out << QObject::tr("A context of %1 tokens is more than the %2 this model was trained for: what it reads past %2 "
+                     "tokens it understands poorly. It takes about %3 of memory (%4 at %2 tokens).")
+             .arg(locale.toString(nCtx), locale.toString(m->n_ctx_train),
+                  locale.formattedDataSize(m->memory_bytes(nCtx), 1, QLocale::DataSizeSIFormat),
+                  locale.formattedDataSize(m->memory_bytes(m->n_ctx_train), 1, QLocale::DataSizeSIFormat));
   return out;
 }
 
@@ -224,6 +240,11 @@ SettingsDialog::SettingsDialog(const DeskSettings& settings, QWidget* parent) : 
   m_problems->setStyleSheet(QStringLiteral("color: #c92a2a;"));
   m_problems->setAccessibleName(tr("Problems with these settings"));
   layout->addWidget(m_problems);
+  m_warnings = new QLabel(this);
+  m_warnings->setWordWrap(true);
+  m_warnings->setStyleSheet(QStringLiteral("color: #9c5b00;"));
+  m_warnings->setAccessibleName(tr("Warnings about these settings"));
+  layout->addWidget(m_warnings);
   m_buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
   connect(m_buttons, &QDialogButtonBox::accepted, this, &SettingsDialog::accept);
   connect(m_buttons, &QDialogButtonBox::rejected, this, &SettingsDialog::reject);
@@ -371,6 +392,7 @@ DeskSettings SettingsDialog::settings() const {
 }
 
 QString SettingsDialog::problemText() const { return m_problems->text(); }
+QString SettingsDialog::warningText() const { return m_warnings->text(); }
 
 bool SettingsDialog::canAccept() const { return m_buttons->button(QDialogButtonBox::Ok)->isEnabled(); }
 
@@ -392,6 +414,9 @@ void SettingsDialog::revalidate() {
   const QStringList problems = s.validate();
   m_problems->setText(problems.join(QLatin1Char('\n')));
   m_problems->setVisible(!problems.isEmpty());
+  const QStringList warnings = s.warnings();
+  m_warnings->setText(warnings.join(QLatin1Char('\n')));
+  m_warnings->setVisible(!warnings.isEmpty());
   m_buttons->button(QDialogButtonBox::Ok)->setEnabled(problems.isEmpty());
   // Knobs a policy does not use are greyed: the full policy attends everywhere, only freekv corrects.
   const fkv::Policy policy = s.retrievalPolicy();

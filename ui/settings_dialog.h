@@ -38,6 +38,9 @@ struct DeskSettings {
   void save(QSettings& settings) const;
   // Human-readable problems, each saying what was found and what would do; empty when the settings are usable.
   QStringList validate() const;
+  // Settings that work but cost something the user should know: a context past what the model was trained for
+  // (answers about text beyond it degrade) and the memory that context takes. Never blocks.
+  QStringList warnings() const;
   // Whether two settings load the model the same way (a change elsewhere needs no reload).
   bool sameModelLoad(const DeskSettings& other) const;
 
@@ -66,6 +69,7 @@ class SettingsDialog : public QDialog {
   QStringList problems() const { return settings().validate(); }
   // The message shown under the form ("" when the settings are valid).
   QString problemText() const;
+  QString warningText() const;
   bool canAccept() const;
 
   // The widgets, for tests and keyboard focus.
@@ -106,5 +110,6 @@ class SettingsDialog : public QDialog {
   QDoubleSpinBox* m_temperature = nullptr;
   QSpinBox* m_storageCap = nullptr;
   QLabel* m_problems = nullptr;
+  QLabel* m_warnings = nullptr;
   QDialogButtonBox* m_buttons = nullptr;
 };

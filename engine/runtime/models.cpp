@@ -21,23 +21,27 @@ constexpr int k_planned_tokens = 32768;           // the window a document may f
 constexpr double k_kv_bytes_per_element = 4.25;  // F16 K and V (2 x 2 bytes) + f32 min/max per key channel per page
 constexpr int64_t k_buffer_bytes = 100'000'000;
 
-std::optional<InstalledModel> inspect(const fs::path& path) {
-  Result<std::unique_ptr<GgufFile>> file = GgufFile::open(path.string());
+}  // namespace
+
+int64_t InstalledModel::memory_bytes(int64_t n_tokens) const {
+  return file_bytes + static_cast<int64_t>(kv_bytes_per_token * static_cast<double>(n_tokens)) + k_buffer_bytes;
+}
+
+std::optional<InstalledModel> describe_model(const std::string& path) {
+  Result<std::unique_ptr<GgufFile>> file = GgufFile::open(path);
   if (!file.ok()) return std::nullopt;
   Result<ModelConfig> cfg = ModelConfig::from_gguf(**file);
   if (!cfg.ok()) return std::nullopt;
   InstalledModel m;
-  m.path = path.string();
+  m.path = path;
   m.name = cfg->name;
   m.file_bytes = static_cast<int64_t>((*file)->file_size());
   m.n_ctx_train = cfg->n_ctx_train;
   const int n_tokens = cfg->n_ctx_train > 0 ? std::min(cfg->n_ctx_train, k_planned_tokens) : k_planned_tokens;
-  const double kv = static_cast<double>(cfg->n_layers) * cfg->n_kv_heads * cfg->head_dim * k_kv_bytes_per_element;
-  m.need_bytes = m.file_bytes + static_cast<int64_t>(kv * n_tokens) + k_buffer_bytes;
+  m.kv_bytes_per_token = static_cast<double>(cfg->n_layers) * cfg->n_kv_heads * cfg->head_dim * k_kv_bytes_per_element;
+  m.need_bytes = m.memory_bytes(n_tokens);
   return m;
 }
-
-}  // namespace
 
 std::string default_models_folder() {
   if (const char* x = std::getenv("XDG_DATA_HOME"); x != nullptr && *x != '\0') {
@@ -53,7 +57,7 @@ std::vector<InstalledModel> list_installed_models(const std::string& folder) {
   for (fs::directory_iterator it(folder, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
     std::error_code type_ec;
     if (!it->is_regular_file(type_ec) || it->path().extension() != ".gguf") continue;
-    if (std::optional<InstalledModel> m = inspect(it->path())) out.push_back(std::move(*m));
+    if (std::optional<InstalledModel> m = describe_model(it->path().string())) out.push_back(std::move(*m));
   }
   std::sort(out.begin(), out.end(), [](const InstalledModel& a, const InstalledModel& b) {
     return a.file_bytes != b.file_bytes ? a.file_bytes > b.file_bytes : a.path < b.path;

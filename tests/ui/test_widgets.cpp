@@ -12,6 +12,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QListView>
+#include <QLocale>
 #include <QMimeData>
 #include <QPlainTextEdit>
 #include <QProgressBar>
@@ -41,6 +42,7 @@
 #include "retrieval_heatmap.h"
 #include "settings_dialog.h"
 #include "store/library.h"
+#include "support/test_models.h"
 #include "support/test_paths.h"
 #include "timeline_model.h"
 
@@ -285,6 +287,29 @@ class TestWidgets : public QObject {
     QCOMPARE(back.modelOptions().page_size, 16);
     QCOMPARE(back.modelOptions().chat_template, std::string("llama2"));
     QCOMPARE(back.retrievalOptions().sink_tokens, 64);
+  }
+
+  // A context past the model's training is allowed (a user may want it) but said plainly, with its memory cost.
+  void settingsWarnPastTheTrainedContext() {
+    const QString model = fkvtest::tempDir() + QStringLiteral("/trained-4k.gguf");
+    const QString written = fkvtest::writeModel(fkvtest::llamaSpec(3, 4096), model);
+    QVERIFY2(written.isEmpty(), qPrintable(written));
+    DeskSettings s;
+    s.modelPath = model;
+    s.nCtx = 400000;
+    QVERIFY2(s.validate().isEmpty(), qPrintable(s.validate().join(' ')));  // a warning, not a refusal
+    const QString w = s.warnings().join(' ');
+    QVERIFY2(w.contains(QLocale().toString(400000)) && w.contains(QLocale().toString(4096)) &&
+                 w.contains(QStringLiteral("trained for")) && w.contains(QStringLiteral("of memory")),
+             qPrintable(w));
+    s.nCtx = 4096;
+    QVERIFY(s.warnings().isEmpty());
+    s.nCtx = 0;  // the model's own
+    QVERIFY(s.warnings().isEmpty());
+    s.nCtx = 65536;
+    SettingsDialog dialog(s);
+    QVERIFY(dialog.canAccept());
+    QVERIFY(dialog.warningText().contains(QStringLiteral("trained for")));
   }
 
   void settingsDialogRefusesInvalidValues() {

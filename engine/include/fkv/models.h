@@ -18,7 +18,14 @@ struct InstalledModel {
   int64_t file_bytes = 0;   // the GGUF file (memory-mapped and read whole)
   int n_ctx_train = 0;      // the context it was trained for
   int64_t need_bytes = 0;   // weights + F16 KV cache of min(n_ctx_train, 32768) tokens + working buffers
+  double kv_bytes_per_token = 0;  // F16 K and V of every layer plus the key summaries of 32-token pages
+
+  // Weights + F16 KV cache of n_tokens + working buffers: what a context of that size asks of memory.
+  int64_t memory_bytes(int64_t n_tokens) const;
 };
+
+// The model in one GGUF file; empty when the file is missing or not a model this engine reads.
+std::optional<InstalledModel> describe_model(const std::string& path);
 
 // $XDG_DATA_HOME/freekv-desk/models, else $HOME/.local/share/freekv-desk/models.
 std::string default_models_folder();
