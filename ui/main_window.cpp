@@ -23,6 +23,7 @@
 #include "desk_session.h"
 #include "document_view.h"
 #include "engine_client.h"
+#include "help.h"
 #include "library_model.h"
 #include "library_pane.h"
 #include "memory_panel.h"
@@ -203,6 +204,10 @@ void MainWindow::buildMenus() {
   });
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
+  QAction* guide = help->addAction(tr("&User Guide"), this, [this] { help::showUserGuide(this); });
+  guide->setShortcut(QKeySequence::HelpContents);
+  help->addAction(tr("&Keyboard Shortcuts"), this, [this] { help::showShortcuts(this, menuBar()); });
+  help->addSeparator();
   help->addAction(tr("&About FreeKV Desk"), this, [this] {
     QMessageBox::about(this, tr("About FreeKV Desk"),
                        tr("<b>FreeKV Desk</b> %1<br>Ask a local language model about long documents. FreeKV "

@@ -12,12 +12,15 @@
 #include <QDir>
 #include <QDockWidget>
 #include <QElapsedTimer>
+#include <QFileInfo>
 #include <QLineEdit>
+#include <QMenuBar>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTest>
+#include <QTextBrowser>
 #include <QTimer>
 #include <QTreeWidget>
 #include <algorithm>
@@ -28,6 +31,7 @@
 #include "chat_view.h"
 #include "document_view.h"
 #include "engine_client.h"
+#include "help.h"
 #include "library_pane.h"
 #include "main_window.h"
 #include "model/synthetic.h"
@@ -282,6 +286,23 @@ class TestMainWindow : public QObject {
     }
     qInstallMessageHandler(previous);
     QCOMPARE(ambiguous, 0);
+  }
+
+  // Help lists every shortcut the menus hold (read from the menus, so it cannot go stale) and opens the user guide
+  // that ships with the app, offline.
+  void helpListsShortcutsAndOpensTheGuide() {
+    const QString table = help::shortcutsHtml(m_window->menuBar());
+    for (const QString& want : {QStringLiteral("Find"), QStringLiteral("Import Documents"), QStringLiteral("Stop"),
+                                QStringLiteral("Settings"), QStringLiteral("User Guide")})
+      QVERIFY2(table.contains(want), qPrintable(want));
+    QVERIFY(table.contains(QKeySequence(QKeySequence::Find).toString(QKeySequence::NativeText)));
+    const QString guide = help::userGuidePath();
+    QVERIFY2(QFileInfo(guide).isFile(), qPrintable(guide));
+    help::showUserGuide(m_window.get());
+    QTextBrowser* shown = nullptr;
+    QTRY_VERIFY((shown = m_window->findChild<QTextBrowser*>()) != nullptr);
+    QVERIFY(shown->toPlainText().contains(QStringLiteral("Import documents")));
+    shown->window()->close();
   }
 
   void hiddenPanelsTurnTelemetryOff() {
