@@ -3,6 +3,7 @@
 #include <QAbstractItemModel>
 #include <QApplication>
 #include <QClipboard>
+#include <QFrame>
 #include <QHBoxLayout>
 #include <QKeyEvent>
 #include <QLabel>
@@ -156,6 +157,23 @@ ChatView::ChatView(QWidget* parent) : QWidget(parent) {
   bannerRow->addWidget(m_bannerAction, 0, Qt::AlignTop);
   layout->addLayout(bannerRow);
 
+  m_errorBox = new QFrame(this);
+  m_errorBox->setObjectName(QStringLiteral("chatError"));
+  m_errorBox->setStyleSheet(QStringLiteral(
+      "#chatError { background: #fff0f0; border: 1px solid #e03131; border-radius: 4px; } QLabel { color: #a61e1e; }"));
+  auto* errorRow = new QHBoxLayout(m_errorBox);
+  m_error = new QLabel(m_errorBox);
+  m_error->setWordWrap(true);
+  m_error->setTextFormat(Qt::PlainText);  // engine messages may hold '<'
+  m_error->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  m_error->setAccessibleName(tr("Error"));
+  m_dismissError = new QPushButton(tr("&Dismiss"), m_errorBox);
+  connect(m_dismissError, &QPushButton::clicked, this, &ChatView::dismissError);
+  errorRow->addWidget(m_error, 1);
+  errorRow->addWidget(m_dismissError, 0, Qt::AlignTop);
+  m_errorBox->hide();
+  layout->addWidget(m_errorBox);
+
   m_list = new QListView(this);
   m_delegate = new ChatTurnDelegate(m_list);
   m_list->setItemDelegate(m_delegate);
@@ -266,6 +284,20 @@ void ChatView::setState(State state, const QString& detail) {
 }
 
 QString ChatView::bannerText() const { return m_banner->text(); }
+
+void ChatView::showError(const QString& message) {
+  m_error->setText(message);
+  m_errorBox->show();
+}
+
+void ChatView::dismissError() {
+  m_errorBox->hide();
+  m_error->clear();
+}
+
+QString ChatView::errorText() const { return m_error->text(); }
+
+bool ChatView::isErrorVisible() const { return !m_errorBox->isHidden(); }
 
 bool ChatView::isBannerVisible() const { return !m_banner->isHidden(); }
 

@@ -70,6 +70,12 @@ class ChatView : public QWidget {
   State state() const { return m_state; }
   QString bannerText() const;
   bool isBannerVisible() const;
+  // A failure the user must read (a document that was not opened, an answer that failed), shown whole above the chat
+  // until dismissed or replaced by the next one.
+  void showError(const QString& message);
+  void dismissError();
+  QString errorText() const;
+  bool isErrorVisible() const;
   // What Copy puts on the clipboard: the selected turn, else the last answer.
   QString copyText() const;
 
@@ -80,6 +86,7 @@ class ChatView : public QWidget {
   QPushButton* regenerateButton() const { return m_regenerate; }
   QPushButton* copyButton() const { return m_copy; }
   QPushButton* settingsButton() const { return m_bannerAction; }
+  QPushButton* dismissErrorButton() const { return m_dismissError; }
 
  public slots:
   void send();
@@ -107,6 +114,9 @@ class ChatView : public QWidget {
   State m_state = State::NoModel;
   QLabel* m_banner = nullptr;
   QPushButton* m_bannerAction = nullptr;
+  QWidget* m_errorBox = nullptr;
+  QLabel* m_error = nullptr;
+  QPushButton* m_dismissError = nullptr;
   QListView* m_list = nullptr;
   QPlainTextEdit* m_input = nullptr;
   QPushButton* m_send = nullptr;

@@ -78,8 +78,10 @@ void MainWindow::connectClient() {
   connect(c, &EngineClient::memoryChanged, this, &MainWindow::onMemory);
 }
 
+// Failures go where the user is looking, whole and until dismissed: the chat pane. The status bar only points there.
 void MainWindow::showError(const QString& message) {
-  statusBar()->showMessage(message, 2 * kMessageMs);
+  m_chatView->showError(message);
+  statusBar()->showMessage(tr("Something went wrong: see the message above the chat."), kMessageMs);
   qWarning("%s", qPrintable(message));
 }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/clock.h"
+#include "core/format.h"
 #include "ingest/ingest.h"
 #include "runtime/engine_impl.h"
 #include "store/library_documents.h"
@@ -146,8 +147,8 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   info.tokenize_s = seconds_since(t0);
   st.content = document_content(ingested, st.tokens, st.prompt.doc_begin, ctx->params().page_size);
   if (info.n_tokens >= ctx->n_ctx()) {
-    return err("'", info.title, "' takes ", info.n_tokens, " tokens with its prompt; the context holds ", ctx->n_ctx(),
-               " (load the model with a larger context, or open a shorter document)");
+    return err("'", info.title, "' takes ", grouped(info.n_tokens), " tokens with its prompt; the context holds ",
+               grouped(ctx->n_ctx()), " (load the model with a larger context, or open a shorter document)");
   }
 
   // 2. The library row and the snapshot key.

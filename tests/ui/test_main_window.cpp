@@ -14,6 +14,7 @@
 #include <QElapsedTimer>
 #include <QFileInfo>
 #include <QLineEdit>
+#include <QLocale>
 #include <QMenuBar>
 #include <QPlainTextEdit>
 #include <QPushButton>
@@ -331,6 +332,29 @@ class TestMainWindow : public QObject {
     dialog.show();
     QVERIFY(QTest::qWaitForWindowExposed(&dialog));
     shoot(&dialog, QStringLiteral("settings.png"));
+  }
+
+  // A document longer than the context: the refusal is shown whole in the chat pane, in grouped numbers, and stays
+  // until it is dismissed (it used to flash in the status bar, cut off, for a few seconds).
+  void aTooLongDocumentIsExplainedWhereTheUserLooks() {
+    const QString path = fkvtest::tempDir() + QStringLiteral("/long-report.txt");
+    QByteArray text = "Long report\n\n";
+    for (int i = 0; i < 6000; ++i) text += "The committee reviewed item " + QByteArray::number(i) + " and moved on. ";
+    fkvtest::writeFile(path, text);
+    m_window->importAndOpen({path});
+    ChatView* chat = m_window->chatView();
+    QTRY_VERIFY_WITH_TIMEOUT(chat->isErrorVisible(), kTimeoutMs);
+    const QString message = chat->errorText();
+    QVERIFY2(message.contains(QStringLiteral("tokens with its prompt; the context holds ")) &&
+                 message.contains(QLocale(QLocale::English).toString(settingsFor().nCtx)) &&
+                 message.contains(QStringLiteral("open a shorter document")),
+             qPrintable(message));
+    shoot(m_window.get(), QStringLiteral("too-long.png"));
+    QTest::qWait(300);  // a status-bar message would be gone by now on a slow machine; this stays
+    QVERIFY(chat->isErrorVisible());
+    QTest::mouseClick(chat->dismissErrorButton(), Qt::LeftButton);
+    QVERIFY(!chat->isErrorVisible());
+    QCOMPARE(chat->state(), ChatView::State::NoDocument);
   }
 
   void reopensFromTheSnapshotInANewWindow() {
