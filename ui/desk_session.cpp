@@ -61,7 +61,9 @@ void DeskSession::openFailed() {
 
 void DeskSession::documentClosed(qint64 documentId) {
   if (m_loading && documentId != 0) m_reopenAfterLoad = documentId;  // a reload dropped it: open it again after
-  if (m_state == State::Opening && documentId != m_documentId) return;
+  // While a document opens, nothing open can close but the one before it (the engine drops it for the prefill, and
+  // may say so after a cancelled open has already asked for it back).
+  if (m_state == State::Opening) return;
   m_documentId = 0;
   moveTo(withoutDocument());
 }

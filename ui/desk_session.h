@@ -35,8 +35,8 @@ class DeskSession : public QObject {
   void documentOpened(qint64 documentId);
   // The open failed: no document is open (the engine dropped the previous one before it started).
   void openFailed();
-  // A document was closed: deleted, or dropped by a reload (then it is opened again after). The previous document
-  // closing while another opens leaves the open running.
+  // A document was closed: deleted, or dropped by a reload (then it is opened again after). While a document opens,
+  // a close is the previous document's and leaves the open running.
   void documentClosed(qint64 documentId);
   // A question can be sent only when a document is ready (false otherwise, and nothing changes).
   bool answerStarted();

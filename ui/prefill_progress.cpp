@@ -44,6 +44,7 @@ void PrefillProgress::start(const QString& title) {
   m_bar->setRange(0, 0);  // busy until the first report says how much there is
   setStatus(tr("starting…"));
   m_cancel->setEnabled(true);
+  m_cancelling = false;
   show();
 }
 
@@ -61,11 +62,19 @@ void PrefillProgress::setProgress(const OpenProgress& progress) {
   } else {
     m_bar->setRange(0, 0);
   }
-  setStatus(stageText(progress));
+  setStatus(m_cancelling ? tr("Cancelling…") : stageText(progress));
+}
+
+void PrefillProgress::cancelling() {
+  if (!m_active) return;
+  m_cancelling = true;
+  m_cancel->setEnabled(false);
+  setStatus(tr("Cancelling…"));
 }
 
 void PrefillProgress::finish() {
   m_active = false;
+  m_cancelling = false;
   m_cancel->setEnabled(false);
   hide();
 }

@@ -26,6 +26,10 @@ class PrefillProgress : public QWidget {
   void setProgress(const OpenProgress& progress);
   // The open ended (done, failed or cancelled): hides the bar.
   void finish();
+  // A cancel was asked for: says so at once (the engine stops after its current chunk, which can take seconds) and
+  // keeps saying so until finish().
+  void cancelling();
+  bool isCancelling() const { return m_cancelling; }
 
   bool isActive() const { return m_active; }
   QString statusText() const;
@@ -47,4 +51,5 @@ class PrefillProgress : public QWidget {
   QPushButton* m_cancel = nullptr;
   QString m_documentTitle;
   bool m_active = false;
+  bool m_cancelling = false;
 };

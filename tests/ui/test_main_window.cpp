@@ -334,6 +334,35 @@ class TestMainWindow : public QObject {
     shoot(&dialog, QStringLiteral("settings.png"));
   }
 
+  // Esc during a prefill says "Cancelling…" at once, and the document that was open before comes back (from its
+  // saved KV) instead of leaving the window empty.
+  void cancellingAnOpenKeepsThePreviousDocument() {
+    QCOMPARE(m_window->openDocumentId(), m_docId);
+    const QString path = fkvtest::tempDir() + QStringLiteral("/second-report.txt");
+    QByteArray text = "Second report\n\n";
+    for (int i = 0; i < 250; ++i) text += "Section " + QByteArray::number(i) + " lists the stores and the tides. ";
+    fkvtest::writeFile(path, text);
+    bool asked = false;
+    QString shownAtOnce;
+    const QMetaObject::Connection c =
+        connect(m_window->client(), &EngineClient::openProgress, this, [&](quint64, const OpenProgress& p) {
+          if (asked || p.stage != fkv::Stage::prefill || p.done == 0) return;
+          asked = true;
+          m_window->stop();
+          shownAtOnce = m_window->prefillProgress()->statusText();
+        });
+    QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
+    m_window->importAndOpen({path});
+    QTRY_VERIFY_WITH_TIMEOUT(asked, kTimeoutMs);
+    disconnect(c);
+    QCOMPARE(shownAtOnce, QStringLiteral("Cancelling…"));
+    QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
+    QCOMPARE(ready.at(0).at(0).toLongLong(), m_docId);
+    QCOMPARE(m_window->openDocumentId(), m_docId);
+    QCOMPARE(m_window->openedDocument().doc.kv_source, fkv::KvSource::snapshot);
+    QVERIFY(!m_window->chatView()->isErrorVisible());  // a cancel is not a failure
+  }
+
   // A document longer than the context: the refusal is shown whole in the chat pane, in grouped numbers, and stays
   // until it is dismissed (it used to flash in the status bar, cut off, for a few seconds).
   void aTooLongDocumentIsExplainedWhereTheUserLooks() {
