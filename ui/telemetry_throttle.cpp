@@ -146,7 +146,9 @@ bool ProgressThrottle::accept(const fkv::Progress& p, OpenProgress& out) {
     m_stage = stage;
     m_stageStartNs = now;
     m_stageStartDone = p.done;
+    m_eta.reset();
   }
+  if (stage == fkv::Stage::prefill) m_eta.add(p.done, double(now - m_stageStartNs) * 1e-9);
   const bool last = p.total > 0 && p.done >= p.total;
   if (!newStage && !last && now - m_lastEmitNs < kMinIntervalNs) return false;
   m_lastEmitNs = now;
@@ -157,8 +159,11 @@ bool ProgressThrottle::accept(const fkv::Progress& p, OpenProgress& out) {
   const double seconds = double(now - m_stageStartNs) * 1e-9;
   const double rate = seconds > 0 ? double(p.done - m_stageStartDone) / seconds : 0.0;
   if (stage == fkv::Stage::prefill) out.tokensPerSecond = rate;
+  const double modelled = stage == fkv::Stage::prefill ? m_eta.secondsLeft(p.total) : -1;
   if (last) {
     out.secondsLeft = 0;
+  } else if (modelled >= 0) {
+    out.secondsLeft = modelled;
   } else if (rate > 0 && p.total > 0) {
     out.secondsLeft = double(p.total - p.done) / rate;
   }

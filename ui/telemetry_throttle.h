@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "client_types.h"
+#include "prefill_eta.h"
 #include "fkv/events.h"
 #include "fkv/types.h"
 
@@ -81,6 +82,7 @@ class ProgressThrottle {
 
  private:
   std::optional<fkv::Stage> m_stage;  // of the last report; none before the first
+  PrefillEta m_eta;                   // the prefill's time left, from every report (not only those sent on)
   qint64 m_stageStartNs = 0;
   qint64 m_stageStartDone = 0;
   qint64 m_lastEmitNs = 0;

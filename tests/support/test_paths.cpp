@@ -38,6 +38,10 @@ QString samplePath(const QString& name) {
   return QStringLiteral(FKV_SOURCE_DIR) + QStringLiteral("/resources/samples/") + name;
 }
 
+QString testDataPath(const QString& name) {
+  return QStringLiteral(FKV_SOURCE_DIR) + QStringLiteral("/tests/data/") + name;
+}
+
 QString tempDir() {
   static QTemporaryDir dir;
   return dir.path();

@@ -21,6 +21,8 @@ QString qwenModelPath();
 QString bpeVocabPath(const QString& name);
 // A file under resources/samples/ of the source tree.
 QString samplePath(const QString& name);
+// A file under tests/data/ of the source tree (small recorded data the tests replay).
+QString testDataPath(const QString& name);
 // A fresh temporary directory for this test process (removed at exit).
 QString tempDir();
 // Writes `bytes` to `path` (replacing it; parent folders are created). A file that cannot be written ends the test

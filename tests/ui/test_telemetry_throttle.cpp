@@ -2,12 +2,15 @@
 // frames (step records summed over layers, the heads' grids, the retrieved pages and their weights, the decaying
 // correction rate), sends at most one frame per 1/30 s and always flushes the end of an answer; ProgressThrottle
 // passes a stage's first and last report and about 20 a second in between, with a rate and a time left.
+#include <QFile>
 #include <QSignalSpy>
 #include <QTest>
 
 #include <cmath>
 #include <vector>
 
+#include "prefill_eta.h"
+#include "support/test_paths.h"
 #include "telemetry_throttle.h"
 
 namespace {
@@ -169,6 +172,48 @@ class TestTelemetryThrottle : public QObject {
     QCOMPARE(out.secondsLeft, 0.0);
     QVERIFY(p.accept({fkv::Stage::save, 0, 4096}, out));
     QCOMPARE(out.tokensPerSecond, 0.0);  // bytes, not tokens
+  }
+
+  // The time left, on a prefill recorded from the engine (tests/data/prefill-trace-*.csv: tokens done and seconds at
+  // each chunk). From 20% done on, the cost model's estimate is within 25% of the time that was actually left, where
+  // the average rate promises too little as the context grows.
+  void prefillEtaHoldsOnARecordedRun() {
+    QFile f(fkvtest::testDataPath(QStringLiteral("prefill-trace-gemma3-270m.csv")));
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    struct Point {
+      qint64 done, total;
+      double seconds;
+    };
+    QList<Point> trace;
+    for (const QByteArray& line : f.readAll().split('\n')) {
+      const QList<QByteArray> cells = line.trimmed().split(',');
+      bool ok = false;
+      if (cells.size() == 3 && (cells[0].toLongLong(&ok), ok))
+        trace.append({cells[0].toLongLong(), cells[1].toLongLong(), cells[2].toDouble()});
+    }
+    QVERIFY(trace.size() > 20);
+    const qint64 total = trace.back().total;
+    const double end = trace.back().seconds;
+    PrefillEta eta;
+    int checked = 0, linearTooLow = 0;
+    for (const Point& p : trace) {
+      eta.add(p.done, p.seconds);
+      if (p.done < total / 5 || p.done >= total) continue;
+      const double actual = end - p.seconds;
+      const double modelled = eta.secondsLeft(total);
+      QVERIFY2(std::abs(modelled - actual) <= 0.25 * actual,
+               qPrintable(QString("at %1 of %2 tokens: %3 s estimated, %4 s left")
+                              .arg(p.done)
+                              .arg(total)
+                              .arg(modelled)
+                              .arg(actual)));
+      const double linear = double(total - p.done) * p.seconds / double(p.done - trace.front().done);
+      if (linear < 0.9 * actual) ++linearTooLow;
+      ++checked;
+    }
+    QVERIFY(checked > 10);
+    QVERIFY2(linearTooLow > checked / 2, "the recorded run should be one where the average rate misleads");
+    QVERIFY(PrefillEta{}.secondsLeft(total) < 0);  // nothing to go on yet
   }
 };
 
