@@ -196,10 +196,12 @@ void MainWindow::openDocument(qint64 documentId) {
   m_openCancelled = false;
   if (previous != documentId) m_reopenOnCancel = previous;
   m_prefill->start(m_openingTitle);
-  if (documentId != m_openDocument.doc.id)
+  if (documentId != m_openDocument.doc.id) {
     m_documentView->showMessage(tr("Reading %1…\n\nThe first open of a document runs a prefill; later opens load "
                                    "its saved KV cache.")
                                     .arg(m_openingTitle));
+    m_chatModel->show(0, {});  // the chat follows the document: the previous one's turns are not this one's
+  }
   m_client->openDocumentId(documentId);
   m_libraryPane->selectDocument(documentId);
   updateChatState();

@@ -342,12 +342,16 @@ class TestMainWindow : public QObject {
     QByteArray text = "Second report\n\n";
     for (int i = 0; i < 250; ++i) text += "Section " + QByteArray::number(i) + " lists the stores and the tides. ";
     fkvtest::writeFile(path, text);
+    const int previousTurns = m_window->chatModel()->rowCount();
+    QVERIFY(previousTurns > 0);
     bool asked = false;
+    int turnsDuringOpen = -1;
     QString shownAtOnce;
     const QMetaObject::Connection c =
         connect(m_window->client(), &EngineClient::openProgress, this, [&](quint64, const OpenProgress& p) {
           if (asked || p.stage != fkv::Stage::prefill || p.done == 0) return;
           asked = true;
+          turnsDuringOpen = m_window->chatModel()->rowCount();
           m_window->stop();
           shownAtOnce = m_window->prefillProgress()->statusText();
         });
@@ -356,7 +360,9 @@ class TestMainWindow : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(asked, kTimeoutMs);
     disconnect(c);
     QCOMPARE(shownAtOnce, QStringLiteral("Cancelling…"));
+    QCOMPARE(turnsDuringOpen, 0);  // the chat followed the document being opened
     QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
+    QCOMPARE(m_window->chatModel()->rowCount(), previousTurns);  // and came back with the previous document
     QCOMPARE(ready.at(0).at(0).toLongLong(), m_docId);
     QCOMPARE(m_window->openDocumentId(), m_docId);
     QCOMPARE(m_window->openedDocument().doc.kv_source, fkv::KvSource::snapshot);
