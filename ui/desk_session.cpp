@@ -44,6 +44,9 @@ bool DeskSession::openStarted(qint64 documentId) {
     if (m_loading) m_reopenAfterLoad = documentId;
     return false;
   }
+  const qint64 previous = m_state == State::Ready ? m_documentId : 0;
+  m_reopenOnCancel = previous != documentId ? previous : 0;
+  m_openCancelled = false;
   m_documentId = documentId;
   moveTo(State::Opening);
   return true;
@@ -51,12 +54,22 @@ bool DeskSession::openStarted(qint64 documentId) {
 
 void DeskSession::documentOpened(qint64 documentId) {
   m_documentId = documentId;
+  m_openCancelled = false;
+  m_reopenOnCancel = 0;
   moveTo(State::Ready);
 }
 
-void DeskSession::openFailed() {
+void DeskSession::cancelRequested() {
+  if (m_state == State::Opening) m_openCancelled = true;
+}
+
+DeskSession::FailedOpen DeskSession::openFailed() {
+  const FailedOpen out{m_openCancelled, m_openCancelled ? m_reopenOnCancel : 0};
+  m_openCancelled = false;
+  m_reopenOnCancel = 0;
   m_documentId = 0;
   moveTo(withoutDocument());
+  return out;
 }
 
 void DeskSession::documentClosed(qint64 documentId) {

@@ -3,8 +3,9 @@
 // shows its state (the chat pane's banner, what Stop cancels, whether a question can be sent).
 //
 // Besides the state it keeps the facts the transitions need: whether a model is in (a reload runs with the old model
-// still loaded, and a failed reload keeps it), whether a load is running, and the document to open again once the
-// model being loaded is in (a reload drops the open document; an open asked for during a load waits for it).
+// still loaded, and a failed reload keeps it), whether a load is running, the document to open again once the model
+// being loaded is in (a reload drops the open document; an open asked for during a load waits for it), and the
+// document to bring back when the user cancels an open (the engine drops it for the prefill).
 #pragma once
 
 #include <QObject>
@@ -33,8 +34,14 @@ class DeskSession : public QObject {
   // An open is asked for. Without a model it does not start (false); during a first load it is remembered instead.
   bool openStarted(qint64 documentId);
   void documentOpened(qint64 documentId);
+  // The user asked to stop the open in progress (its failure that follows is a cancel, not an error).
+  void cancelRequested();
+  struct FailedOpen {
+    bool cancelled = false;  // by the user
+    qint64 reopen = 0;       // a cancelled open's previous document, to open again from its saved KV; 0: none
+  };
   // The open failed: no document is open (the engine dropped the previous one before it started).
-  void openFailed();
+  FailedOpen openFailed();
   // A document was closed: deleted, or dropped by a reload (then it is opened again after). While a document opens,
   // a close is the previous document's and leaves the open running.
   void documentClosed(qint64 documentId);
@@ -56,4 +63,6 @@ class DeskSession : public QObject {
   bool m_modelConfigured = false;  // a model failed to load, as opposed to none chosen
   qint64 m_documentId = 0;
   qint64 m_reopenAfterLoad = 0;
+  bool m_openCancelled = false;  // the open in progress was cancelled by the user
+  qint64 m_reopenOnCancel = 0;   // the document ready before that open
 };

@@ -147,8 +147,6 @@ class MainWindow : public QMainWindow {
   QString m_modelError;
   OpenedDocumentInfo m_openDocument;
   QString m_openingTitle;
-  bool m_openCancelled = false;  // the open in progress was cancelled by the user (not failed)
-  qint64 m_reopenOnCancel = 0;   // the document that was ready before that open, brought back if it is cancelled
   int m_answerPieces = 0;
   QString m_pendingPieces;  // arrived, not yet in the chat model
   QTimer* m_pieceTimer = nullptr;

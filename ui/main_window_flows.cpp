@@ -187,14 +187,11 @@ void MainWindow::openDocument(qint64 documentId) {
   const int row = m_libraryModel->rowOfDocument(documentId);
   m_openingTitle = row >= 0 ? m_libraryModel->index(row, LibraryModel::TitleColumn).data().toString()
                             : tr("document %1").arg(documentId);
-  const qint64 previous = m_session->state() == DeskSession::State::Ready ? m_session->documentId() : 0;
   if (!m_session->openStarted(documentId)) {  // remembered when a model is loading
     showError(m_session->isLoadingModel() ? tr("The model is still loading; open the document when it is ready.")
                                           : tr("Choose a model in Settings (Ctrl+,) before opening documents."));
     return;
   }
-  m_openCancelled = false;
-  if (previous != documentId) m_reopenOnCancel = previous;
   m_prefill->start(m_openingTitle);
   if (documentId != m_openDocument.doc.id) {
     m_documentView->showMessage(tr("Reading %1…\n\nThe first open of a document runs a prefill; later opens load "
@@ -209,8 +206,6 @@ void MainWindow::openDocument(qint64 documentId) {
 
 void MainWindow::onDocumentOpened(const OpenedDocumentInfo& info) {
   m_session->documentOpened(info.doc.id);
-  m_openCancelled = false;
-  m_reopenOnCancel = 0;
   m_prefill->finish();
   m_openDocument = info;
   const QString title = fromStd(info.doc.title);
@@ -234,20 +229,16 @@ void MainWindow::onDocumentOpened(const OpenedDocumentInfo& info) {
 }
 
 void MainWindow::onDocumentFailed(const QString& message) {
-  m_session->openFailed();
+  const DeskSession::FailedOpen failed = m_session->openFailed();
   m_prefill->finish();
-  const bool cancelled = m_openCancelled;
-  const qint64 reopen = m_reopenOnCancel;
-  m_openCancelled = false;
-  m_reopenOnCancel = 0;
-  if (cancelled) {
+  if (failed.cancelled) {
     statusBar()->showMessage(tr("Opening %1 was cancelled.").arg(m_openingTitle), kMessageMs);
   } else {
     showError(tr("The document was not opened: %1").arg(message));
   }
   onDocumentClosed(m_openDocument.doc.id);  // a failed open leaves no document in the context
   // A cancel keeps what was open before: the engine dropped it for the prefill, its saved KV brings it back.
-  if (cancelled && reopen != 0) openDocument(reopen);
+  if (failed.reopen != 0) openDocument(failed.reopen);
 }
 
 void MainWindow::onDocumentClosed(qint64 documentId) {
@@ -287,7 +278,7 @@ void MainWindow::regenerate() {
 
 void MainWindow::stop() {
   if (!isAnswering() && !isOpening() && m_importShown.isEmpty()) return;
-  if (isOpening()) m_openCancelled = true;
+  m_session->cancelRequested();
   m_prefill->cancelling();  // the engine stops after its current chunk; say so now
   m_client->cancel();
 }

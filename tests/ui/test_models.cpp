@@ -353,6 +353,22 @@ class TestModels : public QObject {
     QVERIFY(!d.answerEnded());
     QCOMPARE(d.state(), S::Opening);
     QVERIFY(changed.count() > 10);
+
+    // A cancelled open brings back the document that was ready before it; a failed one does not.
+    d.openFailed();
+    QVERIFY(d.openStarted(9));
+    d.documentOpened(9);
+    QVERIFY(d.openStarted(12));
+    d.cancelRequested();
+    const DeskSession::FailedOpen cancelled = d.openFailed();
+    QVERIFY(cancelled.cancelled);
+    QCOMPARE(cancelled.reopen, qint64(9));
+    QVERIFY(d.openStarted(9));
+    d.documentOpened(9);
+    QVERIFY(d.openStarted(12));
+    const DeskSession::FailedOpen failed = d.openFailed();
+    QVERIFY(!failed.cancelled);
+    QCOMPARE(failed.reopen, qint64(0));
   }
 
   void timelineKeepsTheLastSteps() {
