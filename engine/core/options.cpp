@@ -1,5 +1,7 @@
 #include "fkv/options.h"
 
+#include "core/option_ranges.h"
+
 #include <array>
 #include <string>
 #include <utility>
@@ -68,5 +70,20 @@ Result<KvType> parse_kv_type(std::string_view name) { return parse(kKvTypes, "KV
 Result<StopReason> parse_stop_reason(std::string_view name) { return parse(kStopReasons, "stop reason", name); }
 Result<KvSource> parse_kv_source(std::string_view name) { return parse(kKvSources, "KV source", name); }
 Result<Stage> parse_stage(std::string_view name) { return parse(kStages, "stage", name); }
+
+Status check_page_size(int page_size) {
+  if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
+  return {};
+}
+
+Status check_threads(int n_threads) {
+  if (n_threads < 0 || n_threads > 1024) return err("thread count must be 0 (automatic) or 1..1024, found ", n_threads);
+  return {};
+}
+
+Status check_device(int device) {
+  if (device < 0) return err("CUDA device index must be >= 0, found ", device);
+  return {};
+}
 
 }  // namespace fkv

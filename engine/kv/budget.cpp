@@ -1,5 +1,7 @@
 #include "kv/budget.h"
 
+#include "core/option_ranges.h"
+
 namespace fkv {
 
 namespace {
@@ -7,7 +9,7 @@ constexpr int kMaxBudgetTokens = 1 << 24;
 }  // namespace
 
 Status Budget::validate() const {
-  if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
+  FKV_TRY(check_page_size(page_size));
   const struct {
     const char* name;
     int tokens;

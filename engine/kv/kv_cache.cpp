@@ -5,13 +5,14 @@
 #include <numeric>
 
 #include "backend/cpu/quant.h"
+#include "core/option_ranges.h"
 
 namespace fkv {
 
 Status KvGeometry::validate() const {
   if (n_layers <= 0 || n_kv_heads <= 0 || head_dim <= 0)
     return err("KV geometry: layers, heads and head dim must be positive (", n_layers, ", ", n_kv_heads, ", ", head_dim, ")");
-  if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
+  FKV_TRY(check_page_size(page_size));
   if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
     return err("KV cache type must be F16, BF16 or F32, found ", dtype_name(dtype));
   return {};

@@ -9,6 +9,7 @@
 
 #include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
+#include "core/option_ranges.h"
 #include "core/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
@@ -21,13 +22,12 @@ namespace fkv {
 
 Status ContextParams::validate() const {
   if (n_ctx < 1 || n_ctx > (1 << 24)) return err("context size must be 1..16777216 tokens, found ", n_ctx);
-  if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
+  FKV_TRY(check_page_size(page_size));
   if (n_batch < 1 || n_batch > 8192) return err("prefill batch must be 1..8192 tokens, found ", n_batch);
-  if (n_threads < 0 || n_threads > 1024) return err("thread count must be 0 (automatic) or 1..1024, found ", n_threads);
+  FKV_TRY(check_threads(n_threads));
   if (kv_type != DType::F16 && kv_type != DType::BF16 && kv_type != DType::F32)
     return err("KV cache type must be F16, BF16 or F32, found ", dtype_name(kv_type));
-  if (device < 0) return err("CUDA device index must be >= 0, found ", device);
-  return {};
+  return check_device(device);
 }
 
 // Most ranges a decode step's page list is cut into per KV head (flash-decoding split).

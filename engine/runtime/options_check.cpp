@@ -1,5 +1,6 @@
 // The option structs' validate(): the one place their ranges are checked, called by the engine before it uses them
 // and by the CLI and the desktop before they send them, so all three refuse the same settings with the same words.
+#include "core/option_ranges.h"
 #include "fkv/types.h"
 #include "kv/budget.h"
 #include "kv/policy.h"
@@ -19,9 +20,9 @@ Status RetrievalOptions::validate(int page_size) const {
 Status ModelOptions::validate() const {
   if (n_ctx < 0 || n_ctx > (1 << 24))
     return err("context size must be 0 (automatic) or 1..16777216 tokens, found ", n_ctx);
-  if (n_threads < 0 || n_threads > 1024) return err("thread count must be 0 (automatic) or 1..1024, found ", n_threads);
-  if (page_size < 1 || page_size > 4096) return err("page size must be 1..4096 tokens, found ", page_size);
-  if (device < 0) return err("CUDA device index must be >= 0, found ", device);
+  FKV_TRY(check_threads(n_threads));
+  FKV_TRY(check_page_size(page_size));
+  FKV_TRY(check_device(device));
   return retrieval.validate(page_size);
 }
 
