@@ -123,10 +123,13 @@ QStringList DeskSettings::validate() const {
 }
 
 QStringList DeskSettings::warnings() const {
+  if (nCtx <= 0 || modelPath.isEmpty()) return {};
+  return warnings(fkv::describe_model(modelPath.toStdString()));
+}
+
+QStringList DeskSettings::warnings(const std::optional<fkv::InstalledModel>& m) const {
   QStringList out;
-  if (nCtx <= 0 || modelPath.isEmpty()) return out;
-  const std::optional<fkv::InstalledModel> m = fkv::describe_model(modelPath.toStdString());
-  if (!m || m->n_ctx_train <= 0 || nCtx <= m->n_ctx_train) return out;
+  if (nCtx <= 0 || !m || m->n_ctx_train <= 0 || nCtx <= m->n_ctx_train) return out;
   const QLocale locale;
   out << QObject::tr("A context of %1 tokens is more than the %2 this model was trained for: what it reads past %2 "
                      "tokens it understands poorly. It takes about %3 of memory (%4 at %2 tokens).")
@@ -414,7 +417,11 @@ void SettingsDialog::revalidate() {
   const QStringList problems = s.validate();
   m_problems->setText(problems.join(QLatin1Char('\n')));
   m_problems->setVisible(!problems.isEmpty());
-  const QStringList warnings = s.warnings();
+  if (s.modelPath != m_describedPath) {
+    m_describedPath = s.modelPath;
+    m_described = s.modelPath.isEmpty() ? std::nullopt : fkv::describe_model(s.modelPath.toStdString());
+  }
+  const QStringList warnings = s.warnings(m_described);
   m_warnings->setText(warnings.join(QLatin1Char('\n')));
   m_warnings->setVisible(!warnings.isEmpty());
   m_buttons->button(QDialogButtonBox::Ok)->setEnabled(problems.isEmpty());

@@ -6,7 +6,9 @@
 #include <QDialog>
 #include <QString>
 #include <QStringList>
+#include <optional>
 
+#include "fkv/models.h"
 #include "fkv/types.h"
 
 class QSettings;
@@ -41,6 +43,8 @@ struct DeskSettings {
   // Settings that work but cost something the user should know: a context past what the model was trained for
   // (answers about text beyond it degrade) and the memory that context takes. Never blocks.
   QStringList warnings() const;
+  // The same, for `model` as the GGUF at modelPath describes itself (the dialog reads a file once, not per keystroke).
+  QStringList warnings(const std::optional<fkv::InstalledModel>& model) const;
   // Whether two settings load the model the same way (a change elsewhere needs no reload).
   bool sameModelLoad(const DeskSettings& other) const;
 
@@ -111,5 +115,7 @@ class SettingsDialog : public QDialog {
   QSpinBox* m_storageCap = nullptr;
   QLabel* m_problems = nullptr;
   QLabel* m_warnings = nullptr;
+  QString m_describedPath;                         // the model file m_described was read from
+  std::optional<fkv::InstalledModel> m_described;  // its trained context and memory per token
   QDialogButtonBox* m_buttons = nullptr;
 };
