@@ -14,21 +14,9 @@ int utf16Units(unsigned char lead) { return lead >= 0xF0 ? 2 : 1; }  // 4-byte s
 QVector<DocumentRange> pageByteRanges(const fkv::DocumentContent& content, const QVector<int>& pages,
                                       const QVector<float>& weights) {
   QVector<DocumentRange> out;
-  const auto& spans = content.spans;
-  const qint64 pageSize = std::max(1, content.page_size);
   for (qsizetype i = 0; i < pages.size(); ++i) {
-    const qint64 a = pages[i] * pageSize, b = a + pageSize;  // context positions [a, b)
     const float weight = i < weights.size() ? weights[i] : 1.0f;
-    auto it = std::upper_bound(spans.begin(), spans.end(), a,
-                               [](qint64 pos, const fkv::DocumentSpan& s) { return pos < s.token_end; });
-    for (; it != spans.end() && it->token_begin < b; ++it) {
-      const qint64 n = it->token_end - it->token_begin;
-      if (n <= 0) continue;
-      const qint64 t0 = std::max<qint64>(a, it->token_begin) - it->token_begin;
-      const qint64 t1 = std::min<qint64>(b, it->token_end) - it->token_begin;
-      const qint64 bytes = it->char_end - it->char_begin;
-      out.append({it->char_begin + bytes * t0 / n, it->char_begin + bytes * t1 / n, weight});
-    }
+    for (const fkv::TextRange& r : fkv::page_text_ranges(content, pages[i])) out.append({r.begin, r.end, weight});
   }
   std::sort(out.begin(), out.end(), [](const DocumentRange& x, const DocumentRange& y) { return x.begin < y.begin; });
   QVector<DocumentRange> merged;

@@ -193,7 +193,22 @@ constexpr OptionSpec kAskOwnOptions[] = {
     kLibraryOption,
     {"--no-library", "", "", "remember nothing: prefill every time and save no snapshot"},
     kJsonOption,
+    {"--policy", "", "P", "decode attention policy: full, streaming, quest, arkvale or freekv (default freekv)"},
+    {"--budget-sink", "", "N", "retrieval budget: sink tokens at the start (default 512)"},
+    {"--budget-recent", "", "N", "retrieval budget: most recent tokens (default 512)"},
+    {"--budget-retrieved", "", "N", "retrieval budget: tokens in retrieved pages (default 1024)"},
 };
+
+// The answer's citations come from retrieval, so ask lets the budget be smaller than a short document.
+fkv::Status read_ask_retrieval(const ParsedArgs& a, fkv::ModelOptions& m) {
+  constexpr int kMax = 1 << 24;
+  fkv::RetrievalOptions& r = m.retrieval;
+  FKV_ASSIGN_OR_RETURN(r.policy, named_option(a, "--policy", r.policy, fkv::parse_policy));
+  FKV_ASSIGN_OR_RETURN(r.sink_tokens, int_option(a, "--budget-sink", r.sink_tokens, 0, kMax));
+  FKV_ASSIGN_OR_RETURN(r.recent_tokens, int_option(a, "--budget-recent", r.recent_tokens, 0, kMax));
+  FKV_ASSIGN_OR_RETURN(r.retrieved_tokens, int_option(a, "--budget-retrieved", r.retrieved_tokens, 0, kMax));
+  return r.validate(m.page_size);
+}
 
 // ask reads long documents, so its context is not the shared 4096 default (run_ask_impl leaves it to the model).
 static_assert(fkv::kAutoContextMax == 32768, "kAskContextHelp states the limit");
@@ -263,6 +278,7 @@ int run_ask_impl(const ParsedArgs& a) {
   fkv::Result<RunOptions> ro = read_run_options(a);
   if (!ro.ok()) return usage_fail("ask: " + ro.message());
   if (!a.has("--ctx")) ro->model.n_ctx = 0;  // documents are long: the model's training context (up to 32k)
+  if (fkv::Status s = read_ask_retrieval(a, ro->model); !s.ok()) return usage_fail("ask: " + s.message());
   const std::optional<std::string> doc = a.value("--doc");
   const std::optional<std::string> doc_id = a.value("--doc-id");
   if (doc.has_value() == doc_id.has_value()) return usage_fail("ask: give either --doc FILE or --doc-id ID");
@@ -327,6 +343,13 @@ int run_ask_impl(const ParsedArgs& a) {
   }
   if (!json) {
     std::printf("\n");
+    for (size_t i = 0; i < r->citations.size(); ++i) {
+      const fkv::Citation& c = r->citations[i];
+      std::printf("[%zu] %s%s\"%s\" (bytes %lld-%lld, %.0f%% of selections)\n", i + 1, display_text(c.where).c_str(),
+                  c.where.empty() ? "" : ": ", display_text(c.snippet).c_str(), static_cast<long long>(c.char_begin),
+                  static_cast<long long>(c.char_end), 100.0 * c.weight);
+    }
+    std::fflush(stdout);  // the answer and its citations before the timings on stderr
     std::fprintf(stderr, "[%s: %d tokens, KV from %s in %.2f s; first answer token after %.2f s; %.1f tok/s%s]\n",
                  display_text(opened->title).c_str(), opened->n_tokens, fkv::kv_source_name(opened->kv_source),
                  opened->kv_source == fkv::KvSource::snapshot ? opened->load_s : opened->prefill_s, first_token_s,
@@ -340,6 +363,12 @@ int run_ask_impl(const ParsedArgs& a) {
   j.key("stop_reason").value(fkv::stop_reason_name(r->stop_reason));
   j.key("first_token_s").value(first_token_s).key("question_tokens").value(r->n_prompt_tokens - r->n_cached_tokens);
   j.key("n_generated").value(r->n_generated).key("decode_tokens_per_s").value(r->decode_tokens_per_s);
+  j.key("citations").begin_array();
+  for (const fkv::Citation& c : r->citations) {
+    j.begin_object().key("char_begin").value(c.char_begin).key("char_end").value(c.char_end);
+    j.key("weight").value(double{c.weight}).key("where").value(c.where).key("snippet").value(c.snippet).end_object();
+  }
+  j.end_array();
   j.end_object();
   std::printf("%s\n", j.str().c_str());
   return kExitOk;

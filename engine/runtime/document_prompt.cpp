@@ -11,12 +11,21 @@ namespace {
 
 // Stands in for the document while the chat template renders; no template touches it.
 constexpr std::string_view kMarker = "\x1f" "FKV-DOCUMENT" "\x1f";
-constexpr std::string_view kLayoutVersion = "doc1";
+constexpr std::string_view kLayoutVersion = "doc2";
 
-// The first user turn as the template sees it: the marker, then the first question.
+// Small instruction-tuned models wander into general advice unless told to keep to the text and keep it short.
+constexpr std::string_view kSystemPrompt =
+    "You answer questions about the document the user gives you. Answer from the document only, in one to three "
+    "sentences, using its own words for names, numbers and dates. If the document does not say, say so.";
+
+// The conversation as the template sees it: the system turn, then the marker and the first question as the first
+// user turn, then the rest.
 std::vector<ChatMessage> with_marker(std::span<const ChatMessage> turns) {
-  std::vector<ChatMessage> m(turns.begin(), turns.end());
-  m[0].content = std::string(kMarker) + "\n\n" + m[0].content;
+  std::vector<ChatMessage> m;
+  m.reserve(turns.size() + 1);
+  m.push_back({"system", std::string(kSystemPrompt)});
+  m.insert(m.end(), turns.begin(), turns.end());
+  m[1].content = std::string(kMarker) + "\n\n" + m[1].content;
   return m;
 }
 

@@ -1,7 +1,8 @@
 // The token layout of a conversation about a document: [BOS] head | intro | document | turns. Head, intro and
 // document form the prefix that is prefilled once and persisted as a KV snapshot; every question appends its turns
 // after it, so asking never re-evaluates the document. The head and the turns come from the model's chat template,
-// rendered once with a marker in place of the document and cut there.
+// rendered once with a marker in place of the document and cut there; the head holds a system turn asking for short
+// answers taken from the document.
 #pragma once
 
 #include <cstdint>

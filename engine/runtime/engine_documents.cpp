@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/format.h"
 #include "ingest/ingest.h"
+#include "runtime/citations.h"
 #include "runtime/engine_impl.h"
 #include "store/library_documents.h"
 
@@ -272,7 +273,15 @@ Result<GenerateResult> Engine::ask(const std::vector<Message>& turns, const Gene
   GenerationOptions o = options;
   for (std::string& s : document_stop_strings(impl_->doc->prompt)) o.stop.push_back(std::move(s));
   if (o.chat_id > 0) impl_->restore_chat(o.chat_id, tokens);
-  FKV_ASSIGN_OR_RETURN(GenerateResult r, impl_->run(tokens, o, on_text));
+  Context& ctx = *impl_->ctx;
+  Budget budget = ctx.params().budget;
+  budget.page_size = ctx.params().page_size;  // the context's page size wins, as its policies see it
+  CitationTally tally(impl_->observer, ctx.params().policy, budget);
+  ctx.set_observer(&tally);
+  Result<GenerateResult> run = impl_->run(tokens, o, on_text);
+  ctx.set_observer(impl_->observer);
+  FKV_ASSIGN_OR_RETURN(GenerateResult r, std::move(run));
+  r.citations = tally.citations(impl_->doc->content, o.max_citations);
   if (o.chat_id > 0) {
     // The answer stands whether or not its KV could be kept; a failed save only means the next reopen re-evaluates.
     (void)impl_->save_chat(o.chat_id);

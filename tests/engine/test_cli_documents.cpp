@@ -181,6 +181,31 @@ class TestCliDocuments : public QObject {
     QCOMPARE(size.out.trimmed().toLongLong(), da.value("snapshot_bytes").toInteger());
   }
 
+  // A budget smaller than the document makes retrieval choose: the answer cites passages of the file's text.
+  void askCitesPassages() {
+    const QStringList budget{"--budget-sink", "32", "--budget-recent", "64", "--budget-retrieved", "64"};
+    const CliRun r = runCli(askArgs(QStringList{"--doc", m_txt} + budget));
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonArray cites = parseObject(r.out).value("citations").toArray();
+    QVERIFY(!cites.isEmpty() && cites.size() <= 3);
+    QFile f(m_txt);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QString text = QString::fromUtf8(f.readAll()).simplified();
+    for (const QJsonValue& v : cites) {
+      const QJsonObject c = v.toObject();
+      QVERIFY(c.value("char_end").toInteger() > c.value("char_begin").toInteger());
+      QVERIFY(c.value("weight").toDouble() > 0 && c.value("weight").toDouble() <= 1);
+      const QString snippet = c.value("snippet").toString().remove(QStringLiteral("…"));
+      QVERIFY2(text.contains(snippet.left(40)), qPrintable(snippet));
+    }
+    const CliRun none = runCli(askArgs(QStringList{"--doc", m_txt, "--policy", "full"}));
+    QVERIFY2(none.exitCode == 0, none.err.constData());
+    QVERIFY(parseObject(none.out).value("citations").toArray().isEmpty());
+    const CliRun bad = runCli(askArgs(QStringList{"--doc", m_txt, "--budget-recent", "0"}));
+    QCOMPARE(bad.exitCode, 2);
+    QVERIFY2(bad.err.contains("recent"), bad.err.constData());
+  }
+
   void deleteDocument() {
     const CliRun del = runCli({"library", "delete", QString::number(m_txtId), "--library", m_lib});
     QVERIFY2(del.exitCode == 0, del.err.constData());

@@ -62,6 +62,41 @@ class TestQwenAnswers : public QObject {
     QCOMPARE(opened->kv_source, fkv::KvSource::snapshot);
     QCOMPARE(answer("What is the access code for the archive room?"), before);
   }
+
+  // With a budget smaller than the document, retrieval has to choose: the passage holding the needle sentence and
+  // the one holding the table are the first citations under their answers. The name in the staff section is not a
+  // requirement: selection counts over a whole answer favour the report's opening there (docs/user-guide.md says
+  // citations show where retrieval looked).
+  void citesThePassageHoldingTheFact() {
+    fkv::RetrievalOptions r;
+    r.sink_tokens = 128;
+    r.recent_tokens = 64;
+    r.retrieved_tokens = 128;
+    QVERIFY(m_engine->set_retrieval(r).ok());
+    const fkv::DocumentContent* doc = m_engine->document();
+    QVERIFY(doc != nullptr);
+    for (const fkvtest::AnswerCase& c : fkvtest::harbour_questions()) {
+      fkv::GenerationOptions g;
+      g.temperature = 0;
+      g.max_tokens = 24;
+      auto a = m_engine->ask({{"user", c.question}}, g, nullptr);
+      QVERIFY2(a.ok(), a.message().c_str());
+      QVERIFY2(!a->citations.empty(), c.question);
+      // The fact's sentence: from the end of the previous one to the end of its own.
+      size_t at = std::string::npos;
+      for (const std::string& fact : c.accepted) at = std::min(at, doc->text.find(fact));
+      QVERIFY(at != std::string::npos);
+      const size_t begin = doc->text.find_last_of(".\n", at) + 1, end = doc->text.find_first_of(".\n", at);
+      int rank = 0;
+      for (size_t i = 0; i < a->citations.size() && rank == 0; ++i) {
+        const fkv::Citation& ci = a->citations[i];
+        if (ci.char_begin < int64_t(end) && int64_t(begin) < ci.char_end) rank = int(i) + 1;
+      }
+      qInfo("%s: the fact's passage is citation %d of %zu (0: not cited)", c.name, rank, a->citations.size());
+      if (std::string_view(c.name) != "section") QCOMPARE(rank, 1);
+    }
+    QVERIFY(m_engine->set_retrieval(fkv::RetrievalOptions{}).ok());
+  }
 };
 
 QTEST_APPLESS_MAIN(TestQwenAnswers)

@@ -128,14 +128,27 @@ struct GenerationOptions {
   // as one user turn of the model's chat template.
   bool raw = false;
   std::string system_prompt;  // generate() without raw: an optional system turn before the user turn
+  int max_citations = 3;      // ask(): passages of the document to cite under the answer (0: none)
   // Stage "prompt": before each batch of the prompt's evaluation and once at its end, in tokens not already in the
   // context (a long question can take minutes on a CPU). Returning false stops the evaluation within a batch; the
   // call then returns stop_reason "cancelled" with no text, as Engine::cancel() does. May be empty.
   ProgressCallback progress;
 };
 
+// A passage of the open document an answer drew on (Engine::ask): KV pages the decode steps' retrieval selected most
+// often, over the answer's tokens, layers and KV heads, mapped to the text through the span map.
+struct Citation {
+  int64_t char_begin = 0, char_end = 0;  // byte offsets into DocumentContent::text
+  float weight = 0;      // share of the answer's (token, layer, KV head) selections that chose it, in (0, 1]
+  std::string where;     // "Page 12 · Termination": the PDF page and the heading it falls under; empty when neither
+  std::string snippet;   // its text, whitespace collapsed, cut at a word near 240 bytes ("…" marks a cut)
+};
+
 struct GenerateResult {
   std::string text;
+  // ask() under a retrieval policy, most selected first. Empty when retrieval chose nothing: policy full or
+  // streaming, or a document short enough that every page fits the budget.
+  std::vector<Citation> citations;
   int n_prompt_tokens = 0;  // the whole prompt, in tokens
   int n_cached_tokens = 0;  // of those, already in the context from the previous call (not evaluated again)
   int n_generated = 0;      // sampled tokens, the end-of-generation token included
@@ -163,6 +176,13 @@ struct DocumentContent {
   std::vector<DocumentSpan> spans;        // in order, contiguous
   int page_size = 32;                     // KV page p holds context positions [p * page_size, (p + 1) * page_size)
 };
+
+// The byte ranges of content.text whose tokens KV page `page` holds, in order ([begin, end) pairs; a span of many
+// tokens shares its bytes out evenly). Empty for a page outside the document (the prompt's template, the question).
+struct TextRange {
+  int64_t begin = 0, end = 0;
+};
+std::vector<TextRange> page_text_ranges(const DocumentContent& content, int page);
 
 // What the context holds now.
 struct EngineStats {
