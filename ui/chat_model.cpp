@@ -16,7 +16,9 @@ QVariant ChatModel::data(const QModelIndex& index, int role) const {
     case StreamingRole:
       return t.streaming;
     case StopReasonRole:
-      return t.stopReason;
+      return t.streaming ? QString() : t.turn.stopReason;
+    case CitationsRole:
+      return QVariant::fromValue(t.turn.citations);
     default:
       return {};
   }
@@ -28,6 +30,7 @@ QHash<int, QByteArray> ChatModel::roleNames() const {
   names.insert(TextRole, "text");
   names.insert(StreamingRole, "streaming");
   names.insert(StopReasonRole, "stopReason");
+  names.insert(CitationsRole, "citations");
   return names;
 }
 
@@ -36,7 +39,7 @@ void ChatModel::show(qint64 documentId, const SavedChat& chat) {
   m_turns.clear();
   m_documentId = documentId;
   m_chatId = documentId > 0 ? chat.chatId : 0;
-  for (const ChatTurn& t : chat.turns) m_turns.append(Turn{t, false, {}});
+  for (const ChatTurn& t : chat.turns) m_turns.append(Turn{t, false});
   endResetModel();
 }
 
@@ -61,12 +64,12 @@ QList<ChatTurn> ChatModel::turns() const {
 }
 
 void ChatModel::appendUser(const QString& text) {
-  appendTurn(Turn{{QStringLiteral("user"), text}, false, {}});
+  appendTurn(Turn{{QStringLiteral("user"), text, {}, {}}, false});
 }
 
 void ChatModel::beginAssistant() {
   if (isStreaming()) finishAssistant(QStringLiteral("cancelled"));  // never two answers streaming at once
-  appendTurn(Turn{{QStringLiteral("assistant"), QString()}, true, {}});
+  appendTurn(Turn{{QStringLiteral("assistant"), QString(), {}, {}}, true});
 }
 
 void ChatModel::appendPiece(const QString& piece) {
@@ -76,13 +79,14 @@ void ChatModel::appendPiece(const QString& piece) {
   emit dataChanged(last, last, {Qt::DisplayRole, TextRole});
 }
 
-void ChatModel::finishAssistant(const QString& stopReason) {
+void ChatModel::finishAssistant(const QString& stopReason, const QVector<fkv::Citation>& citations) {
   if (!isStreaming()) return;
   Turn& t = m_turns.back();
   t.streaming = false;
-  t.stopReason = stopReason;
+  t.turn.stopReason = stopReason;
+  t.turn.citations = citations;
   const QModelIndex last = index(int(m_turns.size()) - 1);
-  emit dataChanged(last, last, {StreamingRole, StopReasonRole});
+  emit dataChanged(last, last, {StreamingRole, StopReasonRole, CitationsRole});
 }
 
 void ChatModel::discardAssistant() {

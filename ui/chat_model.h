@@ -18,6 +18,7 @@ class ChatModel : public QAbstractListModel {
     TextRole,                     // the turn's text so far
     StreamingRole,                // true while the answer is still arriving
     StopReasonRole,               // a finished answer's stop reason ("eos", "cancelled", ...); empty otherwise
+    CitationsRole,                // a finished answer's QVector<fkv::Citation>, most chosen first
   };
 
   explicit ChatModel(QObject* parent = nullptr);
@@ -47,7 +48,7 @@ class ChatModel : public QAbstractListModel {
   // failed before it said anything useful).
   void beginAssistant();
   void appendPiece(const QString& piece);
-  void finishAssistant(const QString& stopReason = QString());
+  void finishAssistant(const QString& stopReason = QString(), const QVector<fkv::Citation>& citations = {});
   void discardAssistant();
   // For regenerate: removes the last answer so that the turns end with its question again. The library's messages
   // are append-only, so the next ask saves the kept turns as a new chat (the old one stays as history).
@@ -55,9 +56,8 @@ class ChatModel : public QAbstractListModel {
 
  private:
   struct Turn {
-    ChatTurn turn;
+    ChatTurn turn;  // its stop reason and citations once finished
     bool streaming = false;
-    QString stopReason;
   };
 
   void appendTurn(const Turn& turn);

@@ -14,7 +14,12 @@ QString chatTitle(const QString& question) {
 }
 
 fkv::Status append(fkv::DocumentLibrary& library, qint64 chatId, const ChatTurn& turn) {
-  return library.append_message(chatId, turn.role.toStdString(), turn.text.toStdString()).status();
+  fkv::MessageRecord m;
+  m.role = turn.role.toStdString();
+  m.content = turn.text.toStdString();
+  m.stop_reason = turn.stopReason.toStdString();
+  m.citations.assign(turn.citations.begin(), turn.citations.end());
+  return library.append_message(chatId, m).status();
 }
 
 }  // namespace
@@ -31,8 +36,8 @@ fkv::Result<qint64> saveQuestion(fkv::DocumentLibrary& library, qint64 documentI
   return qint64(id);
 }
 
-fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const QString& text) {
-  return append(library, chatId, ChatTurn{QStringLiteral("assistant"), text});
+fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const ChatTurn& answer) {
+  return append(library, chatId, answer);
 }
 
 fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId) {
@@ -43,7 +48,9 @@ fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId) 
   out.chatId = chats.front().id;
   for (const fkv::MessageRecord& m : messages) {
     if (m.role != "user" && m.role != "assistant") continue;  // the document prompt carries any system text
-    out.turns.append(ChatTurn{QString::fromStdString(m.role), QString::fromStdString(m.content)});
+    out.turns.append(ChatTurn{QString::fromStdString(m.role), QString::fromStdString(m.content),
+                              QString::fromStdString(m.stop_reason),
+                              QVector<fkv::Citation>(m.citations.begin(), m.citations.end())});
   }
   return out;
 }

@@ -15,7 +15,8 @@ namespace chat_recorder {
 // chat, the old one stays as history. Returns the chat's id.
 fkv::Result<qint64> saveQuestion(fkv::DocumentLibrary& library, qint64 documentId, qint64 chatId,
                                  const QList<ChatTurn>& turns);
-fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const QString& text);
+// The answer with its stop reason and citations.
+fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const ChatTurn& answer);
 // The document's most recently updated chat (its user and assistant turns); chatId 0 when it has none.
 fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId);
 

@@ -8,6 +8,7 @@
 #include <QKeyEvent>
 #include <QLabel>
 #include <QListView>
+#include <QMouseEvent>
 #include <QPainter>
 #include <QPainterPath>
 #include <QPlainTextEdit>
@@ -83,6 +84,15 @@ ChatTurnDelegate::TurnText ChatTurnDelegate::turnText(const QModelIndex& index) 
   if (stop == QLatin1String("max_tokens")) t.answer += tr("\n\n(cut at the longest-answer setting)");
   if (stop == QLatin1String("context_full")) t.answer += tr("\n\n(the context is full: start a new chat)");
   t.answer = t.answer.trimmed();
+  const auto citations = index.data(ChatModel::CitationsRole).value<QVector<fkv::Citation>>();
+  for (qsizetype i = 0; i < citations.size(); ++i) {
+    const fkv::Citation& c = citations[i];
+    const QString where = QString::fromStdString(c.where);
+    t.citations << tr("[%1] %2“%3”")
+                       .arg(i + 1)
+                       .arg(where.isEmpty() ? QString() : where + QStringLiteral(" — "),
+                            QString::fromStdString(c.snippet));
+  }
   return t;
 }
 
@@ -90,7 +100,7 @@ QString ChatTurnDelegate::displayText(const QModelIndex& index) { return turnTex
 QString ChatTurnDelegate::reasoningText(const QModelIndex& index) { return turnText(index).reasoning; }
 
 QRect ChatTurnDelegate::bubbleRect(const QStyleOptionViewItem& option, const TurnText& text, QRect* reasoning,
-                                   QRect* answer) const {
+                                   QRect* answer, QVector<QRect>* citations) const {
   const int maxText = std::max(40, int(viewWidth(option) * kWidth) - 2 * kPad);
   const QRect area(0, 0, maxText, 1 << 24);
   QRect r = text.reasoning.isEmpty()
@@ -102,9 +112,46 @@ QRect ChatTurnDelegate::bubbleRect(const QStyleOptionViewItem& option, const Tur
   const int between = r.isNull() || a.isNull() ? 0 : kPad;
   r.moveTo(kPad, kPad);
   a.moveTo(kPad, kPad + r.height() + between);
+  int width = std::max(r.width(), a.width());
+  int bottom = a.bottom() + 1;
+  // One line per citation under the answer, cut to the bubble's width (the snippet's start is what finds it).
+  const int line = option.fontMetrics.height();
+  if (citations) citations->clear();
+  for (qsizetype i = 0; i < text.citations.size(); ++i) {
+    const int w = std::min(maxText, option.fontMetrics.horizontalAdvance(text.citations[i]));
+    const QRect c(kPad, bottom + (i == 0 ? kPad : 2), w, line);
+    if (citations) citations->append(c);
+    width = std::max(width, w);
+    bottom = c.bottom() + 1;
+  }
   if (reasoning) *reasoning = r;
   if (answer) *answer = a;
-  return QRect(0, 0, std::max(r.width(), a.width()) + 2 * kPad, r.height() + between + a.height() + 2 * kPad);
+  return QRect(0, 0, width + 2 * kPad, bottom + kPad);
+}
+
+QVector<QRect> ChatTurnDelegate::citationRects(const QStyleOptionViewItem& option, const QModelIndex& index) const {
+  const TurnText text = turnText(index);
+  QVector<QRect> out;
+  const QRect bubble = bubbleRect(option, text, nullptr, nullptr, &out);
+  const QPoint at(isUser(index) ? option.rect.right() - kGap - bubble.width() : option.rect.left() + kGap,
+                  option.rect.top() + kGap / 2);
+  for (QRect& r : out) r.translate(at);
+  return out;
+}
+
+bool ChatTurnDelegate::editorEvent(QEvent* event, QAbstractItemModel* model, const QStyleOptionViewItem& option,
+                                   const QModelIndex& index) {
+  if (event->type() == QEvent::MouseButtonRelease) {
+    const auto* mouse = static_cast<QMouseEvent*>(event);
+    const QVector<QRect> rects = citationRects(option, index);
+    for (qsizetype i = 0; i < rects.size(); ++i) {
+      if (mouse->button() == Qt::LeftButton && rects[i].contains(mouse->position().toPoint())) {
+        emit citationClicked(index, int(i));
+        return true;
+      }
+    }
+  }
+  return QStyledItemDelegate::editorEvent(event, model, option, index);
 }
 
 QSize ChatTurnDelegate::sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const {
@@ -115,7 +162,8 @@ QSize ChatTurnDelegate::sizeHint(const QStyleOptionViewItem& option, const QMode
 void ChatTurnDelegate::paint(QPainter* painter, const QStyleOptionViewItem& option, const QModelIndex& index) const {
   const TurnText text = turnText(index);
   QRect reasoning, answer;
-  QRect bubble = bubbleRect(option, text, &reasoning, &answer);
+  QVector<QRect> citations;
+  QRect bubble = bubbleRect(option, text, &reasoning, &answer, &citations);
   const bool user = isUser(index);
   const int x = user ? option.rect.right() - kGap - bubble.width() : option.rect.left() + kGap;
   bubble.moveTo(x, option.rect.top() + kGap / 2);
@@ -136,6 +184,11 @@ void ChatTurnDelegate::paint(QPainter* painter, const QStyleOptionViewItem& opti
   }
   painter->setPen(kBubbleText);
   painter->drawText(answer.translated(bubble.topLeft()), Qt::TextWordWrap, text.answer);
+  painter->setPen(option.palette.color(QPalette::Link));
+  for (qsizetype i = 0; i < citations.size(); ++i) {
+    const QRect r = citations[i].translated(bubble.topLeft());
+    painter->drawText(r, Qt::TextSingleLine, option.fontMetrics.elidedText(text.citations[i], Qt::ElideRight, r.width()));
+  }
   painter->restore();
 }
 
@@ -177,6 +230,10 @@ ChatView::ChatView(QWidget* parent) : QWidget(parent) {
   m_list = new QListView(this);
   m_delegate = new ChatTurnDelegate(m_list);
   m_list->setItemDelegate(m_delegate);
+  connect(m_delegate, &ChatTurnDelegate::citationClicked, this, [this](const QModelIndex& index, int n) {
+    const auto citations = index.data(ChatModel::CitationsRole).value<QVector<fkv::Citation>>();
+    if (n >= 0 && n < citations.size()) emit citationActivated(citations[n].char_begin, citations[n].char_end);
+  });
   m_list->setResizeMode(QListView::Adjust);
   m_list->setVerticalScrollMode(QAbstractItemView::ScrollPerPixel);
   m_list->setSelectionMode(QAbstractItemView::SingleSelection);
@@ -347,6 +404,19 @@ QString ChatView::copyText() const {
     if (!isUser(i)) return answerOf(i);
   }
   return {};
+}
+
+QRect ChatView::citationRect(int row, int n) const {
+  if (!m_model || row < 0 || row >= m_model->rowCount()) return {};
+  const QModelIndex index = m_model->index(row, 0);
+  QStyleOptionViewItem option;
+  option.initFrom(m_list->viewport());
+  option.widget = m_list;
+  option.font = m_list->font();
+  option.fontMetrics = QFontMetrics(option.font);
+  option.rect = m_list->visualRect(index);
+  const QVector<QRect> rects = m_delegate->citationRects(option, index);
+  return n >= 0 && n < rects.size() ? rects[n] : QRect();
 }
 
 void ChatView::copy() {

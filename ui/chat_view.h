@@ -4,6 +4,7 @@
 // model and the engine. A banner says what is missing (a model, a document) and what to do about it.
 #pragma once
 
+#include <QStringList>
 #include <QStyledItemDelegate>
 #include <QWidget>
 
@@ -35,17 +36,27 @@ class ChatTurnDelegate : public QStyledItemDelegate {
   // The reasoning block shown above the answer, in grey ("" when there is none), with the cursor while it streams.
   static QString reasoningText(const QModelIndex& index);
   struct TurnText {
-    QString reasoning;  // reasoningText()
-    QString answer;     // displayText()
+    QString reasoning;     // reasoningText()
+    QString answer;        // displayText()
+    QStringList citations;  // a finished answer's, one line each: "[1] Page 3 · Termination — “snippet”"
   };
   // Both texts from one reading of the turn (one split of its reasoning block), for measuring and painting.
   static TurnText turnText(const QModelIndex& index);
   // Lets views re-measure a turn whose text grew.
   void turnChanged(const QModelIndex& index) { emit sizeHintChanged(index); }
+  // Where the turn's citation lines are drawn, in the view's coordinates (option.rect is the turn's).
+  QVector<QRect> citationRects(const QStyleOptionViewItem& option, const QModelIndex& index) const;
+
+ signals:
+  void citationClicked(const QModelIndex& index, int citation);
+
+ protected:
+  bool editorEvent(QEvent* event, QAbstractItemModel* model, const QStyleOptionViewItem& option,
+                   const QModelIndex& index) override;
 
  private:
   QRect bubbleRect(const QStyleOptionViewItem& option, const TurnText& text, QRect* reasoning = nullptr,
-                   QRect* answer = nullptr) const;
+                   QRect* answer = nullptr, QVector<QRect>* citations = nullptr) const;
 };
 
 class ChatView : public QWidget {
@@ -78,6 +89,8 @@ class ChatView : public QWidget {
   bool isErrorVisible() const;
   // What Copy puts on the clipboard: the selected turn, else the last answer.
   QString copyText() const;
+  // Where citation `n` of turn `row` is drawn, in the list's viewport; empty when there is none.
+  QRect citationRect(int row, int n) const;
 
   QListView* list() const { return m_list; }
   QPlainTextEdit* input() const { return m_input; }
@@ -99,6 +112,8 @@ class ChatView : public QWidget {
   void regenerateRequested();
   void newChatRequested();
   void settingsRequested();
+  // A citation was clicked: the document's bytes [begin, end) (fkv::Citation) should be shown.
+  void citationActivated(qint64 begin, qint64 end);
 
  protected:
   bool eventFilter(QObject* watched, QEvent* event) override;

@@ -30,6 +30,10 @@ struct ModelSummary {
 struct ChatTurn {
   QString role;  // "user" | "assistant"
   QString text;
+  // A finished answer's: why it ended ("eos", "cancelled", "max_tokens", ...; empty when unknown) and the passages
+  // it cited, most chosen first. Kept in the library, so the marks and citations come back when the chat reopens.
+  QString stopReason;
+  QVector<fkv::Citation> citations;
 };
 
 // A document's conversation as the library keeps it.
@@ -65,6 +69,7 @@ struct OpenProgress {
 struct AnswerStats {
   QString text;
   QString stopReason;  // "eos" | "max_tokens" | "cancelled" | "stop_string" | "context_full"
+  QVector<fkv::Citation> citations;  // fkv::GenerateResult::citations
   int nPromptTokens = 0;
   int nCachedTokens = 0;
   int nGenerated = 0;
@@ -110,6 +115,7 @@ void registerClientTypes();
 Q_DECLARE_METATYPE(ModelSummary)
 Q_DECLARE_METATYPE(OpenedDocumentInfo)
 Q_DECLARE_METATYPE(OpenProgress)
+Q_DECLARE_METATYPE(fkv::Citation)
 Q_DECLARE_METATYPE(ChatTurn)
 Q_DECLARE_METATYPE(ChatSaveTarget)
 Q_DECLARE_METATYPE(AnswerStats)

@@ -443,6 +443,19 @@ void DocumentView::scrollToPosition(int pos) {
   m_text->centerCursor();
 }
 
+void DocumentView::showTextRange(qint64 byteBegin, qint64 byteEnd) {
+  if (!m_content) return;
+  const int last = m_text->document()->characterCount() - 1;
+  const int begin = std::clamp(m_positions.toUtf16(byteBegin), 0, last);
+  const int end = std::clamp(m_positions.toUtf16(byteEnd), begin, last);
+  scrollToPosition(end);  // centring the end first, then the start, keeps the whole passage in view when it fits
+  scrollToPosition(begin);
+  QTextCursor c(m_text->document());
+  c.setPosition(begin);
+  c.setPosition(end, QTextCursor::KeepAnchor);
+  m_text->setTextCursor(c);
+}
+
 int DocumentView::firstVisiblePosition() const { return m_text->cursorForPosition(QPoint(0, 0)).position(); }
 
 void DocumentView::onScrolled() {

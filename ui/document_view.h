@@ -88,6 +88,8 @@ class DocumentView : public QWidget {
   // Scrolls so that QString position `pos` is near the top third of the view.
   void scrollToPosition(int pos);
   int firstVisiblePosition() const;
+  // Selects the text of bytes [byteBegin, byteEnd) of the document (a citation) and scrolls it into view.
+  void showTextRange(qint64 byteBegin, qint64 byteEnd);
   // The outline entry (page or heading) that holds `pos`; empty when none.
   QString sectionAt(int pos) const;
 

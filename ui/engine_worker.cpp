@@ -39,6 +39,7 @@ AnswerStats answerStats(const fkv::GenerateResult& r) {
   AnswerStats a;
   a.text = fromStd(r.text);
   a.stopReason = QLatin1String(fkv::stop_reason_name(r.stop_reason));
+  a.citations = QVector<fkv::Citation>(r.citations.begin(), r.citations.end());
   a.nPromptTokens = r.n_prompt_tokens;
   a.nCachedTokens = r.n_cached_tokens;
   a.nGenerated = r.n_generated;
@@ -168,13 +169,14 @@ void EngineWorker::ask(quint64 id, const QList<ChatTurn>& turns, const fkv::Gene
   const fkv::Result<fkv::GenerateResult> r = m_engine->ask(toMessages(turns), o, onText);
   if (m_throttle->isEnabled()) m_throttle->flush();
   if (r.ok()) {
+    const AnswerStats stats = answerStats(*r);
     if (o.chat_id > 0) {
       const fkv::Result<fkv::DocumentLibrary*> lib = library();
-      const fkv::Status saved =
-          lib.ok() ? chat_recorder::saveAnswer(**lib, o.chat_id, fromStd(r->text)) : lib.status();
+      const ChatTurn answer{QStringLiteral("assistant"), stats.text, stats.stopReason, stats.citations};
+      const fkv::Status saved = lib.ok() ? chat_recorder::saveAnswer(**lib, o.chat_id, answer) : lib.status();
       if (!saved.ok()) emit chatSaveFailed(id, tr("The answer was not saved: %1").arg(fromStd(saved.message())));
     }
-    emit answerFinished(id, answerStats(*r));
+    emit answerFinished(id, stats);
   } else {
     emit answerFailed(id, fromStd(r.message()));
   }

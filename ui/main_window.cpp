@@ -255,6 +255,7 @@ void MainWindow::connectViews() {
   connect(m_chatView, &ChatView::stopRequested, this, &MainWindow::stop);
   connect(m_chatView, &ChatView::regenerateRequested, this, &MainWindow::regenerate);
   connect(m_chatView, &ChatView::settingsRequested, this, &MainWindow::showSettings);
+  connect(m_chatView, &ChatView::citationActivated, m_documentView, &DocumentView::showTextRange);
   connect(m_chatView, &ChatView::newChatRequested, this, [this] {
     if (isAnswering()) return;
     m_chatModel->startNewChat();

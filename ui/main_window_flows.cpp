@@ -303,7 +303,7 @@ void MainWindow::flushPieces() {
 void MainWindow::onAnswerFinished(const AnswerStats& stats) {
   flushPieces();
   const bool ready = m_session->answerEnded();
-  m_chatModel->finishAssistant(stats.stopReason);
+  m_chatModel->finishAssistant(stats.stopReason, stats.citations);
   m_speedLabel->setText(tr("%1 tokens/s").arg(QLocale().toString(stats.decodeTokensPerSecond, 'f', 1)));
   updateChatState();
   emit answerDone(stats);

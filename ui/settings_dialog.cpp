@@ -336,6 +336,8 @@ QWidget* SettingsDialog::buildAnswerGroup() {
   m_maxTokens = new QSpinBox(box);
   m_maxTokens->setRange(0, 1 << 16);
   m_maxTokens->setSuffix(tr(" tokens"));
+  m_maxTokens->setToolTip(tr("Answers stop here. 256 tokens is about 190 words: a document answer is usually a few "
+                             "sentences, and a longer limit mostly lets a small model wander."));
   m_temperature = new QDoubleSpinBox(box);
   m_temperature->setRange(0.0, 2.0);
   m_temperature->setSingleStep(0.1);

@@ -32,8 +32,8 @@ struct DeskSettings {
   int recentTokens = 512;
   int retrievedTokens = 1024;
   double correctionTau = 0.9;
-  int maxAnswerTokens = 512;
-  double temperature = 0.7;
+  int maxAnswerTokens = 256;  // a document answer is a few sentences; the system prompt asks for one to three
+  double temperature = 0.2;  // facts copied from the document must not be sampled away; 0 is greedy
   int storageCapMiB = 0;  // 0: no cap on KV snapshots
 
   static DeskSettings load(const QSettings& settings);

@@ -78,6 +78,9 @@ Result<int64_t> DocumentLibrary::create_chat(int64_t document_id, const std::str
 Result<int64_t> DocumentLibrary::append_message(int64_t chat_id, const std::string& role, const std::string& content) {
   return lib_->append_message(chat_id, role, content);
 }
+Result<int64_t> DocumentLibrary::append_message(int64_t chat_id, const MessageRecord& message) {
+  return lib_->append_message(chat_id, message);
+}
 Status DocumentLibrary::rename_chat(int64_t id, const std::string& title) { return lib_->rename_chat(id, title); }
 Status DocumentLibrary::delete_chat(int64_t id) { return lib_->delete_chat(id); }
 

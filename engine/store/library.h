@@ -144,6 +144,7 @@ class Library {
   Result<int64_t> create_chat(int64_t document_id, const std::string& title);
   Result<std::vector<ChatRecord>> list_chats(int64_t document_id);  // most recently updated first
   Result<int64_t> append_message(int64_t chat_id, const std::string& role, const std::string& content);
+  Result<int64_t> append_message(int64_t chat_id, const MessageRecord& message);  // with stop reason and citations
   Result<std::vector<MessageRecord>> messages(int64_t chat_id);
   Status rename_chat(int64_t id, const std::string& title);
   Status delete_chat(int64_t id);  // with its messages and its snapshots (and their files)

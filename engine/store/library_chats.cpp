@@ -26,19 +26,44 @@ Result<int64_t> create_chat_txn(sql::Db& db, int64_t document_id, const std::str
   return id;
 }
 
-Result<int64_t> append_message_txn(sql::Db& db, int64_t chat_id, const std::string& role, const std::string& content,
-                                   int64_t now) {
-  FKV_TRY(check_role(role));
+Result<int64_t> append_message_txn(sql::Db& db, int64_t chat_id, const MessageRecord& m, int64_t now) {
+  FKV_TRY(check_role(m.role));
   FKV_ASSIGN_OR_RETURN(sql::Transaction txn, sql::Transaction::begin(db));
   FKV_ASSIGN_OR_RETURN(int64_t n, sql::run_changes(db, "UPDATE chats SET updated_at = ? WHERE id = ?", now, chat_id));
   if (n == 0) return err("expected a chat with id ", chat_id, ", found none");
   FKV_ASSIGN_OR_RETURN(int64_t seq,
                        sql::query_int64(db, "SELECT IFNULL(MAX(seq) + 1, 0) FROM messages WHERE chat_id = ?", chat_id));
-  FKV_TRY(sql::run_changes(db, "INSERT INTO messages (chat_id, seq, role, content, created_at) VALUES (?, ?, ?, ?, ?)",
-                           chat_id, seq, role, content, now)
+  FKV_TRY(sql::run_changes(db,
+                           "INSERT INTO messages (chat_id, seq, role, content, created_at, stop_reason) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           chat_id, seq, m.role, m.content, now, m.stop_reason)
               .status());
+  const int64_t id = db.last_insert_id();
+  for (size_t i = 0; i < m.citations.size(); ++i) {
+    const Citation& c = m.citations[i];
+    if (c.char_begin < 0 || c.char_end < c.char_begin)
+      return err("citation ", i + 1, ": expected 0 <= begin <= end, found ", c.char_begin, "..", c.char_end);
+    FKV_TRY(sql::run_changes(db,
+                             "INSERT INTO citations (message_id, rank, char_begin, char_end, weight, place, snippet) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             id, static_cast<int64_t>(i), c.char_begin, c.char_end, static_cast<double>(c.weight),
+                             c.where, c.snippet)
+                .status());
+  }
   FKV_TRY(txn.commit());
   return seq;
+}
+
+Result<std::vector<Citation>> citations_of(sql::Db& db, int64_t message_id) {
+  FKV_ASSIGN_OR_RETURN(sql::Stmt s, db.prepare("SELECT char_begin, char_end, weight, place, snippet FROM citations "
+                                               "WHERE message_id = ? ORDER BY rank"));
+  s.bind_all(message_id);
+  std::vector<Citation> out;
+  for (;;) {
+    FKV_ASSIGN_OR_RETURN(bool has_row, s.step());
+    if (!has_row) return out;
+    out.push_back({s.int64(0), s.int64(1), static_cast<float>(s.real(2)), s.text(3), s.text(4)});
+  }
 }
 
 // A chat's snapshots have no dependents (only document snapshots can be a base), so these are all the files.
@@ -80,13 +105,21 @@ Result<std::vector<ChatRecord>> Library::list_chats(int64_t document_id) {
 }
 
 Result<int64_t> Library::append_message(int64_t chat_id, const std::string& role, const std::string& content) {
-  auto seq = append_message_txn(*db_, chat_id, role, content, now());
+  MessageRecord m;
+  m.role = role;
+  m.content = content;
+  return append_message(chat_id, m);
+}
+
+Result<int64_t> Library::append_message(int64_t chat_id, const MessageRecord& message) {
+  auto seq = append_message_txn(*db_, chat_id, message, now());
   if (!seq.ok()) return err("append_message: ", seq.message());
   return seq;
 }
 
 Result<std::vector<MessageRecord>> Library::messages(int64_t chat_id) {
-  auto stmt = db_->prepare("SELECT id, seq, role, content, created_at FROM messages WHERE chat_id = ? ORDER BY seq");
+  auto stmt = db_->prepare(
+      "SELECT id, seq, role, content, created_at, stop_reason FROM messages WHERE chat_id = ? ORDER BY seq");
   if (!stmt.ok()) return err("messages: ", stmt.message());
   sql::Stmt& s = *stmt;
   s.bind_all(chat_id);
@@ -101,6 +134,10 @@ Result<std::vector<MessageRecord>> Library::messages(int64_t chat_id) {
     m.role = s.text(2);
     m.content = s.text(3);
     m.created_at = s.int64(4);
+    m.stop_reason = s.text(5);
+    auto cites = citations_of(*db_, m.id);
+    if (!cites.ok()) return err("messages: ", cites.message());
+    m.citations = std::move(*cites);
     out.push_back(std::move(m));
   }
 }

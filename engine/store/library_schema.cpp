@@ -100,6 +100,22 @@ CREATE TABLE settings (
 ) WITHOUT ROWID;
 )sql";
 
+// v2: an answer keeps why it ended and the passages it cited, so its marks and its citations survive a reopen.
+constexpr const char* k_schema_v2 = R"sql(
+ALTER TABLE messages ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
+
+CREATE TABLE citations (
+  message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  rank INTEGER NOT NULL CHECK (rank >= 0),
+  char_begin INTEGER NOT NULL CHECK (char_begin >= 0),
+  char_end INTEGER NOT NULL CHECK (char_end >= char_begin),
+  weight REAL NOT NULL,
+  place TEXT NOT NULL,
+  snippet TEXT NOT NULL,
+  PRIMARY KEY (message_id, rank)
+) WITHOUT ROWID;
+)sql";
+
 struct Migration {
   int to_version;
   const char* sql;
@@ -107,6 +123,7 @@ struct Migration {
 
 constexpr Migration k_migrations[] = {
     {1, k_schema_v1},
+    {2, k_schema_v2},
 };
 
 constexpr bool versions_are_consecutive() {

@@ -155,6 +155,11 @@ Stmt& Stmt::bind(int i, int64_t v) {
   return *this;
 }
 
+Stmt& Stmt::bind(int i, double v) {
+  note_bind(sqlite3_bind_double(stmt_, i, v), i);
+  return *this;
+}
+
 Stmt& Stmt::bind(int i, std::string_view v) {
   // A null data pointer would bind NULL; an empty string must stay an empty string.
   const char* data = v.data() ? v.data() : "";
@@ -198,6 +203,7 @@ void Stmt::reset() {
 bool Stmt::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
 int64_t Stmt::int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+double Stmt::real(int col) const { return sqlite3_column_double(stmt_, col); }
 
 std::optional<int64_t> Stmt::opt_int64(int col) const {
   if (is_null(col)) return std::nullopt;

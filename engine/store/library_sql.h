@@ -66,6 +66,7 @@ class Stmt {
 
   // Binds parameter i (1-based). A failed bind is remembered and reported by the next step().
   Stmt& bind(int i, int64_t v);
+  Stmt& bind(int i, double v);
   Stmt& bind(int i, std::string_view v);
   Stmt& bind(int i, const std::vector<uint8_t>& v);
   Stmt& bind(int i, const std::optional<int64_t>& v);  // empty binds NULL
@@ -83,6 +84,7 @@ class Stmt {
 
   bool is_null(int col) const;
   int64_t int64(int col) const;
+  double real(int col) const;
   std::optional<int64_t> opt_int64(int col) const;  // NULL -> empty
   std::string text(int col) const;                  // NULL -> ""
   std::vector<uint8_t> blob(int col) const;         // NULL -> empty

@@ -129,10 +129,31 @@ class TestLibrary : public QObject {
     }
     ASSIGN_OK(lib, Library::open(path("v0.db"), options()));
     RawDb raw(path("v0.db"));
-    QCOMPARE(raw.scalar("PRAGMA user_version"), int64_t{1});
+    QCOMPARE(raw.scalar("PRAGMA user_version"), int64_t{Library::schema_version()});
     QCOMPARE(raw.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('documents', "
-                        "'sections', 'models', 'kv_snapshots', 'chats', 'messages', 'settings')"),
-             int64_t{7});
+                        "'sections', 'models', 'kv_snapshots', 'chats', 'messages', 'settings', 'citations')"),
+             int64_t{8});
+  }
+
+  // A v1 library (before answers kept their stop reason and citations) keeps its messages when migrated.
+  void migrates_v1_messages() {
+    {
+      ASSIGN_OK(lib, open_with_doc("v1/lib.db"));
+      ASSIGN_OK(chat, lib->create_chat(1, "old"));
+      VERIFY_OK(lib->append_message(chat, "user", "why?").status());
+      VERIFY_OK(lib->append_message(chat, "assistant", "because").status());
+    }
+    {
+      RawDb raw(path("v1/lib.db"));
+      QVERIFY(raw.exec("DROP TABLE citations; ALTER TABLE messages DROP COLUMN stop_reason; PRAGMA user_version = 1;"));
+    }
+    ASSIGN_OK(lib, Library::open(path("v1/lib.db"), options()));
+    ASSIGN_OK(msgs, lib->messages(1));
+    QCOMPARE(msgs.size(), size_t{2});
+    QCOMPARE(msgs[1].content, std::string("because"));
+    QVERIFY(msgs[1].stop_reason.empty() && msgs[1].citations.empty());
+    RawDb raw(path("v1/lib.db"));
+    QCOMPARE(raw.scalar("PRAGMA user_version"), int64_t{2});
   }
 
   void refuses_newer_schema_untouched() {
@@ -445,6 +466,27 @@ class TestLibrary : public QObject {
     QCOMPARE(s0, int64_t{0});
     QCOMPARE(s1, int64_t{1});
     QCOMPARE(s2, int64_t{2});
+    // An answer keeps why it ended and what it cited, in order.
+    fkv::MessageRecord answer;
+    answer.role = "assistant";
+    answer.content = "sixty days";
+    answer.stop_reason = "cancelled";
+    answer.citations = {{120, 260, 0.75f, "Page 3 · Termination", "within sixty days"}, {10, 40, 0.5f, "", "intro"}};
+    ASSIGN_OK(s3, lib->append_message(c2, answer));
+    QCOMPARE(s3, int64_t{0});
+    ASSIGN_OK(cited, lib->messages(c2));
+    QCOMPARE(cited.size(), size_t{1});
+    QCOMPARE(cited[0].stop_reason, std::string("cancelled"));
+    QCOMPARE(cited[0].citations.size(), size_t{2});
+    QCOMPARE(cited[0].citations[0].char_begin, int64_t{120});
+    QCOMPARE(cited[0].citations[0].char_end, int64_t{260});
+    QCOMPARE(cited[0].citations[0].weight, 0.75f);
+    QCOMPARE(cited[0].citations[0].where, std::string("Page 3 · Termination"));
+    QCOMPARE(cited[0].citations[1].snippet, std::string("intro"));
+    answer.citations = {{50, 40, 1.0f, "", "backwards"}};
+    VERIFY_ERROR(lib->append_message(c2, answer), "citation 1");
+    ASSIGN_OK(still, lib->messages(c2));
+    QCOMPARE(still.size(), size_t{1});  // the refused answer left nothing behind
     VERIFY_ERROR(lib->append_message(c1, "bot", "x"), "expected role");
     VERIFY_ERROR(lib->append_message(99, "user", "x"), "chat with id 99");
     ASSIGN_OK(msgs, lib->messages(c1));
@@ -453,8 +495,8 @@ class TestLibrary : public QObject {
     QCOMPARE(msgs[2].content, std::string("a farewell"));
     ASSIGN_OK(chats, lib->list_chats(1));
     QCOMPARE(chats.size(), size_t{2});
-    QCOMPARE(chats[0].id, c1);  // updated last
-    QCOMPARE(chats[0].n_messages, int64_t{3});
+    QCOMPARE(chats[0].id, c2);  // updated last
+    QCOMPARE(chats[1].n_messages, int64_t{3});
     VERIFY_OK(lib->rename_chat(c2, "renamed"));
     ASSIGN_OK(chats2, lib->list_chats(1));
     QCOMPARE(chats2[0].title, std::string("renamed"));

@@ -14,6 +14,7 @@
 #include <QElapsedTimer>
 #include <QFileInfo>
 #include <QLineEdit>
+#include <QListView>
 #include <QLocale>
 #include <QMenuBar>
 #include <QPlainTextEdit>
@@ -236,6 +237,20 @@ class TestMainWindow : public QObject {
     QVERIFY(m_window->speedText().contains(QStringLiteral("tokens/s")));
     QVERIFY2(m_window->contextText().contains(QStringLiteral("context")), qPrintable(m_window->contextText()));
     QVERIFY(m_window->memoryText().contains(QStringLiteral("host")));
+    // Under the answer, the passages retrieval chose most; clicking one selects it in the document.
+    const auto cites = chat->index(1, 0).data(ChatModel::CitationsRole).value<QVector<fkv::Citation>>();
+    QCOMPARE(cites.size(), stats.citations.size());
+    QVERIFY(!cites.isEmpty());
+    const std::string& text = m_window->openedDocument().content->text;
+    QVERIFY(cites[0].char_begin >= 0 && cites[0].char_end <= qint64(text.size()));
+    const QRect first = m_window->chatView()->citationRect(1, 0);
+    QVERIFY(!first.isEmpty());
+    QVERIFY(m_window->chatView()->list()->viewport()->rect().contains(first.center()));
+    QTest::mouseClick(m_window->chatView()->list()->viewport(), Qt::LeftButton, {}, first.center());
+    const QString cited = QString::fromStdString(
+        text.substr(size_t(cites[0].char_begin), size_t(cites[0].char_end - cites[0].char_begin)));
+    const QString selected = m_window->documentView()->textEdit()->textCursor().selectedText();
+    QCOMPARE(selected.simplified(), cited.simplified());  // simplified() takes U+2029 for the newline it was
     m_window->documentView()->goToPassage(0);
     shoot(m_window.get(), QStringLiteral("main-window.png"));
     shoot(m_window->heatmapDock(), QStringLiteral("heatmap.png"));
@@ -404,6 +419,12 @@ class TestMainWindow : public QObject {
     for (const QList<QVariant>& call : progress)
       QVERIFY(call.at(1).value<OpenProgress>().stage != fkv::Stage::prefill);
     QCOMPARE(m_window->chatModel()->rowCount(), 4);  // both questions and answers came back
+    // ... with the stopped answer's mark and the first answer's citations.
+    QCOMPARE(m_window->chatModel()->index(3, 0).data(ChatModel::StopReasonRole).toString(),
+             QStringLiteral("cancelled"));
+    QVERIFY(ChatTurnDelegate::displayText(m_window->chatModel()->index(3, 0)).endsWith(QStringLiteral("(stopped)")));
+    QVERIFY(!m_window->chatModel()->index(1, 0).data(ChatModel::CitationsRole).value<QVector<fkv::Citation>>()
+                 .isEmpty());
     QCOMPARE(m_window->chatView()->state(), ChatView::State::Ready);
   }
 

@@ -178,7 +178,7 @@ class TestModels : public QObject {
     chat.setChatId(t.documentId, *id);
   }
   static void saveAnswer(fkv::DocumentLibrary& lib, const ChatModel& chat) {
-    const fkv::Status s = chat_recorder::saveAnswer(lib, chat.chatId(), chat.turns().back().text);
+    const fkv::Status s = chat_recorder::saveAnswer(lib, chat.chatId(), chat.turns().back());
     QVERIFY2(s.ok(), s.message().c_str());
   }
   static void showLatest(fkv::DocumentLibrary& lib, ChatModel& chat, qint64 documentId) {

@@ -290,6 +290,14 @@ class TestWidgets : public QObject {
   }
 
   // A context past the model's training is allowed (a user may want it) but said plainly, with its memory cost.
+  // A document answer is a few sentences: the default length stays in 128..256 tokens and reaches the engine.
+  void defaultAnswersAreShort() {
+    const DeskSettings d;
+    QVERIFY(d.maxAnswerTokens >= 128 && d.maxAnswerTokens <= 256);
+    QCOMPARE(d.generationOptions().max_tokens, d.maxAnswerTokens);
+    QVERIFY(d.validate().isEmpty());
+  }
+
   void settingsWarnPastTheTrainedContext() {
     const QString model = fkvtest::tempDir() + QStringLiteral("/trained-4k.gguf");
     const QString written = fkvtest::writeModel(fkvtest::llamaSpec(3, 4096), model);

@@ -62,6 +62,10 @@ struct MessageRecord {
   std::string role;  // "system" | "user" | "assistant"
   std::string content;
   int64_t created_at = 0;
+  // An answer's: why it ended (stop_reason_name: "eos", "cancelled", "max_tokens", ...; empty when not recorded) and
+  // the passages it cited (GenerateResult::citations), in order.
+  std::string stop_reason;
+  std::vector<Citation> citations;
 };
 
 struct ImportOptions {
@@ -97,6 +101,8 @@ class DocumentLibrary {
   Result<std::vector<MessageRecord>> messages(int64_t chat_id);     // by seq
   Result<int64_t> create_chat(int64_t document_id, const std::string& title);
   Result<int64_t> append_message(int64_t chat_id, const std::string& role, const std::string& content);  // its seq
+  // The same with an answer's stop reason and citations (id, seq and created_at are assigned).
+  Result<int64_t> append_message(int64_t chat_id, const MessageRecord& message);
   Status rename_chat(int64_t id, const std::string& title);
   Status delete_chat(int64_t id);  // with its messages and saved KV
 
