@@ -232,7 +232,7 @@ void MainWindow::buildStatusBar() {
   m_modelLabel = label(QString(), QString());
   m_speedLabel = label(tr("Tokens per second: prefill while a document opens, decode while an answer streams"),
                        tr("prefill 99,999 tokens/s"));
-  m_contextLabel = label(tr("Tokens in the context / tokens it can hold"), tr("context 999,999 / 999,999"));
+  m_contextLabel = label(tr("Tokens in the context / tokens it can hold"), tr("context 999,999 / 999,999 tokens"));
   m_memoryLabel = label(tr("KV cache per tier: device (GPU) / host (CPU memory) / disk (saved snapshots)"),
                         tr("device 999.9 MiB · host 999.9 MiB · disk 999.9 MiB"));
   m_modelLabel->setText(tr("no model"));
