@@ -2,6 +2,7 @@
 
 #include <QAbstractItemModel>
 #include <QApplication>
+#include <QBoxLayout>
 #include <QClipboard>
 #include <QFrame>
 #include <QHBoxLayout>
@@ -13,9 +14,11 @@
 #include <QPainterPath>
 #include <QPlainTextEdit>
 #include <QPushButton>
+#include <QResizeEvent>
 #include <QScrollBar>
 #include <QTimer>
 #include <QVBoxLayout>
+#include <algorithm>
 
 #include "chat_model.h"
 #include "model_guide.h"
@@ -197,7 +200,7 @@ void ChatTurnDelegate::paint(QPainter* painter, const QStyleOptionViewItem& opti
 ChatView::ChatView(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
-  auto* bannerRow = new QHBoxLayout;
+  auto* bannerRow = m_bannerRow = new QBoxLayout(QBoxLayout::LeftToRight);
   m_banner = new QLabel(this);
   m_banner->setWordWrap(true);
   m_banner->setTextInteractionFlags(Qt::TextSelectableByMouse | Qt::LinksAccessibleByMouse);
@@ -259,8 +262,13 @@ ChatView::ChatView(QWidget* parent) : QWidget(parent) {
 
 QWidget* ChatView::buildButtons() {
   auto* row = new QWidget(this);
-  auto* buttons = new QHBoxLayout(row);
-  buttons->setContentsMargins(4, 0, 4, 4);
+  // Two groups, side by side; a compact pane stacks them.
+  m_buttonRows = new QBoxLayout(QBoxLayout::LeftToRight, row);
+  m_buttonRows->setContentsMargins(4, 0, 4, 4);
+  auto* chatButtons = m_chatButtons = new QHBoxLayout;
+  auto* answerButtons = m_answerButtons = new QHBoxLayout;
+  m_buttonRows->addLayout(chatButtons);
+  m_buttonRows->addLayout(answerButtons);
   m_newChat = new QPushButton(tr("&New chat"), row);
   m_copy = new QPushButton(tr("&Copy"), row);
   m_regenerate = new QPushButton(tr("&Regenerate"), row);
@@ -271,18 +279,59 @@ QWidget* ChatView::buildButtons() {
   m_stop->setToolTip(tr("Stop the answer (Esc)"));
   m_send->setToolTip(tr("Send the question (Enter)"));
   m_send->setDefault(true);
-  buttons->addWidget(m_newChat);
-  buttons->addWidget(m_copy);
-  buttons->addStretch(1);
-  buttons->addWidget(m_regenerate);
-  buttons->addWidget(m_stop);
-  buttons->addWidget(m_send);
+  chatButtons->addWidget(m_newChat);
+  chatButtons->addWidget(m_copy);
+  chatButtons->addStretch(1);
+  answerButtons->addStretch(1);
+  answerButtons->addWidget(m_regenerate);
+  answerButtons->addWidget(m_stop);
+  answerButtons->addWidget(m_send);
   connect(m_newChat, &QPushButton::clicked, this, &ChatView::newChatRequested);
   connect(m_copy, &QPushButton::clicked, this, &ChatView::copy);
   connect(m_regenerate, &QPushButton::clicked, this, &ChatView::regenerateRequested);
   connect(m_stop, &QPushButton::clicked, this, &ChatView::stopRequested);
   connect(m_send, &QPushButton::clicked, this, &ChatView::send);
   return row;
+}
+
+void ChatView::updateCompact() {
+  const bool compact = width() < rowsWidth(false);
+  if (compact == isCompact()) return;
+  const QBoxLayout::Direction direction = compact ? QBoxLayout::TopToBottom : QBoxLayout::LeftToRight;
+  m_bannerRow->setDirection(direction);
+  m_bannerRow->setAlignment(m_bannerAction, compact ? Qt::AlignLeft : Qt::AlignTop);
+  m_buttonRows->setDirection(direction);
+}
+
+bool ChatView::isCompact() const { return m_buttonRows->direction() == QBoxLayout::TopToBottom; }
+
+int ChatView::rowsWidth(bool stacked) const {
+  auto need = [stacked](const QBoxLayout* row, int first, int second) {
+    const QMargins m = row->contentsMargins();
+    return m.left() + m.right() + (stacked ? std::max(first, second) : first + row->spacing() + second);
+  };
+  auto widthOf = [this](const QWidget* w) { return w->isVisibleTo(this) ? w->minimumSizeHint().width() : 0; };
+  return std::max(need(m_bannerRow, widthOf(m_banner), widthOf(m_bannerAction)),
+                  need(m_buttonRows, m_chatButtons->minimumSize().width(), m_answerButtons->minimumSize().width()));
+}
+
+// The stacked rows' width, not the side-by-side one: the banner's longest word (the models folder's path) and five
+// buttons in a row would otherwise keep a narrow window's document column at a couple of hundred pixels.
+QSize ChatView::minimumSizeHint() const {
+  QSize size = QWidget::minimumSizeHint();
+  int width = rowsWidth(true);
+  for (int i = 0; i < layout()->count(); ++i) {
+    QLayoutItem* item = layout()->itemAt(i);
+    if (item->layout() == m_bannerRow || item->widget() == m_buttonRows->parentWidget() || item->isEmpty()) continue;
+    width = std::max(width, item->minimumSize().width());
+  }
+  size.setWidth(width);
+  return size;
+}
+
+void ChatView::resizeEvent(QResizeEvent* event) {
+  QWidget::resizeEvent(event);
+  updateCompact();
 }
 
 void ChatView::setModel(QAbstractItemModel* model) {
@@ -338,6 +387,7 @@ void ChatView::setState(State state, const QString& detail) {
   m_list->setVisible(state != State::NoModel);  // no model, no chat: the first-run text takes the room
   m_bannerAction->setVisible(state == State::NoModel || state == State::ModelFailed);
   updateActions();
+  updateCompact();  // the banner's longest word may have changed
 }
 
 QString ChatView::bannerText() const { return m_banner->text(); }

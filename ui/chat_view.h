@@ -9,6 +9,7 @@
 #include <QWidget>
 
 class QAbstractItemModel;
+class QBoxLayout;
 class QLabel;
 class QListView;
 class QPlainTextEdit;
@@ -91,6 +92,12 @@ class ChatView : public QWidget {
   QString copyText() const;
   // Where citation `n` of turn `row` is drawn, in the list's viewport; empty when there is none.
   QRect citationRect(int row, int n) const;
+  // Compact: the banner's button under its text and the buttons in two rows, as the pane is when narrower than one
+  // row of each needs (beside the document in a narrow window).
+  bool isCompact() const;
+  // One row of each: the width below which the pane is compact.
+  int rowWidth() const { return rowsWidth(false); }
+  QSize minimumSizeHint() const override;
 
   QListView* list() const { return m_list; }
   QPlainTextEdit* input() const { return m_input; }
@@ -117,9 +124,13 @@ class ChatView : public QWidget {
 
  protected:
   bool eventFilter(QObject* watched, QEvent* event) override;
+  void resizeEvent(QResizeEvent* event) override;
 
  private:
   QWidget* buildButtons();
+  void updateCompact();
+  // What the banner row and the button row need: their parts side by side, or stacked.
+  int rowsWidth(bool stacked) const;
   void updateActions();
   void followTail();
   bool lastTurnIsFinishedAnswer() const;
@@ -139,5 +150,9 @@ class ChatView : public QWidget {
   QPushButton* m_regenerate = nullptr;
   QPushButton* m_copy = nullptr;
   QPushButton* m_newChat = nullptr;
-  QTimer* m_scrollTimer = nullptr;  // one scroll to the end per burst of changes
+  QBoxLayout* m_bannerRow = nullptr;      // (banner, its button): a row, or a column in a compact pane
+  QBoxLayout* m_buttonRows = nullptr;     // (chat buttons, answer buttons): a row, or two in a compact pane
+  QBoxLayout* m_chatButtons = nullptr;    // new chat, copy
+  QBoxLayout* m_answerButtons = nullptr;  // regenerate, stop, send
+  QTimer* m_scrollTimer = nullptr;        // one scroll to the end per burst of changes
 };

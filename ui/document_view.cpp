@@ -16,6 +16,8 @@
 #include <QVBoxLayout>
 #include <algorithm>
 
+#include "window_layout.h"
+
 namespace {
 
 const QColor kPassage(0x9c, 0x6a, 0xde);  // where the model looks
@@ -136,6 +138,7 @@ QWidget* DocumentView::buildSearchBar() {
   m_search = new QLineEdit(bar);
   m_search->setPlaceholderText(tr("Search the document (Ctrl+F)"));
   m_search->setClearButtonEnabled(true);
+  windowlayout::keepPlaceholderVisible(m_search);
   m_searchCount = new QLabel(bar);
   m_searchCount->setFixedWidth(m_searchCount->fontMetrics().horizontalAdvance(tr("10000 of 10000+")) + 4);
   m_searchCount->setAlignment(Qt::AlignRight | Qt::AlignVCenter);

@@ -22,6 +22,7 @@
 #include <QVBoxLayout>
 
 #include "library_model.h"
+#include "window_layout.h"
 
 namespace {
 
@@ -61,6 +62,7 @@ LibraryPane::LibraryPane(QWidget* parent) : QWidget(parent) {
   m_filter = new QLineEdit(this);
   m_filter->setPlaceholderText(tr("Filter documents"));
   m_filter->setClearButtonEnabled(true);
+  windowlayout::keepPlaceholderVisible(m_filter);
   layout->addWidget(m_filter);
 
   m_proxy = new LibraryProxy(this);

@@ -13,6 +13,7 @@
 #include <QMessageBox>
 #include <QMimeData>
 #include <QPainter>
+#include <QResizeEvent>
 #include <QSettings>
 #include <QSplitter>
 #include <QStatusBar>
@@ -32,8 +33,11 @@
 #include "recall_timeline.h"
 #include "retrieval_heatmap.h"
 #include "timeline_model.h"
+#include "window_layout.h"
 
 namespace {
+
+const QList<int> kPanelWidths = {380, 560, 300};  // px: heatmap, timeline, memory side by side
 
 // The icon drawn with QPainter, matching resources/icons/freekv-desk.svg (a 64-unit square): a page of KV blocks,
 // a few of them retrieved.
@@ -106,7 +110,7 @@ MainWindow::~MainWindow() {
 }
 
 void MainWindow::buildCentre() {
-  auto* splitter = new QSplitter(Qt::Horizontal, this);
+  auto* splitter = m_centre = new QSplitter(Qt::Horizontal, this);
   m_libraryPane = new LibraryPane(splitter);
   m_libraryPane->setModel(m_libraryModel);
   auto* middle = new QWidget(splitter);
@@ -122,7 +126,6 @@ void MainWindow::buildCentre() {
   splitter->setStretchFactor(0, 0);
   splitter->setStretchFactor(1, 1);
   splitter->setStretchFactor(2, 0);
-  splitter->setSizes({330, 680, 390});
   splitter->setObjectName(QStringLiteral("centreSplitter"));
   setCentralWidget(splitter);
 }
@@ -146,7 +149,7 @@ void MainWindow::buildDocks() {
   m_memoryDock = dock(tr("Memory"), QStringLiteral("memoryDock"), m_memory);
   splitDockWidget(m_heatmapDock, m_timelineDock, Qt::Horizontal);
   splitDockWidget(m_timelineDock, m_memoryDock, Qt::Horizontal);
-  resizeDocks({m_heatmapDock, m_timelineDock, m_memoryDock}, {380, 560, 300}, Qt::Horizontal);
+  resizeDocks({m_heatmapDock, m_timelineDock, m_memoryDock}, kPanelWidths, Qt::Horizontal);
 }
 
 void MainWindow::buildMenus() {
@@ -229,7 +232,7 @@ void MainWindow::buildStatusBar() {
   m_modelLabel = label(QString(), QString());
   m_speedLabel = label(tr("Tokens per second: prefill while a document opens, decode while an answer streams"),
                        tr("prefill 99,999 tokens/s"));
-  m_contextLabel = label(tr("Tokens in the context / tokens it can hold"), tr("context 999,999 / 999,999"));
+  m_contextLabel = label(tr("Tokens in the context / tokens it can hold"), tr("context 999,999 / 999,999 tokens"));
   m_memoryLabel = label(tr("KV cache per tier: device (GPU) / host (CPU memory) / disk (saved snapshots)"),
                         tr("device 999.9 MiB · host 999.9 MiB · disk 999.9 MiB"));
   m_modelLabel->setText(tr("no model"));
@@ -303,6 +306,22 @@ void MainWindow::closeEvent(QCloseEvent* event) {
   store.setValue("window/state", saveState());
   m_client->cancel();
   event->accept();
+}
+
+void MainWindow::resizeEvent(QResizeEvent* event) {
+  QMainWindow::resizeEvent(event);
+  fitToWidth();
+}
+
+void MainWindow::fitToWidth() {
+  const bool narrow = width() < windowlayout::kNarrowWidth;
+  if (m_narrow == narrow) return;  // within one regime the user's own pane sizes stay
+  m_narrow = narrow;
+  const QList<QDockWidget*> panels = {m_heatmapDock, m_timelineDock, m_memoryDock};
+  if (windowlayout::foldDocks(this, panels, narrow) && !narrow) resizeDocks(panels, kPanelWidths, Qt::Horizontal);
+  const windowlayout::CentreWidths sides{m_libraryPane->minimumSizeHint().width(),
+                                         m_chatView->minimumSizeHint().width(), m_chatView->rowWidth()};
+  m_centre->setSizes(windowlayout::centreSizes(width() - 2 * m_centre->handleWidth(), narrow, sides));
 }
 
 void MainWindow::dragEnterEvent(QDragEnterEvent* event) {

@@ -8,6 +8,7 @@
 #include <QIcon>
 #include <QMainWindow>
 #include <QStringList>
+#include <optional>
 
 #include "client_types.h"
 #include "settings_dialog.h"
@@ -24,6 +25,7 @@ class PrefillProgress;
 class QAction;
 class QDockWidget;
 class QLabel;
+class QSplitter;
 class QTimer;
 class RecallTimeline;
 class RetrievalHeatmap;
@@ -91,12 +93,15 @@ class MainWindow : public QMainWindow {
   void closeEvent(QCloseEvent* event) override;
   void dragEnterEvent(QDragEnterEvent* event) override;
   void dropEvent(QDropEvent* event) override;
+  void resizeEvent(QResizeEvent* event) override;
 
  private:
   void buildCentre();
   void buildDocks();
   void buildMenus();
   void buildStatusBar();
+  // Below windowlayout::kNarrowWidth: the panels in tabs and narrower sides; above: the usual layout.
+  void fitToWidth();
   void connectClient();
   void connectViews();
   void loadConfiguredModel();
@@ -126,6 +131,7 @@ class MainWindow : public QMainWindow {
   ChatModel* m_chatModel = nullptr;
   TimelineModel* m_timelineModel = nullptr;
 
+  QSplitter* m_centre = nullptr;  // library | document column | chat
   LibraryPane* m_libraryPane = nullptr;
   DocumentView* m_documentView = nullptr;
   ChatView* m_chatView = nullptr;
@@ -151,6 +157,7 @@ class MainWindow : public QMainWindow {
   QString m_pendingPieces;  // arrived, not yet in the chat model
   QTimer* m_pieceTimer = nullptr;
   QElapsedTimer m_answerClock;
-  quint64 m_importRequest = 0;  // the import whose last document is opened when it finishes (0: none)
-  QString m_importShown;        // the file whose import the progress bar shows; empty: none
+  quint64 m_importRequest = 0;   // the import whose last document is opened when it finishes (0: none)
+  QString m_importShown;         // the file whose import the progress bar shows; empty: none
+  std::optional<bool> m_narrow;  // the width regime the layout was last fitted to; none before the first resize
 };

@@ -332,7 +332,7 @@ void MainWindow::onTelemetry(const TelemetryFrame& frame) {
 void MainWindow::onMemory(const MemoryUse& m) {
   m_memory->setMemoryUse(m);
   const QLocale locale;
-  m_contextLabel->setText(tr("context %1 / %2").arg(locale.toString(m.nTokens), locale.toString(m.nCtx)));
+  m_contextLabel->setText(tr("context %1 / %2 tokens").arg(locale.toString(m.nTokens), locale.toString(m.nCtx)));
   const QString device = m_memory->hasDeviceTier() ? bytesText(m.deviceBytes) : tr("–");
   m_memoryLabel->setText(
       tr("device %1 · host %2 · disk %3").arg(device, bytesText(m.hostBytes), bytesText(m.diskBytes)));

@@ -119,8 +119,8 @@ void RecallTimeline::scrollToIndex(int row) {
 QString RecallTimeline::stepToolTip(int row) const {
   if (row < 0 || row >= stepCount()) return {};
   const StepRecord s = stepAt(row);
-  return tr("Step %1\nPages attended: %2\n  recalled from host: %3\n  reused in working set: %4\nBytes recalled: %5\n"
-            "Heads corrected: %6 of %7 checked\nStall: %8 ms")
+  return tr("Step %1\nAttended: %2 KV pages (all layers)\n  recalled from host: %3 pages\n  reused in working set: %4 "
+            "pages\nBytes recalled: %5\nHeads corrected: %6 of %7 KV heads checked\nStall: %8 ms")
       .arg(s.step)
       .arg(s.pages_selected)
       .arg(s.pages_recalled)
@@ -222,27 +222,48 @@ void RecallTimeline::paintLegend(QPainter& p, const QRect& r) const {
     x += fm.horizontalAdvance(label) + 10;
   }
   if (stepCount() == 0) return;
-  const StepRecord s = stepAt(stepCount() - 1);
-  const QString last = tr("step %1: %2 recalled, %3, %4 ms")
-                           .arg(s.step)
-                           .arg(s.pages_recalled)
-                           .arg(bytesText(s.bytes_recalled), QString::number(s.stallMs(), 'f', 2));
+  const QString last = lastStepText();
   if (x + fm.horizontalAdvance(last) + kMargin < r.right())
     p.drawText(r.adjusted(0, 0, -kMargin, 0), Qt::AlignRight | Qt::AlignVCenter, last);
 }
 
+QString RecallTimeline::lastStepText() const {
+  if (stepCount() == 0) return {};
+  const StepRecord s = stepAt(stepCount() - 1);
+  return tr("step %1: %2 pages recalled, %3, %4 ms stall")
+      .arg(s.step)
+      .arg(s.pages_recalled)
+      .arg(bytesText(s.bytes_recalled), QString::number(s.stallMs(), 'f', 2));
+}
+
+RecallTimeline::Scale RecallTimeline::visibleScale() const {
+  Scale scale;
+  const int offset = horizontalScrollBar()->value();
+  scale.first = std::max(0, offset / m_barWidth);
+  scale.last = std::min(stepCount() - 1, (offset + viewport()->width()) / m_barWidth);
+  for (int i = scale.first; i <= scale.last; ++i) {
+    const StepRecord s = m_model->record(i);
+    scale.maxPages = std::max(scale.maxPages, s.pages_selected);
+    scale.maxStallMs = std::max(scale.maxStallMs, s.stallMs());
+  }
+  return scale;
+}
+
+QString RecallTimeline::pagesScaleText() const {
+  return tr("%1 KV pages/step").arg(QLocale().toString(qlonglong(visibleScale().maxPages)));
+}
+
+QString RecallTimeline::stallScaleText() const {
+  return tr("%1 ms stall/step").arg(QString::number(visibleScale().maxStallMs, 'f', 2));
+}
+
 void RecallTimeline::paintColumns(QPainter& p, const Layout& l) const {
   const int offset = horizontalScrollBar()->value();
-  const int first = std::max(0, offset / m_barWidth);
-  const int last = std::min(stepCount() - 1, (offset + viewport()->width()) / m_barWidth);
-  // Scale to what is in view, so a quiet stretch is still readable after a burst of recalls.
-  int64_t maxPages = 1;
-  double maxStall = 1e-3;
-  for (int i = first; i <= last; ++i) {
-    const StepRecord s = m_model->record(i);
-    maxPages = std::max(maxPages, s.pages_selected);
-    maxStall = std::max(maxStall, s.stallMs());
-  }
+  const Scale view = visibleScale();
+  const int first = view.first;
+  const int last = view.last;
+  const int64_t maxPages = view.maxPages;
+  const double maxStall = view.maxStallMs;
   const int w = m_barWidth - 1;
   auto barHeight = [](int64_t value, int full, double max) { return int(std::lround(full * (value / max))); };
   for (int i = first; i <= last; ++i) {
@@ -270,6 +291,6 @@ void RecallTimeline::paintColumns(QPainter& p, const Layout& l) const {
     p.setPen(palette().color(QPalette::Text));
     p.drawText(at, Qt::AlignCenter, text);
   };
-  scale(l.pages, tr("%1 pages").arg(maxPages));
-  scale(l.stall, tr("%1 ms").arg(QString::number(maxStall, 'f', 2)));
+  scale(l.pages, pagesScaleText());
+  scale(l.stall, stallScaleText());
 }

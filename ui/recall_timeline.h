@@ -33,6 +33,11 @@ class RecallTimeline : public QAbstractScrollArea {
   int firstVisibleIndex() const;
   int indexAt(QPoint viewportPos) const;
   QString stepToolTip(int row) const;
+  // The legend's summary of the newest step ("" without steps), and the scales of the two plots: the most KV pages
+  // (summed over layers) and the longest stall among the steps in view.
+  QString lastStepText() const;
+  QString pagesScaleText() const;
+  QString stallScaleText() const;
   // Scrolls so that row `row` is in view (the view stops following unless it ends up at the right end).
   void scrollToIndex(int row);
 
@@ -49,6 +54,14 @@ class RecallTimeline : public QAbstractScrollArea {
   struct Layout {
     QRect legend, pages, stall;
   };
+  // The steps in view and their largest figures: the plots scale to them, so a quiet stretch is still readable after
+  // a burst of recalls.
+  struct Scale {
+    int first = 0, last = -1;  // model rows
+    int64_t maxPages = 1;
+    double maxStallMs = 1e-3;
+  };
+  Scale visibleScale() const;
   Layout layout() const;
   void updateScrollRange();
   void setScroll(int value);  // a change made by this widget, not the reader

@@ -138,7 +138,8 @@ QString RetrievalHeatmap::cellToolTip(int layer, int head) const {
     cosine = tr("not checked in step %1").arg(m_lastStep);
   else
     cosine = QString::number(double(m_cosineNow[i]), 'f', 3);
-  return tr("Layer %1, KV head %2\nQuery cosine: %3\nCorrected this step: %4\nRecent correction rate: %5%")
+  return tr("Layer %1, KV head %2\nQuery cosine: %3\nCorrected this step: %4\nRecent correction rate: %5% of checked "
+            "steps")
       .arg(layer)
       .arg(head)
       .arg(cosine, m_correctedNow[i] ? tr("yes") : tr("no"))
@@ -209,6 +210,14 @@ void RetrievalHeatmap::paintAxes(QPainter& p, const QRect& g) const {
   }
 }
 
+QString RetrievalHeatmap::rampLowText() const { return tr("corrections 0%"); }
+
+QString RetrievalHeatmap::rampHighText() const { return tr("100% of checked steps"); }
+
+QString RetrievalHeatmap::rampText() const { return tr("%1 … %2").arg(rampLowText(), rampHighText()); }
+
+QString RetrievalHeatmap::axisText() const { return tr("L: layer · H: KV head"); }
+
 void RetrievalHeatmap::paintLegend(QPainter& p) const {
   const QRect r = legendRect();
   const QFontMetrics fm = fontMetrics();
@@ -220,15 +229,15 @@ void RetrievalHeatmap::paintLegend(QPainter& p) const {
     p.setPen(palette().color(QPalette::Text));
     switch (item.kind) {
       case LegendItem::Ramp: {
-        const QString low = tr("corrections 0%");
+        const QString low = rampLowText();
         int x = at.x();
         p.drawText(QRect(x, at.y(), fm.horizontalAdvance(low), h), Qt::AlignVCenter, low);
         x += fm.horizontalAdvance(low) + 4;
         QLinearGradient gradient(x, 0, x + kRampWidth, 0);
         for (const RampStop& stop : kRamp) gradient.setColorAt(stop.at, stop.color);
         p.fillRect(QRect(x, at.y() + 3, kRampWidth, box), gradient);
-        p.drawText(QRect(x + kRampWidth + 4, at.y(), fm.horizontalAdvance(tr("100%")), h), Qt::AlignVCenter,
-                   tr("100%"));
+        p.drawText(QRect(x + kRampWidth + 4, at.y(), fm.horizontalAdvance(rampHighText()), h), Qt::AlignVCenter,
+                   rampHighText());
         break;
       }
       case LegendItem::Corrected:
@@ -245,6 +254,7 @@ void RetrievalHeatmap::paintLegend(QPainter& p) const {
         p.drawText(QRect(at.x() + box + 4, at.y(), item.width - box - 4, h), Qt::AlignVCenter, item.text);
         break;
       }
+      case LegendItem::Axes:
       case LegendItem::Policy:
         p.drawText(QRect(at.x(), at.y(), item.width, h), Qt::AlignVCenter, item.text);
         break;
@@ -258,10 +268,11 @@ QVector<RetrievalHeatmap::LegendItem> RetrievalHeatmap::legendItems() const {
   const int h = fm.height() + 6;
   const int box = h - 6;
   QVector<LegendItem> items = {
-      {LegendItem::Ramp, QString(),
-       fm.horizontalAdvance(tr("corrections 0%")) + 4 + kRampWidth + 4 + fm.horizontalAdvance(tr("100%"))},
+      {LegendItem::Ramp, rampText(),
+       fm.horizontalAdvance(rampLowText()) + 4 + kRampWidth + 4 + fm.horizontalAdvance(rampHighText())},
       {LegendItem::Corrected, tr("corrected this step"), box + 4 + fm.horizontalAdvance(tr("corrected this step"))},
       {LegendItem::Unchecked, tr("not checked"), box + 4 + fm.horizontalAdvance(tr("not checked"))},
+      {LegendItem::Axes, axisText(), fm.horizontalAdvance(axisText()) + 1},
   };
   if (!m_policy.isEmpty()) {
     const QString tag = tr("%1 · step %2").arg(m_policy).arg(m_lastStep);

@@ -36,6 +36,10 @@ class RetrievalHeatmap : public QWidget {
   QColor cellColor(int layer, int head) const;
   bool correctedNow(int layer, int head) const;
   QString cellToolTip(int layer, int head) const;
+  // The legend's texts: the colour ramp's ends ("corrections 0% … 100% of checked steps") and what the axis labels'
+  // letters stand for.
+  QString rampText() const;
+  QString axisText() const;
 
   // The fill for a recent correction rate in [0, 1] (clamped): pale blue (never corrected) through amber to red.
   static QColor rateColor(float rate);
@@ -51,12 +55,14 @@ class RetrievalHeatmap : public QWidget {
   int index(int layer, int head) const { return layer * m_nKvHeads + head; }
   void paintAxes(class QPainter& p, const QRect& grid) const;
   struct LegendItem {
-    enum Kind { Ramp, Corrected, Unchecked, Policy } kind;
+    enum Kind { Ramp, Corrected, Unchecked, Axes, Policy } kind;
     QString text;
     int width = 0;
     QPoint at;  // from the legend's top-left corner
   };
   QVector<LegendItem> legendItems() const;
+  QString rampLowText() const;
+  QString rampHighText() const;
   void paintLegend(class QPainter& p) const;
   QRect legendRect() const;
 
