@@ -38,20 +38,25 @@ void ChatModel::show(qint64 documentId, const SavedChat& chat) {
   beginResetModel();
   m_turns.clear();
   m_documentId = documentId;
-  m_chatId = documentId > 0 ? chat.chatId : 0;
   for (const ChatTurn& t : chat.turns) m_turns.append(Turn{t, false});
   endResetModel();
+  setChatIdAndSay(documentId > 0 ? chat.chatId : 0);
+}
+
+void ChatModel::setChatIdAndSay(qint64 chatId) {
+  m_chatId = chatId;
+  emit chatIdChanged(chatId);
 }
 
 void ChatModel::setChatId(qint64 documentId, qint64 chatId) {
-  if (documentId == m_documentId && documentId > 0) m_chatId = chatId;
+  if (documentId == m_documentId && documentId > 0 && chatId != m_chatId) setChatIdAndSay(chatId);
 }
 
 void ChatModel::startNewChat() {
   beginResetModel();
   m_turns.clear();
-  m_chatId = 0;
   endResetModel();
+  setChatIdAndSay(0);
 }
 
 QList<ChatTurn> ChatModel::turns() const {
@@ -103,7 +108,7 @@ bool ChatModel::removeLastAnswer() {
   beginRemoveRows(QModelIndex(), row, row);
   m_turns.removeLast();
   endRemoveRows();
-  m_chatId = 0;
+  setChatIdAndSay(0);
   return true;
 }
 

@@ -38,6 +38,11 @@ class ChatModel : public QAbstractListModel {
   qint64 documentId() const { return m_documentId; }
   qint64 chatId() const { return m_chatId; }
 
+ signals:
+  // The chat shown is another one: another saved chat, a new chat (0), or the new chat just saved.
+  void chatIdChanged(qint64 chatId);
+
+ public:
   // The finished turns, in order: what EngineClient::ask takes.
   QList<ChatTurn> turns() const;
   bool isStreaming() const { return !m_turns.isEmpty() && m_turns.back().streaming; }
@@ -61,6 +66,7 @@ class ChatModel : public QAbstractListModel {
   };
 
   void appendTurn(const Turn& turn);
+  void setChatIdAndSay(qint64 chatId);
 
   qint64 m_documentId = 0;
   qint64 m_chatId = 0;  // 0: not created yet

@@ -41,17 +41,29 @@ fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const ChatT
 }
 
 fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId) {
-  SavedChat out;
   FKV_ASSIGN_OR_RETURN(const std::vector<fkv::ChatRecord> chats, library.list_chats(documentId));
-  if (chats.empty()) return out;
-  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::MessageRecord> messages, library.messages(chats.front().id));
-  out.chatId = chats.front().id;
+  if (chats.empty()) return SavedChat{};
+  return read(library, chats.front().id);
+}
+
+fkv::Result<SavedChat> read(fkv::DocumentLibrary& library, qint64 chatId) {
+  SavedChat out;
+  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::MessageRecord> messages, library.messages(chatId));
+  out.chatId = chatId;
   for (const fkv::MessageRecord& m : messages) {
     if (m.role != "user" && m.role != "assistant") continue;  // the document prompt carries any system text
     out.turns.append(ChatTurn{QString::fromStdString(m.role), QString::fromStdString(m.content),
                               QString::fromStdString(m.stop_reason),
                               QVector<fkv::Citation>(m.citations.begin(), m.citations.end())});
   }
+  return out;
+}
+
+fkv::Result<QList<ChatSummary>> list(fkv::DocumentLibrary& library, qint64 documentId) {
+  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::ChatRecord> chats, library.list_chats(documentId));
+  QList<ChatSummary> out;
+  for (const fkv::ChatRecord& c : chats)
+    out.append(ChatSummary{c.id, QString::fromStdString(c.title), c.n_messages, c.updated_at});
   return out;
 }
 

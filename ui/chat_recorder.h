@@ -19,5 +19,9 @@ fkv::Result<qint64> saveQuestion(fkv::DocumentLibrary& library, qint64 documentI
 fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const ChatTurn& answer);
 // The document's most recently updated chat (its user and assistant turns); chatId 0 when it has none.
 fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId);
+// A chat's user and assistant turns.
+fkv::Result<SavedChat> read(fkv::DocumentLibrary& library, qint64 chatId);
+// The document's chats, most recently updated first.
+fkv::Result<QList<ChatSummary>> list(fkv::DocumentLibrary& library, qint64 documentId);
 
 }  // namespace chat_recorder

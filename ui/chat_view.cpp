@@ -4,11 +4,17 @@
 #include <QApplication>
 #include <QBoxLayout>
 #include <QClipboard>
+#include <QComboBox>
+#include <QDateTime>
 #include <QFrame>
 #include <QHBoxLayout>
+#include <QInputDialog>
 #include <QKeyEvent>
 #include <QLabel>
 #include <QListView>
+#include <QLocale>
+#include <QMenu>
+#include <QMessageBox>
 #include <QMouseEvent>
 #include <QPainter>
 #include <QPainterPath>
@@ -17,6 +23,7 @@
 #include <QResizeEvent>
 #include <QScrollBar>
 #include <QTimer>
+#include <QToolButton>
 #include <QVBoxLayout>
 #include <algorithm>
 
@@ -46,6 +53,10 @@ QFont reasoningFont(const QStyleOptionViewItem& option) {
   QFont f = option.font;
   f.setItalic(true);
   return f;
+}
+
+QString messageCount(qint64 n) {
+  return n == 1 ? ChatView::tr("1 message") : ChatView::tr("%1 messages").arg(QLocale().toString(n));
 }
 
 }  // namespace
@@ -229,6 +240,8 @@ ChatView::ChatView(QWidget* parent) : QWidget(parent) {
   errorRow->addWidget(m_dismissError, 0, Qt::AlignTop);
   m_errorBox->hide();
   layout->addWidget(m_errorBox);
+  m_chatBar = buildChatBar();
+  layout->addWidget(m_chatBar);
 
   m_list = new QListView(this);
   m_delegate = new ChatTurnDelegate(m_list);
@@ -292,6 +305,90 @@ QWidget* ChatView::buildButtons() {
   connect(m_stop, &QPushButton::clicked, this, &ChatView::stopRequested);
   connect(m_send, &QPushButton::clicked, this, &ChatView::send);
   return row;
+}
+
+// The document's chats: a list to switch between them, and Rename and Delete for the one shown.
+QWidget* ChatView::buildChatBar() {
+  auto* bar = new QWidget(this);
+  auto* row = new QHBoxLayout(bar);
+  row->setContentsMargins(4, 4, 4, 0);
+  m_chats = new QComboBox(bar);
+  m_chats->setObjectName(QStringLiteral("chatPicker"));
+  m_chats->setAccessibleName(tr("Chats about this document"));
+  m_chats->setToolTip(tr("The chats about this document, most recent first"));
+  // Titles are whole questions: the list must not widen the pane to fit them.
+  m_chats->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  m_chats->setMinimumContentsLength(12);
+  m_chatMenu = new QToolButton(bar);
+  m_chatMenu->setText(tr("Chat"));
+  m_chatMenu->setToolTip(tr("Rename or delete this chat"));
+  m_chatMenu->setPopupMode(QToolButton::InstantPopup);
+  auto* menu = new QMenu(m_chatMenu);
+  m_renameChat = menu->addAction(tr("&Rename Chat…"), this, &ChatView::askRenameChat);
+  m_deleteChat = menu->addAction(tr("&Delete Chat…"), this, &ChatView::askDeleteChat);
+  m_chatMenu->setMenu(menu);
+  row->addWidget(new QLabel(tr("Chat:"), bar));
+  row->addWidget(m_chats, 1);
+  row->addWidget(m_chatMenu);
+  connect(m_chats, &QComboBox::activated, this, [this](int i) {
+    const qint64 id = m_chats->itemData(i).toLongLong();
+    if (id != m_currentChat && id > 0) emit chatChosen(id);
+  });
+  return bar;
+}
+
+void ChatView::setChats(const QList<ChatSummary>& chats, qint64 currentChatId) {
+  m_chatList = chats;
+  m_currentChat = currentChatId;
+  const QSignalBlocker block(m_chats);
+  m_chats->clear();
+  if (currentChatId == 0) m_chats->addItem(tr("New chat"), qint64(0));
+  for (const ChatSummary& c : chats) {
+    const QString when = QLocale().toString(QDateTime::fromSecsSinceEpoch(c.updatedAt), QLocale::ShortFormat);
+    m_chats->addItem(tr("%1 (%2, %3)").arg(c.title, messageCount(c.nMessages), when), c.id);
+    if (c.id == currentChatId) m_chats->setCurrentIndex(m_chats->count() - 1);
+  }
+  updateActions();
+}
+
+QString ChatView::currentChatTitle() const {
+  for (const ChatSummary& c : m_chatList)
+    if (c.id == m_currentChat) return c.title;
+  return {};
+}
+
+void ChatView::askRenameChat() {
+  if (m_currentChat <= 0) return;
+  auto* dialog = new QInputDialog(this);
+  dialog->setObjectName(QStringLiteral("renameChatDialog"));
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  dialog->setWindowTitle(tr("Rename Chat"));
+  dialog->setLabelText(tr("Name:"));
+  dialog->setTextValue(currentChatTitle());
+  const qint64 id = m_currentChat;
+  connect(dialog, &QInputDialog::textValueSelected, this, [this, id](const QString& title) {
+    if (!title.trimmed().isEmpty()) emit renameChatRequested(id, title.trimmed());
+  });
+  dialog->open();
+}
+
+void ChatView::askDeleteChat() {
+  if (m_currentChat <= 0) return;
+  qint64 n = 0;
+  for (const ChatSummary& c : m_chatList)
+    if (c.id == m_currentChat) n = c.nMessages;
+  auto* box = new QMessageBox(QMessageBox::Question, tr("Delete Chat"),
+                              tr("Delete the chat “%1” and its %2? This cannot be undone.")
+                                  .arg(currentChatTitle(), messageCount(n)),
+                              QMessageBox::Yes | QMessageBox::Cancel, this);
+  box->setObjectName(QStringLiteral("deleteChatDialog"));
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  box->setDefaultButton(QMessageBox::Cancel);
+  const qint64 id = m_currentChat;
+  connect(box, &QMessageBox::finished, this, [this, id](int result) {
+    if (result == QMessageBox::Yes) emit deleteChatRequested(id);
+  });
+  box->open();
 }
 
 void ChatView::updateCompact() {
@@ -385,6 +482,7 @@ void ChatView::setState(State state, const QString& detail) {
   m_banner->setText(banner);
   m_banner->setVisible(!banner.isEmpty());
   m_list->setVisible(state != State::NoModel);  // no model, no chat: the first-run text takes the room
+  m_chatBar->setVisible(state == State::Ready || state == State::Answering);  // chats belong to an open document
   m_bannerAction->setVisible(state == State::NoModel || state == State::ModelFailed);
   updateActions();
   updateCompact();  // the banner's longest word may have changed
@@ -423,6 +521,10 @@ void ChatView::updateActions() {
   m_regenerate->setEnabled(ready && lastTurnIsFinishedAnswer());
   m_copy->setEnabled(m_model && m_model->rowCount() > 0);
   m_newChat->setEnabled((ready || m_state == State::NoDocument) && m_model && m_model->rowCount() > 0);
+  m_chats->setEnabled(ready && m_chats->count() > 1);
+  m_renameChat->setEnabled(ready && m_currentChat > 0);
+  m_deleteChat->setEnabled(ready && m_currentChat > 0);
+  m_chatMenu->setEnabled(ready && m_currentChat > 0);
 }
 
 void ChatView::followTail() {

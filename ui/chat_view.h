@@ -8,13 +8,18 @@
 #include <QStyledItemDelegate>
 #include <QWidget>
 
+#include "client_types.h"
+
 class QAbstractItemModel;
+class QAction;
 class QBoxLayout;
+class QComboBox;
 class QLabel;
 class QListView;
 class QPlainTextEdit;
 class QPushButton;
 class QTimer;
+class QToolButton;
 
 // An answer of a reasoning model (DeepSeek-R1-Distill) split at its "<think>" ... "</think>" block.
 struct AnswerParts {
@@ -92,6 +97,13 @@ class ChatView : public QWidget {
   QString copyText() const;
   // Where citation `n` of turn `row` is drawn, in the list's viewport; empty when there is none.
   QRect citationRect(int row, int n) const;
+  // The open document's chats, and the one shown (0: a new chat, not saved yet).
+  void setChats(const QList<ChatSummary>& chats, qint64 currentChatId);
+  qint64 currentChat() const { return m_currentChat; }
+  const QList<ChatSummary>& chats() const { return m_chatList; }
+  QComboBox* chatPicker() const { return m_chats; }
+  QAction* renameChatAction() const { return m_renameChat; }
+  QAction* deleteChatAction() const { return m_deleteChat; }
   // Compact: the banner's button under its text and the buttons in two rows, as the pane is when narrower than one
   // row of each needs (beside the document in a narrow window).
   bool isCompact() const;
@@ -121,6 +133,10 @@ class ChatView : public QWidget {
   void settingsRequested();
   // A citation was clicked: the document's bytes [begin, end) (fkv::Citation) should be shown.
   void citationActivated(qint64 begin, qint64 end);
+  // From the chat bar: show another chat of the document, rename or delete one (after the user confirmed).
+  void chatChosen(qint64 chatId);
+  void renameChatRequested(qint64 chatId, const QString& title);
+  void deleteChatRequested(qint64 chatId);
 
  protected:
   bool eventFilter(QObject* watched, QEvent* event) override;
@@ -128,6 +144,10 @@ class ChatView : public QWidget {
 
  private:
   QWidget* buildButtons();
+  QWidget* buildChatBar();
+  void askRenameChat();
+  void askDeleteChat();
+  QString currentChatTitle() const;
   void updateCompact();
   // What the banner row and the button row need: their parts side by side, or stacked.
   int rowsWidth(bool stacked) const;
@@ -154,5 +174,12 @@ class ChatView : public QWidget {
   QBoxLayout* m_buttonRows = nullptr;     // (chat buttons, answer buttons): a row, or two in a compact pane
   QBoxLayout* m_chatButtons = nullptr;    // new chat, copy
   QBoxLayout* m_answerButtons = nullptr;  // regenerate, stop, send
-  QTimer* m_scrollTimer = nullptr;        // one scroll to the end per burst of changes
+  QTimer* m_scrollTimer = nullptr;
+  QWidget* m_chatBar = nullptr;
+  QComboBox* m_chats = nullptr;
+  QToolButton* m_chatMenu = nullptr;
+  QAction* m_renameChat = nullptr;
+  QAction* m_deleteChat = nullptr;
+  QList<ChatSummary> m_chatList;
+  qint64 m_currentChat = 0;        // one scroll to the end per burst of changes
 };

@@ -16,4 +16,7 @@ void registerClientTypes() {
   qRegisterMetaType<MemoryUse>();
   qRegisterMetaType<QList<qint64>>();
   qRegisterMetaType<QList<ChatTurn>>();
+  qRegisterMetaType<SavedChat>();
+  qRegisterMetaType<ChatSummary>();
+  qRegisterMetaType<QList<ChatSummary>>();
 }

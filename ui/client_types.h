@@ -42,6 +42,14 @@ struct SavedChat {
   QList<ChatTurn> turns;
 };
 
+// One of a document's chats, as its chat list shows it.
+struct ChatSummary {
+  qint64 id = 0;
+  QString title;  // its first question, unless renamed
+  qint64 nMessages = 0;
+  qint64 updatedAt = 0;  // unix seconds
+};
+
 // Where an ask's turns are kept: the document's library chat. The worker saves the question before answering and
 // the answer after, and reports the chat's id (chatSaved); chatId 0 starts a new chat holding all the turns.
 struct ChatSaveTarget {
@@ -118,6 +126,8 @@ Q_DECLARE_METATYPE(OpenProgress)
 Q_DECLARE_METATYPE(fkv::Citation)
 Q_DECLARE_METATYPE(ChatTurn)
 Q_DECLARE_METATYPE(ChatSaveTarget)
+Q_DECLARE_METATYPE(ChatSummary)
+Q_DECLARE_METATYPE(SavedChat)
 Q_DECLARE_METATYPE(AnswerStats)
 Q_DECLARE_METATYPE(StepRecord)
 Q_DECLARE_METATYPE(TelemetryFrame)

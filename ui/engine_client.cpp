@@ -80,6 +80,24 @@ quint64 EngineClient::deleteDocument(qint64 documentId) {
   return id;
 }
 
+quint64 EngineClient::openChat(qint64 documentId, qint64 chatId) {
+  const quint64 id = issue();
+  post([w = m_worker, id, documentId, chatId] { w->openChat(id, documentId, chatId); });
+  return id;
+}
+
+quint64 EngineClient::renameChat(qint64 documentId, qint64 chatId, const QString& title) {
+  const quint64 id = issue();
+  post([w = m_worker, id, documentId, chatId, title] { w->renameChat(id, documentId, chatId, title); });
+  return id;
+}
+
+quint64 EngineClient::deleteChat(qint64 documentId, qint64 chatId) {
+  const quint64 id = issue();
+  post([w = m_worker, id, documentId, chatId] { w->deleteChat(id, documentId, chatId); });
+  return id;
+}
+
 void EngineClient::setDocumentOptions(const fkv::DocumentOptions& options) {
   post([w = m_worker, options] { w->setDocumentOptions(options); });
 }
@@ -141,6 +159,9 @@ void EngineClient::connectWorker() {
   // Not filtered: a chat created for a question that was then replaced still exists, and the next ask continues it.
   connect(w, &EngineWorker::chatSaved, this, &EngineClient::chatSaved, queued);
   connect(w, &EngineWorker::chatSaveFailed, this, &EngineClient::chatSaveFailed, queued);
+  connect(w, &EngineWorker::chatOpened, this, &EngineClient::chatOpened, queued);
+  connect(w, &EngineWorker::chatActionFailed, this, &EngineClient::chatActionFailed, queued);
+  connect(w, &EngineWorker::chatsListed, this, &EngineClient::chatsListed, queued);
   connect(w, &EngineWorker::retrievalApplied, this, &EngineClient::retrievalApplied, queued);
   connect(w, &EngineWorker::retrievalFailed, this, &EngineClient::retrievalFailed, queued);
   connect(w, &EngineWorker::importProgress, this, &EngineClient::importProgress, queued);

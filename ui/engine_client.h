@@ -46,6 +46,10 @@ class EngineClient : public QObject {
   // Ingests the files and records them in the library without opening them.
   quint64 importDocuments(const QStringList& paths);
   quint64 deleteDocument(qint64 documentId);
+  // A document's chats (EngineWorker::openChat, renameChat, deleteChat).
+  quint64 openChat(qint64 documentId, qint64 chatId);
+  quint64 renameChat(qint64 documentId, qint64 chatId, const QString& title);
+  quint64 deleteChat(qint64 documentId, qint64 chatId);
   // Options for the opens that follow (snapshot use, storage cap, largest file).
   void setDocumentOptions(const fkv::DocumentOptions& options);
   // On by default. Off removes the telemetry observer from the engine (hidden panels cost nothing); no telemetry
@@ -69,6 +73,9 @@ class EngineClient : public QObject {
   void answerFailed(quint64 id, const QString& message);
   void chatSaved(quint64 id, qint64 documentId, qint64 chatId);
   void chatSaveFailed(quint64 id, const QString& message);
+  void chatOpened(quint64 id, qint64 documentId, const SavedChat& chat);
+  void chatActionFailed(quint64 id, const QString& message);
+  void chatsListed(qint64 documentId, const QList<ChatSummary>& chats);
   void retrievalApplied(quint64 id);
   void retrievalFailed(quint64 id, const QString& message);
   // A file of an import being read: a PDF's pages (stage "ingest"), a few times a second.

@@ -145,6 +145,7 @@ void EngineWorker::runOpen(quint64 id, OpenFn&& open) {
   m_documentOpen = true;
   m_openDocumentId = opened->id;
   emit documentOpened(id, info);
+  if (opened->id > 0) emitChats(opened->id);
   emitMemory();
 }
 
@@ -175,6 +176,7 @@ void EngineWorker::ask(quint64 id, const QList<ChatTurn>& turns, const fkv::Gene
       const ChatTurn answer{QStringLiteral("assistant"), stats.text, stats.stopReason, stats.citations};
       const fkv::Status saved = lib.ok() ? chat_recorder::saveAnswer(**lib, o.chat_id, answer) : lib.status();
       if (!saved.ok()) emit chatSaveFailed(id, tr("The answer was not saved: %1").arg(fromStd(saved.message())));
+      emitChats(save.documentId);  // its message count
     }
     emit answerFinished(id, stats);
   } else {
@@ -195,7 +197,42 @@ qint64 EngineWorker::saveQuestion(quint64 id, const QList<ChatTurn>& turns, cons
     return 0;
   }
   emit chatSaved(id, save.documentId, *chat);
+  emitChats(save.documentId);
   return *chat;
+}
+
+void EngineWorker::emitChats(qint64 documentId) {
+  const fkv::Result<fkv::DocumentLibrary*> lib = library();
+  const fkv::Result<QList<ChatSummary>> chats = lib.ok() ? chat_recorder::list(**lib, documentId) : lib.status();
+  if (chats.ok()) emit chatsListed(documentId, *chats);
+}
+
+void EngineWorker::openChat(quint64 id, qint64 documentId, qint64 chatId) {
+  const RequestScope scope(this, id);
+  const fkv::Result<fkv::DocumentLibrary*> lib = library();
+  const fkv::Result<SavedChat> chat = lib.ok() ? chat_recorder::read(**lib, chatId) : lib.status();
+  if (!chat.ok()) {
+    emit chatActionFailed(id, tr("The chat could not be read: %1").arg(fromStd(chat.message())));
+    return;
+  }
+  emit chatOpened(id, documentId, *chat);
+}
+
+void EngineWorker::renameChat(quint64 id, qint64 documentId, qint64 chatId, const QString& title) {
+  const RequestScope scope(this, id);
+  const fkv::Result<fkv::DocumentLibrary*> lib = library();
+  const fkv::Status s = lib.ok() ? (*lib)->rename_chat(chatId, title.simplified().toStdString()) : lib.status();
+  if (!s.ok()) emit chatActionFailed(id, tr("The chat was not renamed: %1").arg(fromStd(s.message())));
+  emitChats(documentId);
+}
+
+void EngineWorker::deleteChat(quint64 id, qint64 documentId, qint64 chatId) {
+  const RequestScope scope(this, id);
+  const fkv::Result<fkv::DocumentLibrary*> lib = library();
+  const fkv::Status s = lib.ok() ? (*lib)->delete_chat(chatId) : lib.status();
+  if (!s.ok()) emit chatActionFailed(id, tr("The chat was not deleted: %1").arg(fromStd(s.message())));
+  emitChats(documentId);
+  emitMemory();  // its saved KV is gone from the disk
 }
 
 void EngineWorker::setRetrieval(quint64 id, const fkv::RetrievalOptions& options) {

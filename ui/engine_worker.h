@@ -52,6 +52,11 @@ class EngineWorker : public QObject {
   void setRetrieval(quint64 id, const fkv::RetrievalOptions& options);
   void importDocuments(quint64 id, const QStringList& paths);
   void deleteDocument(quint64 id, qint64 documentId);
+  // A document's chats in the library: show one, rename one, delete one (with its saved KV). Each change is followed
+  // by chatsListed.
+  void openChat(quint64 id, qint64 documentId, qint64 chatId);
+  void renameChat(quint64 id, qint64 documentId, qint64 chatId, const QString& title);
+  void deleteChat(quint64 id, qint64 documentId, qint64 chatId);
   void setDocumentOptions(const fkv::DocumentOptions& options) { m_documentOptions = options; }
   // Installs the telemetry observer in the engine, or removes it.
   void setTelemetryEnabled(bool enabled);
@@ -64,6 +69,10 @@ class EngineWorker : public QObject {
   // An ask's question was saved in the document's chat `chatId` (created for it when the ask named none).
   void chatSaved(quint64 id, qint64 documentId, qint64 chatId);
   void chatSaveFailed(quint64 id, const QString& message);
+  void chatOpened(quint64 id, qint64 documentId, const SavedChat& chat);
+  void chatActionFailed(quint64 id, const QString& message);
+  // The document's chats, most recently updated first: after it opens and after each change to its chats.
+  void chatsListed(qint64 documentId, const QList<ChatSummary>& chats);
   void documentFailed(quint64 id, const QString& message);
   void documentClosed(qint64 documentId);
   void answerPiece(quint64 id, const QString& piece);
@@ -88,6 +97,7 @@ class EngineWorker : public QObject {
   qint64 saveQuestion(quint64 id, const QList<ChatTurn>& turns, const ChatSaveTarget& save);
   fkv::ProgressCallback importProgressReporter(quint64 id, const QString& path);
   void emitMemory();
+  void emitChats(qint64 documentId);
   void configureTelemetry();
   ModelSummary modelSummary() const;
   void closeDocument();

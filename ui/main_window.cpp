@@ -259,6 +259,18 @@ void MainWindow::connectViews() {
   connect(m_chatView, &ChatView::regenerateRequested, this, &MainWindow::regenerate);
   connect(m_chatView, &ChatView::settingsRequested, this, &MainWindow::showSettings);
   connect(m_chatView, &ChatView::citationActivated, m_documentView, &DocumentView::showTextRange);
+  connect(m_chatModel, &ChatModel::chatIdChanged, this,
+          [this](qint64 chatId) { m_chatView->setChats(m_chatView->chats(), chatId); });
+  connect(m_chatView, &ChatView::chatChosen, this, [this](qint64 chatId) {
+    if (m_session->state() == DeskSession::State::Ready) m_client->openChat(openDocumentId(), chatId);
+  });
+  connect(m_chatView, &ChatView::renameChatRequested, this,
+          [this](qint64 chatId, const QString& title) { m_client->renameChat(openDocumentId(), chatId, title); });
+  connect(m_chatView, &ChatView::deleteChatRequested, this, [this](qint64 chatId) {
+    if (isAnswering()) return;
+    if (chatId == m_chatModel->chatId()) m_chatModel->startNewChat();
+    m_client->deleteChat(openDocumentId(), chatId);
+  });
   connect(m_chatView, &ChatView::newChatRequested, this, [this] {
     if (isAnswering()) return;
     m_chatModel->startNewChat();

@@ -52,6 +52,13 @@ void MainWindow::connectClient() {
   connect(c, &EngineClient::chatSaved, this,
           [this](quint64, qint64 documentId, qint64 chatId) { m_chatModel->setChatId(documentId, chatId); });
   connect(c, &EngineClient::chatSaveFailed, this, [this](quint64, const QString& e) { showError(e); });
+  connect(c, &EngineClient::chatActionFailed, this, [this](quint64, const QString& e) { showError(e); });
+  connect(c, &EngineClient::chatsListed, this, [this](qint64 documentId, const QList<ChatSummary>& chats) {
+    if (documentId == openDocumentId()) m_chatView->setChats(chats, m_chatModel->chatId());
+  });
+  connect(c, &EngineClient::chatOpened, this, [this](quint64, qint64 documentId, const SavedChat& chat) {
+    if (documentId == openDocumentId() && !isAnswering()) m_chatModel->show(documentId, chat);
+  });
   connect(c, &EngineClient::retrievalFailed, this,
           [this](quint64, const QString& e) { showError(tr("The retrieval settings were not applied: %1").arg(e)); });
   connect(c, &EngineClient::importProgress, this, &MainWindow::onImportProgress);
@@ -198,6 +205,7 @@ void MainWindow::openDocument(qint64 documentId) {
                                    "its saved KV cache.")
                                     .arg(m_openingTitle));
     m_chatModel->show(0, {});  // the chat follows the document: the previous one's turns are not this one's
+    m_chatView->setChats({}, 0);
   }
   m_client->openDocumentId(documentId);
   m_libraryPane->selectDocument(documentId);
@@ -247,6 +255,7 @@ void MainWindow::onDocumentClosed(qint64 documentId) {
   if (!m_session->isLoadingModel()) {
     m_documentView->clearContent();
     m_chatModel->show(0, {});
+    m_chatView->setChats({}, 0);
     setWindowTitle(tr("FreeKV Desk"));
   }
   m_libraryPane->setOpenDocument(0);

@@ -9,14 +9,17 @@
 // Gemma 3 270M (fkvtest::gemmaModelPath()) when it is installed: `FKV_SCREENSHOT_DIR=docs/images test_main_window`
 // makes the user guide's pictures.
 #include <QApplication>
+#include <QComboBox>
 #include <QDir>
 #include <QDockWidget>
 #include <QElapsedTimer>
 #include <QFileInfo>
+#include <QInputDialog>
 #include <QLineEdit>
 #include <QListView>
 #include <QLocale>
 #include <QMenuBar>
+#include <QMessageBox>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSettings>
@@ -426,6 +429,63 @@ class TestMainWindow : public QObject {
     QVERIFY(!m_window->chatModel()->index(1, 0).data(ChatModel::CitationsRole).value<QVector<fkv::Citation>>()
                  .isEmpty());
     QCOMPARE(m_window->chatView()->state(), ChatView::State::Ready);
+  }
+
+  // A document's chats: a new chat joins the list, the older one can be shown again (with its marks), renamed, and
+  // a chat deleted after the user confirms.
+  void chatsAreListedOpenedRenamedAndDeleted() {
+    ChatView* view = m_window->chatView();
+    ChatModel* chat = m_window->chatModel();
+    QTRY_COMPARE(view->chats().size(), 1);
+    const qint64 older = chat->chatId();
+    QVERIFY(older > 0);
+    QCOMPARE(view->currentChat(), older);
+    QVERIFY(view->chatPicker()->currentText().contains(QStringLiteral("4 messages")));
+
+    emit view->newChatRequested();
+    QCOMPARE(view->currentChat(), qint64(0));
+    QCOMPARE(view->chatPicker()->itemText(0), QStringLiteral("New chat"));
+    QSignalSpy done(m_window.get(), &MainWindow::answerDone);
+    typeQuestion(QStringLiteral("Which record mentions the tower?"));
+    QTRY_VERIFY_WITH_TIMEOUT(done.count() == 1, kTimeoutMs);
+    QTRY_COMPARE(view->chats().size(), 2);
+    const qint64 newer = chat->chatId();
+    QVERIFY(newer > 0 && newer != older);
+    QCOMPARE(view->currentChat(), newer);
+
+    // Delete the new chat: nothing happens until the user says yes.
+    view->deleteChatAction()->trigger();
+    QMessageBox* box = nullptr;
+    QTRY_VERIFY((box = view->findChild<QMessageBox*>(QStringLiteral("deleteChatDialog"))) != nullptr);
+    QVERIFY(box->text().contains(QStringLiteral("2 messages")));
+    QCOMPARE(view->chats().size(), 2);
+    QTest::mouseClick(box->button(QMessageBox::Yes), Qt::LeftButton);
+    QTRY_COMPARE(view->chats().size(), 1);
+    QCOMPARE(chat->rowCount(), 0);
+    QCOMPARE(view->currentChat(), qint64(0));
+
+    // Show the older chat again, with its stopped answer's mark.
+    const int olderRow = view->chatPicker()->findData(older);
+    QVERIFY(olderRow >= 0);
+    view->chatPicker()->setCurrentIndex(olderRow);
+    emit view->chatPicker()->activated(olderRow);
+    QTRY_COMPARE(chat->rowCount(), 4);
+    QCOMPARE(chat->chatId(), older);
+    QCOMPARE(chat->index(3, 0).data(ChatModel::StopReasonRole).toString(), QStringLiteral("cancelled"));
+
+    // Rename it.
+    view->renameChatAction()->trigger();
+    QInputDialog* rename = nullptr;
+    QTRY_VERIFY((rename = view->findChild<QInputDialog*>(QStringLiteral("renameChatDialog"))) != nullptr);
+    rename->setTextValue(QStringLiteral("Lantern records"));
+    rename->accept();
+    QTRY_VERIFY(view->chatPicker()->currentText().startsWith(QStringLiteral("Lantern records")));
+    QCOMPARE(view->currentChat(), older);
+    // The chat list costs no room a small screen needs: the window still goes down to 1024x700.
+    m_window->resize(1024, 700);
+    QTRY_COMPARE(m_window->size(), QSize(1024, 700));
+    shoot(m_window.get(), QStringLiteral("narrow-window.png"));
+    m_window->resize(1400, 900);
   }
 
   void cleanupTestCase() { m_window.reset(); }
