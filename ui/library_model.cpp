@@ -172,6 +172,9 @@ QVariant LibraryModel::toolTip(const Row& row) const {
     case fkv::SnapshotState::none:
       break;
   }
+  if (!row.summary.refusal.empty())
+    return tr("The last open was refused: %1. Raise the context size in Settings if the model can take it.")
+        .arg(QString::fromStdString(row.summary.refusal));
   return tr("Opening it runs a prefill, then saves the KV cache");
 }
 
@@ -184,5 +187,5 @@ QString LibraryModel::kvState(const Row& row) {
     case fkv::SnapshotState::none:
       break;
   }
-  return tr("needs prefill");
+  return row.summary.refusal.empty() ? tr("needs prefill") : tr("too long for this model");
 }

@@ -127,6 +127,7 @@ int list_documents(fkv::Library& lib, bool json) {
       j.begin_object().key("id").value(d.info.id).key("title").value(d.info.title).key("path").value(d.info.path);
       j.key("format").value(d.info.format).key("n_chars").value(d.info.n_chars);
       j.key("kv_state").value(state_name(d.best_state)).key("snapshot_bytes").value(d.snapshot_bytes);
+      if (!d.refusal.empty()) j.key("refusal").value(d.refusal).key("refused_tokens").value(d.refused_tokens);
       j.key("added_at").value(d.info.added_at).key("opened_at").value(d.info.opened_at).end_object();
     }
     j.end_array().end_object();
@@ -140,6 +141,7 @@ int list_documents(fkv::Library& lib, bool json) {
                 display_text(d.info.title).c_str(), d.info.format.c_str(),
                 format_bytes(static_cast<uint64_t>(d.info.n_chars)).c_str(), state_name(d.best_state),
                 format_bytes(static_cast<uint64_t>(d.snapshot_bytes)).c_str(), display_text(d.info.path).c_str());
+    if (!d.refusal.empty()) std::printf("       last open refused: %s\n", display_text(d.refusal).c_str());
   }
   return kExitOk;
 }

@@ -147,10 +147,6 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   info.n_tokens = static_cast<int>(st.prompt.prefix.size());
   info.tokenize_s = seconds_since(t0);
   st.content = document_content(ingested, st.tokens, st.prompt.doc_begin, ctx->params().page_size);
-  if (info.n_tokens >= ctx->n_ctx()) {
-    return err("'", info.title, "' takes ", grouped(info.n_tokens), " tokens with its prompt; the context holds ",
-               grouped(ctx->n_ctx()), " (load the model with a larger context, or open a shorter document)");
-  }
 
   // 2. The library row and the snapshot key.
   FKV_ASSIGN_OR_RETURN(Library * lib, open_library());
@@ -163,6 +159,15 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
     FKV_ASSIGN_OR_RETURN(snap, library_snapshot(*lib, ingested, key));
     info.id = key.document_id;
   }
+  // A refusal is kept on the library row (with the count), so the library can say why the document is not ready.
+  if (info.n_tokens >= ctx->n_ctx()) {
+    if (lib != nullptr)
+      (void)lib->set_refusal(info.id, "too long for this model: " + grouped(info.n_tokens) +
+                                          " tokens; the context holds " + grouped(ctx->n_ctx()), info.n_tokens);
+    return err("'", info.title, "' takes ", grouped(info.n_tokens), " tokens with its prompt; the context holds ",
+               grouped(ctx->n_ctx()), " (load the model with a larger context, or open a shorter document)");
+  }
+  if (lib != nullptr) (void)lib->set_refusal(info.id, "", -1);  // read-only: the stale note stays, harmless
   // 3. Load the snapshot when it is usable.
   const SnapshotMeta meta = snapshot_meta(st.prompt);
   if (snap && snap->state == SnapshotState::stale) info.recompute_reason = snap->stale_reason;

@@ -12,7 +12,10 @@ namespace {
 // The token count of the document's most recently used snapshot (its prompt prefix as the engine holds it) and, for
 // a stale document, why its snapshot cannot be used. Chat snapshots extend the document's and are not counted.
 Status read_snapshot_facts(Library& lib, LibraryEntry& entry) {
-  if (entry.summary.best_state == SnapshotState::none) return {};
+  if (entry.summary.best_state == SnapshotState::none) {
+    entry.n_tokens = entry.summary.refused_tokens;
+    return {};
+  }
   FKV_ASSIGN_OR_RETURN(const std::vector<SnapshotRecord> snaps, lib.list_snapshots(entry.summary.info.id));
   int64_t last_used = -1;
   for (const SnapshotRecord& s : snaps) {

@@ -228,7 +228,8 @@ Result<std::vector<DocumentSummary>> list_document_rows(sql::Db& db) {
       sql::Stmt s,
       db.prepare("SELECT d.id, d.path, d.content_hash, d.title, d.format, d.size_bytes, d.n_chars, d.added_at, "
                  "d.opened_at, "
-                 "IFNULL(MAX(CASE k.state WHEN 'ready' THEN 2 WHEN 'stale' THEN 1 END), 0) "
+                 "IFNULL(MAX(CASE k.state WHEN 'ready' THEN 2 WHEN 'stale' THEN 1 END), 0), d.refusal, "
+                 "d.refused_tokens "
                  "FROM documents d LEFT JOIN kv_snapshots k ON k.document_id = d.id "
                  "GROUP BY d.id ORDER BY d.opened_at DESC, d.added_at DESC, d.id DESC"));
   std::vector<DocumentSummary> out;
@@ -238,6 +239,8 @@ Result<std::vector<DocumentSummary>> list_document_rows(sql::Db& db) {
     DocumentSummary sum;
     sum.info = read_info(s);
     sum.best_state = state_from_rank(s.int64(9));
+    sum.refusal = s.text(10);
+    sum.refused_tokens = s.int64(11);
     out.push_back(std::move(sum));
   }
 }
@@ -353,6 +356,14 @@ Status Library::touch_opened(int64_t id) {
   auto n = sql::run_changes(*db_, "UPDATE documents SET opened_at = ? WHERE id = ?", now(), id);
   if (!n.ok()) return err("touch_opened: ", n.message());
   if (*n == 0) return err("touch_opened: expected a document with id ", id, ", found none");
+  return {};
+}
+
+Status Library::set_refusal(int64_t id, const std::string& refusal, int64_t n_tokens) {
+  auto n = sql::run_changes(*db_, "UPDATE documents SET refusal = ?, refused_tokens = ? WHERE id = ?", refusal,
+                            refusal.empty() ? int64_t{-1} : n_tokens, id);
+  if (!n.ok()) return err("set_refusal: ", n.message());
+  if (*n == 0) return err("set_refusal: expected a document with id ", id, ", found none");
   return {};
 }
 

@@ -106,6 +106,8 @@ class Library {
   Result<std::optional<DocumentInfo>> find_document_by_hash(const std::string& content_hash);
   Result<Document> get_document(int64_t id);
   Result<std::vector<DocumentSummary>> list_documents();  // most recently opened (then added) first
+  // Why the last open of the document was refused, with its token count then; an empty refusal clears both.
+  Status set_refusal(int64_t id, const std::string& refusal, int64_t n_tokens);
   Status touch_opened(int64_t id);
   Status delete_document(int64_t id);  // with its sections, snapshots (and their files) and chats
 

@@ -100,9 +100,12 @@ CREATE TABLE settings (
 ) WITHOUT ROWID;
 )sql";
 
-// v2: an answer keeps why it ended and the passages it cited, so its marks and its citations survive a reopen.
+// v2: an answer keeps why it ended and the passages it cited, so its marks and its citations survive a reopen; a
+// document keeps why its last open was refused (too long for the context) and its token count then.
 constexpr const char* k_schema_v2 = R"sql(
 ALTER TABLE messages ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE documents ADD COLUMN refusal TEXT NOT NULL DEFAULT '';
+ALTER TABLE documents ADD COLUMN refused_tokens INTEGER NOT NULL DEFAULT -1;
 
 CREATE TABLE citations (
   message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,

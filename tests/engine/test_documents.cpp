@@ -400,6 +400,37 @@ class TestDocuments : public QObject {
     QVERIFY2(!tooLong.ok() && contains(tooLong.message(), "tokens") && contains(tooLong.message(), "context holds 256"),
              tooLong.message().c_str());
 
+    // With a library, the refusal and the count stay on the document's row until an open succeeds.
+    const std::string lib = libPath("refused");
+    fs::create_directories(dir("refused"));
+    {
+      const std::unique_ptr<fkv::Engine> bounded = newEngine(lib, m_model, 256);
+      QVERIFY(!bounded->open_document(m_txt, fkv::DocumentOptions{}, {}).ok());
+    }
+    const auto entry = [&]() -> fkv::LibraryEntry {
+      auto l = fkv::DocumentLibrary::open(lib);
+      if (!l.ok()) qFatal("DocumentLibrary::open: %s", l.message().c_str());
+      auto docs = (*l)->list_documents();
+      if (!docs.ok() || docs->size() != 1) qFatal("expected one document in the library");
+      return docs->front();
+    };
+    const fkv::LibraryEntry refused = entry();
+    QVERIFY2(contains(refused.summary.refusal, "too long for this model") &&
+                 contains(refused.summary.refusal, "context holds 256"),
+             refused.summary.refusal.c_str());
+    QVERIFY(refused.n_tokens > 256);
+    QCOMPARE(refused.summary.refused_tokens, refused.n_tokens);
+    {
+      const std::unique_ptr<fkv::Engine> roomy = newEngine(lib, m_model);
+      auto opened = roomy->open_document(m_txt, fkv::DocumentOptions{}, {});
+      QVERIFY2(opened.ok(), opened.message().c_str());
+      QCOMPARE(int64_t(opened->n_tokens), refused.n_tokens);
+    }
+    const fkv::LibraryEntry ready = entry();
+    QVERIFY(ready.summary.refusal.empty());
+    QCOMPARE(ready.summary.refused_tokens, int64_t{-1});
+    QCOMPARE(ready.summary.best_state, fkv::SnapshotState::ready);
+
     const std::unique_ptr<fkv::Engine> e = newEngine("", m_model);
     const std::string missing = dir("docs/missing.txt");
     auto m = e->open_document(missing, fkv::DocumentOptions{}, {});

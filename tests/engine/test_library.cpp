@@ -135,7 +135,8 @@ class TestLibrary : public QObject {
              int64_t{8});
   }
 
-  // A v1 library (before answers kept their stop reason and citations) keeps its messages when migrated.
+  // A v1 library (before answers kept their stop reason and citations, and documents their refusal) keeps its
+  // messages when migrated.
   void migrates_v1_messages() {
     {
       ASSIGN_OK(lib, open_with_doc("v1/lib.db"));
@@ -145,13 +146,18 @@ class TestLibrary : public QObject {
     }
     {
       RawDb raw(path("v1/lib.db"));
-      QVERIFY(raw.exec("DROP TABLE citations; ALTER TABLE messages DROP COLUMN stop_reason; PRAGMA user_version = 1;"));
+      QVERIFY(raw.exec("DROP TABLE citations; ALTER TABLE messages DROP COLUMN stop_reason; "
+                       "ALTER TABLE documents DROP COLUMN refusal; ALTER TABLE documents DROP COLUMN refused_tokens; "
+                       "PRAGMA user_version = 1;"));
     }
     ASSIGN_OK(lib, Library::open(path("v1/lib.db"), options()));
     ASSIGN_OK(msgs, lib->messages(1));
     QCOMPARE(msgs.size(), size_t{2});
     QCOMPARE(msgs[1].content, std::string("because"));
     QVERIFY(msgs[1].stop_reason.empty() && msgs[1].citations.empty());
+    ASSIGN_OK(docs, lib->list_documents());
+    QVERIFY(docs.front().refusal.empty());
+    QCOMPARE(docs.front().refused_tokens, int64_t{-1});
     RawDb raw(path("v1/lib.db"));
     QCOMPARE(raw.scalar("PRAGMA user_version"), int64_t{2});
   }

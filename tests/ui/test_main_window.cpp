@@ -38,6 +38,7 @@
 #include "engine_client.h"
 #include "help.h"
 #include "library_pane.h"
+#include "library_model.h"
 #include "main_window.h"
 #include "model/synthetic.h"
 #include "model_guide.h"
@@ -402,6 +403,23 @@ class TestMainWindow : public QObject {
                  message.contains(QLocale(QLocale::English).toString(settingsFor().nCtx)) &&
                  message.contains(QStringLiteral("open a shorter document")),
              qPrintable(message));
+    // The library row says so too, with the count, and keeps saying it after the message is dismissed.
+    LibraryModel* library = m_window->libraryModel();
+    const auto refusedRow = [library] {
+      for (int r = 0; r < library->rowCount(); ++r) {
+        if (library->index(r, LibraryModel::KvStateColumn).data().toString() == QStringLiteral("too long for this model"))
+          return r;
+      }
+      return -1;
+    };
+    QTRY_VERIFY(refusedRow() >= 0);
+    const int row = refusedRow();
+    const qint64 tokens =
+        QLocale().toLongLong(library->index(row, LibraryModel::TokensColumn).data().toString());
+    QVERIFY2(tokens > settingsFor().nCtx, qPrintable(QString::number(tokens)));
+    QVERIFY(message.contains(QLocale(QLocale::English).toString(tokens)));
+    QVERIFY(library->index(row, LibraryModel::KvStateColumn).data(Qt::ToolTipRole).toString().contains(
+        QStringLiteral("context size")));
     shoot(m_window.get(), QStringLiteral("too-long.png"));
     QTest::qWait(300);  // a status-bar message would be gone by now on a slow machine; this stays
     QVERIFY(chat->isErrorVisible());

@@ -37,12 +37,17 @@ struct DocumentSummary {
   DocumentInfo info;
   SnapshotState best_state = SnapshotState::none;  // best state among the document's snapshots
   int64_t snapshot_bytes = 0;                      // bytes of its snapshots' page files that exist on disk
+  // Why its last open was refused ("too long for this model: ..."), and its tokens then; empty and -1 otherwise (an
+  // open that succeeds clears them).
+  std::string refusal;
+  int64_t refused_tokens = -1;
 };
 
 // A document as a list of the library shows it: its row and what its saved KV says.
 struct LibraryEntry {
   DocumentSummary summary;
-  // Tokens of its most recently used document snapshot (a stale one's if none is ready); -1: never prefilled.
+  // Tokens of its most recently used document snapshot (a stale one's if none is ready), else of the open that was
+  // refused (summary.refused_tokens); -1: never counted.
   int64_t n_tokens = -1;
   std::string stale_reason;  // why its snapshot cannot be used; empty unless best_state is stale
 };
