@@ -17,6 +17,7 @@ void registerClientTypes() {
   qRegisterMetaType<QList<qint64>>();
   qRegisterMetaType<QList<ChatTurn>>();
   qRegisterMetaType<SavedChat>();
+  qRegisterMetaType<QSharedPointer<const fkv::DocumentContent>>();
   qRegisterMetaType<ChatSummary>();
   qRegisterMetaType<QList<ChatSummary>>();
 }

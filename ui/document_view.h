@@ -65,6 +65,7 @@ class DocumentView : public QWidget {
   void clearContent();
   void showMessage(const QString& message);
   bool hasContent() const { return !m_content.isNull(); }
+  QSharedPointer<const fkv::DocumentContent> content() const { return m_content; }
   QString title() const { return m_title; }
 
   // The pages retrieved in the last step (TelemetryFrame::retrievedPages / retrievedWeight). Empty clears them.

@@ -147,6 +147,7 @@ void EngineClient::connectWorker() {
   relayLatest(&EngineWorker::modelFailed, &EngineClient::modelFailed, &m_latestLoad);
   relayLatest(&EngineWorker::openProgress, &EngineClient::openProgress, &m_latestOpen);
   relayLatest(&EngineWorker::documentOpened, &EngineClient::documentOpened, &m_latestOpen);
+  relayLatest(&EngineWorker::documentPreview, &EngineClient::documentPreview, &m_latestOpen);
   relayLatest(&EngineWorker::documentFailed, &EngineClient::documentFailed, &m_latestOpen);
   relayLatest(&EngineWorker::answerPiece, &EngineClient::answerPiece, &m_latestAsk);
   relayLatest(&EngineWorker::answerFinished, &EngineClient::answerFinished, &m_latestAsk);

@@ -64,6 +64,8 @@ class EngineClient : public QObject {
   void modelFailed(quint64 id, const QString& message);
   void openProgress(quint64 id, const OpenProgress& progress);
   void documentOpened(quint64 id, const OpenedDocumentInfo& document);
+  // The text of the document being opened, before its prefill runs.
+  void documentPreview(quint64 id, QSharedPointer<const fkv::DocumentContent> content);
   void documentFailed(quint64 id, const QString& message);
   // The open document was closed by something other than a successful open: its model was replaced, it was
   // deleted, or an open of another document failed after it had dropped this one (documentFailed comes first).

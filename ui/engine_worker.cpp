@@ -1,6 +1,5 @@
 #include "engine_worker.h"
 
-#include <QElapsedTimer>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -92,14 +91,14 @@ void EngineWorker::loadModel(quint64 id, const QString& path, const fkv::ModelOp
 }
 
 void EngineWorker::openDocument(quint64 id, const QString& path) {
-  runOpen(id, [&](const fkv::ProgressCallback& progress) {
-    return m_engine->open_document(path.toStdString(), m_documentOptions, progress);
+  runOpen(id, [&](const fkv::DocumentOptions& options, const fkv::ProgressCallback& progress) {
+    return m_engine->open_document(path.toStdString(), options, progress);
   });
 }
 
 void EngineWorker::openDocumentId(quint64 id, qint64 documentId) {
-  runOpen(id, [&](const fkv::ProgressCallback& progress) {
-    return m_engine->open_document(static_cast<int64_t>(documentId), m_documentOptions, progress);
+  runOpen(id, [&](const fkv::DocumentOptions& options, const fkv::ProgressCallback& progress) {
+    return m_engine->open_document(static_cast<int64_t>(documentId), options, progress);
   });
 }
 
@@ -117,10 +116,21 @@ void EngineWorker::runOpen(quint64 id, OpenFn&& open) {
   ProgressThrottle throttle;
   const fkv::ProgressCallback progress = [&](const fkv::Progress& p) {
     OpenProgress out;
-    if (throttle.accept(p, out)) emit openProgress(id, out);
+    if (throttle.accept(p, out)) {
+      // The memory panel follows the context as the prefill fills it, in step with the progress bar.
+      if (p.stage == fkv::Stage::prefill) emitMemory(/*withDisk=*/false);
+      emit openProgress(id, out);
+    }
     return m_gate->openWanted(id);
   };
-  const fkv::Result<fkv::OpenedDocument> opened = open(progress);
+  // The text is shown while the prefill runs; the same copy then goes with documentOpened.
+  QSharedPointer<const fkv::DocumentContent> preview;
+  fkv::DocumentOptions options = m_documentOptions;
+  options.on_content = [&](const fkv::DocumentContent& content) {
+    preview = QSharedPointer<const fkv::DocumentContent>::create(content);
+    emit documentPreview(id, preview);
+  };
+  const fkv::Result<fkv::OpenedDocument> opened = open(options, progress);
   if (!m_libraryPath.isEmpty()) emit libraryChanged();  // even a cancelled open has recorded the document
   if (!opened.ok()) {
     emit documentFailed(id, fromStd(opened.message()));
@@ -131,8 +141,11 @@ void EngineWorker::runOpen(quint64 id, OpenFn&& open) {
   }
   OpenedDocumentInfo info;
   info.doc = *opened;
-  if (const fkv::DocumentContent* content = m_engine->document())
+  if (preview) {
+    info.content = preview;
+  } else if (const fkv::DocumentContent* content = m_engine->document()) {
     info.content = QSharedPointer<fkv::DocumentContent>::create(*content);
+  }
   if (opened->id > 0) {
     const fkv::Result<fkv::DocumentLibrary*> lib = library();
     fkv::Result<SavedChat> chat = lib.ok() ? chat_recorder::latest(**lib, opened->id) : lib.status();
@@ -330,7 +343,7 @@ fkv::Result<fkv::DocumentLibrary*> EngineWorker::library() {
   return m_engine->library();
 }
 
-void EngineWorker::emitMemory() {
+void EngineWorker::emitMemory(bool withDisk) {
   if (!m_engine) return;
   const fkv::EngineStats s = m_engine->stats();
   MemoryUse m;
@@ -338,13 +351,14 @@ void EngineWorker::emitMemory() {
   m.nTokens = s.n_tokens;
   m.deviceBytes = s.kv_device_bytes;
   m.hostBytes = s.kv_host_bytes;
-  if (!m_libraryPath.isEmpty()) {
+  if (!m_libraryPath.isEmpty() && withDisk) {
     const fkv::Result<fkv::DocumentLibrary*> lib = library();
     if (lib.ok()) {
       const fkv::Result<int64_t> total = (*lib)->total_snapshot_bytes();
-      if (total.ok()) m.diskBytes = quint64(*total);
+      if (total.ok()) m_diskBytes = quint64(*total);
     }
   }
+  m.diskBytes = m_diskBytes;
   const fkv::RetrievalOptions& r = m_retrieval;
   m.budgetTokens = r.policy == fkv::Policy::full ? quint64(s.n_ctx)
                                       : quint64(r.sink_tokens) + quint64(r.recent_tokens) + quint64(r.retrieved_tokens);

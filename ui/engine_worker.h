@@ -66,6 +66,8 @@ class EngineWorker : public QObject {
   void modelFailed(quint64 id, const QString& message);
   void openProgress(quint64 id, const OpenProgress& progress);
   void documentOpened(quint64 id, const OpenedDocumentInfo& document);
+  // The text of the document being opened, before its prefill (the same pointer documentOpened then carries).
+  void documentPreview(quint64 id, QSharedPointer<const fkv::DocumentContent> content);
   // An ask's question was saved in the document's chat `chatId` (created for it when the ask named none).
   void chatSaved(quint64 id, qint64 documentId, qint64 chatId);
   void chatSaveFailed(quint64 id, const QString& message);
@@ -96,8 +98,10 @@ class EngineWorker : public QObject {
   fkv::Result<fkv::DocumentLibrary*> library();  // the engine's own connection
   qint64 saveQuestion(quint64 id, const QList<ChatTurn>& turns, const ChatSaveTarget& save);
   fkv::ProgressCallback importProgressReporter(quint64 id, const QString& path);
-  void emitMemory();
+  // withDisk: also the library's page files (a query); a prefill's updates leave it out.
+  void emitMemory(bool withDisk = true);
   void emitChats(qint64 documentId);
+  quint64 m_diskBytes = 0;  // the library's page files, as last measured
   void configureTelemetry();
   ModelSummary modelSummary() const;
   void closeDocument();

@@ -44,6 +44,11 @@ void MainWindow::connectClient() {
   });
   connect(c, &EngineClient::documentOpened, this,
           [this](quint64, const OpenedDocumentInfo& d) { onDocumentOpened(d); });
+  // The text can be read while the prefill runs; highlights and questions wait for it.
+  connect(c, &EngineClient::documentPreview, this,
+          [this](quint64, QSharedPointer<const fkv::DocumentContent> content) {
+            if (isOpening()) m_documentView->setContent(content, m_openingTitle);
+          });
   connect(c, &EngineClient::documentFailed, this, [this](quint64, const QString& e) { onDocumentFailed(e); });
   connect(c, &EngineClient::documentClosed, this, &MainWindow::onDocumentClosed);
   connect(c, &EngineClient::answerPiece, this, [this](quint64, const QString& piece) { onAnswerPiece(piece); });
@@ -217,7 +222,7 @@ void MainWindow::onDocumentOpened(const OpenedDocumentInfo& info) {
   m_prefill->finish();
   m_openDocument = info;
   const QString title = fromStd(info.doc.title);
-  m_documentView->setContent(info.content, title);
+  if (m_documentView->content() != info.content) m_documentView->setContent(info.content, title);
   m_chatModel->show(info.doc.id, info.chat);
   if (!info.chatError.isEmpty()) showError(info.chatError);
   m_libraryPane->setOpenDocument(info.doc.id);

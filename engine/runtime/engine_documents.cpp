@@ -168,6 +168,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
                grouped(ctx->n_ctx()), " (load the model with a larger context, or open a shorter document)");
   }
   if (lib != nullptr) (void)lib->set_refusal(info.id, "", -1);  // read-only: the stale note stays, harmless
+  if (o.on_content) o.on_content(st.content);
   // 3. Load the snapshot when it is usable.
   const SnapshotMeta meta = snapshot_meta(st.prompt);
   if (snap && snap->state == SnapshotState::stale) info.recompute_reason = snap->stale_reason;

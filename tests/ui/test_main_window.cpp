@@ -25,6 +25,7 @@
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTest>
+#include <QStatusBar>
 #include <QTextBrowser>
 #include <QTimer>
 #include <QTreeWidget>
@@ -40,6 +41,7 @@
 #include "library_pane.h"
 #include "library_model.h"
 #include "main_window.h"
+#include "memory_panel.h"
 #include "model/synthetic.h"
 #include "model_guide.h"
 #include "prefill_progress.h"
@@ -200,15 +202,30 @@ class TestMainWindow : public QObject {
     QSignalSpy progress(m_window->client(), &EngineClient::openProgress);
     QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
     bool shotPrefill = false;
-    connect(m_window->client(), &EngineClient::openProgress, this, [&](quint64, const OpenProgress& p) {
-      if (shotPrefill || p.stage != fkv::Stage::prefill || p.done * 3 < p.total) return;
-      shotPrefill = true;
-      shoot(m_window.get(), QStringLiteral("prefill.png"));
-    });
+    bool textDuringPrefill = false;
+    qint64 contextDuringPrefill = 0;
+    QMetaObject::Connection watch =
+        connect(m_window->client(), &EngineClient::openProgress, this, [&](quint64, const OpenProgress& p) {
+          if (p.stage != fkv::Stage::prefill || p.done >= p.total) return;
+          // The text can be read while the prefill runs, and the memory panel follows the context filling up.
+          textDuringPrefill = textDuringPrefill || (m_window->documentView()->hasContent() &&
+                                                    m_window->documentView()->textEdit()->toPlainText().contains(
+                                                        QStringLiteral("The Harbour Ledger")));
+          contextDuringPrefill = std::max<qint64>(contextDuringPrefill, qint64(m_window->memoryPanel()->used(MemoryPanel::Tier::Context)));
+          if (shotPrefill || p.done * 3 < p.total) return;
+          shotPrefill = true;
+          shoot(m_window.get(), QStringLiteral("prefill.png"));
+        });
     m_watchdog.start();
     m_window->importAndOpen({m_doc});
     QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
     QCOMPARE(m_window->openedDocument().doc.kv_source, fkv::KvSource::prefill);
+    disconnect(watch);
+    QVERIFY(textDuringPrefill);
+    QVERIFY2(contextDuringPrefill > 0 && contextDuringPrefill < m_window->openedDocument().doc.n_tokens,
+             qPrintable(QString::number(contextDuringPrefill)));
+    QVERIFY(m_window->statusBar()->currentMessage().contains(
+        QStringLiteral("prefilled %1 tokens in").arg(QLocale().toString(m_window->openedDocument().doc.n_tokens))));
     m_docId = m_window->openDocumentId();
     QVERIFY(m_docId > 0);
     const bool prefilled = std::any_of(progress.begin(), progress.end(), [](const QList<QVariant>& call) {

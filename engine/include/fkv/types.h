@@ -31,11 +31,16 @@ struct Progress {
 };
 using ProgressCallback = std::function<bool(const Progress&)>;
 
+struct DocumentContent;
+
 struct DocumentOptions {
   int64_t max_file_bytes = int64_t{256} << 20;  // larger files are refused before they are read
   bool use_snapshot = true;                     // load the persisted KV when it is valid
   bool save_snapshot = true;                    // persist the KV after a prefill
   int64_t storage_cap_bytes = 0;                // > 0: evict least recently used snapshots beyond this
+  // Called once the document is read and tokenized, before its KV is loaded or prefilled, on the thread that opens
+  // it: a reader can show the text while a long prefill runs. The reference is valid during the call only.
+  std::function<void(const DocumentContent&)> on_content;
 };
 
 // A document made ready to answer questions about: its KV is in the context, from a snapshot or a prefill.
