@@ -45,7 +45,7 @@ bool DeskSession::openStarted(qint64 documentId) {
     return false;
   }
   const qint64 previous = m_state == State::Ready ? m_documentId : 0;
-  m_reopenOnCancel = previous != documentId ? previous : 0;
+  m_previous = previous != documentId ? previous : 0;
   m_openCancelled = false;
   m_documentId = documentId;
   moveTo(State::Opening);
@@ -55,7 +55,7 @@ bool DeskSession::openStarted(qint64 documentId) {
 void DeskSession::documentOpened(qint64 documentId) {
   m_documentId = documentId;
   m_openCancelled = false;
-  m_reopenOnCancel = 0;
+  m_previous = 0;
   moveTo(State::Ready);
 }
 
@@ -64,9 +64,9 @@ void DeskSession::cancelRequested() {
 }
 
 DeskSession::FailedOpen DeskSession::openFailed() {
-  const FailedOpen out{m_openCancelled, m_openCancelled ? m_reopenOnCancel : 0};
+  const FailedOpen out{m_openCancelled, m_previous};
   m_openCancelled = false;
-  m_reopenOnCancel = 0;
+  m_previous = 0;
   m_documentId = 0;
   moveTo(withoutDocument());
   return out;

@@ -38,7 +38,9 @@ class DeskSession : public QObject {
   void cancelRequested();
   struct FailedOpen {
     bool cancelled = false;  // by the user
-    qint64 reopen = 0;       // a cancelled open's previous document, to open again from its saved KV; 0: none
+    // The document ready before the open, to open again from its saved KV (a refused or cancelled open must not
+    // take the document being read away); 0: none.
+    qint64 reopen = 0;
   };
   // The open failed: no document is open (the engine dropped the previous one before it started).
   FailedOpen openFailed();
@@ -64,5 +66,5 @@ class DeskSession : public QObject {
   qint64 m_documentId = 0;
   qint64 m_reopenAfterLoad = 0;
   bool m_openCancelled = false;  // the open in progress was cancelled by the user
-  qint64 m_reopenOnCancel = 0;   // the document ready before that open
+  qint64 m_previous = 0;         // the document ready before that open
 };

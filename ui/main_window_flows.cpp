@@ -250,7 +250,7 @@ void MainWindow::onDocumentFailed(const QString& message) {
     showError(tr("The document was not opened: %1").arg(message));
   }
   onDocumentClosed(m_openDocument.doc.id);  // a failed open leaves no document in the context
-  // A cancel keeps what was open before: the engine dropped it for the prefill, its saved KV brings it back.
+  // A cancel or a refusal keeps what was open before: the engine dropped it, its saved KV brings it back.
   if (failed.reopen != 0) openDocument(failed.reopen);
 }
 

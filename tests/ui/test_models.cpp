@@ -354,7 +354,7 @@ class TestModels : public QObject {
     QCOMPARE(d.state(), S::Opening);
     QVERIFY(changed.count() > 10);
 
-    // A cancelled open brings back the document that was ready before it; a failed one does not.
+    // A cancelled or failed open brings back the document that was ready before it; one from no document does not.
     d.openFailed();
     QVERIFY(d.openStarted(9));
     d.documentOpened(9);
@@ -368,7 +368,9 @@ class TestModels : public QObject {
     QVERIFY(d.openStarted(12));
     const DeskSession::FailedOpen failed = d.openFailed();
     QVERIFY(!failed.cancelled);
-    QCOMPARE(failed.reopen, qint64(0));
+    QCOMPARE(failed.reopen, qint64(9));
+    QVERIFY(d.openStarted(12));  // from no document
+    QCOMPARE(d.openFailed().reopen, qint64(0));
   }
 
   void timelineKeepsTheLastSteps() {
