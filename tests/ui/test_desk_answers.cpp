@@ -5,7 +5,9 @@
 // (the user guide's picture of a right answer).
 #include <QDir>
 #include <QFile>
+#include <QListView>
 #include <QPlainTextEdit>
+#include <QRect>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTest>
@@ -15,6 +17,7 @@
 
 #include "chat_model.h"
 #include "chat_view.h"
+#include "document_view.h"
 #include "main_window.h"
 #include "model_guide.h"
 #include "settings_dialog.h"
@@ -85,6 +88,39 @@ class TestDeskAnswers : public QObject {
     if (const QString dir = qEnvironmentVariable("FKV_SCREENSHOT_DIR"); !dir.isEmpty()) {
       QDir().mkpath(dir);
       QVERIFY(m_window->grab().save(dir + QStringLiteral("/right-answer.png")));
+    }
+  }
+
+  // With a budget smaller than the report, retrieval has to choose, and the answer cites where it read: the needle
+  // sentence's passage comes first, and clicking it selects that passage in the document. The guide's picture of a
+  // cited answer.
+  void citesTheNeedleFirst() {
+    DeskSettings s = m_window->settings();
+    s.sinkTokens = 128;
+    s.recentTokens = 64;
+    s.retrievedTokens = 128;
+    m_window->applySettings(s);  // the budget only: applied to the open document, no reload
+    emit m_window->chatView()->newChatRequested();  // one question on its own, as the picture shows it
+    const fkvtest::AnswerCase& needle = fkvtest::harbour_questions().front();
+    const QString answer = ask(QString::fromUtf8(needle.question));
+    QVERIFY2(fkvtest::answer_is_right(answer.toStdString(), needle), qPrintable(answer));
+    ChatModel* chat = m_window->chatModel();
+    const int row = chat->rowCount() - 1;
+    const auto cites = chat->index(row, 0).data(ChatModel::CitationsRole).value<QVector<fkv::Citation>>();
+    QVERIFY(!cites.isEmpty());
+    const std::string& text = m_window->openedDocument().content->text;
+    const size_t at = text.find(needle.accepted.front());
+    QVERIFY(at != std::string::npos);
+    QVERIFY2(cites[0].char_begin <= qint64(at) && qint64(at) < cites[0].char_end,
+             cites[0].snippet.c_str());
+    const QRect first = m_window->chatView()->citationRect(row, 0);
+    QVERIFY(!first.isEmpty());
+    QTest::mouseClick(m_window->chatView()->list()->viewport(), Qt::LeftButton, {}, first.center());
+    QVERIFY(m_window->documentView()->textEdit()->textCursor().selectedText().contains(
+        QString::fromStdString(needle.accepted.front())));
+    if (const QString dir = qEnvironmentVariable("FKV_SCREENSHOT_DIR"); !dir.isEmpty()) {
+      QDir().mkpath(dir);
+      QVERIFY(m_window->grab().save(dir + QStringLiteral("/cited-answer.png")));
     }
   }
 
