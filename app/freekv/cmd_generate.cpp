@@ -35,6 +35,9 @@ constexpr OptionSpec kModelOptions[] = {
     {"--ctx", "-c", "N", "context size in tokens; 0: the model's training context, at most 32768 (default 4096)"},
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
+    {"--prefill", "", "MODE",
+     "prompt evaluation: dense (exact) or retrieval (each chunk attends a sink, a local window and retrieved pages: "
+     "cost linear in the length) (default dense)"},
     {"--template", "", "NAME", "chat template: llama2, llama3, mistral, chatml, gemma, deepseek-r1 (default: detect)"},
     {"--system", "", "TEXT", "system prompt"},
     {"--backend", "", "NAME", "cpu, cuda (dense attention on the GPU) or auto (cuda where it can run) (default cpu)"},
@@ -94,6 +97,7 @@ fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
   FKV_ASSIGN_OR_RETURN(o.model.n_ctx, int_option(a, "--ctx", 4096, 0, 1 << 24));
   FKV_ASSIGN_OR_RETURN(o.model.n_threads, int_option(a, "--threads", 0, 0, 1024));
   FKV_ASSIGN_OR_RETURN(o.model.kv_type, named_option(a, "--kv-type", fkv::KvType::f16, fkv::parse_kv_type));
+  FKV_ASSIGN_OR_RETURN(o.model.prefill, named_option(a, "--prefill", fkv::Prefill::dense, fkv::parse_prefill));
   FKV_ASSIGN_OR_RETURN(o.model.backend, named_option(a, "--backend", fkv::Backend::cpu, fkv::parse_backend));
   FKV_ASSIGN_OR_RETURN(o.model.device, int_option(a, "--device", 0, 0, 1023));
   // The CUDA backend attends to every page; asking for it asks for dense attention.

@@ -19,6 +19,9 @@ constexpr OptionSpec kBudgetOptions[] = {
     {"--tau", "", "T", "freekv correction threshold on the query cosine, -1..1 (default 0.9)"},
     {"--speculation", "", "MODE",
      "where freekv's speculative selection and recall run: background (a thread; default) or inline"},
+    {"--prefill", "", "MODE",
+     "prompt evaluation: dense (exact) or retrieval (each chunk attends a sink, a local window and retrieved pages: "
+     "cost linear in the length) (default dense)"},
 };
 
 double per_token(double total, int64_t n_tokens) { return n_tokens > 0 ? total / static_cast<double>(n_tokens) : 0.0; }
@@ -39,6 +42,7 @@ fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp) {
                        float_option(a, "--tau", 0.9f, fkv::kMinCorrectionTau, fkv::kMaxCorrectionTau));
   FKV_ASSIGN_OR_RETURN(cp.speculation,
                        named_option(a, "--speculation", fkv::Speculation::background, fkv::parse_speculation));
+  FKV_ASSIGN_OR_RETURN(cp.prefill, named_option(a, "--prefill", fkv::Prefill::dense, fkv::parse_prefill));
   cp.budget.page_size = cp.page_size;  // one page size for the cache and the budget
   FKV_TRY(cp.budget.validate());
   return cp.validate();
@@ -46,9 +50,9 @@ fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp) {
 
 std::string budget_summary(const fkv::ContextParams& cp) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%d sink + %d recent + %d retrieved tokens, page %d, tau %.2f", cp.budget.sink_tokens,
-                cp.budget.recent_tokens, cp.budget.retrieved_tokens, cp.page_size,
-                static_cast<double>(cp.correction_tau));
+  std::snprintf(buf, sizeof buf, "%d sink + %d recent + %d retrieved tokens, page %d, tau %.2f, %s prefill",
+                cp.budget.sink_tokens, cp.budget.recent_tokens, cp.budget.retrieved_tokens, cp.page_size,
+                static_cast<double>(cp.correction_tau), fkv::prefill_name(cp.prefill));
   return buf;
 }
 
@@ -58,6 +62,7 @@ void write_budget_json(JsonWriter& j, const fkv::ContextParams& cp) {
   j.key("retrieved_tokens").value(cp.budget.retrieved_tokens).key("total_tokens").value(cp.budget.total_tokens());
   j.key("page_size").value(cp.page_size).key("tau").value(static_cast<double>(cp.correction_tau));
   j.end_object();
+  j.key("prefill").value(fkv::prefill_name(cp.prefill));
 }
 
 void add_retrieval_stats(fkv::RetrievalStats& to, const fkv::RetrievalStats& s) {

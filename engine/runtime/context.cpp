@@ -42,7 +42,9 @@ struct Context::Impl {
   KvCache cache;
   PageSummaries summaries;
   std::unique_ptr<AttentionPolicy> policy;  // decode steps
-  std::unique_ptr<AttentionPolicy> exact;   // prefill: always every page
+  std::unique_ptr<AttentionPolicy> exact;   // dense prefill: every page
+  std::unique_ptr<AttentionPolicy> prefill_selector;  // retrieval prefill: quest over the prefill budget
+  std::vector<float> q_mean;                          // (n_heads, head_dim) a chunk's mean query
   PageSelection selection;
   RetrievalStats stats;
   TelemetryObserver* observer = nullptr;
@@ -133,6 +135,18 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   FKV_ASSIGN_OR_RETURN(s.cache, KvCache::create(g, params.n_ctx));
   FKV_TRY(s.summaries.init(g, s.cache.capacity_tokens() / params.page_size));
   FKV_ASSIGN_OR_RETURN(s.exact, make_policy(Policy::full, s.policy_context(params.budget, params.correction_tau)));
+  if (params.prefill == Prefill::retrieval) {
+    // Whole pages; the recent window holds the local window, the chunk and the page the chunk starts inside.
+    const int ps = params.page_size;
+    const auto pages_of = [ps](int tokens) { return (tokens + ps - 1) / ps * ps; };
+    Budget b = params.prefill_budget;
+    b.page_size = ps;
+    b.sink_tokens = pages_of(b.sink_tokens);
+    b.recent_tokens = pages_of(b.recent_tokens) + pages_of(s.params.n_batch) + ps;
+    b.retrieved_tokens = pages_of(b.retrieved_tokens);
+    FKV_ASSIGN_OR_RETURN(s.prefill_selector, make_policy(Policy::quest, s.policy_context(b, params.correction_tau)));
+    s.params.prefill_budget = b;
+  }
   FKV_TRY(ctx->set_policy(params.policy, params.budget, params.correction_tau));
   s.observer = params.observer;
 
@@ -314,7 +328,19 @@ void Context::Impl::attention_layer(int il, int pos0, int n) {
   const int first_page = window > 0 ? std::max(0, pos0 - window + 1) / params.page_size : 0;
   SelectionQuery query{il, c.n_kv_heads, c.group_size(), c.head_dim, pos0, n_pages, first_page, local, q.data()};
   SelectCounters sc;
-  (n == 1 ? policy : exact)->select(query, selection, sc);
+  if (n > 1 && prefill_selector && !local) {
+    // The chunk's tokens share one selection, made with their mean query at the chunk's last position.
+    const size_t width = static_cast<size_t>(c.n_heads) * c.head_dim;
+    q_mean.assign(width, 0.f);
+    for (int t = 0; t < n; ++t)
+      for (size_t i = 0; i < width; ++i) q_mean[i] += q[static_cast<size_t>(t) * width + i];
+    for (float& v : q_mean) v /= static_cast<float>(n);
+    query.pos = pos0 + n - 1;
+    query.q = q_mean.data();
+    prefill_selector->select(query, selection, sc);
+  } else {
+    (n == 1 ? policy : exact)->select(query, selection, sc);
+  }
   for (int h = 0; h < c.n_kv_heads; ++h) gather_pages(h, n_tokens, pages.data() + h * n_pages_cap);
   if (n == 1) record(il, sc);
 

@@ -20,6 +20,17 @@ namespace fkv {
 
 struct SnapshotMeta;
 
+// The retrieval prefill's budget: a sink that holds a chat template's head, a local window of 2,048 tokens before
+// each chunk (the context adds the chunk itself), and 2,048 retrieved tokens: InfLLM's 128 + 4,096 + 2,048 with a
+// smaller window, so that a 2-core machine gains from about 8k tokens on.
+inline Budget default_prefill_budget() {
+  Budget b;
+  b.sink_tokens = 128;
+  b.recent_tokens = 2048;
+  b.retrieved_tokens = 2048;
+  return b;
+}
+
 struct ContextParams {
   int n_ctx = 4096;       // tokens the cache holds
   int page_size = 32;     // tokens per KV page
@@ -27,7 +38,12 @@ struct ContextParams {
   int n_threads = 0;      // 0: the machine's hardware threads
   DType kv_type = DType::F16;  // F16 (default), BF16 or F32 (exactness tests)
 
-  Policy policy = Policy::full;  // decode-time attention (prefill is always exact)
+  Policy policy = Policy::full;  // decode-time attention
+  // Prompt evaluation: dense (exact) or retrieval: each chunk of a global layer attends the prefill budget's sink,
+  // its local window (recent_tokens before the chunk, then the chunk) and the top pages for the chunk's mean query.
+  // Sliding-window layers stay exact (their window is the budget).
+  Prefill prefill = Prefill::dense;
+  Budget prefill_budget = default_prefill_budget();
   Budget budget;                  // sink + recent + retrieved tokens; page_size above wins over budget.page_size
   float correction_tau = 0.9f;    // freekv: KV heads whose group-mean query cosine is below this are corrected
   // freekv: where the speculative selection and recall for the next step run. Same selections and logits; on the

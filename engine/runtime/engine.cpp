@@ -145,6 +145,7 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
   cp.backend = options.backend;
   cp.device = options.device;
   cp.kv_type = kv_dtype(options.kv_type);
+  cp.prefill = options.prefill;
   FKV_TRY(apply_retrieval(options.retrieval, cp));
   FKV_TRY(cp.validate());
   std::optional<ChatTemplate> tmpl;

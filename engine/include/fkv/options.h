@@ -18,6 +18,11 @@ enum class Backend { cpu, cuda, automatic };
 // freekv: where the speculative selection and recall for the next step run: on a thread of its own (FreeKV's
 // design) or on the decode thread right after each layer. Same selections and logits either way.
 enum class Speculation { background, inline_ };
+// How a prompt is evaluated. dense: every token attends every earlier token (exact; cost grows with the square of
+// the length). retrieval: each chunk of the prompt attends the sink, a local window before it and the pages whose
+// summaries score highest for the chunk's mean query (LONGDOCS.md), so the cost grows linearly with the length; a
+// prompt that fits that budget is evaluated exactly as dense.
+enum class Prefill { dense, retrieval };
 // Element type of the KV cache.
 enum class KvType { f16, bf16, f32 };
 // Why a generation stopped: the end-of-generation token, the token limit, a cancel, a stop string, a full context.
@@ -31,6 +36,7 @@ enum class Stage { ingest, tokenize, load, prefill, save, prompt };
 const char* policy_name(Policy p);  // "full", "streaming", "quest", "arkvale", "freekv"
 const char* backend_name(Backend b);  // "cpu", "cuda", "auto"
 const char* speculation_name(Speculation s);  // "background", "inline"
+const char* prefill_name(Prefill p);          // "dense", "retrieval"
 const char* kv_type_name(KvType t);  // "f16", "bf16", "f32"
 const char* stop_reason_name(StopReason r);  // "eos", "max_tokens", "cancelled", "stop_string", "context_full"
 const char* kv_source_name(KvSource s);      // "prefill", "snapshot"
@@ -40,6 +46,7 @@ const char* stage_name(Stage s);             // "ingest", "tokenize", "load", "p
 Result<Policy> parse_policy(std::string_view name);
 Result<Backend> parse_backend(std::string_view name);
 Result<Speculation> parse_speculation(std::string_view name);
+Result<Prefill> parse_prefill(std::string_view name);
 Result<KvType> parse_kv_type(std::string_view name);
 Result<StopReason> parse_stop_reason(std::string_view name);
 Result<KvSource> parse_kv_source(std::string_view name);

@@ -79,6 +79,8 @@ struct ModelOptions {
   // "" detects the chat template from the file; else "llama2", "llama3", "mistral", "chatml", "gemma", "deepseek-r1".
   std::string chat_template;
   RetrievalOptions retrieval;
+  // How prompts (a document's prefix, a question) are evaluated; retrieval keeps the cost linear in their length.
+  Prefill prefill = Prefill::dense;
   // CUDA runs the dense forward pass with the KV cache on the GPU (policy full; documents, whose KV is saved from
   // host memory, need the CPU). automatic takes CUDA where it can and says in ModelInfo::backend_note why it did not.
   Backend backend = Backend::cpu;
