@@ -1,5 +1,6 @@
 // Attention policies decide, for each decode step, layer and KV head, which KV pages the query attends to and where
-// attention reads them (host tier, or the working set for policies that recall). Prefill is always exact.
+// attention reads them (host tier, or the working set for policies that recall). A dense prefill attends every page;
+// a retrieval prefill selects with quest over its own budget (runtime/context.h).
 //   full       every page
 //   streaming  sink pages + recent window
 //   quest      sink + recent + top-k pages by summary bound with the current query (selection on the critical path)

@@ -97,6 +97,7 @@ struct Context::Impl {
 
 namespace {
 
+constexpr size_t kRetrievalTail = 32;  // tokens of a long prompt's end evaluated as their own chunk
 
 size_t max_scratch(const Model& m, int n_batch) {
   size_t s = cpu::matmul_scratch_bytes(m.weights().output.type, m.weights().output.n_cols, n_batch);
@@ -255,11 +256,20 @@ Status Context::eval(std::span<const int32_t> tokens, LogitsMode mode, std::span
   if (logits.size() < need) return err("logits buffer holds ", logits.size(), " floats, ", need, " needed");
   if (s.gpu) return s.gpu->eval(tokens, mode == LogitsMode::All, logits);
 
-  for (size_t i = 0; i < n; i += static_cast<size_t>(s.params.n_batch)) {
-    const int chunk = static_cast<int>(std::min(n - i, static_cast<size_t>(s.params.n_batch)));
-    const bool last = i + static_cast<size_t>(chunk) == n;
+  // A retrieval prefill that has to choose selects with each chunk's mean query, so the prompt's tail (where a
+  // question sits) is a chunk of its own rather than the end of a chunk of document text.
+  size_t body = n;
+  const size_t budget = static_cast<size_t>(s.params.prefill_budget.total_tokens());
+  const size_t tail = std::min(kRetrievalTail, static_cast<size_t>(s.params.n_batch));  // the buffers hold n_batch
+  if (s.prefill_selector && n > tail && static_cast<size_t>(n_past()) + n > budget) body = n - tail;
+  size_t i = 0;
+  while (i < n) {
+    const size_t end = i < body ? std::min(body, i + static_cast<size_t>(s.params.n_batch)) : n;
+    const int chunk = static_cast<int>(end - i);
+    const bool last = end == n;
     float* out = mode == LogitsMode::All ? logits.data() + i * n_vocab : (last ? logits.data() : nullptr);
     s.forward(tokens.data() + i, chunk, mode, out);
+    i = end;
   }
   return {};
 }

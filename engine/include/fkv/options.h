@@ -8,7 +8,7 @@
 
 namespace fkv {
 
-// Decode-time attention over the KV cache (the prefill is always exact). full: every page; streaming: sinks and the
+// Decode-time attention over the KV cache (the prefill follows Prefill below). full: every page; streaming: sinks and the
 // recent window only; quest and arkvale: plus the pages whose summaries score highest for this step's query
 // (arkvale recalls them from host memory); freekv: arkvale's selection made speculatively with the previous step's
 // query, corrected synchronously for heads whose query moved (FREEKV.md).

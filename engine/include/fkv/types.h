@@ -56,7 +56,7 @@ struct OpenedDocument {
   double ingest_s = 0, tokenize_s = 0, load_s = 0, prefill_s = 0, save_s = 0;
 };
 
-// Decode-time KV retrieval (the prefill is always exact).
+// Decode-time KV retrieval (the prompt's evaluation is ModelOptions::prefill).
 struct RetrievalOptions {
   Policy policy = Policy::freekv;
   int sink_tokens = 512;          // budget: tokens at the start, always attended
