@@ -26,6 +26,7 @@ struct DeskSettings {
   int pageSize = 32;
   // Named settings as the settings file spells them; fkv's parse_* reads them and validate() reports a bad one.
   QString kvType = QStringLiteral("f16");
+  QString prefill = QStringLiteral("dense");  // fkv::prefill_name
   QString chatTemplate;  // empty: the one the model file names
   QString policy = QStringLiteral("freekv");
   int sinkTokens = 512;
@@ -58,6 +59,7 @@ struct DeskSettings {
   static int defaultThreads();
   static QStringList policies();       // in the order the dialog lists them
   static QStringList kvTypes();
+  static QStringList prefills();
   static QStringList chatTemplates();  // "" (detect) first
   static QString policyDescription(fkv::Policy policy);
 };
@@ -102,6 +104,7 @@ class SettingsDialog : public QDialog {
   QSpinBox* m_threads = nullptr;
   QSpinBox* m_ctx = nullptr;
   QComboBox* m_kvType = nullptr;
+  QComboBox* m_prefill = nullptr;
   QComboBox* m_template = nullptr;
   QComboBox* m_policy = nullptr;
   QLabel* m_policyInfo = nullptr;

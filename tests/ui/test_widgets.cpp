@@ -274,11 +274,16 @@ class TestWidgets : public QObject {
     s = DeskSettings{};
     s.policy = QStringLiteral("magic");
     QVERIFY(s.validate().join(' ').contains(QStringLiteral("Unknown retrieval policy")));
+    s = DeskSettings{};
+    s.prefill = QStringLiteral("sparse");
+    QVERIFY(s.validate().join(' ').contains(QStringLiteral("Unknown prefill \"sparse\"")));
     // Round trip through QSettings, and into engine options.
     DeskSettings d;
     d.pageSize = 16;
     d.sinkTokens = 64;
     d.chatTemplate = QStringLiteral("llama2");
+    d.prefill = QStringLiteral("retrieval");
+    QVERIFY(!d.sameModelLoad(DeskSettings{}));
     QSettings store(fkvtest::tempDir() + QStringLiteral("/settings.ini"), QSettings::IniFormat);
     d.save(store);
     const DeskSettings back = DeskSettings::load(store);
@@ -286,10 +291,10 @@ class TestWidgets : public QObject {
     QCOMPARE(back.sinkTokens, 64);
     QCOMPARE(back.modelOptions().page_size, 16);
     QCOMPARE(back.modelOptions().chat_template, std::string("llama2"));
+    QCOMPARE(back.modelOptions().prefill, fkv::Prefill::retrieval);  // a prefill change reloads the model
     QCOMPARE(back.retrievalOptions().sink_tokens, 64);
   }
 
-  // A context past the model's training is allowed (a user may want it) but said plainly, with its memory cost.
   // A document answer is a few sentences: the default length stays in 128..256 tokens and reaches the engine.
   void defaultAnswersAreShort() {
     const DeskSettings d;
@@ -298,6 +303,7 @@ class TestWidgets : public QObject {
     QVERIFY(d.validate().isEmpty());
   }
 
+  // A context past the model's training is allowed (a user may want it) but said plainly, with its memory cost.
   void settingsWarnPastTheTrainedContext() {
     const QString model = fkvtest::tempDir() + QStringLiteral("/trained-4k.gguf");
     const QString written = fkvtest::writeModel(fkvtest::llamaSpec(3, 4096), model);
