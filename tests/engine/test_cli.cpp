@@ -205,6 +205,8 @@ class TestCli : public QObject {
     QTest::newRow("not a number") << QStringList{"generate", "-m", model, "-p", "hi", "-n", "many"} << 2;
     QTest::newRow("no prompt") << QStringList{"generate", "-m", model} << 2;
     QTest::newRow("bad template") << QStringList{"generate", "-m", model, "-p", "hi", "--template", "jinja"} << 2;
+    QTest::newRow("bad prefill") << QStringList{"generate", "-m", model, "-p", "hi", "--prefill", "sparse"} << 2;
+    QTest::newRow("bench bad prefill") << QStringList{"bench", "--synthetic", "tiny-llama", "--prefill", "x"} << 2;
     QTest::newRow("prompt too long") << QStringList{"generate", "-m", model, "-p", "one two three", "--ctx", "2"} << 1;
     QTest::newRow("tokenize no model") << QStringList{"tokenize", "hello"} << 2;
     QTest::newRow("info flag value") << QStringList{"info", model, "--json=yes"} << 2;
