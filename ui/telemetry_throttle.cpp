@@ -97,23 +97,11 @@ void TelemetryThrottle::recordGrid(const fkv::LayerStepEvent& e) {
   }
 }
 
-// Pages between the sink and the recent window were retrieved; the last selected page of any head marks the end of
-// the context (the recent window always holds it).
 void TelemetryThrottle::countRetrieved(const fkv::LayerStepEvent& e) {
-  if (e.sel_indptr == nullptr || e.sel_pages == nullptr) return;
-  int nPages = 0;
-  for (int h = 0; h < e.n_kv_heads; ++h) {
-    if (e.sel_indptr[h + 1] > e.sel_indptr[h]) nPages = std::max(nPages, e.sel_pages[e.sel_indptr[h + 1] - 1] + 1);
-  }
-  const int end = nPages - m_recentPages;
+  const int end = fkv::retrievable_end(e, m_recentPages);
   if (end <= m_sinkPages) return;
   if (m_pageCount.size() < end) m_pageCount.resize(end, 0);
-  for (int h = 0; h < e.n_kv_heads; ++h) {
-    for (int i = e.sel_indptr[h]; i < e.sel_indptr[h + 1]; ++i) {
-      const int p = e.sel_pages[i];
-      if (p >= m_sinkPages && p < end) ++m_pageCount[p];
-    }
-  }
+  fkv::for_each_selected_page(e, m_sinkPages, end, [this](int p) { ++m_pageCount[p]; });
 }
 
 void TelemetryThrottle::emitFrame(bool answerEnd) {

@@ -89,25 +89,15 @@ CitationTally::CitationTally(TelemetryObserver* forward, Policy policy, const Bu
       sink_pages_(budget.sink_pages()),
       recent_pages_(std::max(budget.recent_pages(), 1)) {}
 
-// As the desktop's panels count them: pages between the sink and the recent window were retrieved; the last page any
-// head selected marks the end of the context (the recent window always holds it).
+// Retrieved pages as the desktop's panels count them (fkv/events.h).
 void CitationTally::on_layer_step(const LayerStepEvent& e) {
   if (forward_ != nullptr) forward_->on_layer_step(e);
   if (!retrieves_ || e.sel_indptr == nullptr || e.sel_pages == nullptr || e.n_kv_heads <= 0) return;
-  int n_pages = 0;
-  for (int h = 0; h < e.n_kv_heads; ++h) {
-    if (e.sel_indptr[h + 1] > e.sel_indptr[h]) n_pages = std::max(n_pages, e.sel_pages[e.sel_indptr[h + 1] - 1] + 1);
-  }
   choices_ += e.n_kv_heads;
-  const int end = n_pages - recent_pages_;
+  const int end = retrievable_end(e, recent_pages_);
   if (end <= sink_pages_) return;
   if (counts_.size() < static_cast<size_t>(end)) counts_.resize(static_cast<size_t>(end), 0);
-  for (int h = 0; h < e.n_kv_heads; ++h) {
-    for (int32_t i = e.sel_indptr[h]; i < e.sel_indptr[h + 1]; ++i) {
-      const int p = e.sel_pages[i];
-      if (p >= sink_pages_ && p < end) ++counts_[static_cast<size_t>(p)];
-    }
-  }
+  for_each_selected_page(e, sink_pages_, end, [this](int p) { ++counts_[static_cast<size_t>(p)]; });
 }
 
 std::vector<Citation> CitationTally::citations(const DocumentContent& doc, int max_citations) const {

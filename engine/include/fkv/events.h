@@ -2,6 +2,7 @@
 // is set. Pointers inside an event are valid only during the callback; observers copy what they keep.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "fkv/options.h"
@@ -45,6 +46,28 @@ struct LayerStepEvent : RetrievalCounters {
   const float* cosine = nullptr;        // (n_kv_heads) group-mean cos(q_t, q_selection); null unless checked
   const uint8_t* corrected = nullptr;   // (n_kv_heads) 1 where that head was corrected; null unless checked
 };
+
+// Which pages of an event count as retrieved, for every reader (the desktop's panels, answer citations): those after
+// the sink and before the recent window. The window ends at the last page any head selected (it always holds the
+// newest token), so the retrievable pages are [sink_pages, retrievable_end(e, recent_pages)).
+inline int retrievable_end(const LayerStepEvent& e, int recent_pages) {
+  if (e.sel_indptr == nullptr || e.sel_pages == nullptr) return 0;
+  int n_pages = 0;
+  for (int h = 0; h < e.n_kv_heads; ++h) {
+    if (e.sel_indptr[h + 1] > e.sel_indptr[h]) n_pages = std::max(n_pages, e.sel_pages[e.sel_indptr[h + 1] - 1] + 1);
+  }
+  return n_pages - recent_pages;
+}
+
+// Calls f(page) for each page in [begin, end) that a head selected, once per head that selected it.
+template <class F>
+void for_each_selected_page(const LayerStepEvent& e, int begin, int end, F&& f) {
+  for (int h = 0; h < e.n_kv_heads; ++h) {
+    for (int32_t i = e.sel_indptr[h]; i < e.sel_indptr[h + 1]; ++i) {
+      if (e.sel_pages[i] >= begin && e.sel_pages[i] < end) f(e.sel_pages[i]);
+    }
+  }
+}
 
 class TelemetryObserver {
  public:
