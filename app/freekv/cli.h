@@ -116,7 +116,20 @@ std::string display_text(std::string_view s);
 // "1.17 GiB", "512.0 KiB", "37 B".
 std::string format_bytes(uint64_t n);
 
-// Retrieval options shared by bench and eval: --budget-sink, --budget-recent, --budget-retrieved, --page-size, --tau.
+// Options several commands take, with one help text each.
+inline constexpr OptionSpec kPrefillOption = {
+    "--prefill", "", "MODE",
+    "prompt evaluation: dense (exact) or retrieval (each chunk attends a sink, a local window and retrieved pages: "
+    "cost linear in the length) (default dense)"};
+inline constexpr OptionSpec kBudgetTokenOptions[] = {
+    {"--budget-sink", "", "N", "retrieval budget: sink tokens at the start (default 512)"},
+    {"--budget-recent", "", "N", "retrieval budget: most recent tokens (default 512)"},
+    {"--budget-retrieved", "", "N", "retrieval budget: tokens in retrieved pages (default 1024)"},
+};
+// Reads kBudgetTokenOptions into the three counts; a count keeps its value when its option is absent.
+fkv::Status read_budget_tokens(const ParsedArgs& a, int& sink_tokens, int& recent_tokens, int& retrieved_tokens);
+
+// Retrieval options shared by bench and eval: the budget tokens, --page-size, --tau, --speculation, --prefill.
 std::span<const OptionSpec> budget_options();
 // Reads them into cp (budget, page size, correction tau) and validates the budget; errors name the option.
 fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp);

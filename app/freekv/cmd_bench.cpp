@@ -1,8 +1,8 @@
 // freekv bench: prefill and decode speed of the CPU engine on a model file or a synthetic model of a real shape.
 // Prefill evaluates random token ids in chunks; decode fills the context to a depth once (untimed) and then, in each
 // run, truncates back to that depth and times single-token evaluations, each fed the greedy choice of the previous
-// logits, under the chosen attention policy (prefill is exact under every policy); the policy's retrieval work per
-// decoded token is reported beside the speed.
+// logits, under the chosen attention policy (the prefill is as --prefill says, dense by default); the policy's
+// retrieval work per decoded token is reported beside the speed.
 #include <sys/resource.h>
 
 #include <algorithm>

@@ -196,19 +196,16 @@ constexpr OptionSpec kAskOwnOptions[] = {
     {"--no-library", "", "", "remember nothing: prefill every time and save no snapshot"},
     kJsonOption,
     {"--policy", "", "P", "decode attention policy: full, streaming, quest, arkvale or freekv (default freekv)"},
-    {"--budget-sink", "", "N", "retrieval budget: sink tokens at the start (default 512)"},
-    {"--budget-recent", "", "N", "retrieval budget: most recent tokens (default 512)"},
-    {"--budget-retrieved", "", "N", "retrieval budget: tokens in retrieved pages (default 1024)"},
+    kBudgetTokenOptions[0],
+    kBudgetTokenOptions[1],
+    kBudgetTokenOptions[2],
 };
 
 // The answer's citations come from retrieval, so ask lets the budget be smaller than a short document.
 fkv::Status read_ask_retrieval(const ParsedArgs& a, fkv::ModelOptions& m) {
-  constexpr int kMax = 1 << 24;
   fkv::RetrievalOptions& r = m.retrieval;
   FKV_ASSIGN_OR_RETURN(r.policy, named_option(a, "--policy", r.policy, fkv::parse_policy));
-  FKV_ASSIGN_OR_RETURN(r.sink_tokens, int_option(a, "--budget-sink", r.sink_tokens, 0, kMax));
-  FKV_ASSIGN_OR_RETURN(r.recent_tokens, int_option(a, "--budget-recent", r.recent_tokens, 0, kMax));
-  FKV_ASSIGN_OR_RETURN(r.retrieved_tokens, int_option(a, "--budget-retrieved", r.retrieved_tokens, 0, kMax));
+  FKV_TRY(read_budget_tokens(a, r.sink_tokens, r.recent_tokens, r.retrieved_tokens));
   return r.validate(m.page_size);
 }
 

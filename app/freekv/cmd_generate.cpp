@@ -35,9 +35,7 @@ constexpr OptionSpec kModelOptions[] = {
     {"--ctx", "-c", "N", "context size in tokens; 0: the model's training context, at most 32768 (default 4096)"},
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
-    {"--prefill", "", "MODE",
-     "prompt evaluation: dense (exact) or retrieval (each chunk attends a sink, a local window and retrieved pages: "
-     "cost linear in the length) (default dense)"},
+    kPrefillOption,
     {"--template", "", "NAME", "chat template: llama2, llama3, mistral, chatml, gemma, deepseek-r1 (default: detect)"},
     {"--system", "", "TEXT", "system prompt"},
     {"--backend", "", "NAME", "cpu, cuda (dense attention on the GPU) or auto (cuda where it can run) (default cpu)"},

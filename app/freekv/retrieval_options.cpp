@@ -12,16 +12,14 @@ namespace {
 
 constexpr OptionSpec kBudgetOptions[] = {
     // constexpr: constant-initialized before the commands copy it
-    {"--budget-sink", "", "N", "retrieval budget: sink tokens at the start (default 512)"},
-    {"--budget-recent", "", "N", "retrieval budget: most recent tokens (default 512)"},
-    {"--budget-retrieved", "", "N", "retrieval budget: tokens in retrieved pages (default 1024)"},
+    kBudgetTokenOptions[0],
+    kBudgetTokenOptions[1],
+    kBudgetTokenOptions[2],
     {"--page-size", "", "N", "tokens per KV page (default 32)"},
     {"--tau", "", "T", "freekv correction threshold on the query cosine, -1..1 (default 0.9)"},
     {"--speculation", "", "MODE",
      "where freekv's speculative selection and recall run: background (a thread; default) or inline"},
-    {"--prefill", "", "MODE",
-     "prompt evaluation: dense (exact) or retrieval (each chunk attends a sink, a local window and retrieved pages: "
-     "cost linear in the length) (default dense)"},
+    kPrefillOption,
 };
 
 double per_token(double total, int64_t n_tokens) { return n_tokens > 0 ? total / static_cast<double>(n_tokens) : 0.0; }
@@ -30,14 +28,21 @@ double per_token(double total, int64_t n_tokens) { return n_tokens > 0 ? total /
 
 std::span<const OptionSpec> budget_options() { return kBudgetOptions; }
 
-fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp) {
+fkv::Status read_budget_tokens(const ParsedArgs& a, int& sink_tokens, int& recent_tokens, int& retrieved_tokens) {
   constexpr int kMax = 1 << 24;
+  FKV_ASSIGN_OR_RETURN(sink_tokens, int_option(a, "--budget-sink", sink_tokens, 0, kMax));
+  FKV_ASSIGN_OR_RETURN(recent_tokens, int_option(a, "--budget-recent", recent_tokens, 0, kMax));
+  FKV_ASSIGN_OR_RETURN(retrieved_tokens, int_option(a, "--budget-retrieved", retrieved_tokens, 0, kMax));
+  return {};
+}
+
+fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp) {
   const fkv::Budget defaults;
   FKV_ASSIGN_OR_RETURN(cp.page_size, int_option(a, "--page-size", defaults.page_size, 1, 4096));
-  FKV_ASSIGN_OR_RETURN(cp.budget.sink_tokens, int_option(a, "--budget-sink", defaults.sink_tokens, 0, kMax));
-  FKV_ASSIGN_OR_RETURN(cp.budget.recent_tokens, int_option(a, "--budget-recent", defaults.recent_tokens, 0, kMax));
-  FKV_ASSIGN_OR_RETURN(cp.budget.retrieved_tokens,
-                       int_option(a, "--budget-retrieved", defaults.retrieved_tokens, 0, kMax));
+  cp.budget.sink_tokens = defaults.sink_tokens;
+  cp.budget.recent_tokens = defaults.recent_tokens;
+  cp.budget.retrieved_tokens = defaults.retrieved_tokens;
+  FKV_TRY(read_budget_tokens(a, cp.budget.sink_tokens, cp.budget.recent_tokens, cp.budget.retrieved_tokens));
   FKV_ASSIGN_OR_RETURN(cp.correction_tau,
                        float_option(a, "--tau", 0.9f, fkv::kMinCorrectionTau, fkv::kMaxCorrectionTau));
   FKV_ASSIGN_OR_RETURN(cp.speculation,
