@@ -1,4 +1,5 @@
 // Library: chats about a document, their messages, and settings.
+#include <unordered_map>
 #include <utility>
 
 #include "store/library.h"
@@ -54,15 +55,20 @@ Result<int64_t> append_message_txn(sql::Db& db, int64_t chat_id, const MessageRe
   return seq;
 }
 
-Result<std::vector<Citation>> citations_of(sql::Db& db, int64_t message_id) {
-  FKV_ASSIGN_OR_RETURN(sql::Stmt s, db.prepare("SELECT char_begin, char_end, weight, place, snippet FROM citations "
-                                               "WHERE message_id = ? ORDER BY rank"));
-  s.bind_all(message_id);
-  std::vector<Citation> out;
+// The citations of a chat's messages (read in one query, not one per message), onto `messages` by id.
+Status attach_citations(sql::Db& db, int64_t chat_id, std::vector<MessageRecord>& messages) {
+  FKV_ASSIGN_OR_RETURN(sql::Stmt s, db.prepare("SELECT c.message_id, c.char_begin, c.char_end, c.weight, c.place, "
+                                               "c.snippet FROM citations c JOIN messages m ON m.id = c.message_id "
+                                               "WHERE m.chat_id = ? ORDER BY c.message_id, c.rank"));
+  s.bind_all(chat_id);
+  std::unordered_map<int64_t, MessageRecord*> by_id;
+  for (MessageRecord& m : messages) by_id[m.id] = &m;
   for (;;) {
     FKV_ASSIGN_OR_RETURN(bool has_row, s.step());
-    if (!has_row) return out;
-    out.push_back({s.int64(0), s.int64(1), static_cast<float>(s.real(2)), s.text(3), s.text(4)});
+    if (!has_row) return {};
+    const auto it = by_id.find(s.int64(0));
+    if (it == by_id.end()) continue;
+    it->second->citations.push_back({s.int64(1), s.int64(2), static_cast<float>(s.real(3)), s.text(4), s.text(5)});
   }
 }
 
@@ -127,7 +133,7 @@ Result<std::vector<MessageRecord>> Library::messages(int64_t chat_id) {
   for (;;) {
     auto has_row = s.step();
     if (!has_row.ok()) return err("messages: ", has_row.message());
-    if (!*has_row) return out;
+    if (!*has_row) break;
     MessageRecord m;
     m.id = s.int64(0);
     m.seq = s.int64(1);
@@ -135,11 +141,10 @@ Result<std::vector<MessageRecord>> Library::messages(int64_t chat_id) {
     m.content = s.text(3);
     m.created_at = s.int64(4);
     m.stop_reason = s.text(5);
-    auto cites = citations_of(*db_, m.id);
-    if (!cites.ok()) return err("messages: ", cites.message());
-    m.citations = std::move(*cites);
     out.push_back(std::move(m));
   }
+  if (Status c = attach_citations(*db_, chat_id, out); !c.ok()) return err("messages: ", c.message());
+  return out;
 }
 
 Status Library::rename_chat(int64_t id, const std::string& title) {
