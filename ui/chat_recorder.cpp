@@ -40,9 +40,8 @@ fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const ChatT
   return append(library, chatId, answer);
 }
 
-fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId) {
-  FKV_ASSIGN_OR_RETURN(const std::vector<fkv::ChatRecord> chats, library.list_chats(documentId));
-  if (chats.empty()) return SavedChat{};
+fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, const QList<ChatSummary>& chats) {
+  if (chats.isEmpty()) return SavedChat{};
   return read(library, chats.front().id);
 }
 

@@ -17,11 +17,11 @@ fkv::Result<qint64> saveQuestion(fkv::DocumentLibrary& library, qint64 documentI
                                  const QList<ChatTurn>& turns);
 // The answer with its stop reason and citations.
 fkv::Status saveAnswer(fkv::DocumentLibrary& library, qint64 chatId, const ChatTurn& answer);
-// The document's most recently updated chat (its user and assistant turns); chatId 0 when it has none.
-fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, qint64 documentId);
-// A chat's user and assistant turns.
-fkv::Result<SavedChat> read(fkv::DocumentLibrary& library, qint64 chatId);
 // The document's chats, most recently updated first.
 fkv::Result<QList<ChatSummary>> list(fkv::DocumentLibrary& library, qint64 documentId);
+// A chat's user and assistant turns.
+fkv::Result<SavedChat> read(fkv::DocumentLibrary& library, qint64 chatId);
+// The most recently updated of `chats` (as list() gives them), read; chatId 0 when there is none.
+fkv::Result<SavedChat> latest(fkv::DocumentLibrary& library, const QList<ChatSummary>& chats);
 
 }  // namespace chat_recorder

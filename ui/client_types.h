@@ -60,8 +60,9 @@ struct ChatSaveTarget {
 struct OpenedDocumentInfo {
   fkv::OpenedDocument doc;
   QSharedPointer<const fkv::DocumentContent> content;  // shared, read-only: text, sections, span map
-  SavedChat chat;     // its most recent chat, read on the worker thread
-  QString chatError;  // why that chat could not be read; empty when it was
+  SavedChat chat;            // its most recent chat, read on the worker thread
+  QList<ChatSummary> chats;  // all its chats, most recent first
+  QString chatError;         // why they could not be read; empty when they were
 };
 
 // Where opening a document stands; the worker sends at most ~20 of these a second (and always a stage's first and

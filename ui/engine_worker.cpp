@@ -148,8 +148,10 @@ void EngineWorker::runOpen(quint64 id, OpenFn&& open) {
   }
   if (opened->id > 0) {
     const fkv::Result<fkv::DocumentLibrary*> lib = library();
-    fkv::Result<SavedChat> chat = lib.ok() ? chat_recorder::latest(**lib, opened->id) : lib.status();
+    fkv::Result<QList<ChatSummary>> chats = lib.ok() ? chat_recorder::list(**lib, opened->id) : lib.status();
+    fkv::Result<SavedChat> chat = chats.ok() ? chat_recorder::latest(**lib, *chats) : chats.status();
     if (chat.ok()) {
+      info.chats = std::move(chats).value();
       info.chat = std::move(chat).value();
     } else {
       info.chatError = tr("The chat could not be read: %1").arg(fromStd(chat.message()));
@@ -158,7 +160,6 @@ void EngineWorker::runOpen(quint64 id, OpenFn&& open) {
   m_documentOpen = true;
   m_openDocumentId = opened->id;
   emit documentOpened(id, info);
-  if (opened->id > 0) emitChats(opened->id);
   emitMemory();
 }
 

@@ -73,7 +73,7 @@ class EngineWorker : public QObject {
   void chatSaveFailed(quint64 id, const QString& message);
   void chatOpened(quint64 id, qint64 documentId, const SavedChat& chat);
   void chatActionFailed(quint64 id, const QString& message);
-  // The document's chats, most recently updated first: after it opens and after each change to its chats.
+  // The document's chats, most recently updated first, after each change to them (documentOpened carries them).
   void chatsListed(qint64 documentId, const QList<ChatSummary>& chats);
   void documentFailed(quint64 id, const QString& message);
   void documentClosed(qint64 documentId);

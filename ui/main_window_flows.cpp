@@ -224,6 +224,7 @@ void MainWindow::onDocumentOpened(const OpenedDocumentInfo& info) {
   const QString title = fromStd(info.doc.title);
   if (m_documentView->content() != info.content) m_documentView->setContent(info.content, title);
   m_chatModel->show(info.doc.id, info.chat);
+  m_chatView->setChats(info.chats, m_chatModel->chatId());
   if (!info.chatError.isEmpty()) showError(info.chatError);
   m_libraryPane->setOpenDocument(info.doc.id);
   setWindowTitle(tr("%1 — FreeKV Desk").arg(title));

@@ -182,7 +182,9 @@ class TestModels : public QObject {
     QVERIFY2(s.ok(), s.message().c_str());
   }
   static void showLatest(fkv::DocumentLibrary& lib, ChatModel& chat, qint64 documentId) {
-    const fkv::Result<SavedChat> saved = chat_recorder::latest(lib, documentId);
+    const fkv::Result<QList<ChatSummary>> chats = chat_recorder::list(lib, documentId);
+    QVERIFY2(chats.ok(), chats.message().c_str());
+    const fkv::Result<SavedChat> saved = chat_recorder::latest(lib, *chats);
     QVERIFY2(saved.ok(), saved.message().c_str());
     chat.show(documentId, *saved);
   }
