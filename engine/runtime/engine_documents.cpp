@@ -69,9 +69,11 @@ Result<DocumentLibrary*> Engine::library() {
 }
 
 // Fills key's document and model ids and finds its snapshot. A writable library records the document and model
-// (the open is remembered); a read-only one is only searched, and a document or model it lacks has no snapshot.
+// (the open is remembered, with its refusal if it is refused); a read-only one is only searched, and a document or
+// model it lacks has no snapshot.
 Result<std::optional<SnapshotRecord>> Engine::Impl::library_snapshot(Library& lib, const IngestedDocument& d,
-                                                                     SnapshotKey& key) {
+                                                                     SnapshotKey& key, const std::string& refusal,
+                                                                     int n_tokens) {
   const int64_t model_bytes = static_cast<int64_t>(model->gguf().file_size());
   if (lib.read_only()) {
     FKV_ASSIGN_OR_RETURN(const std::optional<DocumentInfo> found, lib.find_document_by_hash(content_hash(d)));
@@ -81,7 +83,7 @@ Result<std::optional<SnapshotRecord>> Engine::Impl::library_snapshot(Library& li
     key.model_id = *model_id;
   } else {
     FKV_ASSIGN_OR_RETURN(key.document_id, import_document(lib, d));
-    (void)lib.touch_opened(key.document_id);  // only the list's order
+    (void)lib.touch_opened(key.document_id, refusal, n_tokens);  // the list's order and state only
     FKV_ASSIGN_OR_RETURN(key.model_id,
                          lib.upsert_model(model_fingerprint, model->config().name, model->path(), model_bytes));
   }
@@ -148,7 +150,12 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   info.tokenize_s = seconds_since(t0);
   st.content = document_content(ingested, st.tokens, st.prompt.doc_begin, ctx->params().page_size);
 
-  // 2. The library row and the snapshot key.
+  // 2. The library row and the snapshot key. A refusal is kept on the row (with the count), so the library can say
+  // why the document is not ready.
+  const bool too_long = info.n_tokens >= ctx->n_ctx();
+  const std::string refusal = too_long ? "too long for this model: " + grouped(info.n_tokens) +
+                                             " tokens; the context holds " + grouped(ctx->n_ctx())
+                                       : std::string();
   FKV_ASSIGN_OR_RETURN(Library * lib, open_library());
   std::optional<SnapshotRecord> snap;
   SnapshotKey key;
@@ -156,18 +163,13 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
     key.prompt_format = st.prompt.format_tag;
     key.page_size = ctx->params().page_size;
     key.dtype = kv_type_name(kv_type_of(ctx->params().kv_type));
-    FKV_ASSIGN_OR_RETURN(snap, library_snapshot(*lib, ingested, key));
+    FKV_ASSIGN_OR_RETURN(snap, library_snapshot(*lib, ingested, key, refusal, info.n_tokens));
     info.id = key.document_id;
   }
-  // A refusal is kept on the library row (with the count), so the library can say why the document is not ready.
-  if (info.n_tokens >= ctx->n_ctx()) {
-    if (lib != nullptr)
-      (void)lib->set_refusal(info.id, "too long for this model: " + grouped(info.n_tokens) +
-                                          " tokens; the context holds " + grouped(ctx->n_ctx()), info.n_tokens);
+  if (too_long) {
     return err("'", info.title, "' takes ", grouped(info.n_tokens), " tokens with its prompt; the context holds ",
                grouped(ctx->n_ctx()), " (load the model with a larger context, or open a shorter document)");
   }
-  if (lib != nullptr) (void)lib->set_refusal(info.id, "", -1);  // read-only: the stale note stays, harmless
   if (o.on_content) o.on_content(st.content);
   // 3. Load the snapshot when it is usable.
   const SnapshotMeta meta = snapshot_meta(st.prompt);

@@ -56,7 +56,8 @@ struct Engine::Impl {
   void record_context(std::span<const int32_t> prompt, std::span<const int32_t> generated);
   // engine_documents.cpp
   Result<Library*> open_library();
-  Result<std::optional<SnapshotRecord>> library_snapshot(Library& lib, const IngestedDocument& d, SnapshotKey& key);
+  Result<std::optional<SnapshotRecord>> library_snapshot(Library& lib, const IngestedDocument& d, SnapshotKey& key,
+                                                         const std::string& refusal, int n_tokens);
   Result<OpenedDocument> open_document(IngestedDocument ingested, const DocumentOptions& o, const ProgressCallback& cb);
   Status prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb);
   SnapshotMeta snapshot_meta(const DocumentPrompt& p) const;

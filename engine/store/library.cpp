@@ -352,18 +352,11 @@ Result<std::vector<DocumentSummary>> Library::list_documents() {
   return docs;
 }
 
-Status Library::touch_opened(int64_t id) {
-  auto n = sql::run_changes(*db_, "UPDATE documents SET opened_at = ? WHERE id = ?", now(), id);
+Status Library::touch_opened(int64_t id, const std::string& refusal, int64_t refused_tokens) {
+  auto n = sql::run_changes(*db_, "UPDATE documents SET opened_at = ?, refusal = ?, refused_tokens = ? WHERE id = ?",
+                            now(), refusal, refusal.empty() ? int64_t{-1} : refused_tokens, id);
   if (!n.ok()) return err("touch_opened: ", n.message());
   if (*n == 0) return err("touch_opened: expected a document with id ", id, ", found none");
-  return {};
-}
-
-Status Library::set_refusal(int64_t id, const std::string& refusal, int64_t n_tokens) {
-  auto n = sql::run_changes(*db_, "UPDATE documents SET refusal = ?, refused_tokens = ? WHERE id = ?", refusal,
-                            refusal.empty() ? int64_t{-1} : n_tokens, id);
-  if (!n.ok()) return err("set_refusal: ", n.message());
-  if (*n == 0) return err("set_refusal: expected a document with id ", id, ", found none");
   return {};
 }
 

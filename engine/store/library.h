@@ -106,9 +106,9 @@ class Library {
   Result<std::optional<DocumentInfo>> find_document_by_hash(const std::string& content_hash);
   Result<Document> get_document(int64_t id);
   Result<std::vector<DocumentSummary>> list_documents();  // most recently opened (then added) first
-  // Why the last open of the document was refused, with its token count then; an empty refusal clears both.
-  Status set_refusal(int64_t id, const std::string& refusal, int64_t n_tokens);
-  Status touch_opened(int64_t id);
+  // An open of the document: its time (the list's order), and why it was refused with its token count then; an
+  // empty refusal (an open that goes on) clears an earlier one.
+  Status touch_opened(int64_t id, const std::string& refusal = {}, int64_t refused_tokens = -1);
   Status delete_document(int64_t id);  // with its sections, snapshots (and their files) and chats
 
   // Models, known by fingerprint: a second upsert with the same fingerprint updates name, path and size.
