@@ -282,9 +282,7 @@ Result<GenerateResult> Engine::ask(const std::vector<Message>& turns, const Gene
   for (std::string& s : document_stop_strings(impl_->doc->prompt)) o.stop.push_back(std::move(s));
   if (o.chat_id > 0) impl_->restore_chat(o.chat_id, tokens);
   Context& ctx = *impl_->ctx;
-  Budget budget = ctx.params().budget;
-  budget.page_size = ctx.params().page_size;  // the context's page size wins, as its policies see it
-  CitationTally tally(impl_->observer, ctx.params().policy, budget);
+  CitationTally tally(impl_->observer, ctx.params().policy, ctx.params().budget);  // set_policy set its page size
   ctx.set_observer(&tally);
   Result<GenerateResult> run = impl_->run(tokens, o, on_text);
   ctx.set_observer(impl_->observer);
