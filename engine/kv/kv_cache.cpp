@@ -4,7 +4,7 @@
 #include <cstring>
 #include <numeric>
 
-#include "backend/cpu/quant.h"
+#include "backend/cpu/ops.h"
 #include "core/option_ranges.h"
 
 namespace fkv {
@@ -43,19 +43,6 @@ uint8_t* KvCache::block(int l, int p, int kv, int h) {
   return storage_.get() + page * g_.page_bytes() + (static_cast<size_t>(kv) * g_.n_kv_heads + h) * g_.head_block_bytes();
 }
 
-namespace {
-void store_row(DType t, const float* src, uint8_t* dst, int n) {
-  switch (t) {
-    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
-    case DType::F16: cpu::f32_to_f16_row(src, reinterpret_cast<uint16_t*>(dst), n); break;
-    default: {
-      auto* d = reinterpret_cast<uint16_t*>(dst);
-      for (int i = 0; i < n; ++i) d[i] = cpu::f32_to_bf16(src[i]);
-    }
-  }
-}
-}  // namespace
-
 void KvCache::write(int l, int pos, int n, const float* k, const float* v) {
   const int hd = g_.head_dim;
   const size_t row = static_cast<size_t>(hd) * g_.elem_bytes();
@@ -64,8 +51,8 @@ void KvCache::write(int l, int pos, int n, const float* k, const float* v) {
     const int slot = (pos + i) % g_.page_size;
     for (int h = 0; h < g_.n_kv_heads; ++h) {
       const size_t src = (static_cast<size_t>(i) * g_.n_kv_heads + h) * hd;
-      store_row(g_.dtype, k + src, k_block(l, p, h) + slot * row, hd);
-      store_row(g_.dtype, v + src, v_block(l, p, h) + slot * row, hd);
+      cpu::store_kv_row(g_.dtype, k + src, k_block(l, p, h) + slot * row, hd);
+      cpu::store_kv_row(g_.dtype, v + src, v_block(l, p, h) + slot * row, hd);
     }
   }
 }

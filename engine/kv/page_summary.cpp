@@ -13,24 +13,21 @@ Status PageSummaries::init(const KvGeometry& g, int n_pages_cap) {
   FKV_TRY(g.validate());
   g_ = g;
   n_pages_cap_ = n_pages_cap;
-  data_.assign(static_cast<size_t>(g.n_layers) * n_pages_cap * g.n_kv_heads * 2 * g.head_dim, 0.f);
+  size_ = static_cast<size_t>(g.n_layers) * n_pages_cap * g.n_kv_heads * 2 * g.head_dim;
+  data_.reset(new (std::nothrow) float[size_]);
+  if (!data_) {
+    const size_t mib = size_ * sizeof(float) / (1 << 20);
+    size_ = 0;
+    return err("cannot reserve ", mib, " MiB for the page summaries of ", n_pages_cap, " pages");
+  }
   n_built_.assign(static_cast<size_t>(g.n_layers), 0);
   return {};
 }
 
 void PageSummaries::reset() { std::fill(n_built_.begin(), n_built_.end(), 0); }
 
-namespace {
-float load(DType t, const uint8_t* row, int i) {
-  switch (t) {
-    case DType::F32: return reinterpret_cast<const float*>(row)[i];
-    case DType::F16: return cpu::f16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
-    default: return cpu::bf16_to_f32(reinterpret_cast<const uint16_t*>(row)[i]);
-  }
-}
-}  // namespace
 
-void PageSummaries::build(int l, int p, const KvCache& cache) {
+void PageSummaries::build(int l, int p, const KvCache& cache, const float* cos_sin, bool neox) {
   const int hd = g_.head_dim;
   const int len = g_.page_size;  // only sealed (full) pages are summarised
   const size_t row = static_cast<size_t>(hd) * g_.elem_bytes();
@@ -40,12 +37,16 @@ void PageSummaries::build(int l, int p, const KvCache& cache) {
     std::fill(mn, mn + hd, std::numeric_limits<float>::infinity());
     std::fill(mx, mx + hd, -std::numeric_limits<float>::infinity());
     const uint8_t* k = cache.k_block(l, p, h);
-    for (int j = 0; j < len; ++j)
+    float key[cpu::kMaxHeadDim];
+    for (int j = 0; j < len; ++j) {
+      // The stored (rounded) key, so the bound holds exactly for what attention reads.
+      cpu::load_kv_row(g_.dtype, k + j * row, key, hd);
+      if (cos_sin != nullptr) cpu::rope_head(key, cos_sin, hd, neox);
       for (int c = 0; c < hd; ++c) {
-        const float v = load(g_.dtype, k + j * row, c);  // the stored (rounded) key, so the bound holds exactly
-        mn[c] = std::min(mn[c], v);
-        mx[c] = std::max(mx[c], v);
+        mn[c] = std::min(mn[c], key[c]);
+        mx[c] = std::max(mx[c], key[c]);
       }
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "fkv/status.h"
@@ -15,8 +16,10 @@ class PageSummaries {
  public:
   Status init(const KvGeometry& g, int n_pages_cap);
 
-  // Summarises sealed (full) page p of layer l from the keys stored in `cache`.
-  void build(int l, int p, const KvCache& cache);
+  // Summarises sealed (full) page p of layer l from the keys stored in `cache`. With `cos_sin` ((head_dim / 2, 2), as
+  // cpu::rope_head takes it), each key is first rotated by it: context memory keeps its pages' keys rotated back to
+  // their page's start (runtime/context_memory.h).
+  void build(int l, int p, const KvCache& cache, const float* cos_sin = nullptr, bool neox = false);
   // Pages [0, n) of layer l have summaries; pages are sealed in order, so one count per layer suffices.
   int n_built(int l) const { return n_built_[static_cast<size_t>(l)]; }
   void set_n_built(int l, int n) { n_built_[static_cast<size_t>(l)] = n; }
@@ -38,15 +41,18 @@ class PageSummaries {
   // page_stride() floats later, so a run of pages is one contiguous range: a snapshot restores it with one copy.
   float* minmax(int l, int p, int h) { return const_cast<float*>(at(l, p, h)); }
 
-  size_t bytes() const { return data_.size() * sizeof(float); }
+  size_t bytes() const { return size_ * sizeof(float); }
 
  private:
   const float* at(int l, int p, int h) const {
-    return data_.data() + ((static_cast<size_t>(l) * n_pages_cap_ + p) * g_.n_kv_heads + h) * 2 * g_.head_dim;
+    return data_.get() + ((static_cast<size_t>(l) * n_pages_cap_ + p) * g_.n_kv_heads + h) * 2 * g_.head_dim;
   }
   KvGeometry g_;
   int n_pages_cap_ = 0;
-  std::vector<float> data_;     // (n_layers, n_pages_cap, n_kv_heads, 2 (min, max), head_dim)
+  // (n_layers, n_pages_cap, n_kv_heads, 2 (min, max), head_dim). Left uninitialised, like the KV cache: only built
+  // pages are read, so a context sized for a book touches the summaries of the pages it holds.
+  std::unique_ptr<float[]> data_;
+  size_t size_ = 0;
   std::vector<int> n_built_;    // (n_layers)
 };
 

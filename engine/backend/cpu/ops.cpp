@@ -42,6 +42,28 @@ void rope_head(float* x, const float* cos_sin, int head_dim, bool neox) {
   }
 }
 
+void load_kv_row(DType t, const uint8_t* src, float* dst, int n) {
+  switch (t) {
+    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
+    case DType::F16: f16_to_f32_row(reinterpret_cast<const uint16_t*>(src), dst, n); break;
+    default: {
+      const auto* s = reinterpret_cast<const uint16_t*>(src);
+      for (int i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+    }
+  }
+}
+
+void store_kv_row(DType t, const float* src, uint8_t* dst, int n) {
+  switch (t) {
+    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
+    case DType::F16: f32_to_f16_row(src, reinterpret_cast<uint16_t*>(dst), n); break;
+    default: {
+      auto* d = reinterpret_cast<uint16_t*>(dst);
+      for (int i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
+    }
+  }
+}
+
 namespace {
 
 float load(DType t, const uint8_t* row, int i) {

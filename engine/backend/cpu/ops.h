@@ -19,6 +19,11 @@ void gelu_mul(const float* g, float* x, int64_t n);
 // cos_sin: (head_dim / 2, 2) precomputed for this position (times the model's RoPE magnitude, 1 unless YaRN).
 void rope_head(float* x, const float* cos_sin, int head_dim, bool neox);
 
+// One KV row (n elements) in the cache's element type (F16, BF16 or F32) to floats and back (F16 and BF16 round to
+// nearest even).
+void load_kv_row(DType t, const uint8_t* src, float* dst, int n);
+void store_kv_row(DType t, const float* src, uint8_t* dst, int n);
+
 // One page of keys and values of one KV head: (len, head_dim) rows in the cache's element type, at positions pos0...
 struct AttnPage {
   const uint8_t* k = nullptr;  // (len, head_dim)
