@@ -14,11 +14,18 @@
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
 #include "kv/policy.h"
+#include "kv/virtual_layout.h"
 #include "model/rope.h"
 #include "runtime/gpu_context.h"
 #include "store/kv_snapshot.h"
 
 namespace fkv {
+
+namespace {
+constexpr const char* kMemoryNeedsRetrieval =
+    "policy full attends every token at its true distance, and this context reaches past the model's trained window: "
+    "choose a policy that retrieves (freekv, quest, arkvale) or streaming";
+}  // namespace
 
 Status ContextParams::validate() const {
   if (n_ctx < 1 || n_ctx > (1 << 24)) return err("context size must be 1..16777216 tokens, found ", n_ctx);
@@ -27,6 +34,8 @@ Status ContextParams::validate() const {
   FKV_TRY(check_threads(n_threads));
   if (kv_type != DType::F16 && kv_type != DType::BF16 && kv_type != DType::F32)
     return err("KV cache type must be F16, BF16 or F32, found ", dtype_name(kv_type));
+  if (context_memory && policy == Policy::full) return err(kMemoryNeedsRetrieval);
+  if (context_memory && backend == Backend::cuda) return err("context memory needs the CPU backend");
   return check_device(device);
 }
 
@@ -45,6 +54,20 @@ struct Context::Impl {
   std::unique_ptr<AttentionPolicy> exact;   // dense prefill: every page
   std::unique_ptr<AttentionPolicy> prefill_selector;  // retrieval prefill: quest over the prefill budget
   std::vector<float> q_mean;                          // (n_heads, head_dim) a chunk's mean query
+
+  // Context memory (ContextParams::context_memory).
+  bool memory = false;
+  std::vector<float> q_pre;          // (n_batch, n_heads, head_dim) queries before RoPE
+  std::vector<float> q_frame;        // (n_heads, head_dim) the selection's query, rotated to the scoring distance
+  std::vector<float> cs_score_prefill;  // (head_dim / 2, 2) rotation to the prefill budget's local window length
+  std::vector<float> cs_score_decode;   // same for the decode budget
+  std::vector<uint8_t> moved_k;      // (n_kv_heads, max_moved, page_size, head_dim) keys of moved pages, rotated
+  int max_moved = 0;                 // pages a head can move: sinks + retrieved of the larger budget
+  struct MovedPage {
+    int head, entry, shift;
+  };
+  std::vector<MovedPage> moved;      // this layer's pages to rotate
+  std::vector<int> shifts;           // scratch of kv/virtual_layout.h
   PageSelection selection;
   RetrievalStats stats;
   TelemetryObserver* observer = nullptr;
@@ -83,6 +106,9 @@ struct Context::Impl {
   void gather_pages(int kv_head, int n_tokens, cpu::AttnPage* out);
   void record(int il, const SelectCounters& sc);
   void summarise_sealed(int il, int n_tokens);
+  void set_memory_budgets();
+  void frame_query(int n, bool prefill);
+  void move_pages(int n_pages, const Budget& b, int n_pages_cap);
 
   // What a policy sees of this context; the context's page size wins over the budget's.
   PolicyContext policy_context(const Budget& budget, float tau) const {
@@ -135,8 +161,14 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   KvGeometry g{c.n_layers, c.n_kv_heads, c.head_dim, params.page_size, params.kv_type};
   FKV_ASSIGN_OR_RETURN(s.cache, KvCache::create(g, params.n_ctx));
   FKV_TRY(s.summaries.init(g, s.cache.capacity_tokens() / params.page_size));
+  s.memory = params.context_memory;
+  if (s.memory) {
+    s.q_pre.resize(static_cast<size_t>(s.params.n_batch) * c.n_embd_q());
+    s.q_frame.resize(static_cast<size_t>(c.n_embd_q()));
+    s.params.prefill = Prefill::retrieval;  // a dense prompt would see distances past the trained window
+  }
   FKV_ASSIGN_OR_RETURN(s.exact, make_policy(Policy::full, s.policy_context(params.budget, params.correction_tau)));
-  if (params.prefill == Prefill::retrieval) {
+  if (s.params.prefill == Prefill::retrieval) {
     // Whole pages; the recent window holds the local window, the chunk and the page the chunk starts inside.
     const int ps = params.page_size;
     const auto pages_of = [ps](int tokens) { return (tokens + ps - 1) / ps * ps; };
@@ -157,6 +189,7 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   s.inv_freq_local = rope_inv_freq(c, rf, c.rope_base_local, !gemma);
   s.rope_scale_global = rope_mscale(c, true);
   s.rope_scale_local = rope_mscale(c, !gemma);
+  if (s.memory) s.set_memory_budgets();
 
   const size_t nb = static_cast<size_t>(s.params.n_batch);
   s.x.resize(nb * c.n_embd);
@@ -230,12 +263,14 @@ Status Context::set_policy(Policy policy, const Budget& budget, float correction
                "' needs the CPU backend: the CUDA backend attends to every page (policy full)");
   }
   if (s.gpu) return {};
+  if (s.memory && policy == Policy::full) return err(kMemoryNeedsRetrieval);
   const PolicyContext pc = s.policy_context(budget, correction_tau);
   FKV_ASSIGN_OR_RETURN(s.policy, make_policy(policy, pc));
   s.params.policy = policy;
   s.params.budget = pc.budget;
   s.params.correction_tau = correction_tau;
   s.stats = RetrievalStats{};
+  if (s.memory && !s.inv_freq_global.empty()) s.set_memory_budgets();
   return {};
 }
 void Context::set_observer(TelemetryObserver* observer) { impl_->observer = observer; }
@@ -279,6 +314,12 @@ void Context::Impl::fill_rope(const std::vector<float>& inv_freq, float scale, i
   const size_t half = inv_freq.size();
   for (int t = 0; t < n; ++t)
     for (size_t i = 0; i < half; ++i) {
+      if (memory) {  // positions past 2^20 need double-precision angles (kv/virtual_layout.h)
+        const double a = static_cast<double>(pos0 + t) * static_cast<double>(inv_freq[i]);
+        cos_sin[(t * half + i) * 2] = static_cast<float>(std::cos(a)) * scale;
+        cos_sin[(t * half + i) * 2 + 1] = static_cast<float>(std::sin(a)) * scale;
+        continue;
+      }
       const float a = static_cast<float>(pos0 + t) * inv_freq[i];
       cos_sin[(t * half + i) * 2] = std::cos(a) * scale;
       cos_sin[(t * half + i) * 2 + 1] = std::sin(a) * scale;
@@ -299,10 +340,100 @@ void Context::Impl::gather_pages(int kv_head, int n_tokens, cpu::AttnPage* out) 
 }
 
 // Builds the summaries of layer il's pages that filled up, now that their keys are stored.
+// Under context memory a page's summary is of its keys rotated back to the page's start (frame_query scores it).
 void Context::Impl::summarise_sealed(int il, int n_tokens) {
   const int sealed = n_tokens / params.page_size;
-  for (int p = summaries.n_built(il); p < sealed; ++p) summaries.build(il, p, cache);
+  float cs[cpu::kMaxHeadDim];
+  const bool neox = model->config().rope_style == RopeStyle::Neox;
+  for (int p = summaries.n_built(il); p < sealed; ++p) {
+    if (!memory) {
+      summaries.build(il, p, cache);
+      continue;
+    }
+    rotation_by(inv_freq_global, -static_cast<int64_t>(p) * params.page_size, cs);
+    summaries.build(il, p, cache, cs, neox);
+  }
   summaries.set_n_built(il, sealed);
+}
+
+// Context memory's scoring distances and the room for moved pages, from the prefill and decode budgets.
+void Context::Impl::set_memory_budgets() {
+  const ModelConfig& c = model->config();
+  const size_t half = static_cast<size_t>(c.head_dim) / 2;
+  cs_score_prefill.resize(2 * half);
+  cs_score_decode.resize(2 * half);
+  rotation_by(inv_freq_global, params.prefill_budget.recent_tokens, cs_score_prefill.data());
+  rotation_by(inv_freq_global, params.budget.recent_tokens, cs_score_decode.data());
+  const auto movable = [](const Budget& b) { return b.sink_pages() + b.retrieved_pages(); };
+  max_moved = std::max(movable(params.prefill_budget), movable(params.budget));
+  const size_t page = static_cast<size_t>(params.page_size) * c.head_dim * row_bytes(params.kv_type, 1);
+  moved_k.resize(static_cast<size_t>(c.n_kv_heads) * max_moved * page);
+  moved.reserve(static_cast<size_t>(c.n_kv_heads) * max_moved);
+  shifts.reserve(pages.size());
+}
+
+// The selection's query under context memory: the chunk's mean query before RoPE (one token's when decoding), rotated
+// to the budget's local window length, so every page is scored at a distance the model was trained on.
+void Context::Impl::frame_query(int n, bool prefill) {
+  const ModelConfig& c = model->config();
+  const size_t width = static_cast<size_t>(c.n_embd_q());
+  std::fill(q_frame.begin(), q_frame.end(), 0.f);
+  for (int t = 0; t < n; ++t)
+    for (size_t i = 0; i < width; ++i) q_frame[i] += q_pre[static_cast<size_t>(t) * width + i];
+  const float inv = 1.f / static_cast<float>(n);
+  for (float& v : q_frame) v *= inv;
+  const float* cs = prefill ? cs_score_prefill.data() : cs_score_decode.data();
+  const bool neox = c.rope_style == RopeStyle::Neox;
+  for (int h = 0; h < c.n_heads; ++h) cpu::rope_head(&q_frame[static_cast<size_t>(h) * c.head_dim], cs, c.head_dim, neox);
+}
+
+// Context memory: the selected pages before the local window are attended as if they lay right before it
+// (kv/virtual_layout.h). Their stored keys are rotated by the shift into moved_k and the page views point there.
+void Context::Impl::move_pages(int n_pages, const Budget& b, int n_pages_cap) {
+  const ModelConfig& c = model->config();
+  const int local_begin = local_window_begin(n_pages, b.sink_pages(), b.recent_pages());
+  moved.clear();
+  for (int h = 0; h < c.n_kv_heads; ++h) {
+    const int e0 = selection.indptr[static_cast<size_t>(h)];
+    const int e1 = selection.indptr[static_cast<size_t>(h) + 1];
+    const int m = virtual_shifts({selection.indices.data() + e0, static_cast<size_t>(e1 - e0)}, local_begin, shifts);
+    for (int j = 0; j < m; ++j) {
+      const int shift = shifts[static_cast<size_t>(j)];
+      // A selection that moves pages holds at most the budget's sinks and retrieved pages before the local window.
+      if (shift != 0 && j < max_moved) moved.push_back({h, j, shift});
+    }
+  }
+  if (moved.empty()) return;
+  const size_t row = static_cast<size_t>(c.head_dim) * row_bytes(params.kv_type, 1);
+  const size_t page_bytes = row * params.page_size;
+  for (const MovedPage& mp : moved)
+    pages[static_cast<size_t>(mp.head) * n_pages_cap + mp.entry].k =
+        moved_k.data() + (static_cast<size_t>(mp.head) * max_moved + mp.entry) * page_bytes;
+  struct Job {
+    Impl* s;
+    int n_pages_cap;
+    size_t row;
+  } job{this, n_pages_cap, row};
+  pool->parallel_for(static_cast<int64_t>(moved.size()), 1, [jp = &job](int64_t begin, int64_t end) {
+    Impl& s = *jp->s;
+    const ModelConfig& c = s.model->config();
+    const int hd = c.head_dim;
+    const bool neox = c.rope_style == RopeStyle::Neox;
+    float cs[cpu::kMaxHeadDim];
+    float key[cpu::kMaxHeadDim];
+    for (int64_t i = begin; i < end; ++i) {
+      const MovedPage& mp = s.moved[static_cast<size_t>(i)];
+      const size_t e = static_cast<size_t>(s.selection.indptr[static_cast<size_t>(mp.head)] + mp.entry);
+      const uint8_t* src = s.selection.k_blocks[e];
+      auto* dst = const_cast<uint8_t*>(s.pages[static_cast<size_t>(mp.head) * jp->n_pages_cap + mp.entry].k);
+      rotation_by(s.inv_freq_global, static_cast<int64_t>(mp.shift) * s.params.page_size, cs);
+      for (int j = 0; j < s.params.page_size; ++j) {
+        cpu::load_kv_row(s.params.kv_type, src + j * jp->row, key, hd);
+        cpu::rope_head(key, cs, hd, neox);
+        cpu::store_kv_row(s.params.kv_type, key, dst + j * jp->row, hd);
+      }
+    }
+  });
 }
 
 // Counts a decode step's selection in the running totals and hands it to the observer, if any.
@@ -338,20 +469,28 @@ void Context::Impl::attention_layer(int il, int pos0, int n) {
   const int first_page = window > 0 ? std::max(0, pos0 - window + 1) / params.page_size : 0;
   SelectionQuery query{il, c.n_kv_heads, c.group_size(), c.head_dim, pos0, n_pages, first_page, local, q.data()};
   SelectCounters sc;
+  const bool memory_layer = memory && !local;
+  if (memory_layer) {
+    frame_query(n, n > 1);
+    query.q = q_frame.data();
+  }
   if (n > 1 && prefill_selector && !local) {
     // The chunk's tokens share one selection, made with their mean query at the chunk's last position.
-    const size_t width = static_cast<size_t>(c.n_heads) * c.head_dim;
-    q_mean.assign(width, 0.f);
-    for (int t = 0; t < n; ++t)
-      for (size_t i = 0; i < width; ++i) q_mean[i] += q[static_cast<size_t>(t) * width + i];
-    for (float& v : q_mean) v /= static_cast<float>(n);
+    if (!memory_layer) {
+      const size_t width = static_cast<size_t>(c.n_heads) * c.head_dim;
+      q_mean.assign(width, 0.f);
+      for (int t = 0; t < n; ++t)
+        for (size_t i = 0; i < width; ++i) q_mean[i] += q[static_cast<size_t>(t) * width + i];
+      for (float& v : q_mean) v /= static_cast<float>(n);
+      query.q = q_mean.data();
+    }
     query.pos = pos0 + n - 1;
-    query.q = q_mean.data();
     prefill_selector->select(query, selection, sc);
   } else {
     (n == 1 ? policy : exact)->select(query, selection, sc);
   }
   for (int h = 0; h < c.n_kv_heads; ++h) gather_pages(h, n_tokens, pages.data() + h * n_pages_cap);
+  if (memory_layer) move_pages(n_pages, n > 1 ? params.prefill_budget : params.budget, n_pages_cap);
   if (n == 1) record(il, sc);
 
   if (n == 1) {
@@ -470,6 +609,7 @@ void Context::Impl::forward(const int32_t* tokens, int n, LogitsMode mode, float
       for (int h = 0; h < c.n_heads; ++h) {
         float* qh = &q[(static_cast<size_t>(t) * c.n_heads + h) * hd];
         if (L.q_norm != nullptr) cpu::rms_norm(qh, L.q_norm, qh, hd, c.norm_eps);
+        if (memory) std::copy(qh, qh + hd, &q_pre[(static_cast<size_t>(t) * c.n_heads + h) * hd]);
         cpu::rope_head(qh, cs, hd, neox);
       }
       for (int h = 0; h < c.n_kv_heads; ++h) {

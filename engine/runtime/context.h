@@ -44,6 +44,12 @@ struct ContextParams {
   // Sliding-window layers stay exact (their window is the budget).
   Prefill prefill = Prefill::dense;
   Budget prefill_budget = default_prefill_budget();
+  // Context memory, for contexts past the model's trained window (kv/virtual_layout.h): every global-layer attention
+  // (prefill chunk and decode step) attends sinks + retrieved pages + local window laid side by side, so the distances
+  // it sees stay within the budget; pages are scored as if each sat the local window's length before the query, so
+  // the page summaries (and those a KV snapshot holds) are of keys rotated back to their page's start. Prompts take
+  // the retrieval prefill; the decode policy must select (not full). Off, the context is exact as before.
+  bool context_memory = false;
   Budget budget;                  // sink + recent + retrieved tokens; page_size above wins over budget.page_size
   float correction_tau = 0.9f;    // freekv: KV heads whose group-mean query cosine is below this are corrected
   // freekv: where the speculative selection and recall for the next step run. Same selections and logits; on the
