@@ -293,7 +293,9 @@ QWidget* SettingsDialog::buildModelGroup() {
   m_ctx->setRange(0, 1 << 20);
   m_ctx->setSingleStep(1024);
   m_ctx->setSuffix(tr(" tokens"));
-  m_ctx->setSpecialValueText(tr("the model's own (up to 32k)"));
+  m_ctx->setSpecialValueText(tr("automatic"));
+  m_ctx->setToolTip(tr("Automatic: the model's own context (up to 32k tokens), grown for a longer document: up to "
+                       "1M tokens, past the model's own context by reading it as context memory."));
   form->addRow(tr("&Context size:"), m_ctx);
   m_kvType = new QComboBox(box);
   m_kvType->addItems(DeskSettings::kvTypes());

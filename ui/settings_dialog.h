@@ -22,7 +22,7 @@ class QSpinBox;
 struct DeskSettings {
   QString modelPath;
   int nThreads = 0;  // 0: defaultThreads()
-  int nCtx = 0;      // 0: the model's training context, up to 32k tokens
+  int nCtx = 0;      // 0: automatic: the model's training context (up to 32k tokens), grown for a longer document
   int pageSize = 32;
   // Named settings as the settings file spells them; fkv's parse_* reads them and validate() reports a bad one.
   QString kvType = QStringLiteral("f16");

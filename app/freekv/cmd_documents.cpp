@@ -210,10 +210,10 @@ fkv::Status read_ask_retrieval(const ParsedArgs& a, fkv::ModelOptions& m) {
 }
 
 // ask reads long documents, so its context is not the shared 4096 default (run_ask_impl leaves it to the model).
-static_assert(fkv::kAutoContextMax == 32768, "kAskContextHelp states the limit");
+static_assert(fkv::kAutoContextMax == 32768 && fkv::kMaxDocumentTokens == 1048576, "kAskContextHelp states the limits");
 constexpr std::string_view kAskContextHelp =
-    "context size in tokens (default: the model's training context, at most 32768; the document and the question "
-    "must fit)";
+    "context size in tokens (default: the model's training context, at most 32768, grown for a longer document up "
+    "to 1048576 tokens, past the training context with context memory; a size given here must hold the document)";
 
 std::vector<OptionSpec> ask_options() {
   std::vector<OptionSpec> out(std::begin(kAskOwnOptions), std::end(kAskOwnOptions));
@@ -357,6 +357,9 @@ int run_ask_impl(const ParsedArgs& a) {
   }
   JsonWriter j;
   j.begin_object().key("model").value(ro->model_path).key("load_model_s").value(load_model_s);
+  const fkv::ModelInfo info = (*engine)->model_info();
+  j.key("n_ctx").value(info.n_ctx).key("n_ctx_train").value(info.n_ctx_train);
+  j.key("context_memory").value(info.context_memory);
   write_opened_json(j, *opened);
   j.key("question").value(question).key("answer").value(r->text);
   j.key("stop_reason").value(fkv::stop_reason_name(r->stop_reason));

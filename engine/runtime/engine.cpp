@@ -159,6 +159,8 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
     cp.n_ctx = (cp.n_ctx + cp.page_size - 1) / cp.page_size * cp.page_size;
   }
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<Context> ctx, Context::create(*model, cp));
+  impl_->base_params = cp;
+  impl_->auto_ctx = options.n_ctx == 0;
   std::string template_error;
   if (!tmpl) {
     Result<ChatTemplate> detected = detect_chat_template(model->gguf());
@@ -201,6 +203,7 @@ ModelInfo Engine::model_info() const {
   info.n_vocab = c.n_vocab;
   info.n_ctx_train = c.n_ctx_train;
   info.n_ctx = impl_->ctx->n_ctx();
+  info.context_memory = impl_->ctx->params().context_memory;
   info.chat_template = impl_->chat_template ? chat_template_name(*impl_->chat_template) : "unknown";
   info.file_bytes = m.gguf().file_size();
   info.weight_bytes = m.weight_bytes();
@@ -246,7 +249,11 @@ Status Engine::set_retrieval(const RetrievalOptions& options) {
   FKV_TRY(impl_->check_loaded());
   ContextParams cp = impl_->ctx->params();
   FKV_TRY(apply_retrieval(options, cp));
-  return impl_->ctx->set_policy(cp.policy, cp.budget, cp.correction_tau);
+  FKV_TRY(impl_->ctx->set_policy(cp.policy, cp.budget, cp.correction_tau));
+  impl_->base_params.policy = cp.policy;
+  impl_->base_params.budget = cp.budget;
+  impl_->base_params.correction_tau = cp.correction_tau;
+  return {};
 }
 
 void Engine::set_observer(TelemetryObserver* observer) {

@@ -98,6 +98,38 @@ SnapshotMeta Engine::Impl::snapshot_meta(const DocumentPrompt& p) const {
   return m;
 }
 
+namespace {
+// Room an automatic context keeps past a document's prompt for the questions and answers of a chat about it.
+constexpr int kChatRoom = 8192;
+}  // namespace
+
+// An automatic context (ModelOptions::n_ctx 0) takes the size it was loaded with for a document that fits in it, and
+// grows for a longer one: past the model's trained window with context memory. A fixed size is left as it is.
+Status Engine::Impl::fit_context(const std::string& title, int n_tokens) {
+  if (!auto_ctx || ctx->backend().kind == Backend::cuda) return {};
+  if (n_tokens > kMaxDocumentTokens) {
+    return err("'", title, "' takes ", grouped(n_tokens), " tokens with its prompt; documents open up to ",
+               grouped(kMaxDocumentTokens), " tokens");
+  }
+  ContextParams cp = base_params;
+  if (n_tokens >= base_params.n_ctx) {
+    const int ps = cp.page_size;
+    cp.n_ctx = std::min(kMaxDocumentTokens + kChatRoom, (n_tokens + kChatRoom + ps - 1) / ps * ps);
+    const int train = model->config().n_ctx_train;
+    cp.context_memory = train > 0 && cp.n_ctx > train;
+  }
+  if (cp.n_ctx == ctx->n_ctx() && cp.context_memory == ctx->params().context_memory) return {};
+  Result<std::unique_ptr<Context>> grown = Context::create(*model, cp);
+  if (!grown.ok()) {
+    return err("'", title, "' takes ", grouped(n_tokens), " tokens with its prompt, past the model's trained window of ",
+               grouped(model->config().n_ctx_train), ": ", grown.message());
+  }
+  ctx = std::move(grown).value();
+  ctx->set_observer(observer);
+  ctx_tokens.clear();
+  return {};
+}
+
 // Prefill in chunks so that progress is reported and a cancel lands within one chunk.
 Status Engine::Impl::prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb) {
   ctx->reset();
@@ -152,9 +184,13 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
 
   // 2. The library row and the snapshot key. A refusal is kept on the row (with the count), so the library can say
   // why the document is not ready.
-  const bool too_long = info.n_tokens >= ctx->n_ctx();
+  const Status fitted = fit_context(info.title, info.n_tokens);
+  // Context memory's KV has summaries of another kind (runtime/context.h): its snapshots are apart from dense ones.
+  if (fitted.ok() && ctx->params().context_memory) st.prompt.format_tag += "-memory";
+  const bool too_long = !fitted.ok() || info.n_tokens >= ctx->n_ctx();
+  const int cap = info.n_tokens > kMaxDocumentTokens ? kMaxDocumentTokens : ctx->n_ctx();
   const std::string refusal = too_long ? "too long for this model: " + grouped(info.n_tokens) +
-                                             " tokens; the context holds " + grouped(ctx->n_ctx())
+                                             " tokens; the context holds " + grouped(cap)
                                        : std::string();
   FKV_ASSIGN_OR_RETURN(Library * lib, open_library());
   std::optional<SnapshotRecord> snap;
@@ -166,6 +202,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
     FKV_ASSIGN_OR_RETURN(snap, library_snapshot(*lib, ingested, key, refusal, info.n_tokens));
     info.id = key.document_id;
   }
+  if (!fitted.ok()) return fitted;
   if (too_long) {
     return err("'", info.title, "' takes ", grouped(info.n_tokens), " tokens with its prompt; the context holds ",
                grouped(ctx->n_ctx()), " (load the model with a larger context, or open a shorter document)");

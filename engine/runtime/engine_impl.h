@@ -34,6 +34,9 @@ struct OpenDocumentState {
 struct Engine::Impl {
   std::unique_ptr<Model> model;
   std::unique_ptr<Context> ctx;
+  // The context as loaded; with auto_ctx (ModelOptions::n_ctx 0) fit_context() grows it for a longer document.
+  ContextParams base_params;
+  bool auto_ctx = false;
   std::optional<ChatTemplate> chat_template;
   std::string template_error;       // why chat_template is empty
   std::vector<int32_t> ctx_tokens;  // (ctx->n_past()) the tokens in the context, in order
@@ -59,6 +62,7 @@ struct Engine::Impl {
   Result<std::optional<SnapshotRecord>> library_snapshot(Library& lib, const IngestedDocument& d, SnapshotKey& key,
                                                          const std::string& refusal, int n_tokens);
   Result<OpenedDocument> open_document(IngestedDocument ingested, const DocumentOptions& o, const ProgressCallback& cb);
+  Status fit_context(const std::string& title, int n_tokens);
   Status prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb);
   SnapshotMeta snapshot_meta(const DocumentPrompt& p) const;
   // engine_chats.cpp: a chat's KV as an extension of the document's snapshot.

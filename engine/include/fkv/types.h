@@ -68,10 +68,14 @@ struct RetrievalOptions {
 };
 
 inline constexpr int kAutoContextMax = 32768;
+// The longest document prompt an automatic context grows to (context memory past the model's trained window).
+inline constexpr int kMaxDocumentTokens = 1 << 20;
 
 struct ModelOptions {
   // Tokens the context holds; more than the model's training context is allowed. 0: the training context, at most
-  // kAutoContextMax (the KV cache reserves address space for all of it but only touches what is used).
+  // kAutoContextMax (the KV cache reserves address space for all of it but only touches what is used), grown for a
+  // longer document up to kMaxDocumentTokens: past the trained window with context memory (retrieval prefill, and
+  // attention over sinks + retrieved pages + local window at distances the model was trained on).
   int n_ctx = 4096;
   int n_threads = 0;            // compute threads; 0: the machine's hardware threads
   int page_size = 32;           // tokens per KV page
@@ -102,7 +106,8 @@ struct ModelInfo {
   int n_ff = 0;
   int n_vocab = 0;
   int n_ctx_train = 0;
-  int n_ctx = 0;                    // the context this load uses
+  int n_ctx = 0;                    // the context this load uses (an automatic one grows for a long document)
+  bool context_memory = false;      // the context reaches past n_ctx_train: attention reads it as context memory
   std::string chat_template;        // the family in use, or "unknown"
   uint64_t file_bytes = 0;          // size of the GGUF
   uint64_t weight_bytes = 0;        // weights read per decoded token
