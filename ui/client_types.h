@@ -113,6 +113,8 @@ struct TelemetryFrame {
 struct MemoryUse {
   int nCtx = 0;
   int nTokens = 0;
+  int nCtxTrain = 0;
+  bool contextMemory = false;  // the context reaches past the model's trained window (nCtxTrain)
   quint64 deviceBytes = 0;
   quint64 hostBytes = 0;
   quint64 diskBytes = 0;  // page files in the library

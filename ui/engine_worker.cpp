@@ -350,6 +350,8 @@ void EngineWorker::emitMemory(bool withDisk) {
   MemoryUse m;
   m.nCtx = s.n_ctx;
   m.nTokens = s.n_tokens;
+  m.nCtxTrain = s.n_ctx_train;
+  m.contextMemory = s.context_memory;
   m.deviceBytes = s.kv_device_bytes;
   m.hostBytes = s.kv_host_bytes;
   if (!m_libraryPath.isEmpty() && withDisk) {

@@ -106,6 +106,10 @@ QString MemoryPanel::rowText(Tier tier) const {
   switch (tier) {
     case Tier::Context:
       if (m_memory.nCtx <= 0) return tr("Context: no model loaded");
+      if (m_memory.contextMemory) {
+        return tr("Context: %1 of %2 tokens, as context memory past the model's %3")
+            .arg(locale.toString(m_memory.nTokens), locale.toString(m_memory.nCtx), locale.toString(m_memory.nCtxTrain));
+      }
       return tr("Context: %1 of %2 tokens").arg(locale.toString(m_memory.nTokens), locale.toString(m_memory.nCtx));
     case Tier::Device:
       if (!hasDeviceTier()) return tr("Device: none (CPU backend)");

@@ -36,6 +36,9 @@ constexpr OptionSpec kModelOptions[] = {
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
     kPrefillOption,
+    {"--rope-scaling", "", "NAME", "RoPE scaling instead of the file's: none, linear or yarn (default: the file's)"},
+    {"--rope-scale", "", "F", "linear or YaRN factor, e.g. 4 for Qwen2.5's 131072 tokens over 32768"},
+    {"--rope-orig-ctx", "", "N", "YaRN: the context trained before scaling (default: the file's training context)"},
     {"--template", "", "NAME", "chat template: llama2, llama3, mistral, chatml, gemma, deepseek-r1 (default: detect)"},
     {"--system", "", "TEXT", "system prompt"},
     {"--backend", "", "NAME", "cpu, cuda (dense attention on the GPU) or auto (cuda where it can run) (default cpu)"},
@@ -96,6 +99,10 @@ fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
   FKV_ASSIGN_OR_RETURN(o.model.n_threads, int_option(a, "--threads", 0, 0, 1024));
   FKV_ASSIGN_OR_RETURN(o.model.kv_type, named_option(a, "--kv-type", fkv::KvType::f16, fkv::parse_kv_type));
   FKV_ASSIGN_OR_RETURN(o.model.prefill, named_option(a, "--prefill", fkv::Prefill::dense, fkv::parse_prefill));
+  FKV_ASSIGN_OR_RETURN(o.model.rope.scaling,
+                       named_option(a, "--rope-scaling", fkv::RopeScalingMode::file, fkv::parse_rope_scaling));
+  FKV_ASSIGN_OR_RETURN(o.model.rope.scale, float_option(a, "--rope-scale", 0.f, 1.f, 1024.f));
+  FKV_ASSIGN_OR_RETURN(o.model.rope.orig_ctx, int_option(a, "--rope-orig-ctx", 0, 1, 1 << 20));
   FKV_ASSIGN_OR_RETURN(o.model.backend, named_option(a, "--backend", fkv::Backend::cpu, fkv::parse_backend));
   FKV_ASSIGN_OR_RETURN(o.model.device, int_option(a, "--device", 0, 0, 1023));
   // The CUDA backend attends to every page; asking for it asks for dense attention.

@@ -22,6 +22,10 @@ constexpr Names<Backend, 3> kBackends{{{Backend::automatic, "auto"}, {Backend::c
 constexpr Names<Speculation, 2> kSpeculations{
     {{Speculation::background, "background"}, {Speculation::inline_, "inline"}}};
 constexpr Names<Prefill, 2> kPrefills{{{Prefill::dense, "dense"}, {Prefill::retrieval, "retrieval"}}};
+constexpr Names<RopeScalingMode, 4> kRopeScalings{{{RopeScalingMode::file, "file"},
+                                                   {RopeScalingMode::none, "none"},
+                                                   {RopeScalingMode::linear, "linear"},
+                                                   {RopeScalingMode::yarn, "yarn"}}};
 constexpr Names<KvType, 3> kKvTypes{{{KvType::f16, "f16"}, {KvType::bf16, "bf16"}, {KvType::f32, "f32"}}};
 constexpr Names<StopReason, 5> kStopReasons{{{StopReason::eos, "eos"},
                                              {StopReason::max_tokens, "max_tokens"},
@@ -60,6 +64,7 @@ const char* policy_name(Policy p) { return name_of(kPolicies, p); }
 const char* backend_name(Backend b) { return name_of(kBackends, b); }
 const char* speculation_name(Speculation s) { return name_of(kSpeculations, s); }
 const char* prefill_name(Prefill p) { return name_of(kPrefills, p); }
+const char* rope_scaling_name(RopeScalingMode m) { return name_of(kRopeScalings, m); }
 const char* kv_type_name(KvType t) { return name_of(kKvTypes, t); }
 const char* stop_reason_name(StopReason r) { return name_of(kStopReasons, r); }
 const char* kv_source_name(KvSource s) { return name_of(kKvSources, s); }
@@ -69,6 +74,9 @@ Result<Policy> parse_policy(std::string_view name) { return parse(kPolicies, "at
 Result<Backend> parse_backend(std::string_view name) { return parse(kBackends, "backend", name); }
 Result<Speculation> parse_speculation(std::string_view name) { return parse(kSpeculations, "speculation", name); }
 Result<Prefill> parse_prefill(std::string_view name) { return parse(kPrefills, "prefill", name); }
+Result<RopeScalingMode> parse_rope_scaling(std::string_view name) {
+  return parse(kRopeScalings, "rope scaling", name);
+}
 Result<KvType> parse_kv_type(std::string_view name) { return parse(kKvTypes, "KV type", name); }
 Result<StopReason> parse_stop_reason(std::string_view name) { return parse(kStopReasons, "stop reason", name); }
 Result<KvSource> parse_kv_source(std::string_view name) { return parse(kKvSources, "KV source", name); }

@@ -202,4 +202,43 @@ Status ModelConfig::validate() const {
   return {};
 }
 
+Status ModelConfig::apply_rope_override(const RopeOverride& o) {
+  if (!o.active()) {
+    if (o.scale != 0.f || o.orig_ctx != 0) return err("--rope-scale and --rope-orig-ctx need --rope-scaling linear or yarn");
+    return {};
+  }
+  if (o.scale != 0.f && !(o.scale >= 1.f && o.scale <= 1024.f))
+    return err("--rope-scale must be 1..1024, found ", o.scale);
+  if (o.orig_ctx < 0 || o.orig_ctx > kMaxDim) return err("--rope-orig-ctx must be 1..", kMaxDim, ", found ", o.orig_ctx);
+  if (o.scaling == RopeScalingMode::none) {
+    if (o.scale != 0.f || o.orig_ctx != 0) return err("--rope-scaling none takes no --rope-scale or --rope-orig-ctx");
+    rope_scaling = RopeScaling::None;
+    rope_factor = 1.f;
+    return validate();
+  }
+  const bool file_has = (o.scaling == RopeScalingMode::yarn && rope_scaling == RopeScaling::Yarn) ||
+                        (o.scaling == RopeScalingMode::linear && rope_scaling == RopeScaling::Linear);
+  if (o.scale == 0.f && !file_has)
+    return err("--rope-scaling ", rope_scaling_name(o.scaling), " needs --rope-scale (the file carries no factor)");
+  const float factor = o.scale != 0.f ? o.scale : rope_factor;
+  if (o.scaling == RopeScalingMode::linear && o.orig_ctx != 0) return err("--rope-orig-ctx is for --rope-scaling yarn");
+  // The window before scaling: the option's, else a YaRN file's original context, else the file's training context.
+  int orig = n_ctx_train;
+  if (o.orig_ctx > 0) {
+    orig = o.orig_ctx;
+  } else if (file_has && rope_scaling == RopeScaling::Yarn) {
+    orig = rope_orig_ctx;
+  }
+  if (o.scaling == RopeScalingMode::yarn && !file_has) {
+    rope_yarn_beta_fast = 32.f;  // llama.cpp's defaults for a YaRN the file does not describe
+    rope_yarn_beta_slow = 1.f;
+    rope_attn_factor = 1.f;
+  }
+  rope_scaling = o.scaling == RopeScalingMode::yarn ? RopeScaling::Yarn : RopeScaling::Linear;
+  rope_factor = factor;
+  rope_orig_ctx = orig;
+  n_ctx_train = static_cast<int>(std::min<double>(kMaxDim, static_cast<double>(orig) * factor));
+  return validate();
+}
+
 }  // namespace fkv

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/gguf.h"
+#include "fkv/options.h"
 #include "fkv/status.h"
 
 namespace fkv {
@@ -71,6 +72,9 @@ struct ModelConfig {
   static Result<ModelConfig> from_gguf(const GgufFile& f);
   // Checks ranges and consistency (used by from_gguf and by writers of synthetic models).
   Status validate() const;
+  // Replaces the file's RoPE scaling (fkv/options.h RopeOverride), sets n_ctx_train to the scaled window and
+  // validates. Errors name the option that is missing or out of range.
+  Status apply_rope_override(const RopeOverride& o);
 };
 
 }  // namespace fkv

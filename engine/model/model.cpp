@@ -96,11 +96,12 @@ size_t matrix_bytes(const cpu::MatrixView& m) { return static_cast<size_t>(m.n_r
 
 Model::~Model() = default;
 
-Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const RopeOverride& rope) {
   std::unique_ptr<Model> m(new Model());
   m->path_ = path;
   FKV_ASSIGN_OR_RETURN(m->gguf_, GgufFile::open(path));
   FKV_ASSIGN_OR_RETURN(m->config_, ModelConfig::from_gguf(*m->gguf_));
+  FKV_TRY(m->config_.apply_rope_override(rope));
   FKV_ASSIGN_OR_RETURN(m->weights_, bind_weights(*m->gguf_, m->config_));
   // Every error of the steps above already names the file (the reader's label is `path`).
   FKV_ASSIGN_OR_RETURN(m->tokenizer_, Tokenizer::from_gguf(*m->gguf_));

@@ -22,8 +22,9 @@ using ModelWeights = ModelTensors<cpu::MatrixView>;
 class Model {
  public:
   ~Model();
-  // Maps, validates (every tensor present with the shape the config implies; F32 for norms and biases) and builds the tokenizer.
-  static Result<std::unique_ptr<Model>> load(const std::string& path);
+  // Maps, validates (every tensor present with the shape the config implies; F32 for norms and biases) and builds the
+  // tokenizer. `rope` replaces the file's RoPE scaling (ModelConfig::apply_rope_override).
+  static Result<std::unique_ptr<Model>> load(const std::string& path, const RopeOverride& rope = {});
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }

@@ -152,7 +152,7 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
   if (!options.chat_template.empty()) {
     FKV_ASSIGN_OR_RETURN(tmpl, chat_template_from_name(options.chat_template));
   }
-  FKV_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path));
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path, options.rope));
   if (options.n_ctx == 0) {
     const int train = model->config().n_ctx_train;
     cp.n_ctx = train > 0 ? std::min(train, kAutoContextMax) : 4096;
@@ -173,6 +173,12 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
   impl_->ctx.reset();  // the old context refers to the old model
   impl_->doc.reset();
   impl_->model_fingerprint = model_fingerprint(model->gguf());
+  if (options.rope.active()) {
+    // The keys depend on the rotation: snapshots made under another RoPE scaling are another model's.
+    const ModelConfig& rc = model->config();
+    impl_->model_fingerprint += std::string("-") + rope_scaling_name(options.rope.scaling) + std::to_string(rc.rope_factor) +
+                                "x" + std::to_string(rc.rope_orig_ctx);
+  }
   impl_->tokenizer_hash = tokenizer_hash(model->gguf());
   impl_->model = std::move(model);
   impl_->ctx = std::move(ctx);
@@ -267,6 +273,8 @@ EngineStats Engine::stats() const {
   const Context& c = *impl_->ctx;
   s.n_ctx = c.n_ctx();
   s.n_tokens = c.n_past();
+  s.n_ctx_train = impl_->model->config().n_ctx_train;
+  s.context_memory = c.params().context_memory;
   const ModelConfig& mc = impl_->model->config();
   const uint64_t elem = c.params().kv_type == DType::F32 ? 4 : 2;
   s.kv_host_bytes = 2ull * static_cast<uint64_t>(mc.n_layers) * static_cast<uint64_t>(mc.n_embd_kv()) * elem *

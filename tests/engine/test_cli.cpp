@@ -206,6 +206,11 @@ class TestCli : public QObject {
     QTest::newRow("no prompt") << QStringList{"generate", "-m", model} << 2;
     QTest::newRow("bad template") << QStringList{"generate", "-m", model, "-p", "hi", "--template", "jinja"} << 2;
     QTest::newRow("bad prefill") << QStringList{"generate", "-m", model, "-p", "hi", "--prefill", "sparse"} << 2;
+    QTest::newRow("bad rope scaling") << QStringList{"generate", "-m", model, "-p", "hi", "--rope-scaling", "ntk"} << 2;
+    QTest::newRow("yarn without factor") << QStringList{"generate", "-m", model, "-p", "hi", "--rope-scaling", "yarn"}
+                                         << 1;
+    QTest::newRow("rope scale too small") << QStringList{"generate", "-m", model, "-p", "hi", "--rope-scale", "0.5"}
+                                          << 2;
     QTest::newRow("bench bad prefill") << QStringList{"bench", "--synthetic", "tiny-llama", "--prefill", "x"} << 2;
     QTest::newRow("prompt too long") << QStringList{"generate", "-m", model, "-p", "one two three", "--ctx", "2"} << 1;
     QTest::newRow("tokenize no model") << QStringList{"tokenize", "hello"} << 2;

@@ -14,8 +14,10 @@
 #include "core/gguf.h"
 #include "model/config.h"
 #include "model/gguf_writer.h"
+#include "model/model.h"
 #include "model/rope.h"
 #include "model/synthetic.h"
+#include "runtime/context.h"
 #include "support/test_paths.h"
 
 using fkv::GgufWriter;
@@ -192,6 +194,63 @@ class TestRope : public QObject {
     s.llama3_rope = true;
     const fkv::Status both = fkv::validate_synthetic_spec(s);
     QVERIFY2(QString::fromStdString(both.message()).contains("exclusive"), both.message().c_str());
+  }
+
+  // --rope-scaling yarn on a file without it is the file that carries it: same config, same logits; "none" on the
+  // YaRN file is the plain file. The trained window becomes orig x factor.
+  void yarnOverrideMatchesAFileThatCarriesIt() {
+    fkv::SyntheticModelSpec s;
+    s.arch = fkv::Arch::Qwen2;
+    s.n_ctx = 512;
+    s.vocab_path = fkvtest::llamaVocabPath().toStdString();
+    const std::string plain = (fkvtest::tempDir() + "/rope-plain.gguf").toStdString();
+    const std::string yarn = (fkvtest::tempDir() + "/rope-yarn-file.gguf").toStdString();
+    QVERIFY(fkv::write_synthetic_model(s, plain).ok());
+    s.yarn_rope = true;
+    QVERIFY(fkv::write_synthetic_model(s, yarn).ok());
+    using Y = fkv::SyntheticYarnRope;
+    fkv::RopeOverride o;
+    o.scaling = fkv::RopeScalingMode::yarn;
+    o.scale = Y::factor;
+    o.orig_ctx = Y::original_context;
+    auto over = fkv::Model::load(plain, o);
+    QVERIFY2(over.ok(), over.message().c_str());
+    auto file = fkv::Model::load(yarn);
+    QVERIFY2(file.ok(), file.message().c_str());
+    QCOMPARE((*over)->config().rope_scaling, RopeScaling::Yarn);
+    QCOMPARE((*over)->config().n_ctx_train, Y::original_context * 4);
+    const auto logits = [](const fkv::Model& m) {
+      fkv::ContextParams p;
+      p.n_ctx = 256;
+      p.n_threads = 1;
+      auto ctx = fkv::Context::create(m, p);
+      if (!ctx.ok()) qFatal("%s", ctx.message().c_str());
+      std::vector<int32_t> tokens(200);
+      for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + (i * 131) % 500);
+      std::vector<float> out(static_cast<size_t>(m.config().n_vocab));
+      if (!(*ctx)->eval(tokens, fkv::LogitsMode::Last, out).ok()) qFatal("eval");
+      return out;
+    };
+    const std::vector<float> with_yarn = logits(**file);
+    QCOMPARE(logits(**over), with_yarn);
+    fkv::RopeOverride none;
+    none.scaling = fkv::RopeScalingMode::none;
+    auto unscaled = fkv::Model::load(yarn, none);
+    QVERIFY2(unscaled.ok(), unscaled.message().c_str());
+    auto plain_model = fkv::Model::load(plain);
+    QVERIFY(plain_model.ok());
+    const std::vector<float> without = logits(**plain_model);
+    QCOMPARE(logits(**unscaled), without);
+    QVERIFY(without != with_yarn);  // the scaling matters at 200 tokens over an original context of 64
+
+    fkv::RopeOverride no_factor;
+    no_factor.scaling = fkv::RopeScalingMode::yarn;
+    auto refused = fkv::Model::load(plain, no_factor);
+    QVERIFY(!refused.ok() && refused.message().find("--rope-scale") != std::string::npos);
+    fkv::RopeOverride stray;
+    stray.orig_ctx = 4096;
+    refused = fkv::Model::load(plain, stray);
+    QVERIFY(!refused.ok() && refused.message().find("--rope-scaling") != std::string::npos);
   }
 
   void badYarnMetadataNamesTheKey_data() {

@@ -560,6 +560,13 @@ class TestWidgets : public QObject {
     QCOMPARE(panel.budget(MemoryPanel::Tier::Device), quint64(2048 * 1000));
     panel.setStorageCap(8 << 20);
     QVERIFY(panel.rowText(MemoryPanel::Tier::Disk).contains(QStringLiteral("cap")));
+    QVERIFY(!panel.rowText(MemoryPanel::Tier::Context).contains(QStringLiteral("context memory")));
+    m.nCtx = 340'000;
+    m.nCtxTrain = 32'768;
+    m.contextMemory = true;
+    panel.setMemoryUse(m);
+    const QString ctx = panel.rowText(MemoryPanel::Tier::Context);
+    QVERIFY2(ctx.contains(QStringLiteral("context memory")) && ctx.contains(QLocale().toString(32'768)), qPrintable(ctx));
   }
 
   void libraryPaneDropsSelectsAndDeletes() {

@@ -25,6 +25,8 @@ enum class Speculation { background, inline_ };
 enum class Prefill { dense, retrieval };
 // Element type of the KV cache.
 enum class KvType { f16, bf16, f32 };
+// RoPE scaling to use instead of the file's (RopeOverride): file keeps what the GGUF says.
+enum class RopeScalingMode { file, none, linear, yarn };
 // Why a generation stopped: the end-of-generation token, the token limit, a cancel, a stop string, a full context.
 enum class StopReason { eos, max_tokens, cancelled, stop_string, context_full };
 // Where an opened document's KV came from: computed now, or loaded from its saved page file.
@@ -38,6 +40,7 @@ const char* backend_name(Backend b);  // "cpu", "cuda", "auto"
 const char* speculation_name(Speculation s);  // "background", "inline"
 const char* prefill_name(Prefill p);          // "dense", "retrieval"
 const char* kv_type_name(KvType t);  // "f16", "bf16", "f32"
+const char* rope_scaling_name(RopeScalingMode m);  // "file", "none", "linear", "yarn"
 const char* stop_reason_name(StopReason r);  // "eos", "max_tokens", "cancelled", "stop_string", "context_full"
 const char* kv_source_name(KvSource s);      // "prefill", "snapshot"
 const char* stage_name(Stage s);             // "ingest", "tokenize", "load", "prefill", "save", "prompt"
@@ -48,9 +51,20 @@ Result<Backend> parse_backend(std::string_view name);
 Result<Speculation> parse_speculation(std::string_view name);
 Result<Prefill> parse_prefill(std::string_view name);
 Result<KvType> parse_kv_type(std::string_view name);
+Result<RopeScalingMode> parse_rope_scaling(std::string_view name);
 Result<StopReason> parse_stop_reason(std::string_view name);
 Result<KvSource> parse_kv_source(std::string_view name);
 Result<Stage> parse_stage(std::string_view name);
+
+// RoPE scaling over the file's, as llama.cpp's --rope-scaling, --rope-scale and --yarn-orig-ctx set it: for example
+// YaRN x4 over 32,768 tokens for Qwen2.5 (131,072), which its model cards publish but its GGUF files do not carry.
+// The model's trained window becomes orig_ctx x scale (the window context memory starts past).
+struct RopeOverride {
+  RopeScalingMode scaling = RopeScalingMode::file;
+  float scale = 0.f;  // linear / yarn factor, >= 1; 0: the file's (yarn and linear files carry one)
+  int orig_ctx = 0;   // yarn: the context trained before scaling; 0: the file's, else its training context
+  bool active() const { return scaling != RopeScalingMode::file; }
+};
 
 // freekv's correction threshold on the query cosine, the one range every caller checks against: heads whose cosine
 // falls below it are re-selected; -1 never corrects, 1 corrects every head whose query moved at all.

@@ -85,6 +85,7 @@ struct ModelOptions {
   RetrievalOptions retrieval;
   // How prompts (a document's prefix, a question) are evaluated; retrieval keeps the cost linear in their length.
   Prefill prefill = Prefill::dense;
+  RopeOverride rope;  // RoPE scaling instead of the file's (YaRN for a longer trained window)
   // CUDA runs the dense forward pass with the KV cache on the GPU (policy full; documents, whose KV is saved from
   // host memory, need the CPU). automatic takes CUDA where it can and says in ModelInfo::backend_note why it did not.
   Backend backend = Backend::cpu;
@@ -200,6 +201,8 @@ std::vector<TextRange> page_text_ranges(const DocumentContent& content, int page
 struct EngineStats {
   int n_ctx = 0;               // tokens the context can hold
   int n_tokens = 0;            // tokens in it
+  int n_ctx_train = 0;         // the model's trained window
+  bool context_memory = false;  // the context reaches past it (ModelInfo::context_memory)
   uint64_t kv_host_bytes = 0;  // KV of those tokens in host memory
   uint64_t kv_device_bytes = 0;
   Policy policy = Policy::full;
