@@ -147,7 +147,7 @@ bool ProgressThrottle::accept(const fkv::Progress& p, OpenProgress& out) {
   const double seconds = double(now - m_stageStartNs) * 1e-9;
   const double rate = seconds > 0 ? double(p.done - m_stageStartDone) / seconds : 0.0;
   if (stage == fkv::Stage::prefill) out.tokensPerSecond = rate;
-  const double modelled = stage == fkv::Stage::prefill ? m_eta.secondsLeft(p.total) : -1;
+  const double modelled = stage == fkv::Stage::prefill ? m_eta.seconds_left(p.total) : -1;
   if (last) {
     out.secondsLeft = 0;
   } else if (modelled >= 0) {

@@ -11,8 +11,8 @@
 #include <optional>
 
 #include "client_types.h"
-#include "prefill_eta.h"
 #include "fkv/events.h"
+#include "fkv/prefill_eta.h"
 #include "fkv/types.h"
 
 class TelemetryThrottle : public QObject, public fkv::TelemetryObserver {
@@ -82,7 +82,7 @@ class ProgressThrottle {
 
  private:
   std::optional<fkv::Stage> m_stage;  // of the last report; none before the first
-  PrefillEta m_eta;                   // the prefill's time left, from every report (not only those sent on)
+  fkv::PrefillEta m_eta;              // the prefill's time left, from every report (not only those sent on)
   qint64 m_stageStartNs = 0;
   qint64 m_stageStartDone = 0;
   qint64 m_lastEmitNs = 0;

@@ -2,14 +2,17 @@
 // again (even from a new process) needs no prefill.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "cli.h"
 #include "core/clock.h"
 #include "fkv/engine.h"
+#include "fkv/prefill_eta.h"
 #include "ingest/ingest.h"
 #include "store/library.h"
 #include "store/library_documents.h"
@@ -229,13 +232,38 @@ const std::vector<OptionSpec> kAskOptions = ask_options();
 void clear_progress_line() { std::fprintf(stderr, "\r%60s\r", ""); }
 
 // The question's evaluation (stage prompt) reads as "question" on the line.
-void print_progress(const fkv::Progress& p) {
-  if (p.total <= 0) return;
-  const char* label = p.stage == fkv::Stage::prompt ? "question" : fkv::stage_name(p.stage);
-  std::fprintf(stderr, "\r%-8s %5.1f%% (%lld / %lld)", label, 100.0 * static_cast<double>(p.done) / p.total,
-               static_cast<long long>(p.done), static_cast<long long>(p.total));
-  if (p.done >= p.total) clear_progress_line();
-}
+// A terminal's progress line. A prefill also shows its rate and time left: a book's takes more than an hour.
+struct ProgressLine {
+  fkv::Stage stage = fkv::Stage::ingest;
+  fkv::Clock::time_point t0;
+  fkv::PrefillEta eta;
+
+  void operator()(const fkv::Progress& p) {
+    if (p.total <= 0) return;
+    if (p.stage != stage || p.done == 0) {
+      stage = p.stage;
+      t0 = fkv::Clock::now();
+      eta.reset();
+    }
+    const char* label = p.stage == fkv::Stage::prompt ? "question" : fkv::stage_name(p.stage);
+    std::string rate;
+    if (p.stage == fkv::Stage::prefill) {
+      const double s = fkv::seconds_since(t0);
+      eta.add(p.done, s);
+      const double left = eta.seconds_left(p.total);
+      if (s > 0 && left >= 0) {
+        char buf[96];
+        const long long l = std::llround(left);
+        std::snprintf(buf, sizeof buf, ", %.0f tok/s, %lld:%02lld:%02lld left", static_cast<double>(p.done) / s,
+                      l / 3600, l / 60 % 60, l % 60);
+        rate = buf;
+      }
+    }
+    std::fprintf(stderr, "\r%-8s %5.1f%% (%lld / %lld%s)   ", label, 100.0 * static_cast<double>(p.done) / p.total,
+                 static_cast<long long>(p.done), static_cast<long long>(p.total), rate.c_str());
+    if (p.done >= p.total) clear_progress_line();
+  }
+};
 
 // The question's evaluation, shown once it takes more than one batch: a progress line on a terminal, else one note
 // (scripts and logs then still learn why nothing happens for a while). Counts what was evaluated, for the message
@@ -244,6 +272,7 @@ struct QuestionProgress {
   bool tty = false;
   bool noted = false;
   int64_t done = 0, total = 0;
+  ProgressLine line;
 
   bool operator()(const fkv::Progress& p) {
     done = p.done;
@@ -251,7 +280,7 @@ struct QuestionProgress {
     const bool long_prompt = noted || (p.done > 0 && p.done < p.total);
     if (!long_prompt) return true;
     if (tty) {
-      print_progress(p);
+      line(p);
     } else if (!noted) {
       std::fprintf(stderr, "freekv: note: evaluating a long question (%lld tokens; Ctrl-C cancels)\n",
                    static_cast<long long>(p.total));
@@ -307,8 +336,9 @@ int run_ask_impl(const ParsedArgs& a) {
     if (show_progress) clear_progress_line();
     return fail("ask: " + message);
   };
+  ProgressLine progress_line;
   const fkv::ProgressCallback progress = [&](const fkv::Progress& p) {
-    if (show_progress) print_progress(p);
+    if (show_progress) progress_line(p);
     return true;
   };
   const fkv::Clock::time_point t_open = fkv::Clock::now();

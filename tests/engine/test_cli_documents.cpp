@@ -7,6 +7,7 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QProcess>
+#include <QStandardPaths>
 #include <QtTest>
 
 #include <signal.h>
@@ -254,6 +255,32 @@ class TestCliDocuments : public QObject {
 
   // Titles come from file names and file contents: printed as text, their control characters must reach the
   // terminal as visible escapes; in JSON they are escaped and read back exactly.
+  // On a terminal the prefill's progress line shows its rate and time left. The document is past the model's window
+  // of 1,024 tokens, so with no --ctx the context grows and reads it as context memory (the JSON says so).
+  void aTerminalSeesThePrefillRateAndTimeLeft() {
+    if (QStandardPaths::findExecutable("script").isEmpty()) QSKIP("util-linux 'script' (a pseudo-terminal) is missing");
+    const QString doc = fkvtest::tempDir() + "/docs/long-garden.txt";
+    writeFile(doc, "The long garden\n\n" + prose(4000, 8));
+    const QStringList args{FKV_CLI_PATH, "ask", "-m", m_model, "--no-library", "--temp", "0", "-n", "2", "--threads",
+                           "2", "--doc", doc, "What grows by the wall?"};
+    QStringList quoted;
+    for (const QString& a : args) quoted << "'" + a + "'";
+    QProcess p;
+    p.start("script", {"-qec", quoted.join(' '), "/dev/null"});
+    QVERIFY(p.waitForFinished(120'000));
+    const QByteArray out = p.readAllStandardOutput();
+    QVERIFY2(p.exitCode() == 0, out.constData());
+    QVERIFY2(out.contains("prefill") && out.contains(" tok/s, ") && out.contains(" left"), out.constData());
+
+    const CliRun r = runCli({"ask", "-m", m_model, "--no-library", "--temp", "0", "-n", "2", "--threads", "2", "--json",
+                             "--doc", doc, "What grows by the wall?"});
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject o = parseObject(r.out);
+    QVERIFY(o.value("context_memory").toBool());
+    QCOMPARE(o.value("n_ctx_train").toInt(), 1024);
+    QVERIFY(o.value("n_ctx").toInt() > o.value("document").toObject().value("n_tokens").toInt());
+  }
+
   void controlCharactersAreEscaped() {
     const QByteArray stem = "\x1b]0;pwned\x07report\x1b[2J\xc2\x9b" "1m";
     const QString file = fkvtest::tempDir() + "/docs/" + QString::fromUtf8(stem) + ".txt";

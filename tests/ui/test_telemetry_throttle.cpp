@@ -9,7 +9,7 @@
 #include <cmath>
 #include <vector>
 
-#include "prefill_eta.h"
+#include "fkv/prefill_eta.h"
 #include "support/test_paths.h"
 #include "telemetry_throttle.h"
 
@@ -194,13 +194,13 @@ class TestTelemetryThrottle : public QObject {
     QVERIFY(trace.size() > 20);
     const qint64 total = trace.back().total;
     const double end = trace.back().seconds;
-    PrefillEta eta;
+    fkv::PrefillEta eta;
     int checked = 0, linearTooLow = 0;
     for (const Point& p : trace) {
       eta.add(p.done, p.seconds);
       if (p.done < total / 5 || p.done >= total) continue;
       const double actual = end - p.seconds;
-      const double modelled = eta.secondsLeft(total);
+      const double modelled = eta.seconds_left(total);
       QVERIFY2(std::abs(modelled - actual) <= 0.25 * actual,
                qPrintable(QString("at %1 of %2 tokens: %3 s estimated, %4 s left")
                               .arg(p.done)
@@ -213,7 +213,7 @@ class TestTelemetryThrottle : public QObject {
     }
     QVERIFY(checked > 10);
     QVERIFY2(linearTooLow > checked / 2, "the recorded run should be one where the average rate misleads");
-    QVERIFY(PrefillEta{}.secondsLeft(total) < 0);  // nothing to go on yet
+    QVERIFY(fkv::PrefillEta{}.seconds_left(total) < 0);  // nothing to go on yet
   }
 };
 
