@@ -1,5 +1,6 @@
 // freekv eval: accuracy and fidelity of attention policies on long-context tasks (generated ones, and questions about
-// documents Debian ships). For each task kind, length and prompt, the prompt is prefilled once and "full" decodes the
+// documents Debian ships). For each task kind, length and prompt, the prompt is prefilled once and the reference
+// policy ("full" unless --reference names another: past the model's window, where full cannot read) decodes the
 // reference; every other policy restarts from the prefilled prompt, is teacher-forced on the reference's tokens and
 // compared (top-1 agreement, KL divergence), and its own greedy answer is scored by exact match.
 #include <unistd.h>
@@ -37,8 +38,11 @@ const OptionSpec kEvalOwnOptions[] = {
     {"--lengths", "", "LIST", "prompt lengths in tokens (default 4096)"},
     {"--count", "", "N", "prompts per task kind and length (default 1)"},
     {"--policies", "", "LIST",
-     "policies: full,streaming,quest,arkvale,freekv (default: all; full always runs); freekv@T sets freekv's tau to T, "
-     "so freekv@0.8,freekv@0.95 sweeps it on the same prefills"},
+     "policies: full,streaming,quest,arkvale,freekv (default: all; the reference always runs); freekv@T sets "
+     "freekv's tau to T, so freekv@0.8,freekv@0.95 sweeps it on the same prefills"},
+    {"--reference", "", "P",
+     "the policy the others are compared with (default full); lengths past the model's trained window are read as "
+     "context memory, which needs a policy that selects here and full left out of --policies"},
     {"--queries", "", "K", "multikey: numbers asked for, of 4 hidden (default 2)"},
     {"--gen-tokens", "", "N", "decode steps compared and the longest answer (default 32)"},
     {"--seed", "", "S", "seed of the generated tasks (default 1)"},
@@ -130,9 +134,9 @@ fkv::Result<PolicySpec> read_policy_spec(const std::string& label, float default
   return s;
 }
 
-// "full" first (the reference), each label once.
-fkv::Result<std::vector<PolicySpec>> read_policies(const ParsedArgs& a, float default_tau) {
-  std::vector<PolicySpec> out = {PolicySpec{"full", fkv::Policy::full, default_tau}};
+// The reference first, each label once.
+fkv::Result<std::vector<PolicySpec>> read_policies(const ParsedArgs& a, fkv::Policy reference, float default_tau) {
+  std::vector<PolicySpec> out = {PolicySpec{fkv::policy_name(reference), reference, default_tau}};
   for (const std::string& p : split_list(a.value("--policies").value_or("full,streaming,quest,arkvale,freekv"))) {
     if (p.empty()) return fkv::err("option --policies: found an empty name in '", *a.value("--policies"), "'");
     FKV_ASSIGN_OR_RETURN(PolicySpec spec, read_policy_spec(p, default_tau));
@@ -165,7 +169,8 @@ fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
   FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_threads, int_option(a, "--threads", 0, 0, 1024));
   FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_batch, int_option(a, "--batch", 128, 1, 8192));
   FKV_TRY(read_budget_options(a, o.fidelity.context));
-  FKV_ASSIGN_OR_RETURN(o.policies, read_policies(a, o.fidelity.context.correction_tau));
+  FKV_ASSIGN_OR_RETURN(o.fidelity.reference, named_option(a, "--reference", fkv::Policy::full, fkv::parse_policy));
+  FKV_ASSIGN_OR_RETURN(o.policies, read_policies(a, o.fidelity.reference, o.fidelity.context.correction_tau));
   o.json = a.has("--json");
   return o;
 }
@@ -221,15 +226,18 @@ std::string prompt_label(const fkv::TaskPrompt& p) {
   return s;
 }
 
-// Fails before any long run: lengths past the model's training context, unknown policies, a budget a policy rejects,
-// a docqa document missing.
+// Fails before any long run: full attention past the model's training context, unknown policies, a budget a policy
+// rejects, a docqa document missing.
 fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
   const int n_train = model.config().n_ctx_train;
   const int longest = *std::max_element(o.lengths.begin(), o.lengths.end());
-  if (n_train > 0 && longest + o.fidelity.n_gen > n_train) {
-    return fkv::err("length ", longest, " + ", o.fidelity.n_gen,
-                    " generated tokens exceeds the model's training context (", n_train,
-                    " tokens); use --lengths up to ", n_train - o.fidelity.n_gen);
+  const bool past_window = n_train > 0 && longest + o.fidelity.n_gen + 1 > n_train;
+  const auto full = [](const PolicySpec& p) { return p.policy == fkv::Policy::full; };
+  if (past_window && std::any_of(o.policies.begin(), o.policies.end(), full)) {
+    return fkv::err("length ", longest, " + ", o.fidelity.n_gen, " generated tokens is past the model's training ",
+                    "context (", n_train, " tokens): such prompts are read as context memory, which policy full ",
+                    "cannot attend; use --lengths up to ", n_train - o.fidelity.n_gen - 1, ", or --reference freekv ",
+                    "(or quest, arkvale, streaming) with full left out of --policies");
   }
   if (std::find(o.tasks.begin(), o.tasks.end(), "docqa") != o.tasks.end())
     FKV_TRY(fkv::check_docqa_documents(o.task_options.docqa_dir));
@@ -304,8 +312,8 @@ void print_table(const fkv::Model& model, const EvalOptions& o, const std::vecto
   }
   std::printf(
       "\nexact: prompts whose answer holds every expected string; found: mean fraction of them found;\n"
-      "agree/KL: top-1 agreement and KL(full || policy) over teacher-forced decode steps; corr%%: freekv heads\n"
-      "corrected of those checked; pages/t, recall/t: KV pages attended and recalled per decoded token.\n");
+      "agree/KL: top-1 agreement and KL(reference || policy) over teacher-forced decode steps; corr%%: freekv\n"
+      "heads corrected of those checked; pages/t, recall/t: KV pages attended and recalled per decoded token.\n");
 }
 
 void write_prompt_json(JsonWriter& j, const PromptRecord& p) {

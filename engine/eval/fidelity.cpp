@@ -22,6 +22,9 @@ Result<std::unique_ptr<Context>> make_context(const Model& model, const EvalTask
   ContextParams cp = p.context;
   cp.policy = policy;
   cp.n_ctx = task.n_tokens + p.n_gen + 1;
+  // Past the trained window the prompt is read as context memory, as the engine reads such a document.
+  const int train = model.config().n_ctx_train;
+  if (train > 0 && cp.n_ctx > train) cp.context_memory = true;
   return Context::create(model, cp);
 }
 
@@ -189,7 +192,8 @@ Result<std::unique_ptr<FidelitySession>> FidelitySession::start(const Model& mod
   std::unique_ptr<FidelitySession> s(new FidelitySession());
   s->task_ = task;
   s->params_ = params;
-  FKV_ASSIGN_OR_RETURN(s->ctx_, make_context(model, task, params, Policy::full));
+  FKV_ASSIGN_OR_RETURN(s->ctx_, make_context(model, task, params, params.reference));
+  s->ref_.policy = params.reference;
   s->first_.resize(static_cast<size_t>(model.config().n_vocab));
   const Clock::time_point t0 = Clock::now();
   FKV_TRY(s->ctx_->eval(task.tokens, LogitsMode::Last, s->first_));
@@ -219,7 +223,7 @@ Result<ReferenceRun> run_reference(const Model& model, const EvalTask& task, con
 
 FidelityResult reference_result(const ReferenceRun& ref) {
   FidelityResult r;
-  r.policy = Policy::full;
+  r.policy = ref.policy;
   r.n_steps = ref.n_steps;
   r.agreement = 1;
   r.first_divergence = ref.n_steps + 1;

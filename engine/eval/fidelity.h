@@ -24,12 +24,16 @@ namespace fkv {
 
 struct FidelityParams {
   int n_gen = 32;         // decode steps compared, and the longest answer
+  // What the others are compared with: full attention, or past the model's trained window (where a prompt is read as
+  // context memory, which full cannot) a policy that selects, with the session's tau.
+  Policy reference = Policy::full;
   ContextParams context;  // threads, batch, page size, KV type, budget, tau; n_ctx and policy are set per run
   Status validate() const;
 };
 
 // The full-attention run a policy is compared against; computed once per prompt and reused for every policy.
 struct ReferenceRun {
+  Policy policy = Policy::full;
   int n_steps = 0;
   int n_vocab = 0;
   std::vector<int32_t> tokens;  // (n_steps + 1) greedy tokens: [0] from the prefill logits, [i] after decode step i
@@ -67,7 +71,7 @@ Result<double> kl_divergence(std::span<const float> logits_p, std::span<const fl
 // the prompt) and the reference's logits.
 class FidelitySession {
  public:
-  // Prefills `task` and decodes the reference under full attention.
+  // Prefills `task` and decodes the reference under params.reference (full attention unless set).
   static Result<std::unique_ptr<FidelitySession>> start(const Model& model, const EvalTask& task,
                                                         const FidelityParams& params);
   const ReferenceRun& reference() const { return ref_; }

@@ -423,10 +423,26 @@ class TestEval : public QObject {
     QCOMPARE(results.at(3).toObject().value("correction_rate").toDouble(-1), 1.0);
   }
 
+  // Past the trained window the prompts are read as context memory: a selecting policy is the reference.
+  void evalPastTheWindowTakesAnotherReference() {
+    const CliRun r = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "6000", "--tasks", "passkey",
+                             "--gen-tokens", "4", "--threads", "2", "--reference", "freekv", "--policies", "quest",
+                             "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonArray results = parseObject(r.out).value("results").toArray();
+    QCOMPARE(results.size(), 2);
+    QCOMPARE(results.at(0).toObject().value("policy").toString(), QStringLiteral("freekv"));
+    QCOMPARE(results.at(1).toObject().value("policy").toString(), QStringLiteral("quest"));
+    const CliRun full = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "6000", "--reference", "freekv"});
+    QCOMPARE(full.exitCode, 1);  // the default policy list holds full
+    QVERIFY2(full.err.contains("context memory"), full.err.constData());
+  }
+
   void evalCommandErrors() {
     const CliRun tooLong = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "8192"});
     QCOMPARE(tooLong.exitCode, 1);
-    QVERIFY2(tooLong.err.contains("training context (4096 tokens)"), tooLong.err.constData());
+    QVERIFY2(tooLong.err.contains("training context (4096 tokens)") && tooLong.err.contains("--reference"),
+             tooLong.err.constData());
     const CliRun badPolicy = runCli({"eval", "--synthetic", "tiny-llama", "--lengths", "256", "--policies", "magic"});
     QCOMPARE(badPolicy.exitCode, 2);  // an unknown name is a usage error, like a bad tau below
     QVERIFY2(badPolicy.err.contains("magic"), badPolicy.err.constData());
