@@ -255,7 +255,7 @@ class TestLayout : public QObject {
     model.kvBytesPerToken = 24576;
     memory.setModel(model);
     // A GPU's context: 4,100 of 32,768 tokens, 50 MiB on the device, 100 MiB in host memory, 3 MiB on disk.
-    memory.setMemoryUse(MemoryUse{32768, 4100, 50u << 20, 100u << 20, 3u << 20, 2048});
+    memory.setMemoryUse(MemoryUse{32768, 4100, 32768, false, 50u << 20, 100u << 20, 3u << 20, 2048});
     memory.setStorageCap(quint64(2) << 30);
     for (MemoryPanel::Tier tier :
          {MemoryPanel::Tier::Context, MemoryPanel::Tier::Device, MemoryPanel::Tier::Host, MemoryPanel::Tier::Disk}) {
