@@ -1,6 +1,7 @@
 // GPU suite for a Context and an Engine on the CUDA backend (ContextParams::backend "cuda"): the same logits as the
-// CPU context for a prefill, decode steps and a truncate-and-redo on a synthetic model and on Gemma 3 270M (when
-// installed); KV snapshots and documents refused with a clear error; the engine generating on the GPU.
+// CPU context, step by step, for a prefill, decode steps fed the CPU's tokens and a truncate-and-redo on a synthetic
+// model and on Gemma 3 270M (when installed); KV snapshots and documents refused with a clear error; the engine
+// generating on the GPU.
 // Tolerances as tests/gpu/test_cuda_forward.cpp: max |gpu - cpu| / max |cpu| <= 1e-3 with F32 weights, 2e-2 otherwise.
 #include <QtTest>
 
@@ -29,22 +30,29 @@ double relError(const std::vector<float>& got, const std::vector<float>& want) {
   return diff / ref;
 }
 
-// Logits of a prefill of `tokens`, then of 4 decode steps, then of the prefill again after truncating to 0 and of
-// a truncation to half followed by the second half: (n_steps, n_vocab) concatenated.
-fkv::Result<std::vector<float>> run(fkv::Context& ctx, const std::vector<int32_t>& tokens) {
+// Logits of a prefill of `tokens`, then of 4 decode steps, then of the second half of `tokens` again after truncating
+// to half: (n_steps, n_vocab) each. The decode steps feed `forced` when given (teacher forcing: the GPU decodes the
+// CPU's tokens, so a near-tie that the two argmaxes break differently cannot make them decode different sequences),
+// else each step's argmax, which are appended to `chosen`.
+fkv::Result<std::vector<std::vector<float>>> run(fkv::Context& ctx, const std::vector<int32_t>& tokens,
+                                                 const std::vector<int32_t>* forced, std::vector<int32_t>& chosen) {
   const size_t n_vocab = static_cast<size_t>(ctx.model().config().n_vocab);
-  std::vector<float> out, logits(n_vocab);  // logits: (n_vocab)
+  std::vector<std::vector<float>> out;
+  std::vector<float> logits(n_vocab);  // (n_vocab)
   FKV_TRY(ctx.eval(tokens, fkv::LogitsMode::Last, logits));
-  out.insert(out.end(), logits.begin(), logits.end());
-  for (int step = 0; step < 4; ++step) {
-    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  out.push_back(logits);
+  for (size_t step = 0; step < 4; ++step) {
+    const int32_t next = forced != nullptr ? (*forced)[step]
+                                           : static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) -
+                                                                  logits.begin());
+    chosen.push_back(next);
     FKV_TRY(ctx.eval(std::span(&next, 1), fkv::LogitsMode::Last, logits));
-    out.insert(out.end(), logits.begin(), logits.end());
+    out.push_back(logits);
   }
   const size_t half = tokens.size() / 2;
   FKV_TRY(ctx.truncate(static_cast<int>(half)));
   FKV_TRY(ctx.eval(std::span(tokens).subspan(half), fkv::LogitsMode::Last, logits));
-  out.insert(out.end(), logits.begin(), logits.end());
+  out.push_back(logits);
   return out;
 }
 
@@ -68,11 +76,16 @@ class TestCudaContext : public QObject {
     QCOMPARE((*gpu)->backend().kind, fkv::Backend::cuda);
     std::vector<int32_t> tokens;
     for (int i = 0; i < 70; ++i) tokens.push_back(2 + (i * 7919) % ((*model)->config().n_vocab - 2));
-    auto want = run(**cpu, tokens);
-    auto got = run(**gpu, tokens);
-    QVERIFY2(want.ok() && got.ok(), (want.ok() ? got.message() : want.message()).c_str());
-    const double e = relError(*got, *want);
-    QVERIFY2(e <= tolerance, qPrintable(QString("relative error %1 > %2").arg(e).arg(tolerance)));
+    std::vector<int32_t> cpu_tokens, gpu_tokens;
+    auto want = run(**cpu, tokens, nullptr, cpu_tokens);
+    QVERIFY2(want.ok(), want.message().c_str());
+    auto got = run(**gpu, tokens, &cpu_tokens, gpu_tokens);
+    QVERIFY2(got.ok(), got.message().c_str());
+    QCOMPARE(got->size(), want->size());
+    for (size_t step = 0; step < want->size(); ++step) {
+      const double e = relError((*got)[step], (*want)[step]);
+      QVERIFY2(e <= tolerance, qPrintable(QString("step %1: relative error %2 > %3").arg(step).arg(e).arg(tolerance)));
+    }
     QVERIFY((*gpu)->save_kv(fkvtest::tempDir().toStdString() + "/x.fkvpages", {}, 0).message().find(
                 "KV snapshots need the CPU backend") != std::string::npos);
     QVERIFY((*gpu)->set_policy(fkv::Policy::freekv, {}, 0.9f).message().find("needs the CPU backend") !=
