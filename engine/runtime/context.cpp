@@ -148,7 +148,7 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   s.params.n_batch = std::min(params.n_batch, params.n_ctx);
   FKV_ASSIGN_OR_RETURN(s.backend, choose_backend(params.backend, params.policy, params.device));
   if (s.backend.kind == Backend::cuda) {
-    auto gpu = GpuContext::create(model, params.device, params.n_ctx, params.page_size);
+    auto gpu = GpuContext::create(model, s.params);  // s.params.n_batch: the chunk the GPU runs too
     if (gpu.ok()) {
       s.gpu = std::move(gpu).value();
       return ctx;

@@ -13,6 +13,7 @@
 #include "model/synthetic.h"
 #include "runtime/backend_info.h"
 #include "runtime/context.h"
+#include "runtime/gpu_context.h"
 #include "support/test_models.h"
 #include "support/test_paths.h"
 
@@ -146,6 +147,31 @@ class TestBackendChoice : public QObject {
     } else {
       QVERIFY2(cuda.ok(), cuda.message().c_str());
       QCOMPARE((*cuda)->backend().kind, Backend::cuda);
+    }
+  }
+
+  // The GPU's KV cache is F16 only: a BF16 or F32 cache is refused with that reason before any device is touched,
+  // so the refusal reads the same in every build and on every machine; F16 goes on to the device (or its absence).
+  void gpuRefusesKvTypesOtherThanF16() {
+    auto model = fkv::Model::load(m_model.toStdString());
+    QVERIFY2(model.ok(), model.message().c_str());
+    fkv::ContextParams p;
+    p.n_ctx = 64;
+    for (fkv::DType t : {fkv::DType::BF16, fkv::DType::F32}) {
+      p.kv_type = t;
+      auto gpu = fkv::GpuContext::create(**model, p);
+      QVERIFY(!gpu.ok());
+      QVERIFY2(contains(gpu.message(), "the CUDA backend keeps its KV cache in F16"), gpu.message().c_str());
+      QVERIFY2(contains(gpu.message(), std::string("found KV type ") + fkv::dtype_name(t)), gpu.message().c_str());
+    }
+    p.kv_type = fkv::DType::F16;
+    auto f16 = fkv::GpuContext::create(**model, p);
+    if (!expectedCudaObstacle().empty()) {
+      QVERIFY(!f16.ok());
+      QVERIFY2(!contains(f16.message(), "KV cache in F16"), f16.message().c_str());
+    } else {
+      QVERIFY2(f16.ok(), f16.message().c_str());
+      QCOMPARE((*f16)->n_batch(), 64);  // n_batch 128 capped at the context's 64 tokens, as on the CPU
     }
   }
 

@@ -2,8 +2,9 @@
 // synthetic models of each architecture (llama with GQA and llama3 rope divisors, qwen2 with qkv biases and neox
 // rope, qwen2 with YaRN (frequency blend and magnitude scale), gemma3 with qk-norm, post-norms, gelu, tied output
 // and a sliding window of 8 tokens over pages of 4, so the window starts inside a page), each with F32 and F16
-// weights. Checked: the logits of a prefill (every token), of
-// decode steps after it, and of a mixed chunked prefill (single tokens between chunks).
+// weights. Checked: the logits of a prefill (every token), of decode steps after it, of a mixed chunked prefill
+// (single tokens between chunks), and of a 199-token prompt in chunks of 64 (dense attention past one 128-key tile)
+// followed by decode steps over 50 pages (several splits per head; the first with its last page exactly full).
 // Error measure: max |gpu - cpu| / max |cpu| over the compared logits. Tolerances: 1e-3 for F32 weights (F32 matmul
 // on both sides; only the F16 KV cache and summation order differ), 2e-2 for F16 weights (the GPU matmul reads F16
 // activations, the CPU keeps them in F32).
@@ -114,8 +115,9 @@ class TestCudaForward : public QObject {
   Q_OBJECT
 
 #ifdef FKV_HAVE_CUDA
-  // Loads the model of the current data row and makes both contexts; returns what failed, or empty.
-  static QString make_pair(Pair& p) {
+  // Loads the model of the current data row and makes both contexts of n_ctx tokens, the GPU's running prompts in
+  // chunks of n_batch tokens; returns what failed, or empty.
+  static QString make_pair(Pair& p, int n_ctx = kCtx, int n_batch = 128) {
     QFETCH(QString, arch);
     QFETCH(int, weights);
     const auto type = static_cast<DType>(weights);
@@ -124,17 +126,31 @@ class TestCudaForward : public QObject {
     p.model = std::move(*model);
     p.n_vocab = p.model->config().n_vocab;
     fkv::ContextParams cp;
-    cp.n_ctx = kCtx;
+    cp.n_ctx = n_ctx;
     cp.page_size = kPage;
     cp.n_threads = 2;
     auto cpu = fkv::Context::create(*p.model, cp);
     if (!cpu.ok()) return QString::fromStdString(cpu.message());
     p.cpu = std::move(*cpu);
-    auto gpu = fkv::cuda::CudaForward::create(*p.model, 0, kCtx, kPage);
+    auto gpu = fkv::cuda::CudaForward::create(*p.model, 0, n_ctx, kPage, n_batch);
     if (!gpu.ok()) return QString::fromStdString(gpu.message());
+    if (gpu.value()->max_batch() != std::min(n_batch, n_ctx)) return "the chunk size must be min(n_batch, n_ctx)";
     p.gpu = std::move(*gpu);
     if (p.gpu->f32_matmul() != (type == DType::F32)) return "F32 weights must choose the F32 matmul, others F16";
     return {};
+  }
+
+  // A prompt of n_prompt random tokens (every token's logits), then n_steps single-token decode steps, each compared.
+  static void prompt_then_decode(Pair& p, int n_prompt, int n_steps, double tolerance) {
+    const double prompt = compare(p, random_tokens(n_prompt, p.n_vocab, 1), true);
+    QVERIFY2(prompt <= tolerance, qPrintable(QString("prompt relative error %1").arg(prompt)));
+    const std::vector<int32_t> next = random_tokens(n_steps, p.n_vocab, 2);
+    for (size_t i = 0; i < next.size(); ++i) {
+      const double e = compare(p, {next[i]}, false);
+      QVERIFY2(e <= tolerance, qPrintable(QString("decode step %1 relative error %2").arg(i).arg(e)));
+    }
+    QCOMPARE(p.gpu->n_past(), n_prompt + n_steps);
+    QCOMPARE(p.gpu->n_past(), p.cpu->n_past());
   }
 
   // Runs `tokens` through both (all logits or the last) and returns the relative error.
@@ -166,17 +182,21 @@ class TestCudaForward : public QObject {
 #else
     auto model = write_and_load(spec_for("llama", DType::F32), "args");
     QVERIFY2(model.ok(), model.message().c_str());
-    auto no_ctx = fkv::cuda::CudaForward::create(**model, 0, 0, kPage);
+    auto no_ctx = fkv::cuda::CudaForward::create(**model, 0, 0, kPage, 128);
     QVERIFY(!no_ctx.ok());
     QVERIFY2(no_ctx.message().find("context size must be 1..16777216 tokens, found 0") != std::string::npos,
              no_ctx.message().c_str());
-    auto no_page = fkv::cuda::CudaForward::create(**model, 0, kCtx, 0);
+    auto no_page = fkv::cuda::CudaForward::create(**model, 0, kCtx, 0, 128);
     QVERIFY(!no_page.ok());
     QVERIFY2(no_page.message().find("page size must be 1..4096 tokens, found 0") != std::string::npos,
              no_page.message().c_str());
+    auto no_batch = fkv::cuda::CudaForward::create(**model, 0, kCtx, kPage, 0);
+    QVERIFY(!no_batch.ok());
+    QVERIFY2(no_batch.message().find("prefill batch must be 1..8192 tokens, found 0") != std::string::npos,
+             no_batch.message().c_str());
     if (!no_device_reason().isEmpty()) {
       // Without a device, creation fails with a message rather than crashing.
-      auto none = fkv::cuda::CudaForward::create(**model, 0, kCtx, kPage);
+      auto none = fkv::cuda::CudaForward::create(**model, 0, kCtx, kPage, 128);
       QVERIFY(!none.ok());
       QVERIFY(!none.message().empty());
     }
@@ -195,16 +215,16 @@ class TestCudaForward : public QObject {
     Pair p;
     const QString failed = make_pair(p);
     QVERIFY2(failed.isEmpty(), qPrintable(failed));
-    // 21 tokens: five pages and one token, past the sliding window.
-    const double prefill = compare(p, random_tokens(21, p.n_vocab, 1), true);
-    QVERIFY2(prefill <= tolerance, qPrintable(QString("prefill relative error %1").arg(prefill)));
-    const std::vector<int32_t> next = random_tokens(6, p.n_vocab, 2);
-    for (size_t i = 0; i < next.size(); ++i) {
-      const double e = compare(p, {next[i]}, false);
-      QVERIFY2(e <= tolerance, qPrintable(QString("decode step %1 relative error %2").arg(i).arg(e)));
-    }
-    QCOMPARE(p.gpu->n_past(), 27);
-    QCOMPARE(p.gpu->n_past(), p.cpu->n_past());
+    prompt_then_decode(p, 21, 6, tolerance);  // 21 tokens: five pages and one token, past the sliding window
+    if (QTest::currentTestFailed()) return;
+    // eval() cuts a prompt longer than n_batch into chunks (64 tokens here: 199 = 3 full chunks and 7), each attending
+    // the chunks before it through the cache, the later ones over more than one 128-key tile of dense attention (its
+    // running max and sum rescaled). Then decode steps over 50 pages of 4 per KV head, so paged attention splits each
+    // head's list 7 ways; the first step's last page is exactly full (200 tokens).
+    Pair long_context;
+    const QString failed_long = make_pair(long_context, 256, 64);
+    QVERIFY2(failed_long.isEmpty(), qPrintable(failed_long));
+    prompt_then_decode(long_context, 199, 5, tolerance);
 #endif
   }
 

@@ -27,7 +27,9 @@ namespace fkv::cuda {
 
 namespace {
 
-constexpr int kMaxBatch = 128;     // tokens per forward chunk (the CPU context's default n_batch)
+// Rows of logits computed per output matmul: a chunk of n_batch tokens wanting every token's logits runs the output
+// in slices, so the logits buffer stays (kLogitRows, n_vocab) whatever n_batch is (8192 x a 262k vocabulary is 8 GiB).
+constexpr int kLogitRows = 128;
 constexpr int kPagesPerSplit = 8;  // decode attention: pages one split of paged_attention walks
 constexpr int kMaxForwardSplits = 64;
 
@@ -84,7 +86,7 @@ struct CudaForward::Impl {
   DeviceBuffer k, v;               // (n_batch, n_kv_heads, head_dim)
   DeviceBuffer hb, hb2;            // (n_batch, n_ff) gate, up
   DeviceBuffer a16;                // (n_batch, max(n_embd, n_embd_q, n_ff)) f16 matmul inputs
-  DeviceBuffer logits;             // (n_batch, n_vocab)
+  DeviceBuffer logits;             // (min(n_batch, kLogitRows), n_vocab)
   DeviceBuffer ints;               // tokens (n_batch), positions (n_batch), page table (see table_*)
   DeviceBuffer workspace;          // paged_attention_workspace_floats(n_heads, head_dim, kMaxForwardSplits)
   std::vector<int32_t> host_ints;  // staging of `ints`
@@ -110,6 +112,7 @@ struct CudaForward::Impl {
   Status attention(int il, int n);
   Status attention_block(int il, int n);
   Status ffn_block(int il, int n);
+  Status output_logits(int first, int n_out, float* logits_host);
   Status forward(const int32_t* tokens, int n, int first, float* logits_host);
 };
 
@@ -194,7 +197,7 @@ Status CudaForward::Impl::allocate_state() {
   FKV_TRY(allocate(hb, nb * c.n_ff * f));
   FKV_TRY(allocate(hb2, nb * c.n_ff * f));
   FKV_TRY(allocate(a16, nb * std::max({c.n_embd, c.n_embd_q(), c.n_ff}) * sizeof(uint16_t)));
-  FKV_TRY(allocate(logits, nb * c.n_vocab * f));
+  FKV_TRY(allocate(logits, std::min(nb, static_cast<size_t>(kLogitRows)) * c.n_vocab * f));
   host_ints.assign(table_indices() + static_cast<size_t>(c.n_kv_heads) * n_pages_cap, 0);
   FKV_TRY(allocate(ints, host_ints.size() * sizeof(int32_t)));
   FKV_TRY(allocate(workspace, paged_attention_workspace_floats(c.n_heads, c.head_dim, kMaxForwardSplits) * f));
@@ -322,6 +325,23 @@ Status CudaForward::Impl::ffn_block(int il, int n) {
   return add_inplace(x.as<float>(), xb.as<float>(), static_cast<int64_t>(n) * c.n_embd, s);
 }
 
+// Final norm and logits of the chunk's tokens first .. first + n_out - 1, in slices of at most kLogitRows rows.
+Status CudaForward::Impl::output_logits(int first, int n_out, float* logits_host) {
+  const ModelConfig& c = model->config();
+  const StreamHandle s = stream();
+  const int slice = std::min(n_batch, kLogitRows);
+  for (int r = 0; r < n_out; r += slice) {
+    const int rows = std::min(slice, n_out - r);
+    const float* x_rows = x.as<float>() + static_cast<size_t>(first + r) * c.n_embd;
+    FKV_TRY(rms_norm(x_rows, output_norm, xb.as<float>(), rows, c.n_embd, c.norm_eps, s));
+    FKV_TRY(matmul(output, xb, rows, logits.as<float>()));
+    // A copy to pageable memory returns once the host has the data, so the next slice may overwrite `logits`.
+    FKV_TRY(logits.download(logits_host + static_cast<size_t>(r) * c.n_vocab,
+                            static_cast<size_t>(rows) * c.n_vocab * sizeof(float), s));
+  }
+  return {};
+}
+
 // One chunk of n tokens at n_past: 1. embeddings, 2. layers, 3. final norm and logits of tokens first .. n - 1 (none
 // when logits_host is null). n_past moves only once the device has finished without a fault.
 Status CudaForward::Impl::forward(const int32_t* tokens, int n, int first, float* logits_host) {
@@ -338,13 +358,7 @@ Status CudaForward::Impl::forward(const int32_t* tokens, int n, int first, float
     FKV_TRY(attention_block(il, n));
     FKV_TRY(ffn_block(il, n));
   }
-  if (logits_host != nullptr) {
-    const int n_out = n - first;
-    const float* x_first = x.as<float>() + static_cast<size_t>(first) * c.n_embd;
-    FKV_TRY(rms_norm(x_first, output_norm, xb.as<float>(), n_out, c.n_embd, c.norm_eps, s));
-    FKV_TRY(matmul(output, xb, n_out, logits.as<float>()));
-    FKV_TRY(logits.download(logits_host, static_cast<size_t>(n_out) * c.n_vocab * sizeof(float), s));
-  }
+  if (logits_host != nullptr) FKV_TRY(output_logits(first, n - first, logits_host));
   FKV_CUDA_TRY(cudaStreamSynchronize(s));
   n_past += n;
   return {};
@@ -353,10 +367,12 @@ Status CudaForward::Impl::forward(const int32_t* tokens, int n, int first, float
 CudaForward::CudaForward() = default;
 CudaForward::~CudaForward() = default;
 
-Result<std::unique_ptr<CudaForward>> CudaForward::create(const Model& model, int device, int n_ctx, int page_size) {
+Result<std::unique_ptr<CudaForward>> CudaForward::create(const Model& model, int device, int n_ctx, int page_size,
+                                                         int n_batch) {
   const ModelConfig& c = model.config();
   if (n_ctx < 1 || n_ctx > (1 << 24)) return err("CudaForward: context size must be 1..16777216 tokens, found ", n_ctx);
   if (page_size < 1 || page_size > 4096) return err("CudaForward: page size must be 1..4096 tokens, found ", page_size);
+  if (n_batch < 1 || n_batch > 8192) return err("CudaForward: prefill batch must be 1..8192 tokens, found ", n_batch);
   if (c.head_dim > kMaxDenseHeadDim)
     return err("CudaForward: head_dim must be at most ", kMaxDenseHeadDim, ", found ", c.head_dim);
   std::unique_ptr<CudaForward> f(new CudaForward());
@@ -366,7 +382,7 @@ Result<std::unique_ptr<CudaForward>> CudaForward::create(const Model& model, int
   s.n_ctx = n_ctx;
   s.page_size = page_size;
   s.n_pages_cap = (n_ctx + page_size - 1) / page_size;
-  s.n_batch = std::min(kMaxBatch, n_ctx);
+  s.n_batch = std::min(n_batch, n_ctx);
   FKV_ASSIGN_OR_RETURN(s.ctx, DeviceContext::create(device));
   s.f32 = all_f32(model.weights());
   FKV_TRY(s.f32 ? s.upload_f32_weights() : s.upload_f16_weights());

@@ -31,8 +31,10 @@ class CudaForward {
   CudaForward& operator=(const CudaForward&) = delete;
 
   // Uploads the weights of `model` to `device` and allocates the KV cache (n_ctx tokens in pages of page_size) and
-  // every scratch buffer, so eval() never allocates. `model` must outlive the result.
-  static Result<std::unique_ptr<CudaForward>> create(const Model& model, int device, int n_ctx, int page_size);
+  // every scratch buffer for chunks of min(n_batch, n_ctx) tokens, so eval() never allocates. `model` must outlive
+  // the result.
+  static Result<std::unique_ptr<CudaForward>> create(const Model& model, int device, int n_ctx, int page_size,
+                                                     int n_batch);
 
   // Appends `tokens` at position n_past(), in chunks of at most max_batch() tokens (a single token runs as a decode
   // step over the page table). Writes (n_vocab) logits of the last token to `logits_host`, or (tokens.size(), n_vocab)
@@ -44,7 +46,7 @@ class CudaForward {
   Status truncate(int n_tokens);  // forget the tokens after the first n_tokens (0..n_past())
   int n_past() const;
   int n_ctx() const;
-  int max_batch() const;    // tokens per forward chunk
+  int max_batch() const;    // tokens per forward chunk: min(n_batch, n_ctx) of create()
   bool f32_matmul() const;  // true when the matmuls run in F32 (every matrix of the model is F32)
 
  private:
