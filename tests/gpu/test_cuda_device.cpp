@@ -3,6 +3,7 @@
 
 #include "runtime/backend_info.h"
 #ifdef FKV_HAVE_CUDA
+#include "backend/cuda/cuda_util.h"
 #include "backend/cuda/device.h"
 #endif
 
@@ -33,6 +34,26 @@ class TestCudaDevice : public QObject {
       QVERIFY(d.cc_major >= 5);
     }
     QVERIFY(summary.find((*devices)[0].name) != std::string::npos);
+#endif
+  }
+
+  // Listing must neither move the thread's current device nor query (and so create a context on) any other device.
+  void listingKeepsTheCurrentDevice() {
+#ifndef FKV_HAVE_CUDA
+    QSKIP("this build has no CUDA backend (FKV_CUDA=OFF or no nvcc)");
+#else
+    auto before = fkv::cuda::list_devices();
+    if (!before.ok()) QSKIP(qPrintable("no CUDA device here: " + QString::fromStdString(before.message())));
+    const int last = static_cast<int>(before->size()) - 1;
+    auto ctx = fkv::cuda::DeviceContext::create(last);  // makes the last device current
+    QVERIFY2(ctx.ok(), ctx.message().c_str());
+    auto devices = fkv::cuda::list_devices();
+    QVERIFY2(devices.ok(), devices.message().c_str());
+    auto current = fkv::cuda::current_device();
+    QVERIFY2(current.ok(), current.message().c_str());
+    QCOMPARE(*current, last);
+    for (const auto& d : *devices) QCOMPARE(d.memory_queried, d.index == last);
+    QVERIFY((*devices)[static_cast<size_t>(last)].free_bytes > 0);
 #endif
   }
 };

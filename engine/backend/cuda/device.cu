@@ -11,6 +11,7 @@ Result<std::vector<DeviceInfo>> list_devices() {
     cudaGetLastError();  // clear the sticky error so later calls start clean
     return err("no usable CUDA device: ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
   }
+  FKV_ASSIGN_OR_RETURN(const int current, current_device());
   std::vector<DeviceInfo> out;
   for (int i = 0; i < n; ++i) {
     cudaDeviceProp p{};
@@ -22,13 +23,29 @@ Result<std::vector<DeviceInfo>> list_devices() {
     d.cc_major = p.major;
     d.cc_minor = p.minor;
     d.total_bytes = p.totalGlobalMem;
-    if (cudaSetDevice(i) == cudaSuccess) {
-      size_t free_b = 0, total_b = 0;
-      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) d.free_bytes = free_b;
+    // cudaMemGetInfo reads the current device, so no other device is made current (nor given a context) for it.
+    size_t free_b = 0, total_b = 0;
+    if (i == current) {
+      d.memory_queried = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess;
+      if (d.memory_queried) {
+        d.free_bytes = free_b;
+      } else {
+        cudaGetLastError();  // free memory stays unknown; the error must not surface at the next launch check
+      }
     }
     out.push_back(std::move(d));
   }
   return out;
+}
+
+Result<int> current_device() {
+  int device = 0;
+  const cudaError_t e = cudaGetDevice(&device);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return err("cudaGetDevice: ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
+  }
+  return device;
 }
 
 std::string runtime_version() {
