@@ -2,7 +2,8 @@
 // NHD F16 pages vs cpu::attend (1e-3), for several group sizes, head dims, page sizes and split counts, with ragged
 // last pages and an empty page list; page bounds vs cpu::page_bounds (1e-5 relative to the terms' magnitude); top-k
 // equal to fkv::select_top_k (ties, NaN, k >= n, 8192 pages with k 256); recall: every byte of the device pool equals
-// WorkingSet::apply's slots after two rounds, for chunk sizes 1 (the double buffer wraps), 3 and more than the list.
+// WorkingSet::apply's slots after two rounds, for chunk sizes 1 (the double buffer wraps), 3 and more than the list;
+// BF16 and F32 caches refused (the pool is F16).
 // Argument checks and zero-size calls run everywhere; the rest skip with a clear message where no device exists.
 #include <QtTest>
 
@@ -162,6 +163,19 @@ class TestCudaKv : public QObject {
     auto pipe = fkv::cuda::RecallPipeline::create(g, 0, nullptr);
     QVERIFY(!pipe.ok());
     QVERIFY2(pipe.message().find("found 0") != std::string::npos, pipe.message().c_str());
+  }
+
+  // The pool is read as F16 by paged attention and the scatter copies bytes unchanged, so BF16 or F32 host rows would
+  // be misread: the pipeline refuses them at creation, before any CUDA call (no device needed).
+  void recallRefusesCachesOtherThanF16() {
+    for (fkv::DType t : {fkv::DType::BF16, fkv::DType::F32}) {
+      const fkv::KvGeometry g{1, 2, 8, 4, t};
+      auto pipe = fkv::cuda::RecallPipeline::create(g, 4, nullptr);
+      QVERIFY(!pipe.ok());
+      QVERIFY2(pipe.message().find(std::string("found a ") + fkv::dtype_name(t) + " KV cache") != std::string::npos,
+               pipe.message().c_str());
+      QVERIFY2(pipe.message().find("use KV cache type F16") != std::string::npos, pipe.message().c_str());
+    }
   }
 
   void zeroSizedCallsLaunchNothing() {

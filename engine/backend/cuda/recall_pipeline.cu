@@ -100,6 +100,9 @@ RecallPipeline::~RecallPipeline() = default;
 
 Result<RecallPipeline> RecallPipeline::create(const KvGeometry& g, int chunk_items, void* compute_stream) {
   FKV_TRY(g.validate());
+  if (g.dtype != DType::F16)
+    return err("recall pipeline: the device pool holds F16 rows, found a ", dtype_name(g.dtype),
+               " KV cache: its bytes would be read as F16; use KV cache type F16 with the CUDA backend");
   if (chunk_items < 1) return err("recall pipeline: chunk size must be >= 1 block, found ", chunk_items);
   auto s = std::make_unique<State>();
   s->g = g;
@@ -115,9 +118,9 @@ Result<uint64_t> RecallPipeline::run(const KvCache& cache, int l, const RecallBl
   State& s = *s_;
   if (!same_layout(cache.geometry(), s.g))
     return err("recall pipeline: the cache's layout (", cache.geometry().n_kv_heads, " KV heads, head_dim ",
-               cache.geometry().head_dim, ", page_size ", cache.geometry().page_size,
-               ") differs from the one the pipeline was made for (", s.g.n_kv_heads, ", ", s.g.head_dim, ", ",
-               s.g.page_size, ")");
+               cache.geometry().head_dim, ", page_size ", cache.geometry().page_size, ", ",
+               dtype_name(cache.geometry().dtype), ") differs from the one the pipeline was made for (",
+               s.g.n_kv_heads, ", ", s.g.head_dim, ", ", s.g.page_size, ", ", dtype_name(s.g.dtype), ")");
   if (l < 0 || l >= cache.geometry().n_layers)
     return err("recall pipeline: layer must be in [0, ", cache.geometry().n_layers, "), found ", l);
   if (n > 0 && (!pool.k || !pool.v)) return err("recall pipeline: the device pool's K and V must be set, found null");

@@ -18,7 +18,7 @@
 
 namespace fkv::cuda {
 
-// The device pool of one layer, written by recall and read by paged attention.
+// The device pool of one layer, written by recall and read by paged attention (kv_kernels.h), whose rows are F16.
 struct DevicePool {
   uint8_t* k = nullptr;  // device (n_slots, page_size, n_kv_heads, head_dim)
   uint8_t* v = nullptr;  // device (n_slots, page_size, n_kv_heads, head_dim)
@@ -29,7 +29,8 @@ class RecallPipeline {
  public:
   // Reserves two pinned and two device staging buffers of chunk_items blocks each and a copy stream. Scatters run on
   // compute_stream (an opaque cudaStream_t; nullptr is the legacy default stream), so work enqueued there after
-  // run() sees the recalled pages.
+  // run() sees the recalled pages. The scatter moves bytes unchanged into an F16 pool, so a geometry of any other
+  // element type (a BF16 or F32 host cache) is refused, before any CUDA call.
   static Result<RecallPipeline> create(const KvGeometry& g, int chunk_items, void* compute_stream);
 
   RecallPipeline(RecallPipeline&& other) noexcept;
