@@ -18,6 +18,10 @@ const char* arch_name(Arch a) {
 namespace {
 
 constexpr int kGemma3SwaPattern = 6;  // gemma3: every 6th layer is global, the others use the sliding window
+// Gemma 3 27B, known by its layer count as llama.cpp knows it: its reference config scales queries by
+// 1/sqrt(n_embd / n_heads) = 1/sqrt(168) where the other sizes use 1/sqrt(head_dim), and its GGUF files carry no
+// attention.scale to say so.
+constexpr int kGemma3_27bLayers = 62;
 constexpr int kMaxDim = 1 << 20;      // sanity bound on any single dimension read from a file
 
 Result<Arch> parse_arch(std::string_view name) {
@@ -149,8 +153,9 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& f) {
   c.n_vocab = static_cast<int>(embd->dims[1]);
   c.tied_output = f.find_tensor("output.weight") == nullptr;
 
-  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
-  FKV_TRY(read_float(f, a + ".attention.scale", c.attn_scale));
+  const bool gemma3_27b = c.arch == Arch::Gemma3 && c.n_layers == kGemma3_27bLayers;
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(gemma3_27b ? c.n_embd / c.n_heads : c.head_dim));
+  FKV_TRY(read_float(f, a + ".attention.scale", c.attn_scale));  // a file that states its scale is believed
   c.layer_local.assign(static_cast<size_t>(c.n_layers), 0);
   switch (c.arch) {
     case Arch::Llama:

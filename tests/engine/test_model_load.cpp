@@ -5,6 +5,7 @@
 #include <QFile>
 #include <QTest>
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -271,6 +272,31 @@ class TestModelLoad : public QObject {
                qPrintable(QString("%1: unexpected dimensions").arg(fkv::arch_name(a))));
       QCOMPARE(m->tokenizer().n_vocab(), kVocab);
       QCOMPARE(static_cast<int>(m->weights().layers.size()), c.n_layers);
+    }
+  }
+
+  // Gemma 3 27B (62 layers, n_embd 5376, 32 heads of 128) scales attention by 1/sqrt(n_embd / n_heads), other gemma3
+  // sizes by 1/sqrt(head_dim); a shape where the two differ (n_embd / n_heads 32, head_dim 16) tells them apart, and
+  // config.attn_scale is what both backends' attention reads.
+  void gemma3_27bScalesByEmbdPerHead() {
+    for (int n_layers : {62, 48}) {
+      fkv::SyntheticModelSpec s;
+      s.arch = Arch::Gemma3;
+      s.vocab_path = tinyVocabPath().toStdString();
+      s.n_layers = n_layers;
+      s.n_heads = 2;
+      s.n_kv_heads = 1;
+      s.head_dim = 16;
+      s.n_ff = 32;
+      s.tied_embeddings = true;
+      const QString path = fkvtest::tempDir() + QString("/gemma3-%1-layers.gguf").arg(n_layers);
+      QVERIFY(fkv::write_synthetic_model(s, path.toStdString()).ok());
+      QString error;
+      const auto m = loadOrNull(path, &error);
+      QVERIFY2(m != nullptr, qPrintable(error));
+      const float want = 1.f / std::sqrt(n_layers == 62 ? 32.f : 16.f);
+      QVERIFY2(m->config().attn_scale == want,
+               qPrintable(QString("%1 layers: scale %2, want %3").arg(n_layers).arg(m->config().attn_scale).arg(want)));
     }
   }
 
