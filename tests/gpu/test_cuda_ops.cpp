@@ -1,11 +1,14 @@
 // GPU suite for backend/cuda/ops.h and cuda_util.h: every op against the CPU op on seeded random data.
-// Tolerances: rms_norm 1e-5 relative; rope 1e-5 absolute on O(1) values; silu/gelu 1e-5 relative (absolute below 1,
-// where gelu's 1 + tanh cancels); add, conversions and embedding gathers bit-exact; matmul f32 1e-4 and f16 2e-3
-// relative to sum |a_i w_i| (the scale of the rounding error a dot product can carry).
+// Tolerances: rms_norm 1e-5 relative; rope 1e-5 absolute on O(1) values;
+// silu/gelu 1e-5 relative (absolute below 1, where gelu's 1 + tanh cancels); add, conversions and embedding gathers
+// bit-exact; matmul f32 1e-4 and f16 2e-3 relative to sum |a_i w_i| (the scale of the rounding error a dot product
+// can carry), also for the row-scaled f16 matmul with activations past F16's range (a down projection's input), which
+// must stay finite.
 // Error paths that need no device (status text, host-side argument checks, failed allocation) run in every CUDA
 // build; the op comparisons skip with a message where no device exists.
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -130,6 +133,7 @@ class TestCudaOps : public QObject {
   void embeddingGatherIsExact();
   void matmulF32MatchesReference();
   void matmulF16MatchesReference();
+  void matmulF16ScaledKeepsLargeActivations();
 };
 
 void TestCudaOps::initTestCase() {
@@ -426,6 +430,50 @@ void TestCudaOps::matmulF16MatchesReference() {
   auto got = to_host<float>(*dout);
   QVERIFY2(got.ok(), got.message().c_str());
   expect_matmul(*got, want, scale, 2e-3);
+#endif
+}
+
+// A down projection (k = n_ff 512 -> n = n_embd 96) whose input rows reach past F16's 65504, as a gated FFN's can
+// while the CPU keeps them in F32: a row at 1e5..3e5, one just past the limit, one of +-1 with a single 1e7, and a
+// plain +-1 row (left unscaled). Every output must be finite and within 2e-3 of sum |a_i w_i| of the exact product.
+void TestCudaOps::matmulF16ScaledKeepsLargeActivations() {
+  FKV_NEED_DEVICE();
+#ifdef FKV_HAVE_CUDA
+  const int rows = 4, k = 512, n = 96;
+  std::vector<float> a = random_floats(static_cast<size_t>(rows) * k, -1.f, 1.f, 14);  // (rows, k)
+  const auto big = random_floats(static_cast<size_t>(k), 1e5f, 3e5f, 15);
+  for (int i = 0; i < k; ++i) {
+    const float sign = i % 3 == 0 ? -1.f : 1.f;
+    a[static_cast<size_t>(i)] = sign * big[static_cast<size_t>(i)];  // row 0
+    a[static_cast<size_t>(k + i)] = sign * (65504.f + static_cast<float>(i));  // row 1
+  }
+  a[static_cast<size_t>(2 * k + 7)] = 1e7f;  // row 2: one outlier; row 3 stays in +-1
+  const auto w = random_floats(static_cast<size_t>(n) * k, -1.f, 1.f, 16);
+  std::vector<uint16_t> w16(w.size());
+  fkv::cpu::f32_to_f16_row(w.data(), w16.data(), static_cast<int64_t>(w.size()));
+  std::vector<double> want, scale;
+  reference_matmul(a, w, rows, k, n, want, scale);
+  auto da = to_device(a), da16 = to_device(std::vector<uint16_t>(a.size())), dw16 = to_device(w16);
+  auto dscale = to_device(std::vector<float>(static_cast<size_t>(rows)));
+  auto dout = to_device(std::vector<float>(static_cast<size_t>(rows) * n));
+  QVERIFY(da.ok() && da16.ok() && dw16.ok() && dscale.ok() && dout.ok());
+  cu::DeviceContext& ctx = *fkvtest::gpu().ctx;
+  // The hazard itself: the plain conversion of row 0 holds infinities.
+  FKV_QVERIFY_OK(cu::f32_to_f16(da->as<float>(), da16->as<uint16_t>(), k, ctx.stream()));
+  auto plain = to_host<uint16_t>(*da16);
+  QVERIFY2(plain.ok(), plain.message().c_str());
+  QVERIFY(std::count(plain->begin(), plain->begin() + k, uint16_t{0x7C00}) > 0);
+  const cu::F16Staging staging{da16->as<uint16_t>(), dscale->as<float>()};
+  FKV_QVERIFY_OK(cu::matmul_f16_scaled(ctx, da->as<float>(), dw16->as<uint16_t>(), dout->as<float>(), rows, k, n,
+                                       staging, ctx.stream()));
+  auto got = to_host<float>(*dout);
+  QVERIFY2(got.ok(), got.message().c_str());
+  for (float x : *got) QVERIFY(std::isfinite(x));
+  expect_matmul(*got, want, scale, 2e-3);
+  auto scales = to_host<float>(*dscale);
+  QVERIFY2(scales.ok(), scales.message().c_str());
+  QCOMPARE((*scales)[3], 1.f);  // a row inside F16's range converts unscaled
+  QVERIFY((*scales)[0] > 1.f && (*scales)[1] > 1.f && (*scales)[2] > 1.f);
 #endif
 }
 

@@ -86,6 +86,7 @@ struct CudaForward::Impl {
   DeviceBuffer k, v;               // (n_batch, n_kv_heads, head_dim)
   DeviceBuffer hb, hb2;            // (n_batch, n_ff) gate, up
   DeviceBuffer a16;                // (n_batch, max(n_embd, n_embd_q, n_ff)) f16 matmul inputs
+  DeviceBuffer row_scale;          // (n_batch) their rows' scales (matmul_f16_scaled)
   DeviceBuffer logits;             // (min(n_batch, kLogitRows), n_vocab)
   DeviceBuffer ints;               // tokens (n_batch), positions (n_batch), page table (see table_*)
   DeviceBuffer workspace;          // paged_attention_workspace_floats(n_heads, head_dim, kMaxForwardSplits)
@@ -197,6 +198,7 @@ Status CudaForward::Impl::allocate_state() {
   FKV_TRY(allocate(hb, nb * c.n_ff * f));
   FKV_TRY(allocate(hb2, nb * c.n_ff * f));
   FKV_TRY(allocate(a16, nb * std::max({c.n_embd, c.n_embd_q(), c.n_ff}) * sizeof(uint16_t)));
+  FKV_TRY(allocate(row_scale, nb * f));
   FKV_TRY(allocate(logits, std::min(nb, static_cast<size_t>(kLogitRows)) * c.n_vocab * f));
   host_ints.assign(table_indices() + static_cast<size_t>(c.n_kv_heads) * n_pages_cap, 0);
   FKV_TRY(allocate(ints, host_ints.size() * sizeof(int32_t)));
@@ -206,11 +208,11 @@ Status CudaForward::Impl::allocate_state() {
   return {};
 }
 
-// out = in . w^T for n rows; the F16 path converts the activations first (the precision matmul_f16 reads).
+// out = in . w^T for n rows; the F16 path converts the activations row-scaled, so none past 65504 becomes inf.
 Status CudaForward::Impl::matmul(const Mat& w, const DeviceBuffer& in, int n, float* out) {
   if (w.f32 != nullptr) return matmul_f32(ctx, in.as<float>(), w.f32, out, n, w.n_cols, w.n_rows, stream());
-  FKV_TRY(f32_to_f16(in.as<float>(), a16.as<uint16_t>(), static_cast<int64_t>(n) * w.n_cols, stream()));
-  return matmul_f16(ctx, a16.as<uint16_t>(), w.f16, out, n, w.n_cols, w.n_rows, stream());
+  const F16Staging staging{a16.as<uint16_t>(), row_scale.as<float>()};
+  return matmul_f16_scaled(ctx, in.as<float>(), w.f16, out, n, w.n_cols, w.n_rows, staging, stream());
 }
 
 // Uploads the chunk's tokens and positions and, for a decode step, the page table naming every page of the context.

@@ -3,8 +3,9 @@
 // backend can be checked end to end against the CPU reference (runtime/context.h): same tokens in, same logits out.
 //
 // Numerics: models whose matrices are all F32 run their matmuls in F32 (matmul_f32, weights uploaded as they are);
-// any other model runs F16 weights from DeviceWeights with F16 activations and F32 accumulation (matmul_f16). The KV
-// cache is F16 in NHD pages, as the CPU context's default F16 cache.
+// any other model runs F16 weights from DeviceWeights with row-scaled F16 activations and F32 accumulation
+// (matmul_f16_scaled: activations past F16's range stay finite, as in the CPU's F32 activations). The KV cache is F16
+// in NHD pages, as the CPU context's default F16 cache (the only KV type this backend accepts).
 //
 // Plain C++20 header (included by host code and tests); the implementation is forward.cpp (host recipe) and
 // forward.cu (its kernels).

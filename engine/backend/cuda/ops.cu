@@ -17,8 +17,10 @@ namespace fkv::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;          // a multiple of the warp size, which block_sum relies on
+constexpr int kThreads = 256;          // a multiple of the warp size, which block_reduce relies on
 constexpr int64_t kMaxBlocks = 65535;  // grid-stride loops cover the rest; keeps grids within every device's limits
+// Largest magnitude a scaled activation row may hold: 2^15 leaves F16's 65504 a factor of two clear of rounding.
+constexpr float kF16RowLimit = 32768.f;
 
 unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
@@ -43,21 +45,30 @@ Status check_ptrs(int64_t n, const char* op, std::initializer_list<const void*> 
 
 // ---- kernels ----
 
-// Sum of v over the block, returned to every thread. Called once per kernel (the shared slots are not reused).
-__device__ float block_sum(float v) {
-  __shared__ float warp_sums[kThreads / 32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+struct Plus {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct Max {  // fmaxf: a NaN loses to any number, so one NaN element does not decide a row's scale
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// op of v over the block (op's identity is 0: sums, and maxima of magnitudes), returned to every thread. Called once
+// per kernel (the shared slots are not reused).
+template <class Op>
+__device__ float block_reduce(float v, Op op) {
+  __shared__ float warp_vals[kThreads / 32];
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const int warp = static_cast<int>(threadIdx.x) >> 5;
-  if (lane == 0) warp_sums[warp] = v;
+  if (lane == 0) warp_vals[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    v = lane < kThreads / 32 ? warp_sums[lane] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) warp_sums[0] = v;
+    v = lane < kThreads / 32 ? warp_vals[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (lane == 0) warp_vals[0] = v;
   }
   __syncthreads();
-  return warp_sums[0];
+  return warp_vals[0];
 }
 
 // One block per row. Each thread reads and writes only its own elements, so y may alias x.
@@ -67,7 +78,7 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int n,
   float* yr = y + row * n;        // (n)
   float ss = 0.f;
   for (int i = static_cast<int>(threadIdx.x); i < n; i += kThreads) ss += xr[i] * xr[i];
-  ss = block_sum(ss);
+  ss = block_reduce(ss, Plus{});
   const float r = 1.f / sqrtf(ss / static_cast<float>(n) + eps);  // not rsqrtf: its 2 ulp would differ from the CPU
   for (int i = static_cast<int>(threadIdx.x); i < n; i += kThreads) yr[i] = xr[i] * r * w[i];
 }
@@ -112,6 +123,32 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
 
 __global__ void f32_to_f16_kernel(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] = __half_as_ushort(__float2half_rn(x[i]));
+}
+
+// One block per row: y_r = f16(x_r / s_r), s_r the least power of two >= 1 that brings max |x_r| to at most
+// kF16RowLimit (a power of two, so the division only moves exponents). Infinite rows keep s_r = 1: inf stays inf.
+__global__ void f32_to_f16_rows_scaled_kernel(const float* x, uint16_t* y, float* row_scale, int n) {
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * n;  // (n)
+  uint16_t* yr = y + row * n;     // (n)
+  float m = 0.f;
+  for (int i = static_cast<int>(threadIdx.x); i < n; i += kThreads) m = fmaxf(m, fabsf(xr[i]));
+  m = block_reduce(m, Max{});
+  float s = 1.f;
+  if (m > kF16RowLimit && isfinite(m)) {
+    int e = 0;
+    frexpf(m / kF16RowLimit, &e);  // m / limit = f * 2^e, f in [0.5, 1): m / 2^e < limit
+    s = ldexpf(1.f, e);
+  }
+  const float inv = 1.f / s;  // exact: s is a power of two
+  for (int i = static_cast<int>(threadIdx.x); i < n; i += kThreads)
+    yr[i] = __half_as_ushort(__float2half_rn(xr[i] * inv));
+  if (threadIdx.x == 0) row_scale[row] = s;
+}
+
+// out row r *= row_scale[r]: undoes the activation scaling after the GEMM.   out: (n_total / n, n)
+__global__ void scale_rows_kernel(float* out, const float* row_scale, int64_t n_total, int n) {
+  for (int64_t i = first_index(); i < n_total; i += grid_stride()) out[i] *= row_scale[i / n];
 }
 
 __global__ void f16_to_f32_kernel(const uint16_t* x, float* y, int64_t n) {
@@ -279,6 +316,22 @@ Status matmul_f16(DeviceContext& ctx, const uint16_t* a, const uint16_t* w, floa
                               CUDA_R_16F, g.ldb, &beta, out, CUDA_R_32F, g.ldc, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));
   return {};
+}
+
+Status matmul_f16_scaled(DeviceContext& ctx, const float* a, const uint16_t* w, float* out, int n_rows, int k, int n,
+                         F16Staging staging, StreamHandle stream) {
+  const char* op = "cuda::matmul_f16_scaled";
+  FKV_TRY(matmul_args(op, ctx, a, w, out, n_rows, k, n));
+  if (n_rows == 0 || n == 0) return {};
+  if (k == 0) return zero_output(out, n_rows, n, stream);
+  FKV_TRY(check_ptrs(static_cast<int64_t>(n_rows) * k, op, {staging.a16, staging.row_scale}));
+  f32_to_f16_rows_scaled_kernel<<<static_cast<unsigned>(n_rows), kThreads, 0, stream>>>(a, staging.a16,
+                                                                                        staging.row_scale, k);
+  FKV_TRY(launch_status("f32_to_f16_rows_scaled_kernel"));
+  FKV_TRY(matmul_f16(ctx, staging.a16, w, out, n_rows, k, n, stream));
+  const int64_t n_out = static_cast<int64_t>(n_rows) * n;
+  scale_rows_kernel<<<blocks_for(n_out), kThreads, 0, stream>>>(out, staging.row_scale, n_out, n);
+  return launch_status("scale_rows_kernel");
 }
 
 }  // namespace fkv::cuda

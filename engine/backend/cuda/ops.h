@@ -56,4 +56,19 @@ Status matmul_f32(DeviceContext& ctx, const float* a, const float* w, float* out
 Status matmul_f16(DeviceContext& ctx, const uint16_t* a, const uint16_t* w, float* out, int n_rows, int k, int n,
                   StreamHandle stream);
 
+// Scratch of matmul_f16_scaled, device memory: a16 (n_rows, k) f16, row_scale (n_rows).
+struct F16Staging {
+  uint16_t* a16 = nullptr;
+  float* row_scale = nullptr;
+};
+
+// out = a . w^T with F32 activations and F16 weights. The CPU keeps such activations in F32, where a plain f32_to_f16
+// would turn every |x| > 65504 into inf (a gated FFN's down projection input reaches that): each row of `a` is
+// divided by a power of two that brings its largest magnitude within 2^15 (1 for rows already inside, the usual
+// case, so they convert exactly as f32_to_f16 would), multiplied by matmul_f16, and its output row multiplied back.
+// A scaled row keeps F16's relative precision; only its elements below 2^-24 of the scale flush to zero.
+// a: (n_rows, k) f32; w: (n, k) f16; out: (n_rows, n) f32.
+Status matmul_f16_scaled(DeviceContext& ctx, const float* a, const uint16_t* w, float* out, int n_rows, int k, int n,
+                         F16Staging staging, StreamHandle stream);
+
 }  // namespace fkv::cuda
