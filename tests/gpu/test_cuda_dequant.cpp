@@ -2,8 +2,9 @@
 // Every weight type is decoded on the device and compared bit for bit with the CPU reference dequantization
 // (cpu::ref::dequantize_row) rounded to F16 by cpu::f32_to_f16 (both round to nearest even), on blocks made two ways:
 // by the CPU quantizer from random data, and from random bytes with finite F16 scales (which reach scale and code bit
-// patterns no quantizer writes). Then synthetic Q8_0 and Q4_K models are uploaded through a small staging buffer (many
-// pieces per matrix) and every row of every matrix, and every vector, is compared with the CPU.
+// patterns no quantizer writes), and on a matrix of more 256-column tiles than one grid holds. Then synthetic models of
+// every weight type are uploaded through a small staging buffer (many pieces per matrix) and every row of every
+// matrix, and every vector, is compared with the CPU.
 // Host-side checks (arguments, chunk planning, upload sizes) run in every CUDA build; the rest skips without a device.
 #include <QtTest>
 
@@ -254,10 +255,14 @@ void TestCudaDequant::planCountsEveryTensorOnce() {
 void TestCudaDequant::dequantMatchesCpu_data() {
   QTest::addColumn<int>("type");
   QTest::addColumn<bool>("random_bytes");
+  QTest::addColumn<bool>("past_one_grid");
   for (fkv::DType t : kTypes) {
     const auto id = static_cast<int>(t);
-    QTest::newRow((std::string(fkv::dtype_name(t)) + " quantized").c_str()) << id << false;
-    QTest::newRow((std::string(fkv::dtype_name(t)) + " random bytes").c_str()) << id << true;
+    const std::string name = fkv::dtype_name(t);
+    QTest::newRow((name + " quantized").c_str()) << id << false << false;
+    QTest::newRow((name + " random bytes").c_str()) << id << true << false;
+    // More 256-column tiles than one grid's 65,535 blocks: the grid-stride loop must cover the rest.
+    QTest::newRow((name + " past one grid").c_str()) << id << false << true;
   }
 }
 
@@ -266,8 +271,10 @@ void TestCudaDequant::dequantMatchesCpu() {
 #ifdef FKV_HAVE_CUDA
   QFETCH(int, type);
   QFETCH(bool, random_bytes);
+  QFETCH(bool, past_one_grid);
   const auto t = static_cast<fkv::DType>(type);
-  const int64_t n_rows = 5, n_cols = test_cols(t);
+  const int64_t n_cols = test_cols(t), tiles_per_row = (n_cols + 255) / 256;
+  const int64_t n_rows = past_one_grid ? 65535 / tiles_per_row + 2 : 5;
   const std::vector<uint8_t> raw = make_rows(t, n_rows, n_cols, random_bytes, 1000u + static_cast<uint32_t>(type));
   // One byte past an aligned start: the kernels must not assume aligned blocks.
   auto dev_raw = cu::DeviceBuffer::allocate(raw.size() + 1);
@@ -285,8 +292,10 @@ void TestCudaDequant::dequantMatchesCpu() {
 void TestCudaDequant::modelUploadMatchesCpu_data() {
   QTest::addColumn<int>("type");
   QTest::addColumn<bool>("tied");
-  QTest::newRow("Q8_0") << static_cast<int>(fkv::DType::Q8_0) << false;
-  QTest::newRow("Q4_K tied") << static_cast<int>(fkv::DType::Q4_K) << true;
+  for (fkv::DType t : kTypes) {
+    const bool tied = t == fkv::DType::Q4_K;  // one tied model: the output shares the embedding's upload
+    QTest::newRow((std::string(fkv::dtype_name(t)) + (tied ? " tied" : "")).c_str()) << static_cast<int>(t) << tied;
+  }
 }
 
 void TestCudaDequant::modelUploadMatchesCpu() {

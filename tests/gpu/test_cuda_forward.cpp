@@ -1,13 +1,14 @@
 // GPU suite for backend/cuda/forward.h: the dense CUDA forward pass against the CPU context (the reference) on
 // synthetic models of each architecture (llama with GQA and llama3 rope divisors, qwen2 with qkv biases and neox
 // rope, qwen2 with YaRN (frequency blend and magnitude scale), gemma3 with qk-norm, post-norms, gelu, tied output
-// and a sliding window of 8 tokens over pages of 4, so the window starts inside a page), each with F32 and F16
-// weights. Checked: the logits of a prefill (every token), of decode steps after it, of a mixed chunked prefill
-// (single tokens between chunks), and of a 199-token prompt in chunks of 64 (dense attention past one 128-key tile)
-// followed by decode steps over 50 pages (several splits per head; the first with its last page exactly full).
+// and a sliding window of 8 tokens over pages of 4, so the window starts inside a page; head_dim 64, 128 and 256),
+// each with F32 and F16 weights, and llama with Q4_K, Q5_0, Q6_K and Q8_0 weights. Checked: the logits of a prefill
+// (every token), of decode steps after it, of a mixed chunked prefill (single tokens between chunks), and of a
+// 199-token prompt in chunks of 64 (dense attention past one 128-key tile) followed by decode steps over 50 pages
+// (several splits per head; the first with its last page exactly full).
 // Error measure: max |gpu - cpu| / max |cpu| over the compared logits. Tolerances: 1e-3 for F32 weights (F32 matmul
 // on both sides; only the F16 KV cache and summation order differ), 2e-2 for F16 weights (the GPU matmul reads F16
-// activations, the CPU keeps them in F32).
+// activations, the CPU keeps them in F32), 3e-2 for quantized weights (the CPU quantizes activations to Q8 blocks).
 // Argument checks that need no device run in every CUDA build; the comparisons skip with a message without one.
 #include <QtTest>
 
@@ -65,16 +66,29 @@ SyntheticModelSpec spec_for(const QString& arch, DType weights) {
     s.yarn_rope = true;
     s.n_embd = 128;  // head_dim 32: the blend spans several pairs
     s.seed = 25;
-  } else {
+  } else if (arch == "llama-hd64" || arch == "llama-hd128") {
+    s.n_embd = 256;
+    s.n_heads = arch == "llama-hd64" ? 4 : 2;
+    s.n_kv_heads = 2;
+    s.n_ff = 256;
+    s.seed = 26;
+  } else if (arch == "llama-quant") {
+    // Every matrix's rows a whole number of 256-element super-blocks, so each quant type can encode it.
+    s.n_embd = 256;
+    s.n_heads = 4;
+    s.n_kv_heads = 2;
+    s.n_ff = 512;
+    s.seed = 27;
+  } else {  // gemma3, gemma3-hd256
     s.arch = Arch::Gemma3;
     s.n_layers = 6;  // layers 0-4 local, 5 global
     s.n_heads = 2;
     s.n_kv_heads = 1;
-    s.head_dim = 48;
+    s.head_dim = arch == "gemma3-hd256" ? 256 : 48;
     s.rope_base = 1e6f;
     s.sliding_window = 8;
     s.tied_embeddings = true;
-    s.seed = 24;
+    s.seed = arch == "gemma3-hd256" ? 28 : 24;
   }
   return s;
 }
@@ -167,10 +181,16 @@ class TestCudaForward : public QObject {
     QTest::addColumn<QString>("arch");
     QTest::addColumn<int>("weights");
     QTest::addColumn<double>("tolerance");
-    for (const char* arch : {"llama", "llama3", "qwen2", "qwen2-yarn", "gemma3"}) {
+    for (const char* arch : {"llama", "llama3", "qwen2", "qwen2-yarn", "gemma3", "llama-hd64", "llama-hd128",
+                             "gemma3-hd256"}) {
       QTest::newRow((std::string(arch) + "-f32").c_str()) << QString(arch) << static_cast<int>(DType::F32) << 1e-3;
       QTest::newRow((std::string(arch) + "-f16").c_str()) << QString(arch) << static_cast<int>(DType::F16) << 2e-2;
     }
+    // Quantized weights: the GPU dequantizes them to F16 and multiplies F16 activations, the CPU multiplies them
+    // with activations quantized to Q8_0 / Q8_K blocks, so the two round differently on top of the F16 case.
+    for (DType t : {DType::Q4_K, DType::Q5_0, DType::Q6_K, DType::Q8_0})
+      QTest::newRow((std::string("llama-quant-") + fkv::dtype_name(t)).c_str())
+          << QString("llama-quant") << static_cast<int>(t) << 3e-2;
   }
 #endif
 

@@ -1,9 +1,10 @@
 // CUDA KV kernels against the CPU backend (backend/cuda/kv_kernels.h, recall_pipeline.h): paged decode attention over
 // NHD F16 pages vs cpu::attend (1e-3), for several group sizes, head dims, page sizes and split counts, with ragged
-// last pages and an empty page list; page bounds vs cpu::page_bounds (1e-5 relative to the terms' magnitude); top-k
-// equal to fkv::select_top_k (ties, NaN, k >= n, 8192 pages with k 256); recall: every byte of the device pool equals
-// WorkingSet::apply's slots after two rounds, for chunk sizes 1 (the double buffer wraps), 3 and more than the list;
-// BF16 and F32 caches refused (the pool is F16).
+// last pages, an empty page list and a peaked softmax (one key's weight near 1: the split merge's rescale at its
+// extreme); page bounds vs cpu::page_bounds (1e-5 relative to the terms' magnitude); top-k equal to
+// fkv::select_top_k (ties, NaN, k >= n, 8192 pages with k 256); recall: every byte of the device pool equals
+// WorkingSet::apply's slots after two rounds, for chunk sizes 1 (the double buffer wraps), 3 and more than the list,
+// also with the scatters on a non-blocking stream; BF16 and F32 caches refused (the pool is F16).
 // Argument checks and zero-size calls run everywhere; the rest skip with a clear message where no device exists.
 #include <QtTest>
 
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -24,6 +26,7 @@
 #ifdef FKV_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
+#include "backend/cuda/cuda_util.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/kv_kernels.h"
 #include "backend/cuda/recall_pipeline.h"
@@ -202,10 +205,12 @@ class TestCudaKv : public QObject {
     QTest::addColumn<int>("page_size");
     QTest::addColumn<int>("n_splits");
     QTest::addColumn<bool>("empty_head");
-    QTest::newRow("MHA, one split") << 2 << 1 << 64 << 16 << 1 << false;
-    QTest::newRow("GQA 4, 3 splits") << 2 << 4 << 128 << 32 << 3 << false;
-    QTest::newRow("GQA 8, more splits than pages") << 1 << 8 << 64 << 8 << 16 << false;
-    QTest::newRow("head 256, an empty list") << 3 << 2 << 256 << 16 << 4 << true;
+    QTest::addColumn<float>("q_amp");  // queries in [-q_amp, q_amp]: 64 makes each softmax all but one-hot
+    QTest::newRow("MHA, one split") << 2 << 1 << 64 << 16 << 1 << false << 1.f;
+    QTest::newRow("GQA 4, 3 splits") << 2 << 4 << 128 << 32 << 3 << false << 1.f;
+    QTest::newRow("GQA 8, more splits than pages") << 1 << 8 << 64 << 8 << 16 << false << 1.f;
+    QTest::newRow("head 256, an empty list") << 3 << 2 << 256 << 16 << 4 << true << 1.f;
+    QTest::newRow("peaked softmax, 3 splits") << 2 << 2 << 64 << 16 << 3 << false << 64.f;
   }
   void attentionMatchesCpu() {
     QFETCH(int, n_kv);
@@ -214,13 +219,14 @@ class TestCudaKv : public QObject {
     QFETCH(int, page_size);
     QFETCH(int, n_splits);
     QFETCH(bool, empty_head);
+    QFETCH(float, q_amp);
     REQUIRE_DEVICE();
     const int n_slots = 12, n_heads = n_kv * group, D = head_dim;
     const size_t n_elem = static_cast<size_t>(n_slots) * page_size * n_kv * D;
     std::vector<uint16_t> k(n_elem), v(n_elem);  // (n_slots, page_size, n_kv_heads, head_dim) F16
     const std::vector<float> kf = random_floats(n_elem, 1, -1.f, 1.f), vf = random_floats(n_elem, 2, -1.f, 1.f);
     for (size_t e = 0; e < n_elem; ++e) k[e] = fkv::cpu::f32_to_f16(kf[e]), v[e] = fkv::cpu::f32_to_f16(vf[e]);
-    const std::vector<float> q = random_floats(static_cast<size_t>(n_heads) * D, 3, -1.f, 1.f);  // (n_heads, head_dim)
+    const std::vector<float> q = random_floats(static_cast<size_t>(n_heads) * D, 3, -q_amp, q_amp);  // (n_heads, D)
     std::mt19937 rng(5);
     std::vector<int32_t> indptr{0}, indices, last(static_cast<size_t>(n_kv));
     int max_pages = 0;
@@ -350,12 +356,16 @@ class TestCudaKv : public QObject {
 
   void recallLandsWherePlanned_data() {
     QTest::addColumn<int>("chunk");
-    QTest::newRow("chunk 1: the double buffer wraps") << 1;
-    QTest::newRow("chunk 3") << 3;
-    QTest::newRow("chunk larger than the list") << 1000;
+    QTest::addColumn<bool>("non_blocking");  // scatters on a non-blocking stream, as a DeviceContext's compute stream
+    QTest::newRow("chunk 1: the double buffer wraps") << 1 << false;
+    QTest::newRow("chunk 3") << 3 << false;
+    QTest::newRow("chunk larger than the list") << 1000 << false;
+    QTest::newRow("chunk 1 on a non-blocking stream") << 1 << true;
+    QTest::newRow("chunk 3 on a non-blocking stream") << 3 << true;
   }
   void recallLandsWherePlanned() {
     QFETCH(int, chunk);
+    QFETCH(bool, non_blocking);
     REQUIRE_DEVICE();
     const fkv::KvGeometry g{2, 3, 32, 8, fkv::DType::F16};
     const int n_pages = 20, n_slots = 6, l = 1;
@@ -367,7 +377,15 @@ class TestCudaKv : public QObject {
     QVERIFY(dk.ok() && dv.ok());
     QVERIFY(cudaMemset(dk.as<void>(), 0xAB, pool_bytes) == cudaSuccess &&
             cudaMemset(dv.as<void>(), 0xCD, pool_bytes) == cudaSuccess);
-    auto pipe = fkv::cuda::RecallPipeline::create(g, chunk, nullptr);
+    // A non-blocking stream does not wait for the legacy stream's memsets: the host does, before any scatter.
+    QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
+    std::optional<fkv::cuda::Stream> stream;
+    if (non_blocking) {
+      auto s = fkv::cuda::Stream::create();
+      QVERIFY2(s.ok(), s.message().c_str());
+      stream.emplace(std::move(s).value());
+    }
+    auto pipe = fkv::cuda::RecallPipeline::create(g, chunk, stream ? stream->handle() : nullptr);
     QVERIFY2(pipe.ok(), pipe.message().c_str());
     std::mt19937 rng(17);
     for (int round = 0; round < 2; ++round) {  // the second round reuses resident pages and refills the rest

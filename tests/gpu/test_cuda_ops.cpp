@@ -1,5 +1,5 @@
 // GPU suite for backend/cuda/ops.h and cuda_util.h: every op against the CPU op on seeded random data.
-// Tolerances: rms_norm 1e-5 relative; rope 1e-5 absolute on O(1) values;
+// Tolerances: rms_norm 1e-5 relative; rope (plain, YaRN and llama3 frequencies) 1e-5 absolute on O(1) values;
 // silu/gelu 1e-5 relative (absolute below 1, where gelu's 1 + tanh cancels); add, conversions and embedding gathers
 // bit-exact; matmul f32 1e-4 and f16 2e-3 relative to sum |a_i w_i| (the scale of the rounding error a dot product
 // can carry), also for the row-scaled f16 matmul with activations past F16's range (a down projection's input), which
@@ -26,6 +26,8 @@
 #include "backend/cuda/cuda_util.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/ops.h"
+#include "model/config.h"
+#include "model/rope.h"
 
 namespace cu = fkv::cuda;
 
@@ -103,13 +105,6 @@ void expect_matmul(const std::vector<float>& got, const std::vector<double>& wan
   for (size_t i = 0; i < got.size(); ++i)
     if (!(std::fabs(got[i] - want[i]) <= tol * scale[i] + 1e-30))
       QFAIL(qPrintable(QString("output %1: got %2, want %3").arg(i).arg(got[i]).arg(want[i])));
-}
-
-std::vector<float> rope_inv_freq(int head_dim, double base) {  // as runtime/context.cpp rope_frequencies, unscaled
-  std::vector<float> f(static_cast<size_t>(head_dim / 2));
-  for (int i = 0; i < head_dim / 2; ++i)
-    f[static_cast<size_t>(i)] = static_cast<float>(std::pow(base, -2.0 * i / head_dim));
-  return f;
 }
 
 }  // namespace
@@ -262,20 +257,30 @@ void TestCudaOps::rmsNormMatchesCpu() {
 
 void TestCudaOps::ropeMatchesCpu_data() {
   QTest::addColumn<bool>("neox");
-  QTest::addColumn<float>("scale");
-  QTest::newRow("neox") << true << 1.f;
-  QTest::newRow("normal") << false << 1.f;
-  QTest::newRow("neox-yarn-scale") << true << 1.1386294f;  // 0.1 ln(4) + 1
+  QTest::addColumn<int>("scaling");  // fkv::RopeScaling: frequencies and magnitude from model/rope.h, as the forward
+  QTest::newRow("neox") << true << static_cast<int>(fkv::RopeScaling::None);
+  QTest::newRow("normal") << false << static_cast<int>(fkv::RopeScaling::None);
+  QTest::newRow("neox-yarn") << true << static_cast<int>(fkv::RopeScaling::Yarn);
+  QTest::newRow("normal-llama3") << false << static_cast<int>(fkv::RopeScaling::Llama3);
 }
 
 void TestCudaOps::ropeMatchesCpu() {
   FKV_NEED_DEVICE();
 #ifdef FKV_HAVE_CUDA
   QFETCH(bool, neox);
-  QFETCH(float, scale);
+  QFETCH(int, scaling);
   const int n_tokens = 7, n_heads = 3, hd = 64, half = hd / 2;
   const std::vector<int32_t> positions = {0, 1, 2, 31, 1000, 32767, 131071};  // long contexts: large angles
-  const auto inv_freq = rope_inv_freq(hd, 10000.0);
+  // YaRN (factor 4) blends interpolated and kept pairs and scales the magnitude; llama3 (factor 8, low 1, high 4)
+  // divides the low frequencies; both with an original context of 64 so every regime has pairs here.
+  fkv::ModelConfig c;
+  c.head_dim = hd;
+  c.rope_scaling = static_cast<fkv::RopeScaling>(scaling);
+  c.rope_factor = c.rope_scaling == fkv::RopeScaling::Yarn ? 4.f : 8.f;
+  c.rope_orig_ctx = 64;
+  const std::vector<float> inv_freq = fkv::rope_inv_freq(c, nullptr, 10000.f, true);
+  const float scale = fkv::rope_mscale(c, true);
+  if (c.rope_scaling == fkv::RopeScaling::Yarn) QVERIFY(scale > 1.f);
   const auto x = random_floats(static_cast<size_t>(n_tokens) * n_heads * hd, -1.f, 1.f, 3);
   std::vector<float> want = x;
   std::vector<float> cos_sin(static_cast<size_t>(hd));  // (half, 2), as Context::fill_rope builds it
