@@ -125,8 +125,9 @@ __global__ void f32_to_f16_kernel(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] = __half_as_ushort(__float2half_rn(x[i]));
 }
 
-// One block per row: y_r = f16(x_r / s_r), s_r the least power of two >= 1 that brings max |x_r| to at most
-// kF16RowLimit (a power of two, so the division only moves exponents). Infinite rows keep s_r = 1: inf stays inf.
+// One block per row: y_r = f16(x_r / s_r), s_r = 1 when max |x_r| <= kF16RowLimit, else the power of two that brings
+// it into [limit / 2, limit) (a power of two, so the division only moves exponents). Rows holding an inf keep
+// s_r = 1: inf stays inf, as in the CPU's F32.
 __global__ void f32_to_f16_rows_scaled_kernel(const float* x, uint16_t* y, float* row_scale, int n) {
   const int64_t row = blockIdx.x;
   const float* xr = x + row * n;  // (n)
