@@ -541,6 +541,35 @@ class TestMainWindow : public QObject {
     m_window->resize(1400, 900);
   }
 
+  // With the context size on automatic, a document past the model's trained window (4,096 tokens for the synthetic
+  // model) opens as context memory: the memory panel says so, and the chat answers about it, with the event loop kept
+  // up through the prefill and the answer.
+  void aDocumentPastTheWindowOpensAsContextMemory() {
+    if (useRealModel()) QSKIP("the synthetic model's small window keeps this short");
+    DeskSettings s = settingsFor();
+    s.nCtx = 0;
+    QSignalSpy loaded(m_window->client(), &EngineClient::modelLoaded);
+    m_window->applySettings(s);
+    QTRY_VERIFY_WITH_TIMEOUT(!loaded.isEmpty() && m_window->hasModel(), kTimeoutMs);
+    const QString path = fkvtest::tempDir() + QStringLiteral("/harbour-almanac.md");
+    writeDocument(path, 600);
+    QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
+    m_watchdog.restart();
+    m_window->importAndOpen({path});
+    QTRY_VERIFY_WITH_TIMEOUT(!ready.isEmpty() && m_window->chatView()->state() == ChatView::State::Ready, kTimeoutMs);
+    QVERIFY(!m_window->chatView()->isErrorVisible());
+    const int tokens = m_window->openedDocument().doc.n_tokens;
+    QVERIFY2(tokens > 4096, qPrintable(QString::number(tokens)));
+    QTRY_VERIFY2(m_window->memoryPanel()->rowText(MemoryPanel::Tier::Context).contains(QStringLiteral("context memory")),
+                 qPrintable(m_window->memoryPanel()->rowText(MemoryPanel::Tier::Context)));
+    QSignalSpy done(m_window.get(), &MainWindow::answerDone);
+    typeQuestion(QStringLiteral("What does record 7 say?"));
+    QTRY_VERIFY_WITH_TIMEOUT(done.count() == 1, kTimeoutMs);
+    QVERIFY(!m_window->chatView()->isErrorVisible());
+    verifyEventLoopKeptUp();
+    m_window->applySettings(settingsFor());
+  }
+
   void cleanupTestCase() { m_window.reset(); }
 };
 
