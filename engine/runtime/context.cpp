@@ -253,7 +253,7 @@ Status Context::load_kv(const PageFileReader& file, const SnapshotMeta& meta) {
   s.policy->reset();
   s.stats = RetrievalStats{};
   if (file.info().first_page == 0) reset();
-  return load_kv_snapshot(file, meta, s.cache, s.summaries);
+  return load_kv_snapshot(file, meta, s.cache, s.summaries, s.pool.get());
 }
 
 Status Context::set_policy(Policy policy, const Budget& budget, float correction_tau) {

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "core/thread_pool.h"
+
 namespace fkv {
 
 // Records and summaries are copied as raw bytes between memory and file, and the format is little-endian.
@@ -137,18 +139,33 @@ Status check_target(const PageFileReader& file, const SnapshotMeta& expected, co
   return {};
 }
 
-Status copy_in(const PageFileReader& file, KvCache& cache, PageSummaries& summaries) {
+Status copy_in(const PageFileReader& file, KvCache& cache, PageSummaries& summaries, ThreadPool* pool) {
   const PageFileInfo& f = file.info();
   const int first = static_cast<int>(f.first_page);
   const int end = static_cast<int>(f.first_page + f.n_pages());
   const size_t half = static_cast<size_t>(file.layout().record_bytes) / 2;  // K of all heads, then V
-  for (int l = 0; l < f.n_layers; ++l) {
-    for (int p = first; p < end; ++p) {
-      FKV_ASSIGN_OR_RETURN(const uint8_t* record, file.page(l, p));
-      std::memcpy(cache.k_block(l, p, 0), record, half);
-      std::memcpy(cache.v_block(l, p, 0), record + half, half);
+  // Layers are independent: each one's pages are verified and copied by one worker; the first damaged layer's error
+  // (in layer order, so the message does not depend on the thread count) is the one reported.
+  std::vector<Status> layer_status(static_cast<size_t>(f.n_layers));
+  const auto copy_layers = [&](int64_t l0, int64_t l1) {
+    for (int64_t l = l0; l < l1; ++l) {
+      for (int p = first; p < end; ++p) {
+        Result<const uint8_t*> record = file.page(static_cast<int>(l), p);
+        if (!record.ok()) {
+          layer_status[static_cast<size_t>(l)] = record.status();
+          break;
+        }
+        std::memcpy(cache.k_block(static_cast<int>(l), p, 0), *record, half);
+        std::memcpy(cache.v_block(static_cast<int>(l), p, 0), *record + half, half);
+      }
     }
+  };
+  if (pool != nullptr) {
+    pool->parallel_for(f.n_layers, 1, copy_layers);
+  } else {
+    copy_layers(0, f.n_layers);
   }
+  for (const Status& s : layer_status) FKV_TRY(s);
   const size_t layer_bytes = static_cast<size_t>(end - first) * summaries.page_stride() * sizeof(float);
   for (int l = 0; l < f.n_layers; ++l) {
     if (layer_bytes > 0) std::memcpy(summaries.minmax(l, first, 0), file.summaries(l), layer_bytes);
@@ -161,9 +178,9 @@ Status copy_in(const PageFileReader& file, KvCache& cache, PageSummaries& summar
 }  // namespace
 
 Status load_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected, KvCache& cache,
-                        PageSummaries& summaries) {
+                        PageSummaries& summaries, ThreadPool* pool) {
   Status s = check_target(file, expected, cache, summaries);
-  if (s.ok()) s = copy_in(file, cache, summaries);
+  if (s.ok()) s = copy_in(file, cache, summaries, pool);
   if (!s.ok()) {
     cache.set_n_tokens(0);
     summaries.reset();

@@ -18,6 +18,8 @@
 
 namespace fkv {
 
+class ThreadPool;
+
 // Who made a snapshot: written by save_kv_snapshot, required by load_kv_snapshot. The KV geometry is not here: it is
 // the cache's own.
 struct SnapshotMeta {
@@ -43,8 +45,9 @@ Status check_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expecte
 // Checks the file (check_kv_snapshot), copies its pages into `cache` (each verified against its checksum), restores
 // their summaries and every layer's summary count, and sets the cache's token count. For an extension the base must
 // already be loaded: the cache holds at least first_page full pages and expected.base_fingerprint names that base.
-// On any error the cache and summaries are left empty (0 tokens, nothing summarised), never half-loaded.
+// On any error the cache and summaries are left empty (0 tokens, nothing summarised), never half-loaded. With a
+// pool the layers are verified and copied in parallel (a book's KV is gigabytes; reopening it is a wait users feel).
 Status load_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected, KvCache& cache,
-                        PageSummaries& summaries);
+                        PageSummaries& summaries, ThreadPool* pool = nullptr);
 
 }  // namespace fkv

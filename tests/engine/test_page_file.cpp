@@ -18,6 +18,7 @@
 #include <random>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
 #include "model/gguf_writer.h"
@@ -218,6 +219,11 @@ class TestPageFile : public QObject {
     QVERIFY2(st.ok(), qPrintable(msg(st)));
     QString why;
     QVERIFY2(same_kv(src, dst, 0, &why), qPrintable(why));
+    fkv::ThreadPool pool(3);  // layers verified and copied in parallel: the same KV
+    Rig par = empty_rig(g, 64);
+    const fkv::Status pst = load_kv_snapshot(*file, meta(), par.cache, par.summaries, &pool);
+    QVERIFY2(pst.ok(), qPrintable(msg(pst)));
+    QVERIFY2(same_kv(src, par, 0, &why), qPrintable(why));
   }
 
   void chatExtendsBase() {
@@ -285,6 +291,11 @@ class TestPageFile : public QObject {
     const fkv::Status st = load_kv_snapshot(*file, meta(), dst.cache, dst.summaries);
     QVERIFY(!st.ok());
     QVERIFY(is_empty(dst));
+    fkv::ThreadPool pool(2);  // in parallel: the same message, and nothing half-loaded
+    Rig par = make_rig(g, 40, 64, 4);
+    const fkv::Status pst = load_kv_snapshot(*file, meta(), par.cache, par.summaries, &pool);
+    QCOMPARE(pst.message(), st.message());
+    QVERIFY(is_empty(par));
   }
 
   // A forger (or a bug upstream) can store NaN or infinity with a correct checksum; the reader must call it damage,
