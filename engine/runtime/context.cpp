@@ -62,6 +62,7 @@ struct Context::Impl {
   std::vector<float> cs_score_prefill;  // (head_dim / 2, 2) rotation to the prefill budget's local window length
   std::vector<float> cs_score_decode;   // same for the decode budget
   std::vector<uint8_t> moved_k;      // (n_kv_heads, max_moved, page_size, head_dim) keys of moved pages, rotated
+  std::vector<float> moved_q;        // (n_kv_heads, max_moved, group, head_dim) a decode query per moved page
   int max_moved = 0;                 // pages a head can move: sinks + retrieved of the larger budget
   struct MovedPage {
     int head, entry, shift;
@@ -108,7 +109,7 @@ struct Context::Impl {
   void summarise_sealed(int il, int n_tokens);
   void set_memory_budgets();
   void frame_query(int n, bool prefill);
-  void move_pages(int n_pages, const Budget& b, int n_pages_cap);
+  void move_pages(int n_pages, const Budget& b, int n_pages_cap, bool decode);
 
   // What a policy sees of this context; the context's page size wins over the budget's.
   PolicyContext policy_context(const Budget& budget, float tau) const {
@@ -368,6 +369,7 @@ void Context::Impl::set_memory_budgets() {
   max_moved = std::max(movable(params.prefill_budget), movable(params.budget));
   const size_t page = static_cast<size_t>(params.page_size) * c.head_dim * row_bytes(params.kv_type, 1);
   moved_k.resize(static_cast<size_t>(c.n_kv_heads) * max_moved * page);
+  moved_q.resize(static_cast<size_t>(c.n_heads) * max_moved * c.head_dim);
   moved.reserve(static_cast<size_t>(c.n_kv_heads) * max_moved);
   shifts.reserve(pages.size());
 }
@@ -388,8 +390,10 @@ void Context::Impl::frame_query(int n, bool prefill) {
 }
 
 // Context memory: the selected pages before the local window are attended as if they lay right before it
-// (kv/virtual_layout.h). Their stored keys are rotated by the shift into moved_k and the page views point there.
-void Context::Impl::move_pages(int n_pages, const Budget& b, int n_pages_cap) {
+// (kv/virtual_layout.h), q . R(d)k being the key moved d positions later. A prefill chunk's many queries meet each
+// moved page, so its stored keys are rotated into moved_k; a decode step's one query is rotated the other way for
+// each moved page instead (R(-d)q . k), into moved_q, which costs a group of queries rather than a page of keys.
+void Context::Impl::move_pages(int n_pages, const Budget& b, int n_pages_cap, bool decode) {
   const ModelConfig& c = model->config();
   const int local_begin = local_window_begin(n_pages, b.sink_pages(), b.recent_pages());
   moved.clear();
@@ -404,7 +408,22 @@ void Context::Impl::move_pages(int n_pages, const Budget& b, int n_pages_cap) {
     }
   }
   if (moved.empty()) return;
-  const size_t row = static_cast<size_t>(c.head_dim) * row_bytes(params.kv_type, 1);
+  const int hd = c.head_dim;
+  const int group = c.group_size();
+  const bool neox = c.rope_style == RopeStyle::Neox;
+  float cs[cpu::kMaxHeadDim];
+  if (decode) {
+    for (const MovedPage& mp : moved) {
+      const size_t slot = static_cast<size_t>(mp.head) * max_moved + mp.entry;
+      float* mq = &moved_q[slot * group * hd];
+      std::copy_n(&q[static_cast<size_t>(mp.head) * group * hd], static_cast<size_t>(group) * hd, mq);
+      rotation_by(inv_freq_global, -static_cast<int64_t>(mp.shift) * params.page_size, cs);
+      for (int g = 0; g < group; ++g) cpu::rope_head(mq + static_cast<size_t>(g) * hd, cs, hd, neox);
+      pages[static_cast<size_t>(mp.head) * n_pages_cap + mp.entry].q = mq;
+    }
+    return;
+  }
+  const size_t row = static_cast<size_t>(hd) * row_bytes(params.kv_type, 1);
   const size_t page_bytes = row * params.page_size;
   for (const MovedPage& mp : moved)
     pages[static_cast<size_t>(mp.head) * n_pages_cap + mp.entry].k =
@@ -490,7 +509,7 @@ void Context::Impl::attention_layer(int il, int pos0, int n) {
     (n == 1 ? policy : exact)->select(query, selection, sc);
   }
   for (int h = 0; h < c.n_kv_heads; ++h) gather_pages(h, n_tokens, pages.data() + h * n_pages_cap);
-  if (memory_layer) move_pages(n_pages, n > 1 ? params.prefill_budget : params.budget, n_pages_cap);
+  if (memory_layer) move_pages(n_pages, n > 1 ? params.prefill_budget : params.budget, n_pages_cap, n == 1);
   if (n == 1) record(il, sc);
 
   if (n == 1) {

@@ -105,11 +105,12 @@ void attend_partial(const float* q, int n_q, const AttnPage* pages, int n_pages,
   std::fill(acc, acc + static_cast<size_t>(n_q) * head_dim, 0.f);
   std::fill(m, m + n_q, -std::numeric_limits<float>::infinity());
   std::fill(l, l + n_q, 0.f);
-  const BlockArgs args{&kn, q, n_q, head_dim, kv, scale, acc, m, l};
+  BlockArgs args{&kn, q, n_q, head_dim, kv, scale, acc, m, l};
   const size_t row = static_cast<size_t>(head_dim) * (kv == DType::F32 ? 4 : 2);
   const int block = std::min(kBlock, kBlockFloats / head_dim);
   for (int p = 0; p < n_pages; ++p) {
     const AttnPage& pg = pages[p];
+    args.q = pg.q != nullptr ? pg.q : q;
     const int j0 = std::max(0, lo - pg.pos0);
     const int j1 = std::min(pg.len, hi - pg.pos0 + 1);
     for (int j = j0; j < j1; j += block) attend_block(args, pg.k + j * row, pg.v + j * row, std::min(block, j1 - j));

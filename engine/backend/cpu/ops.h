@@ -30,6 +30,9 @@ struct AttnPage {
   const uint8_t* v = nullptr;  // (len, head_dim)
   int pos0 = 0;
   int len = 0;
+  // (n_q, head_dim) the query attend_partial scores this page with instead of the call's: context memory rotates
+  // the query rather than a moved page's keys when one query meets them (runtime/context.cpp). Null: the call's.
+  const float* q = nullptr;
 };
 
 // out = softmax(scale * q.K^T) V over the pages' keys whose positions lie in [lo, hi] (online softmax, page by page).
