@@ -15,6 +15,7 @@
 #include <random>
 #include <vector>
 
+#include "model/config.h"
 #include "support/gpu_rig.h"
 
 #ifdef FKV_HAVE_CUDA
@@ -26,7 +27,6 @@
 #include "backend/cuda/cuda_util.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/ops.h"
-#include "model/config.h"
 #include "model/rope.h"
 
 namespace cu = fkv::cuda;
