@@ -6,6 +6,7 @@ the saved KV, as a desktop user reopening the document would. Each answer is che
 pattern (a case-insensitive regular expression).
 
 usage: scripts/ask_long.py --doc FILE --questions FILE.json [--model GGUF] [--library DB] [--threads N] [--out FILE]
+                          [--timeline FILE]
        scripts/ask_long.py --passkey TOKENS [--depths 0.1,0.5,0.9] ...   (a generated pass-key document per depth)
 
 questions file: a JSON list of {"q": "...", "accept": "regex", "where": "chapter or part"}.
@@ -14,11 +15,13 @@ import argparse
 import json
 import os
 import pathlib
+import pty
 import random
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -33,17 +36,59 @@ def passkey_doc(n_tokens, depth, key, path):
     pathlib.Path(path).write_text("".join(parts))
 
 
-def ask(args, doc, question):
+def run_with_timeline(cmd, timeline):
+    """Runs cmd with its stderr on a pseudo-terminal, so freekv draws its prefill progress line, and writes one JSON
+    line per progress update to the file timeline: seconds since start, tokens done, tokens in all. One pass over a
+    long document then gives the time to reach every length, which is how prefill cost against length is tabled."""
+    master, slave = pty.openpty()
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    err = []
+    out = open(timeline, "w")
+
+    def pump():
+        buf = ""
+        while True:
+            try:
+                chunk = os.read(master, 4096).decode(errors="replace")
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            now = time.monotonic() - t0
+            buf += chunk
+            for m in re.finditer(r"prefill\s+[\d.]+% \((\d+) / (\d+)", buf):
+                out.write(json.dumps({"s": round(now, 3), "done": int(m.group(1)), "total": int(m.group(2))}) + "\n")
+            out.flush()
+            err.append(buf)
+            buf = buf[buf.rfind("\r") + 1:] if "\r" in buf else ""
+
+    reader = threading.Thread(target=pump)
+    reader.start()
+    stdout = p.stdout.read()
+    p.wait()
+    reader.join()
+    os.close(master)
+    out.close()
+    return p.returncode, stdout, "".join(err)
+
+
+def ask(args, doc, question, timeline=None):
     cmd = [args.freekv, "ask", "--doc", doc, "-q", question, "--json", "--temp", "0", "-n", str(args.max_tokens),
            "-t", str(args.threads), "--library", args.library]
     if args.model:
         cmd += ["-m", args.model]
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    if timeline:
+        rc, stdout, stderr = run_with_timeline(cmd, timeline)
+    else:
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        rc, stdout, stderr = p.returncode, p.stdout, p.stderr
     wall = time.monotonic() - t0
-    if p.returncode != 0:
-        return {"error": p.stderr.strip() or p.stdout.strip(), "wall_s": wall}
-    r = json.loads(p.stdout)
+    if rc != 0:
+        return {"error": stderr.strip() or stdout.strip(), "wall_s": wall}
+    r = json.loads(stdout)
     r["wall_s"] = wall
     return r
 
@@ -60,6 +105,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--freekv", default=str(ROOT / "build/release/app/freekv"))
     ap.add_argument("--out", help="also write one JSON line per question here")
+    ap.add_argument("--timeline", help="the first question's prefill progress, one JSON line per update, goes here")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="ask-long-")
     if not args.library:
@@ -81,8 +127,8 @@ def main():
 
     out = open(args.out, "a") if args.out else None
     right = 0
-    for doc, q, accept, where in runs:
-        r = ask(args, doc, q)
+    for i, (doc, q, accept, where) in enumerate(runs):
+        r = ask(args, doc, q, args.timeline if i == 0 else None)
         answer = r.get("answer", r.get("text", "")) if "error" not in r else ""
         ok = "error" not in r and re.search(accept, answer, re.IGNORECASE) is not None
         right += ok
