@@ -172,9 +172,11 @@ QVariant LibraryModel::toolTip(const Row& row) const {
     case fkv::SnapshotState::none:
       break;
   }
-  if (!row.summary.refusal.empty())
+  if (tooLongForTheContext(row))
     return tr("The last open was refused: %1. Raise the context size in Settings if the model can take it.")
         .arg(QString::fromStdString(row.summary.refusal));
+  if (!row.summary.refusal.empty())
+    return tr("The last open was refused: %1").arg(QString::fromStdString(row.summary.refusal));
   return tr("Opening it runs a prefill, then saves the KV cache");
 }
 
@@ -187,5 +189,8 @@ QString LibraryModel::kvState(const Row& row) {
     case fkv::SnapshotState::none:
       break;
   }
-  return row.summary.refusal.empty() ? tr("needs prefill") : tr("too long for this model");
+  if (row.summary.refusal.empty()) return tr("needs prefill");
+  // A fixed context too small is mended in Settings; the other refusals (the cap on a document's length, policy full
+  // past the model's trained window, no memory for the KV) say their own remedy in the tooltip.
+  return tooLongForTheContext(row) ? tr("too long for this model") : tr("refused");
 }

@@ -56,6 +56,10 @@ class LibraryModel : public QAbstractTableModel {
   QVariant sortValue(const Row& row, int column) const;
   QVariant toolTip(const Row& row) const;
   static QString kvState(const Row& row);
+  // Refused because a fixed context size could not hold it (the engine's "too long for this model: ..." refusal).
+  static bool tooLongForTheContext(const Row& row) {
+    return row.summary.refusal.rfind("too long for this model", 0) == 0;
+  }
 
   QString m_libraryPath;
   std::unique_ptr<fkv::DocumentLibrary> m_library;  // opened on the first refresh

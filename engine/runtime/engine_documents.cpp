@@ -187,11 +187,13 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   const Status fitted = fit_context(info.title, info.n_tokens);
   // Context memory's KV has summaries of another kind (runtime/context.h): its snapshots are apart from dense ones.
   if (fitted.ok() && ctx->params().context_memory) st.prompt.format_tag += "-memory";
-  const bool too_long = !fitted.ok() || info.n_tokens >= ctx->n_ctx();
-  const int cap = info.n_tokens > kMaxDocumentTokens ? kMaxDocumentTokens : ctx->n_ctx();
-  const std::string refusal = too_long ? "too long for this model: " + grouped(info.n_tokens) +
-                                             " tokens; the context holds " + grouped(cap)
-                                       : std::string();
+  const bool too_long = fitted.ok() && info.n_tokens >= ctx->n_ctx();
+  // The row keeps the reason itself: a fixed context too small ("too long for this model", the one a larger context
+  // in Settings mends), the cap on a document's length, policy full past the trained window, or no memory for the KV.
+  const std::string refusal = !fitted.ok() ? fitted.message()
+                              : too_long   ? "too long for this model: " + grouped(info.n_tokens) +
+                                               " tokens; the context holds " + grouped(ctx->n_ctx())
+                                           : std::string();
   FKV_ASSIGN_OR_RETURN(Library * lib, open_library());
   std::optional<SnapshotRecord> snap;
   SnapshotKey key;

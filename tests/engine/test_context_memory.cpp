@@ -296,6 +296,36 @@ class TestContextMemory : public QObject {
     auto refused = (*e)->open_document(doc.toStdString(), {}, {});
     QVERIFY(!refused.ok());
     QVERIFY2(refused.message().find("policy full") != std::string::npos, refused.message().c_str());
+    // The library row keeps that reason, not a context size the policy does not need.
+    QVERIFY2(refusalOf(**e, "memory-book.txt").find("policy full") != std::string::npos,
+             refusalOf(**e, "memory-book.txt").c_str());
+
+    // Past the cap on a document's length: refused before any prefill, the cap named, here and on the row.
+    QVERIFY((*e)->set_retrieval({}).ok());
+    const QString huge = fkvtest::tempDir() + QStringLiteral("/memory-huge.txt");
+    // Digits take a token each in this vocabulary, so 1.3 million of them are past the cap.
+    const QByteArray line = "31415926535897932384626433832795028841971693993751058209749445\n";
+    QByteArray big;
+    while (big.size() < 1'300'000) big += line;
+    fkvtest::writeFile(huge, big);
+    auto capped = (*e)->open_document(huge.toStdString(), {}, {});
+    QVERIFY(!capped.ok());
+    QVERIFY2(capped.message().find("documents open up to 1,048,576 tokens") != std::string::npos,
+             capped.message().c_str());
+    QVERIFY2(refusalOf(**e, "memory-huge.txt").find("1,048,576") != std::string::npos,
+             refusalOf(**e, "memory-huge.txt").c_str());
+  }
+
+ private:
+  // The refusal the library row of the document whose file is named `name` keeps.
+  static std::string refusalOf(fkv::Engine& e, const std::string& name) {
+    auto lib = e.library();
+    if (!lib.ok() || *lib == nullptr) qFatal("no library");
+    auto docs = (*lib)->list_documents();
+    if (!docs.ok()) qFatal("list_documents: %s", docs.message().c_str());
+    for (const fkv::LibraryEntry& d : *docs)
+      if (d.summary.info.path.find(name) != std::string::npos) return d.summary.refusal;
+    qFatal("no document from a file named %s", name.c_str());
   }
 };
 

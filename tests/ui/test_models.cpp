@@ -144,6 +144,22 @@ class TestModels : public QObject {
     QVERIFY2(cell(model, rowA, LibraryModel::KvStateColumn, Qt::ToolTipRole).contains("the model file changed"),
              qPrintable(cell(model, rowA, LibraryModel::KvStateColumn, Qt::ToolTipRole)));
 
+    // Refusals: a fixed context too small is "too long for this model", with Settings as the remedy; any other
+    // refusal is "refused", its tooltip the engine's reason whole.
+    QVERIFY(m_lib->touch_opened(*b, "too long for this model: 9,000 tokens; the context holds 4,096", 9000).ok());
+    model.refresh();
+    int rowB = model.rowOfDocument(*b);
+    QCOMPARE(cell(model, rowB, LibraryModel::KvStateColumn), QStringLiteral("too long for this model"));
+    QVERIFY(cell(model, rowB, LibraryModel::KvStateColumn, Qt::ToolTipRole).contains("Raise the context size"));
+    const QString capped =
+        QStringLiteral("'beta' takes 1,300,000 tokens with its prompt; documents open up to 1,048,576 tokens");
+    QVERIFY(m_lib->touch_opened(*b, capped.toStdString(), 1'300'000).ok());
+    model.refresh();
+    rowB = model.rowOfDocument(*b);
+    QCOMPARE(cell(model, rowB, LibraryModel::KvStateColumn), QStringLiteral("refused"));
+    const QString tip = cell(model, rowB, LibraryModel::KvStateColumn, Qt::ToolTipRole);
+    QVERIFY2(tip.contains(capped) && !tip.contains("Raise the context size"), qPrintable(tip));
+
     // Opening moves a document to the top; deleting one removes its row.
     QVERIFY(m_lib->touch_opened(*b).ok());
     model.refresh();
