@@ -395,6 +395,10 @@ int run_ask_impl(const ParsedArgs& a) {
   j.key("stop_reason").value(fkv::stop_reason_name(r->stop_reason));
   j.key("first_token_s").value(first_token_s).key("question_tokens").value(r->n_prompt_tokens - r->n_cached_tokens);
   j.key("n_generated").value(r->n_generated).key("decode_tokens_per_s").value(r->decode_tokens_per_s);
+  // What retrieval cost the answer (the question's evaluation and the decode steps), per generated token.
+  j.key("retrieval").begin_object();
+  write_retrieval_json(j, (*engine)->stats().retrieval, r->n_generated);
+  j.end_object();
   j.key("citations").begin_array();
   for (const fkv::Citation& c : r->citations) {
     j.begin_object().key("char_begin").value(c.char_begin).key("char_end").value(c.char_end);

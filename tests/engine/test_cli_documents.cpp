@@ -157,6 +157,8 @@ class TestCliDocuments : public QObject {
     QVERIFY(da.value("save_error").toString().isEmpty());
     QVERIFY(!a.value("answer").toString().isEmpty());
     QVERIFY(a.value("n_generated").toInt() >= 1 && a.value("n_generated").toInt() <= 8);
+    const QJsonObject ra = a.value("retrieval").toObject();
+    QVERIFY(ra.contains("select_ms_per_token") && ra.contains("wait_ms_per_token") && ra.contains("correction_rate"));
 
     const CliRun second = runCli(askArgs({"--doc", m_txt}));
     QVERIFY2(second.exitCode == 0, second.err.constData());
