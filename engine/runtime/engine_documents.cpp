@@ -103,6 +103,17 @@ namespace {
 constexpr int kChatRoom = 8192;
 }  // namespace
 
+uint64_t Engine::Impl::snapshot_bytes_needed(int64_t n_tokens) const {
+  const ModelConfig& c = model->config();
+  KvGeometry g;
+  g.n_layers = c.n_layers;
+  g.n_kv_heads = c.n_kv_heads;
+  g.head_dim = c.head_dim;
+  g.page_size = ctx->params().page_size;
+  g.dtype = ctx->params().kv_type;
+  return kv_snapshot_bytes(g, n_tokens);
+}
+
 // An automatic context (ModelOptions::n_ctx 0) takes the size it was loaded with for a document that fits in it, and
 // grows for a longer one: past the model's trained window with context memory. A fixed size is left as it is.
 Status Engine::Impl::fit_context(const std::string& title, int n_tokens) {
@@ -242,12 +253,19 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
 
   // 4. Otherwise prefill, then save the snapshot (a failed save leaves the document open, and says why).
   if (info.kv_source != KvSource::snapshot) {
+    // A book's KV is gigabytes: written onto a disk that cannot hold it, it would fill the disk (other programs'
+    // too) and fail anyway, after the prefill. Checked before the prefill, against the space there was then.
+    const std::string no_room = lib != nullptr && o.save_snapshot && !lib->read_only()
+                                    ? lib->no_room_for(snapshot_bytes_needed(info.n_tokens))
+                                    : std::string();
     t0 = Clock::now();
     FKV_TRY(prefill_prefix(st.prompt.prefix, cb));
     info.prefill_s = seconds_since(t0);
     info.kv_source = KvSource::prefill;
     if (lib != nullptr && o.save_snapshot && lib->read_only()) {
       info.save_error = "the library is open read-only: " + lib->read_only_reason();
+    } else if (!no_room.empty()) {
+      info.save_error = no_room;
     } else if (lib != nullptr && o.save_snapshot) {
       t0 = Clock::now();
       SnapshotRecord rec = lib->begin_snapshot(key);

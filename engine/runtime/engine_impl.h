@@ -63,6 +63,7 @@ struct Engine::Impl {
                                                          const std::string& refusal, int n_tokens);
   Result<OpenedDocument> open_document(IngestedDocument ingested, const DocumentOptions& o, const ProgressCallback& cb);
   Status fit_context(const std::string& title, int n_tokens);
+  uint64_t snapshot_bytes_needed(int64_t n_tokens) const;  // a page file's size for n_tokens of this context's KV
   Status prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb);
   SnapshotMeta snapshot_meta(const DocumentPrompt& p) const;
   // engine_chats.cpp: a chat's KV as an extension of the document's snapshot.

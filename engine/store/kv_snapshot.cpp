@@ -57,6 +57,22 @@ PageFileInfo info_for(const SnapshotMeta& meta, const KvCache& cache, int first_
   return info;
 }
 
+}  // namespace
+
+uint64_t kv_snapshot_bytes(const KvGeometry& g, int64_t n_tokens) {
+  PageFileInfo info;  // the header's strings have room of their own: the layout does not depend on them
+  info.n_layers = g.n_layers;
+  info.n_kv_heads = g.n_kv_heads;
+  info.head_dim = g.head_dim;
+  info.page_size = g.page_size;
+  info.dtype = g.dtype;
+  info.n_tokens = n_tokens;
+  const Result<PageFileLayout> layout = PageFileLayout::of(info);
+  return layout.ok() ? layout->file_size : 0;
+}
+
+namespace {
+
 Status write_pages(PageFileWriter& w, const KvCache& cache, const PageSummaries& summaries, int first_page) {
   const KvGeometry& g = cache.geometry();
   const int n_pages = cache.n_pages();

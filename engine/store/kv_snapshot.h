@@ -38,6 +38,10 @@ struct SnapshotMeta {
 Status save_kv_snapshot(const std::string& path, const SnapshotMeta& meta, const KvCache& cache,
                         const PageSummaries& summaries, int first_page, const ByteProgress& progress = {});
 
+// The size of the page file save_kv_snapshot writes for a whole cache of geometry g holding n_tokens (0 when the sizes
+// do not fit in 64 bits), so a caller can tell before a long prefill whether the disk has room for its snapshot.
+uint64_t kv_snapshot_bytes(const KvGeometry& g, int64_t n_tokens);
+
 // Checks that `file` was made by this model, tokenizer and prompt format for a cache of geometry g. Each mismatch has
 // its own message: "<file>: snapshot was made with model X, this is model Y", "<file>: page size 16, expected 32".
 Status check_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected, const KvGeometry& g);

@@ -136,6 +136,10 @@ class Library {
   // keep_snapshot_id (with its base) is never evicted, so the total may stay above the cap. Returns what it
   // deleted, in order (token_spans left empty); files are deleted after the commit.
   Result<int64_t> total_snapshot_bytes();  // of the page files that exist: a missing one takes no space
+  // Why a page file of about `need` bytes is not written to pages_dir's disk: it would leave less than kSpareBytes
+  // free. Empty when it fits, or when the free space cannot be read (the write itself then says what goes wrong).
+  static constexpr uint64_t kSpareBytes = 256ull << 20;
+  std::string no_room_for(uint64_t need) const;
   Result<std::vector<SnapshotRecord>> evict_to_cap(int64_t cap_bytes, int64_t keep_snapshot_id = -1);
   // Deletes page files directly in pages_dir (regular files of the names begin_snapshot gives, finished or "*.tmp")
   // that no snapshot names, or that are "*.tmp", once older than orphan_min_age_s; returns their names. Any other file,

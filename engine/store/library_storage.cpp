@@ -7,6 +7,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "core/format.h"
 #include "store/library.h"
 #include "store/library_rows.h"
 #include "store/library_sql.h"
@@ -193,6 +194,15 @@ Result<std::vector<std::string>> Library::remove_orphan_files() {
   }
   std::sort(removed.begin(), removed.end());
   return removed;
+}
+
+std::string Library::no_room_for(uint64_t need) const {
+  std::error_code ec;
+  const fs::space_info s = fs::space(pages_dir_, ec);
+  if (ec || need + kSpareBytes <= s.available) return {};
+  return "the KV takes about " + size_text(need) + " on disk, and the disk holding the library (" +
+         pages_dir_ + ") has " + size_text(s.available) + " free; free some space (or remove other documents' saved "
+         "KV from the library) and open it again to save it";
 }
 
 void Library::remove_page_files(const std::vector<std::string>& rel_paths) const {

@@ -533,6 +533,20 @@ class TestLibrary : public QObject {
     RawDb raw(path("settings/lib.db"));
     QCOMPARE(raw.scalar("SELECT file_size FROM models WHERE fingerprint = 'fp'"), int64_t{2});
   }
+
+  // A page file the disk cannot hold is not attempted; the reason names both sizes and the folder.
+  void no_room_names_the_need_and_the_free_space() {
+    ASSIGN_OK(lib, Library::open(path("room/lib.db"), options()));
+    std::error_code ec;
+    const std::filesystem::space_info space = std::filesystem::space(lib->pages_dir(), ec);
+    QVERIFY(!ec);
+    if (space.available < (2ull << 30)) QSKIP("the message is checked for sizes in GiB; this disk has less free");
+    QCOMPARE(lib->no_room_for(1 << 20), std::string());
+    const std::string why = lib->no_room_for(space.available);
+    QVERIFY2(why.find("the KV takes about") != std::string::npos && why.find(lib->pages_dir()) != std::string::npos &&
+                 why.find(" free") != std::string::npos && why.find("GiB") != std::string::npos,
+             why.c_str());
+  }
 };
 
 QTEST_APPLESS_MAIN(TestLibrary)

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -210,6 +211,7 @@ class TestPageFile : public QObject {
     const std::string path = temp_path("round_trip.fkvp");
     QVERIFY2(save_kv_snapshot(path, meta(), src.cache, src.summaries, 0).ok(), "save");
     QVERIFY(!exists(path + ".tmp"));
+    QCOMPARE(static_cast<uint64_t>(std::filesystem::file_size(path)), fkv::kv_snapshot_bytes(g, n_tokens));
     auto file = PageFileReader::open(path);
     QVERIFY2(file.ok(), qPrintable(QString::fromStdString(file.message())));
     QCOMPARE(file->info().n_pages(), static_cast<int64_t>(src.cache.n_pages()));
