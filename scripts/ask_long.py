@@ -136,7 +136,8 @@ def main():
         line = {"where": where, "question": q, "accept": accept, "answer": answer, "right": ok,
                 "n_tokens": d.get("n_tokens"), "kv_source": d.get("kv_source"), "prefill_s": d.get("prefill_s"),
                 "load_s": d.get("load_s"), "first_token_s": r.get("first_token_s"), "wall_s": round(r["wall_s"], 2),
-                "decode_tokens_per_s": r.get("decode_tokens_per_s"), "error": r.get("error")}
+                "decode_tokens_per_s": r.get("decode_tokens_per_s"), "n_generated": r.get("n_generated"),
+                "retrieval": r.get("retrieval"), "error": r.get("error")}
         print(json.dumps(line), flush=True)
         if out:
             out.write(json.dumps(line) + "\n")
