@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <random>
 #include <utility>
 
 #include "core/disk_space.h"
@@ -39,6 +41,39 @@ Result<fs::path> absolute_normal(const std::string& path) {
   fs::path abs = fs::absolute(path, ec);
   if (ec) return err("cannot resolve the path \"", path, "\": ", ec.message());
   return abs.lexically_normal();
+}
+
+// The pages folder names the library its page files belong to, so that a second library whose default folder is the
+// same one (another database in the same directory) neither sweeps the first one's files as orphans nor mixes its
+// own in: it takes "<database file name>.pages" instead.
+constexpr const char* kOwnerFile = ".freekv-library";
+constexpr const char* kIdSetting = "library.id";
+
+std::string read_owner(const fs::path& pages) {
+  std::ifstream f(pages / kOwnerFile);
+  std::string id;
+  std::getline(f, id);
+  return id;
+}
+
+Status write_owner(const fs::path& pages, const std::string& id) {
+  const fs::path tmp = pages / (std::string(kOwnerFile) + ".tmp");
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << id << "\n";
+    if (!f.flush()) return err("cannot write \"", tmp.string(), "\"");
+  }
+  std::error_code ec;
+  fs::rename(tmp, pages / kOwnerFile, ec);
+  if (ec) return err("cannot write \"", (pages / kOwnerFile).string(), "\": ", ec.message());
+  return {};
+}
+
+std::string new_library_id() {
+  std::random_device rd;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return buf;
 }
 
 Status make_dirs(const fs::path& dir, const char* what) {
@@ -291,10 +326,35 @@ Result<std::unique_ptr<Library>> Library::open_writable(const fs::path& db_file,
   FKV_ASSIGN_OR_RETURN(*db, sql::Db::open(db_file.string(), o.busy_timeout_ms));
   FKV_TRY(prepare_database(*db));
   if (db->read_only()) return err(db_file.string(), ": SQLite could open it only read-only");
-  FKV_TRY(make_dirs(pages, "pages_dir"));
   std::unique_ptr<Library> lib(new Library(std::move(db), db_file.string(), pages.string(), o));
+  FKV_TRY(lib->claim_pages_dir(db_file, o.pages_dir.empty()));
   FKV_TRY(lib->remove_orphan_files().status());
   return lib;
+}
+
+Status Library::claim_pages_dir(const fs::path& db_file, bool default_dir) {
+  FKV_ASSIGN_OR_RETURN(std::optional<std::string> stored, get_setting(kIdSetting));
+  std::string id = stored.value_or("");
+  if (id.empty()) {
+    id = new_library_id();
+    FKV_TRY(set_setting(kIdSetting, id));
+  }
+  fs::path pages = pages_dir_;
+  std::string owner = read_owner(pages);
+  if (!owner.empty() && owner != id) {
+    if (!default_dir) {
+      return err("library: pages_dir \"", pages.string(), "\" holds another library's page files (",
+                 (pages / kOwnerFile).string(), " names library ", owner, "); give each library a pages_dir of its own");
+    }
+    pages = db_file.parent_path() / (db_file.filename().string() + ".pages");
+    owner = read_owner(pages);
+    if (!owner.empty() && owner != id)
+      return err("library: \"", pages.string(), "\" holds another library's page files (library ", owner, ")");
+  }
+  FKV_TRY(make_dirs(pages, "pages_dir"));
+  if (owner.empty()) FKV_TRY(write_owner(pages, id));
+  pages_dir_ = pages.string();
+  return {};
 }
 
 Result<std::unique_ptr<Library>> Library::open_read_only(const fs::path& db_file, const fs::path& pages,
@@ -313,6 +373,11 @@ Result<std::unique_ptr<Library>> Library::open_read_only(const fs::path& db_file
     if (!last.ok()) continue;
     std::unique_ptr<Library> lib(new Library(std::move(db), db_file.string(), pages.string(), o));
     lib->read_only_reason_ = why;
+    // Read-only, nothing is claimed: a default folder another library owns means this one's files are beside it.
+    Result<std::optional<std::string>> id = lib->get_setting(kIdSetting);
+    const std::string owner = read_owner(pages);
+    if (o.pages_dir.empty() && id.ok() && id->has_value() && !owner.empty() && owner != **id)
+      lib->pages_dir_ = (db_file.parent_path() / (db_file.filename().string() + ".pages")).string();
     return lib;
   }
   return last;

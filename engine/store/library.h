@@ -29,7 +29,9 @@ class Db;
 
 struct LibraryOptions {
   int busy_timeout_ms = 2000;  // how long a write waits for another connection's lock before failing
-  std::string pages_dir;       // where page files live; empty: <directory of the database>/pages
+  // Where page files live; empty: <directory of the database>/pages, or "<database file name>.pages" beside it when
+  // another library's database in the same directory owns "pages" (each pages folder names its library).
+  std::string pages_dir;
   // Files younger than this are left alone by the orphan sweep: another connection may be writing one right now
   // (a save writes <name>.tmp, renames it, then records it with put_snapshot).
   int64_t orphan_min_age_s = 600;
@@ -168,6 +170,9 @@ class Library {
                                                          const std::string& why);
   int64_t now() const;
   void remove_page_files(const std::vector<std::string>& rel_paths) const;
+  // Makes pages_dir this library's (library.cpp, kOwnerFile): an unclaimed folder is claimed; a default folder that
+  // another library claimed is left to it for "<database file name>.pages"; an explicit one is refused.
+  Status claim_pages_dir(const std::filesystem::path& db_file, bool default_dir);
   // Bytes of each document's page files that exist (a missing file takes no space).
   Result<std::unordered_map<int64_t, int64_t>> bytes_on_disk_by_document();
 

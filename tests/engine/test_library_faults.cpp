@@ -161,6 +161,41 @@ class TestLibraryFaults : public QObject {
     QVERIFY(!fs::exists(orphan));  // named as ours and no row names it
   }
 
+  // Two databases in one directory: the first claims "pages", the second takes "<its file name>.pages", and
+  // neither sweeps the other's page files as orphans, however old they are.
+  void twoLibrariesInOneDirectory() {
+    ASSIGN_OK(a, Library::open(path("pair/a.db"), sweepAfter(0)));
+    QCOMPARE(fs::path(a->pages_dir()), fs::path(path("pair/pages")));
+    ASSIGN_OK(doc, addDocAndModel(*a, "h3"));
+    ASSIGN_OK(snap, save_fake(*a, key(doc, 1), 64));
+    ASSIGN_OK(rec, a->get_snapshot(snap));
+    const std::string a_file = a->page_file_path(rec);
+    make_old(a_file);
+
+    ASSIGN_OK(b, Library::open(path("pair/b.db"), sweepAfter(0)));
+    QCOMPARE(fs::path(b->pages_dir()), fs::path(path("pair/b.db.pages")));
+    QVERIFY(fs::exists(a_file));
+    ASSIGN_OK(b_doc, addDocAndModel(*b, "h4"));
+    ASSIGN_OK(b_snap, save_fake(*b, key(b_doc, 1), 64));
+    ASSIGN_OK(b_rec, b->get_snapshot(b_snap));
+    make_old(b->page_file_path(b_rec));
+
+    // Reopened in either order, each finds its folder again and keeps the other's files.
+    b.reset();
+    a.reset();
+    ASSIGN_OK(b2, Library::open(path("pair/b.db"), sweepAfter(0)));
+    ASSIGN_OK(a2, Library::open(path("pair/a.db"), sweepAfter(0)));
+    QCOMPARE(fs::path(b2->pages_dir()), fs::path(path("pair/b.db.pages")));
+    QCOMPARE(fs::path(a2->pages_dir()), fs::path(path("pair/pages")));
+    QVERIFY(fs::exists(a_file) && fs::exists(b2->page_file_path(b_rec)));
+
+    // A pages_dir named explicitly that another library owns is refused, naming both.
+    LibraryOptions shared = sweepAfter(0);
+    shared.pages_dir = path("pair/pages");
+    VERIFY_ERROR(Library::open(path("pair/c.db"), shared), "another library's page files");
+    QVERIFY(fs::exists(a_file));
+  }
+
   // A pages folder moved to another disk and linked back: read and written through, swept by the same rule.
   void symlinkedPagesFolder() {
     const std::string elsewhere = path("other-disk/cache");
