@@ -139,7 +139,8 @@ class Library {
   // deleted, in order (token_spans left empty); files are deleted after the commit.
   Result<int64_t> total_snapshot_bytes();  // of the page files that exist: a missing one takes no space
   // Why a page file of about `need` bytes is not written to pages_dir's disk: it would leave less than kSpareBytes
-  // free. Empty when it fits, or when the free space cannot be read (the write itself then says what goes wrong).
+  // (or an eighth of the free space, if less) free. Empty when it fits, or when the free space cannot be read (the
+  // write itself then says what goes wrong).
   static constexpr uint64_t kSpareBytes = 256ull << 20;
   std::string no_room_for(uint64_t need) const;
   Result<std::vector<SnapshotRecord>> evict_to_cap(int64_t cap_bytes, int64_t keep_snapshot_id = -1);
