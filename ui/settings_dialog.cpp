@@ -202,7 +202,8 @@ QStringList DeskSettings::policies() {
 
 QStringList DeskSettings::prefills() {
   QStringList out;
-  for (fkv::Prefill p : {fkv::Prefill::dense, fkv::Prefill::retrieval}) out << QLatin1String(fkv::prefill_name(p));
+  for (fkv::Prefill p : {fkv::Prefill::dense, fkv::Prefill::automatic, fkv::Prefill::retrieval})
+    out << QLatin1String(fkv::prefill_name(p));
   return out;
 }
 
@@ -305,7 +306,8 @@ QWidget* SettingsDialog::buildModelGroup() {
   m_prefill->setToolTip(tr("dense reads every token against every earlier one (exact; slows as the document grows). "
                            "retrieval reads each chunk against the start, the 2,048 tokens before it and the pages "
                            "that match it best: a 16k-token document prefills in two thirds of the time, and "
-                           "the cost per token stays flat, but a detail far from its chunk can be missed."));
+                           "the cost per token stays flat, but a detail far from its chunk can be missed. "
+                           "auto is dense for the first 8,192 tokens and retrieval past them."));
   form->addRow(tr("&Prefill:"), m_prefill);
   m_template = new QComboBox(box);
   for (const QString& name : DeskSettings::chatTemplates())

@@ -119,8 +119,8 @@ std::string format_bytes(uint64_t n);
 // Options several commands take, with one help text each.
 inline constexpr OptionSpec kPrefillOption = {
     "--prefill", "", "MODE",
-    "prompt evaluation: dense (exact) or retrieval (each chunk attends a sink, a local window and retrieved pages: "
-    "cost linear in the length) (default dense)"};
+    "prompt evaluation: dense (exact), retrieval (each chunk attends a sink, a local window and retrieved pages: "
+    "cost linear in the length) or auto (dense for the first 8,192 tokens, retrieval past them) (default dense)"};
 inline constexpr OptionSpec kBudgetTokenOptions[] = {
     {"--budget-sink", "", "N", "retrieval budget: sink tokens at the start (default 512)"},
     {"--budget-recent", "", "N", "retrieval budget: most recent tokens (default 512)"},

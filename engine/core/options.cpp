@@ -21,7 +21,8 @@ constexpr Names<Policy, 5> kPolicies{{{Policy::full, "full"},
 constexpr Names<Backend, 3> kBackends{{{Backend::automatic, "auto"}, {Backend::cpu, "cpu"}, {Backend::cuda, "cuda"}}};
 constexpr Names<Speculation, 2> kSpeculations{
     {{Speculation::background, "background"}, {Speculation::inline_, "inline"}}};
-constexpr Names<Prefill, 2> kPrefills{{{Prefill::dense, "dense"}, {Prefill::retrieval, "retrieval"}}};
+constexpr Names<Prefill, 3> kPrefills{
+    {{Prefill::dense, "dense"}, {Prefill::retrieval, "retrieval"}, {Prefill::automatic, "auto"}}};
 constexpr Names<RopeScalingMode, 4> kRopeScalings{{{RopeScalingMode::file, "file"},
                                                    {RopeScalingMode::none, "none"},
                                                    {RopeScalingMode::linear, "linear"},

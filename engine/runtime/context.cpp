@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "backend/cpu/ops.h"
@@ -25,6 +26,14 @@ namespace {
 constexpr const char* kMemoryNeedsRetrieval =
     "policy full attends every token at its true distance, and this context reaches past the model's trained window: "
     "choose a policy that retrieves (freekv, quest, arkvale) or streaming";
+
+// The mean of n rows of `width` floats (a chunk's queries, one row per token) into out.
+void mean_rows(const float* rows, int n, size_t width, std::vector<float>& out) {
+  out.assign(width, 0.f);
+  for (int t = 0; t < n; ++t)
+    for (size_t i = 0; i < width; ++i) out[i] += rows[static_cast<size_t>(t) * width + i];
+  for (float& v : out) v /= static_cast<float>(n);
+}
 }  // namespace
 
 Status ContextParams::validate() const {
@@ -35,6 +44,7 @@ Status ContextParams::validate() const {
   if (kv_type != DType::F16 && kv_type != DType::BF16 && kv_type != DType::F32)
     return err("KV cache type must be F16, BF16 or F32, found ", dtype_name(kv_type));
   if (context_memory && policy == Policy::full) return err(kMemoryNeedsRetrieval);
+  if (auto_dense_tokens < 0) return err("auto prefill's dense part must be >= 0 tokens, found ", auto_dense_tokens);
   if (context_memory && backend == Backend::cuda) return err("context memory needs the CPU backend");
   return check_device(device);
 }
@@ -53,6 +63,7 @@ struct Context::Impl {
   std::unique_ptr<AttentionPolicy> policy;  // decode steps
   std::unique_ptr<AttentionPolicy> exact;   // dense prefill: every page
   std::unique_ptr<AttentionPolicy> prefill_selector;  // retrieval prefill: quest over the prefill budget
+  int64_t dense_until = 0;  // prefill chunks ending within this many tokens attend densely (Prefill::automatic)
   std::vector<float> q_mean;                          // (n_heads, head_dim) a chunk's mean query
 
   // Context memory (ContextParams::context_memory).
@@ -169,7 +180,8 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
     s.params.prefill = Prefill::retrieval;  // a dense prompt would see distances past the trained window
   }
   FKV_ASSIGN_OR_RETURN(s.exact, make_policy(Policy::full, s.policy_context(params.budget, params.correction_tau)));
-  if (s.params.prefill == Prefill::retrieval) {
+  if (s.params.prefill == Prefill::automatic) s.dense_until = std::max(0, params.auto_dense_tokens);
+  if (s.params.prefill != Prefill::dense) {
     // Whole pages; the recent window holds the local window, the chunk and the page the chunk starts inside.
     const int ps = params.page_size;
     const auto pages_of = [ps](int tokens) { return (tokens + ps - 1) / ps * ps; };
@@ -242,6 +254,13 @@ Status Context::truncate(int n_tokens) {
 }
 const RetrievalStats& Context::stats() const { return impl_->stats; }
 
+int64_t Context::exact_prefill_tokens() const {
+  const Impl& s = *impl_;
+  if (s.memory) return 0;
+  if (!s.prefill_selector) return std::numeric_limits<int64_t>::max();
+  return std::max<int64_t>(s.params.prefill_budget.total_tokens(), s.dense_until);
+}
+
 Status Context::save_kv(const std::string& path, const SnapshotMeta& meta, int first_page,
                         const ByteProgress& progress) const {
   if (impl_->gpu) return err("KV snapshots need the CPU backend: this context's KV cache lives on the GPU");
@@ -297,7 +316,8 @@ Status Context::eval(std::span<const int32_t> tokens, LogitsMode mode, std::span
   size_t body = n;
   const size_t budget = static_cast<size_t>(s.params.prefill_budget.total_tokens());
   const size_t tail = std::min(kRetrievalTail, static_cast<size_t>(s.params.n_batch));  // the buffers hold n_batch
-  if (s.prefill_selector && n > tail && static_cast<size_t>(n_past()) + n > budget) body = n - tail;
+  const size_t exact = std::max(budget, static_cast<size_t>(s.dense_until));
+  if (s.prefill_selector && n > tail && static_cast<size_t>(n_past()) + n > exact) body = n - tail;
   size_t i = 0;
   while (i < n) {
     const size_t end = i < body ? std::min(body, i + static_cast<size_t>(s.params.n_batch)) : n;
@@ -378,12 +398,7 @@ void Context::Impl::set_memory_budgets() {
 // to the budget's local window length, so every page is scored at a distance the model was trained on.
 void Context::Impl::frame_query(int n, bool prefill) {
   const ModelConfig& c = model->config();
-  const size_t width = static_cast<size_t>(c.n_embd_q());
-  std::fill(q_frame.begin(), q_frame.end(), 0.f);
-  for (int t = 0; t < n; ++t)
-    for (size_t i = 0; i < width; ++i) q_frame[i] += q_pre[static_cast<size_t>(t) * width + i];
-  const float inv = 1.f / static_cast<float>(n);
-  for (float& v : q_frame) v *= inv;
+  mean_rows(q_pre.data(), n, static_cast<size_t>(c.n_embd_q()), q_frame);
   const float* cs = prefill ? cs_score_prefill.data() : cs_score_decode.data();
   const bool neox = c.rope_style == RopeStyle::Neox;
   for (int h = 0; h < c.n_heads; ++h) cpu::rope_head(&q_frame[static_cast<size_t>(h) * c.head_dim], cs, c.head_dim, neox);
@@ -412,12 +427,15 @@ void Context::Impl::move_pages(int n_pages, const Budget& b, int n_pages_cap, bo
   const int group = c.group_size();
   const bool neox = c.rope_style == RopeStyle::Neox;
   float cs[cpu::kMaxHeadDim];
+  // Neighbouring selected pages move by the same shift (the sink's pages always do): their rotation is computed once.
+  int cs_shift = -1;
   if (decode) {
     for (const MovedPage& mp : moved) {
       const size_t slot = static_cast<size_t>(mp.head) * max_moved + mp.entry;
       float* mq = &moved_q[slot * group * hd];
       std::copy_n(&q[static_cast<size_t>(mp.head) * group * hd], static_cast<size_t>(group) * hd, mq);
-      rotation_by(inv_freq_global, -static_cast<int64_t>(mp.shift) * params.page_size, cs);
+      if (mp.shift != cs_shift) rotation_by(inv_freq_global, -static_cast<int64_t>(mp.shift) * params.page_size, cs);
+      cs_shift = mp.shift;
       for (int g = 0; g < group; ++g) cpu::rope_head(mq + static_cast<size_t>(g) * hd, cs, hd, neox);
       pages[static_cast<size_t>(mp.head) * n_pages_cap + mp.entry].q = mq;
     }
@@ -440,12 +458,15 @@ void Context::Impl::move_pages(int n_pages, const Budget& b, int n_pages_cap, bo
     const bool neox = c.rope_style == RopeStyle::Neox;
     float cs[cpu::kMaxHeadDim];
     float key[cpu::kMaxHeadDim];
+    int cs_shift = -1;
     for (int64_t i = begin; i < end; ++i) {
       const MovedPage& mp = s.moved[static_cast<size_t>(i)];
       const size_t e = static_cast<size_t>(s.selection.indptr[static_cast<size_t>(mp.head)] + mp.entry);
       const uint8_t* src = s.selection.k_blocks[e];
       auto* dst = const_cast<uint8_t*>(s.pages[static_cast<size_t>(mp.head) * jp->n_pages_cap + mp.entry].k);
-      rotation_by(s.inv_freq_global, static_cast<int64_t>(mp.shift) * s.params.page_size, cs);
+      if (mp.shift != cs_shift)
+        rotation_by(s.inv_freq_global, static_cast<int64_t>(mp.shift) * s.params.page_size, cs);
+      cs_shift = mp.shift;
       for (int j = 0; j < s.params.page_size; ++j) {
         cpu::load_kv_row(s.params.kv_type, src + j * jp->row, key, hd);
         cpu::rope_head(key, cs, hd, neox);
@@ -493,14 +514,10 @@ void Context::Impl::attention_layer(int il, int pos0, int n) {
     frame_query(n, n > 1);
     query.q = q_frame.data();
   }
-  if (n > 1 && prefill_selector && !local) {
+  if (n > 1 && prefill_selector && !local && pos0 + n > dense_until) {
     // The chunk's tokens share one selection, made with their mean query at the chunk's last position.
     if (!memory_layer) {
-      const size_t width = static_cast<size_t>(c.n_heads) * c.head_dim;
-      q_mean.assign(width, 0.f);
-      for (int t = 0; t < n; ++t)
-        for (size_t i = 0; i < width; ++i) q_mean[i] += q[static_cast<size_t>(t) * width + i];
-      for (float& v : q_mean) v /= static_cast<float>(n);
+      mean_rows(q.data(), n, static_cast<size_t>(c.n_heads) * c.head_dim, q_mean);
       query.q = q_mean.data();
     }
     query.pos = pos0 + n - 1;

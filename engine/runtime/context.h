@@ -41,8 +41,10 @@ struct ContextParams {
   Policy policy = Policy::full;  // decode-time attention
   // Prompt evaluation: dense (exact) or retrieval: each chunk of a global layer attends the prefill budget's sink,
   // its local window (recent_tokens before the chunk, then the chunk) and the top pages for the chunk's mean query.
-  // Sliding-window layers stay exact (their window is the budget).
+  // Sliding-window layers stay exact (their window is the budget). automatic: dense while a chunk ends within the
+  // first auto_dense_tokens of the context, retrieval past that.
   Prefill prefill = Prefill::dense;
+  int auto_dense_tokens = kAutoDenseTokens;
   Budget prefill_budget = default_prefill_budget();
   // Context memory, for contexts past the model's trained window (kv/virtual_layout.h): every global-layer attention
   // (prefill chunk and decode step) attends sinks + retrieved pages + local window laid side by side, so the distances
@@ -96,6 +98,9 @@ class Context {
   Status load_kv(const PageFileReader& file, const SnapshotMeta& meta);
   const Model& model() const;
   const ContextParams& params() const;
+  // Prompts of up to this many tokens (from an empty context) are evaluated exactly as dense: all of them with
+  // dense prefill, those within the retrieval budget (or auto's dense part) otherwise; 0 under context memory.
+  int64_t exact_prefill_tokens() const;
   // Where this context runs, and for "auto" that ended on the CPU, why.
   const BackendChoice& backend() const;
   Speculation speculation() const;  // where freekv's speculation runs in this context

@@ -197,7 +197,12 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   // why the document is not ready.
   const Status fitted = fit_context(info.title, info.n_tokens);
   // Context memory's KV has summaries of another kind (runtime/context.h): its snapshots are apart from dense ones.
-  if (fitted.ok() && ctx->params().context_memory) st.prompt.format_tag += "-memory";
+  // So is the KV of a prefill that did not attend everything: a later open with dense prefill must not take it.
+  if (fitted.ok() && ctx->params().context_memory) {
+    st.prompt.format_tag += "-memory";
+  } else if (fitted.ok() && info.n_tokens > ctx->exact_prefill_tokens()) {
+    st.prompt.format_tag += std::string("-prefill-") + prefill_name(ctx->params().prefill);
+  }
   const bool too_long = fitted.ok() && info.n_tokens >= ctx->n_ctx();
   // The row keeps the reason itself: a fixed context too small ("too long for this model", the one a larger context
   // in Settings mends), the cap on a document's length, policy full past the trained window, or no memory for the KV.

@@ -21,8 +21,11 @@ enum class Speculation { background, inline_ };
 // How a prompt is evaluated. dense: every token attends every earlier token (exact; cost grows with the square of
 // the length). retrieval: each chunk of the prompt attends the sink, a local window before it and the pages whose
 // summaries score highest for the chunk's mean query (LONGDOCS.md), so the cost grows linearly with the length; a
-// prompt that fits that budget is evaluated exactly as dense.
-enum class Prefill { dense, retrieval };
+// prompt that fits that budget is evaluated exactly as dense. automatic ("auto"): dense for the chunks within the
+// first kAutoDenseTokens of the context, retrieval past them (docs/benchmarks.md: below about 8k tokens retrieval
+// saves little time, past it dense grows with the square of the length).
+enum class Prefill { dense, retrieval, automatic };
+inline constexpr int kAutoDenseTokens = 8192;
 // Element type of the KV cache.
 enum class KvType { f16, bf16, f32 };
 // RoPE scaling to use instead of the file's (RopeOverride): file keeps what the GGUF says.
@@ -38,7 +41,7 @@ enum class Stage { ingest, tokenize, load, prefill, save, prompt };
 const char* policy_name(Policy p);  // "full", "streaming", "quest", "arkvale", "freekv"
 const char* backend_name(Backend b);  // "cpu", "cuda", "auto"
 const char* speculation_name(Speculation s);  // "background", "inline"
-const char* prefill_name(Prefill p);          // "dense", "retrieval"
+const char* prefill_name(Prefill p);          // "dense", "retrieval", "auto"
 const char* kv_type_name(KvType t);  // "f16", "bf16", "f32"
 const char* rope_scaling_name(RopeScalingMode m);  // "file", "none", "linear", "yarn"
 const char* stop_reason_name(StopReason r);  // "eos", "max_tokens", "cancelled", "stop_string", "context_full"
