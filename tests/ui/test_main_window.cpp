@@ -556,10 +556,12 @@ class TestMainWindow : public QObject {
     QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
     m_watchdog.restart();
     m_window->importAndOpen({path});
-    QTRY_VERIFY_WITH_TIMEOUT(!ready.isEmpty() && m_window->chatView()->state() == ChatView::State::Ready, kTimeoutMs);
+    // The model reload reopens the document that was open before; on a busy machine its documentReady can come
+    // after the spy was made, so the wait is for this document (past the window) being the one ready.
+    QTRY_VERIFY_WITH_TIMEOUT(!ready.isEmpty() && m_window->chatView()->state() == ChatView::State::Ready &&
+                                 m_window->openedDocument().doc.n_tokens > 4096,
+                             kTimeoutMs);
     QVERIFY(!m_window->chatView()->isErrorVisible());
-    const int tokens = m_window->openedDocument().doc.n_tokens;
-    QVERIFY2(tokens > 4096, qPrintable(QString::number(tokens)));
     QTRY_VERIFY2(m_window->memoryPanel()->rowText(MemoryPanel::Tier::Context).contains(QStringLiteral("context memory")),
                  qPrintable(m_window->memoryPanel()->rowText(MemoryPanel::Tier::Context)));
     QSignalSpy done(m_window.get(), &MainWindow::answerDone);
