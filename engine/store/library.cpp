@@ -334,11 +334,16 @@ Result<std::unique_ptr<Library>> Library::open_writable(const fs::path& db_file,
 
 Status Library::claim_pages_dir(const fs::path& db_file, bool default_dir) {
   FKV_ASSIGN_OR_RETURN(std::optional<std::string> stored, get_setting(kIdSetting));
-  std::string id = stored.value_or("");
-  if (id.empty()) {
-    id = new_library_id();
-    FKV_TRY(set_setting(kIdSetting, id));
+  if (!stored) {
+    // Two connections opening a new library at once (the desktop's engine and its library pane) must agree on one
+    // id: the first insert wins and both read it back. Only a new library writes here.
+    FKV_TRY(sql::run_changes(*db_, "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                             std::string(kIdSetting), new_library_id())
+                .status());
+    FKV_ASSIGN_OR_RETURN(stored, get_setting(kIdSetting));
   }
+  const std::string id = stored.value_or("");
+  if (id.empty()) return err("library: no id stored for ", db_file.string());
   fs::path pages = pages_dir_;
   std::string owner = read_owner(pages);
   if (!owner.empty() && owner != id) {
