@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -67,6 +68,11 @@ Status write_owner(const fs::path& pages, const std::string& id) {
   fs::rename(tmp, pages / kOwnerFile, ec);
   if (ec) return err("cannot write \"", (pages / kOwnerFile).string(), "\": ", ec.message());
   return {};
+}
+
+// The folder a library takes when another library owns the default "pages" beside its database.
+fs::path own_pages_dir(const fs::path& db_file) {
+  return db_file.parent_path() / (db_file.filename().string() + ".pages");
 }
 
 std::string new_library_id() {
@@ -351,7 +357,7 @@ Status Library::claim_pages_dir(const fs::path& db_file, bool default_dir) {
       return err("library: pages_dir \"", pages.string(), "\" holds another library's page files (",
                  (pages / kOwnerFile).string(), " names library ", owner, "); give each library a pages_dir of its own");
     }
-    pages = db_file.parent_path() / (db_file.filename().string() + ".pages");
+    pages = own_pages_dir(db_file);
     owner = read_owner(pages);
     if (!owner.empty() && owner != id)
       return err("library: \"", pages.string(), "\" holds another library's page files (library ", owner, ")");
@@ -382,7 +388,7 @@ Result<std::unique_ptr<Library>> Library::open_read_only(const fs::path& db_file
     Result<std::optional<std::string>> id = lib->get_setting(kIdSetting);
     const std::string owner = read_owner(pages);
     if (o.pages_dir.empty() && id.ok() && id->has_value() && !owner.empty() && owner != **id)
-      lib->pages_dir_ = (db_file.parent_path() / (db_file.filename().string() + ".pages")).string();
+      lib->pages_dir_ = own_pages_dir(db_file).string();
     return lib;
   }
   return last;
