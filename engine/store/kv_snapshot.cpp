@@ -40,18 +40,24 @@ Status check_summaries(const PageSummaries& s, const KvCache& cache, int64_t n_p
   return {};
 }
 
-PageFileInfo info_for(const SnapshotMeta& meta, const KvCache& cache, int first_page) {
-  const KvGeometry& g = cache.geometry();
+// The page-file fields a cache of geometry g holding n_tokens fixes; the header's strings have room of their own, so
+// the layout (and the file's size) depends on these alone.
+PageFileInfo geometry_info(const KvGeometry& g, int64_t n_tokens) {
   PageFileInfo info;
-  info.model_fingerprint = meta.model_fingerprint;
-  info.tokenizer_hash = meta.tokenizer_hash;
-  info.prompt_format = meta.prompt_format;
   info.n_layers = g.n_layers;
   info.n_kv_heads = g.n_kv_heads;
   info.head_dim = g.head_dim;
   info.page_size = g.page_size;
   info.dtype = g.dtype;
-  info.n_tokens = cache.n_tokens();
+  info.n_tokens = n_tokens;
+  return info;
+}
+
+PageFileInfo info_for(const SnapshotMeta& meta, const KvCache& cache, int first_page) {
+  PageFileInfo info = geometry_info(cache.geometry(), cache.n_tokens());
+  info.model_fingerprint = meta.model_fingerprint;
+  info.tokenizer_hash = meta.tokenizer_hash;
+  info.prompt_format = meta.prompt_format;
   info.first_page = first_page;
   info.base_fingerprint = first_page > 0 ? meta.base_fingerprint : 0;
   return info;
@@ -60,14 +66,7 @@ PageFileInfo info_for(const SnapshotMeta& meta, const KvCache& cache, int first_
 }  // namespace
 
 uint64_t kv_snapshot_bytes(const KvGeometry& g, int64_t n_tokens) {
-  PageFileInfo info;  // the header's strings have room of their own: the layout does not depend on them
-  info.n_layers = g.n_layers;
-  info.n_kv_heads = g.n_kv_heads;
-  info.head_dim = g.head_dim;
-  info.page_size = g.page_size;
-  info.dtype = g.dtype;
-  info.n_tokens = n_tokens;
-  const Result<PageFileLayout> layout = PageFileLayout::of(info);
+  const Result<PageFileLayout> layout = PageFileLayout::of(geometry_info(g, n_tokens));
   return layout.ok() ? layout->file_size : 0;
 }
 
