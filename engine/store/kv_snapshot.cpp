@@ -78,12 +78,28 @@ Status write_pages(PageFileWriter& w, const KvCache& cache, const PageSummaries&
   for (int l = 0; l < g.n_layers; ++l)
     for (int p = first_page; p < n_pages; ++p)  // HND: a page's K heads are one block, its V heads another
       FKV_TRY(w.add_page(cache.k_block(l, p, 0), cache.v_block(l, p, 0), cache.page_len(p)));
-  for (int l = 0; l < g.n_layers; ++l)
-    FKV_TRY(w.add_summaries(n_pages > first_page ? summaries.kmin(l, first_page, 0) : nullptr));
   std::vector<int> n_built(static_cast<size_t>(g.n_layers));  // (n_layers)
   // A count past the cache's pages (tokens were rolled back) would not survive the reader's checks; the pages it
   // names no longer exist, so it is cut to them.
   for (int l = 0; l < g.n_layers; ++l) n_built[static_cast<size_t>(l)] = std::min(summaries.n_built(l), n_pages);
+  // Pages not yet summarised (a partial last page) have no summary in memory, only whatever the buffer held: they are
+  // written as zeros, so a file's bytes depend on its KV alone and no stray memory reaches the disk.
+  std::vector<float> layer;  // (n_pages - first_page, n_kv_heads, 2, head_dim) when a layer has such pages
+  for (int l = 0; l < g.n_layers; ++l) {
+    if (n_pages <= first_page) {
+      FKV_TRY(w.add_summaries(nullptr));
+      continue;
+    }
+    const int built = std::max(n_built[static_cast<size_t>(l)], first_page);
+    const float* src = summaries.kmin(l, first_page, 0);
+    if (built < n_pages) {
+      const size_t stride = summaries.page_stride();
+      layer.assign(static_cast<size_t>(n_pages - first_page) * stride, 0.f);
+      std::copy(src, src + static_cast<size_t>(built - first_page) * stride, layer.begin());
+      src = layer.data();
+    }
+    FKV_TRY(w.add_summaries(src));
+  }
   return w.finish(n_built);
 }
 

@@ -228,6 +228,25 @@ class TestPageFile : public QObject {
     QVERIFY2(same_kv(src, par, 0, &why), qPrintable(why));
   }
 
+  // A partial last page has no summary; whatever its slot of the summaries buffer holds never reaches the file, so
+  // the same KV always makes the same bytes (a resumed prefill's snapshot is compared byte for byte with one pass's).
+  void unbuiltSummariesAreNotWritten() {
+    const KvGeometry g = geometry(DType::F16);
+    Rig src = make_rig(g, 43, 64, 1);
+    const int partial = src.cache.n_pages() - 1;
+    QCOMPARE(src.summaries.n_built(0), partial);
+    std::vector<std::vector<uint8_t>> files;
+    for (const float junk : {123.f, -7.f}) {
+      for (int l = 0; l < g.n_layers; ++l)
+        for (int h = 0; h < g.n_kv_heads; ++h)
+          std::fill_n(src.summaries.minmax(l, partial, h), 2 * g.head_dim, junk);
+      const std::string path = temp_path("unbuilt.fkvp");
+      QVERIFY(save_kv_snapshot(path, meta(), src.cache, src.summaries, 0).ok());
+      files.push_back(read_bytes(path));
+    }
+    QVERIFY(files[0] == files[1]);
+  }
+
   void chatExtendsBase() {
     const KvGeometry g = geometry(DType::F16);
     Rig chat = make_rig(g, 43, 64, 2);  // the document is pages 0..2; the chat adds 19 tokens
