@@ -270,7 +270,9 @@ Result<std::vector<DocumentSummary>> list_document_rows(sql::Db& db) {
       db.prepare("SELECT d.id, d.path, d.content_hash, d.title, d.format, d.size_bytes, d.n_chars, d.added_at, "
                  "d.opened_at, "
                  "IFNULL(MAX(CASE k.state WHEN 'ready' THEN 2 WHEN 'stale' THEN 1 END), 0), d.refusal, "
-                 "d.refused_tokens "
+                 "d.refused_tokens, "
+                 "(SELECT MAX(c.n_tokens) FROM prefill_checkpoints c WHERE c.document_id = d.id), "
+                 "(SELECT MAX(c.total_tokens) FROM prefill_checkpoints c WHERE c.document_id = d.id) "
                  "FROM documents d LEFT JOIN kv_snapshots k ON k.document_id = d.id "
                  "GROUP BY d.id ORDER BY d.opened_at DESC, d.added_at DESC, d.id DESC"));
   std::vector<DocumentSummary> out;
@@ -282,12 +284,16 @@ Result<std::vector<DocumentSummary>> list_document_rows(sql::Db& db) {
     sum.best_state = state_from_rank(s.int64(9));
     sum.refusal = s.text(10);
     sum.refused_tokens = s.int64(11);
+    sum.prefill_done = s.opt_int64(12).value_or(-1);
+    sum.prefill_total = s.opt_int64(13).value_or(-1);
     out.push_back(std::move(sum));
   }
 }
 
 Result<std::vector<std::string>> delete_document_txn(sql::Db& db, int64_t id) {
-  return library_rows::delete_with_files(db, "SELECT path FROM kv_snapshots WHERE document_id = ?",
+  return library_rows::delete_with_files(db,
+                                         "SELECT path FROM kv_snapshots WHERE document_id = ?1 UNION ALL "
+                                         "SELECT path FROM prefill_checkpoints WHERE document_id = ?1",
                                          "DELETE FROM documents WHERE id = ?", id, "document");
 }
 

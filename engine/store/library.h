@@ -81,6 +81,19 @@ struct SnapshotRecord {
   int64_t last_used_at = 0;                 // unix seconds, set by the library
 };
 
+// One checkpoint of a prefill in progress: a page file holding the document's KV from the previous checkpoint's end
+// (seq 0: from the start) up to n_tokens; loading seq 0, 1, ... in order restores the prefill's first n_tokens.
+struct CheckpointRecord {
+  int64_t id = 0;  // assigned by the library
+  SnapshotKey key;  // a document's own key (no chat)
+  int64_t seq = 0;
+  std::string path;  // page file, relative to pages_dir
+  int64_t n_tokens = 0;      // context tokens up to this file's end
+  int64_t total_tokens = 0;  // the prompt the prefill is for
+  int64_t bytes = 0;         // size of the page file
+  int64_t created_at = 0;    // unix seconds, set by the library
+};
+
 class Library {
  public:
   // Opens or creates the database at db_path (creating missing directories), brings its schema up to date and sweeps
@@ -132,6 +145,17 @@ class Library {
   Status mark_stale(int64_t id, const std::string& reason);                 // its dependents become stale too
   Status touch_snapshot(int64_t id);   // marks it (and its base: loading it reads the base) as just used
   Status delete_snapshot(int64_t id);  // with its dependents and all their files
+
+  // Prefill checkpoints, in chain order per key. begin_checkpoint gives the key's next seq and a fresh file name; the
+  // caller writes page_file_path(record), fills n_tokens, total_tokens and bytes, and add_checkpoint records it: seq
+  // must follow the chain's last, n_tokens grow and total_tokens stay. drop_checkpoints deletes the key's checkpoints
+  // from `from_seq` on (a damaged one and those after it, or all once the snapshot is saved), files after the commit.
+  // They are not snapshots: evict_to_cap and total_snapshot_bytes leave them out.
+  Result<CheckpointRecord> begin_checkpoint(const SnapshotKey& key);
+  std::string page_file_path(const CheckpointRecord& r) const;  // absolute
+  Result<int64_t> add_checkpoint(const CheckpointRecord& r);
+  Result<std::vector<CheckpointRecord>> checkpoints(const SnapshotKey& key);
+  Status drop_checkpoints(const SnapshotKey& key, int64_t from_seq = 0);
 
   // Storage. evict_to_cap deletes snapshots until their bytes total at most cap_bytes: stale ones first, then the
   // least recently used; a snapshot goes together with the snapshots based on it (they are listed before it), and

@@ -119,6 +119,29 @@ CREATE TABLE citations (
 ) WITHOUT ROWID;
 )sql";
 
+// v3: a prefill stopped part way (cancelled, the app closed, a crash) keeps what it computed: checkpoints, each a page
+// file extending the one before it (seq - 1) up to n_tokens of the total_tokens the prefill is for. The finished
+// snapshot replaces them.
+constexpr const char* k_schema_v3 = R"sql(
+CREATE TABLE prefill_checkpoints (
+  id INTEGER PRIMARY KEY,
+  document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+  model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+  prompt_format TEXT NOT NULL CHECK (prompt_format <> ''),
+  page_size INTEGER NOT NULL CHECK (page_size > 0),
+  dtype TEXT NOT NULL CHECK (dtype <> ''),
+  seq INTEGER NOT NULL CHECK (seq >= 0),
+  path TEXT NOT NULL UNIQUE CHECK (path <> ''),
+  n_tokens INTEGER NOT NULL CHECK (n_tokens > 0),
+  total_tokens INTEGER NOT NULL CHECK (total_tokens >= n_tokens),
+  bytes INTEGER NOT NULL CHECK (bytes >= 0),
+  created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX prefill_checkpoints_key
+  ON prefill_checkpoints(document_id, model_id, prompt_format, page_size, dtype, seq);
+CREATE INDEX prefill_checkpoints_by_model ON prefill_checkpoints(model_id);
+)sql";
+
 struct Migration {
   int to_version;
   const char* sql;
@@ -127,6 +150,7 @@ struct Migration {
 constexpr Migration k_migrations[] = {
     {1, k_schema_v1},
     {2, k_schema_v2},
+    {3, k_schema_v3},
 };
 
 constexpr bool versions_are_consecutive() {

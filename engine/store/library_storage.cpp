@@ -117,7 +117,8 @@ Result<std::vector<SnapshotRecord>> evict_txn(sql::Db& db, int64_t cap_bytes, in
 }
 
 Result<std::unordered_set<std::string>> referenced_paths(sql::Db& db) {
-  FKV_ASSIGN_OR_RETURN(sql::Stmt s, db.prepare("SELECT path FROM kv_snapshots"));
+  FKV_ASSIGN_OR_RETURN(sql::Stmt s,
+                       db.prepare("SELECT path FROM kv_snapshots UNION ALL SELECT path FROM prefill_checkpoints"));
   std::unordered_set<std::string> paths;
   for (;;) {
     FKV_ASSIGN_OR_RETURN(bool has_row, s.step());

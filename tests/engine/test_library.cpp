@@ -131,8 +131,9 @@ class TestLibrary : public QObject {
     RawDb raw(path("v0.db"));
     QCOMPARE(raw.scalar("PRAGMA user_version"), int64_t{Library::schema_version()});
     QCOMPARE(raw.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('documents', "
-                        "'sections', 'models', 'kv_snapshots', 'chats', 'messages', 'settings', 'citations')"),
-             int64_t{8});
+                        "'sections', 'models', 'kv_snapshots', 'chats', 'messages', 'settings', 'citations', "
+                        "'prefill_checkpoints')"),
+             int64_t{9});
   }
 
   // A v1 library (before answers kept their stop reason and citations, and documents their refusal) keeps its
@@ -146,7 +147,8 @@ class TestLibrary : public QObject {
     }
     {
       RawDb raw(path("v1/lib.db"));
-      QVERIFY(raw.exec("DROP TABLE citations; ALTER TABLE messages DROP COLUMN stop_reason; "
+      QVERIFY(raw.exec("DROP TABLE prefill_checkpoints; DROP TABLE citations; "
+                       "ALTER TABLE messages DROP COLUMN stop_reason; "
                        "ALTER TABLE documents DROP COLUMN refusal; ALTER TABLE documents DROP COLUMN refused_tokens; "
                        "PRAGMA user_version = 1;"));
     }
@@ -158,8 +160,9 @@ class TestLibrary : public QObject {
     ASSIGN_OK(docs, lib->list_documents());
     QVERIFY(docs.front().refusal.empty());
     QCOMPARE(docs.front().refused_tokens, int64_t{-1});
+    QCOMPARE(docs.front().prefill_done, int64_t{-1});
     RawDb raw(path("v1/lib.db"));
-    QCOMPARE(raw.scalar("PRAGMA user_version"), int64_t{2});
+    QCOMPARE(raw.scalar("PRAGMA user_version"), int64_t{Library::schema_version()});
   }
 
   void refuses_newer_schema_untouched() {
@@ -457,6 +460,49 @@ class TestLibrary : public QObject {
     QVERIFY(!fs::exists(orphan) && !fs::exists(tmp));
     ASSIGN_OK(again, reopened->remove_orphan_files());
     QVERIFY(again.empty());
+  }
+
+  // A stopped prefill's checkpoints: one chain per key, in order, growing; the document's row shows its progress;
+  // dropping from a seq removes those rows and files; deleting the document takes the rest; the sweep keeps them.
+  void prefill_checkpoint_chain() {
+    ASSIGN_OK(lib, open_with_doc("ckpt/lib.db"));
+    std::vector<std::string> files;
+    const auto add = [&](int64_t n_tokens, int64_t total) -> fkv::Status {
+      FKV_ASSIGN_OR_RETURN(fkv::CheckpointRecord r, lib->begin_checkpoint(key(1, 1)));
+      r.n_tokens = n_tokens;
+      r.total_tokens = total;
+      r.bytes = 10;
+      write_bytes(lib->page_file_path(r), 10);
+      files.push_back(lib->page_file_path(r));
+      return lib->add_checkpoint(r).status();
+    };
+    VERIFY_OK(add(256, 1000));
+    VERIFY_OK(add(512, 1000));
+    VERIFY_ERROR(add(512, 1000), "more than 512");  // no progress
+    VERIFY_ERROR(add(768, 2000), "of 1000");         // another prompt
+    fkv::CheckpointRecord skipped = lib->begin_checkpoint(key(1, 1)).value();
+    skipped.seq = 5;
+    skipped.n_tokens = 900;
+    skipped.total_tokens = 1000;
+    VERIFY_ERROR(lib->add_checkpoint(skipped), "expected seq 2");
+    VERIFY_OK(add(768, 1000));
+    ASSIGN_OK(chain, lib->checkpoints(key(1, 1)));
+    QCOMPARE(chain.size(), size_t{3});
+    QCOMPARE(chain[2].seq, int64_t{2});
+    QCOMPARE(chain[2].n_tokens, int64_t{768});
+    ASSIGN_OK(docs, lib->list_documents());
+    QCOMPARE(docs.front().prefill_done, int64_t{768});
+    QCOMPARE(docs.front().prefill_total, int64_t{1000});
+
+    for (const std::string& f : files) make_old(f);
+    ASSIGN_OK(swept, lib->remove_orphan_files());
+    QVERIFY(swept.size() == 2);  // the two refused adds' files; the chain's stay
+    VERIFY_OK(lib->drop_checkpoints(key(1, 1), 1));
+    ASSIGN_OK(left, lib->checkpoints(key(1, 1)));
+    QCOMPARE(left.size(), size_t{1});
+    QVERIFY(fs::exists(lib->page_file_path(left[0])) && !fs::exists(files.back()));
+    VERIFY_OK(lib->delete_document(1));
+    QVERIFY(!fs::exists(lib->page_file_path(left[0])));
   }
 
   void chats_and_messages() {

@@ -41,6 +41,10 @@ struct DocumentSummary {
   // open that succeeds clears them).
   std::string refusal;
   int64_t refused_tokens = -1;
+  // A prefill that stopped part way (cancelled, the app closed, a crash) and resumes at the next open: the tokens
+  // its checkpoints hold, of its prompt's; -1 and -1 when there is none.
+  int64_t prefill_done = -1;
+  int64_t prefill_total = -1;
 };
 
 // A document as a list of the library shows it: its row and what its saved KV says.
