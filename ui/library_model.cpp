@@ -172,6 +172,10 @@ QVariant LibraryModel::toolTip(const Row& row) const {
     case fkv::SnapshotState::none:
       break;
   }
+  if (row.summary.prefill_done > 0) {
+    return tr("Its prefill stopped at %1 of %2 tokens and was saved there: the next open resumes it")
+        .arg(locale.toString(row.summary.prefill_done), locale.toString(row.summary.prefill_total));
+  }
   if (tooLongForTheContext(row))
     return tr("The last open was refused: %1. Raise the context size in Settings if the model can take it.")
         .arg(QString::fromStdString(row.summary.refusal));
@@ -188,6 +192,9 @@ QString LibraryModel::kvState(const Row& row) {
       return tr("stale");
     case fkv::SnapshotState::none:
       break;
+  }
+  if (row.summary.prefill_done > 0 && row.summary.prefill_total > 0) {
+    return tr("prefill %1% done").arg(int(100 * row.summary.prefill_done / row.summary.prefill_total));
   }
   if (row.summary.refusal.empty()) return tr("needs prefill");
   // A fixed context too small is mended in Settings; the other refusals (the cap on a document's length, policy full

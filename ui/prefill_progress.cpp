@@ -45,6 +45,7 @@ void PrefillProgress::start(const QString& title) {
   setStatus(tr("starting…"));
   m_cancel->setEnabled(true);
   m_cancelling = false;
+  m_resumedAt = -1;
   show();
 }
 
@@ -55,6 +56,8 @@ void PrefillProgress::startImport(const QString& fileName) {
 
 void PrefillProgress::setProgress(const OpenProgress& progress) {
   if (!m_active) start(m_documentTitle);
+  // A prefill's first report says where it starts: past 0, it resumes what a stopped open saved.
+  if (progress.stage == fkv::Stage::prefill && m_resumedAt < 0) m_resumedAt = progress.done;
   if (progress.total > 0) {
     const double share = std::clamp(double(progress.done) / double(progress.total), 0.0, 1.0);
     m_bar->setRange(0, kBarSteps);
@@ -102,7 +105,10 @@ QString PrefillProgress::stageText(const OpenProgress& p) const {
   const auto bytes = [&locale](qint64 n) { return locale.formattedDataSize(n, 1); };
   switch (p.stage) {
     case fkv::Stage::prefill: {
-      QString text = tr("Prefill: %1 / %2 tokens").arg(locale.toString(p.done), locale.toString(p.total));
+      QString text = m_resumedAt > 0 ? tr("Prefill, resumed at %1: %2 / %3 tokens")
+                                           .arg(locale.toString(m_resumedAt), locale.toString(p.done),
+                                                locale.toString(p.total))
+                                     : tr("Prefill: %1 / %2 tokens").arg(locale.toString(p.done), locale.toString(p.total));
       if (p.tokensPerSecond > 0) text += tr(" · %1 tokens/s").arg(locale.toString(p.tokensPerSecond, 'f', 0));
       if (p.secondsLeft >= 0) text += tr(" · %1 left").arg(durationText(p.secondsLeft));
       return text;

@@ -52,4 +52,5 @@ class PrefillProgress : public QWidget {
   QString m_documentTitle;
   bool m_active = false;
   bool m_cancelling = false;
+  qint64 m_resumedAt = -1;  // where this open's prefill started; -1 before its first report
 };

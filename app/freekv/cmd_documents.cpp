@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "core/clock.h"
+#include "core/format.h"
 #include "fkv/engine.h"
 #include "fkv/prefill_eta.h"
 #include "ingest/ingest.h"
@@ -236,6 +237,7 @@ void clear_progress_line() { std::fprintf(stderr, "\r%60s\r", ""); }
 struct ProgressLine {
   fkv::Stage stage = fkv::Stage::ingest;
   fkv::Clock::time_point t0;
+  int64_t done0 = 0;  // where the stage started: a resumed prefill starts past 0
   fkv::PrefillEta eta;
 
   void operator()(const fkv::Progress& p) {
@@ -243,6 +245,7 @@ struct ProgressLine {
     if (p.stage != stage || p.done == 0) {
       stage = p.stage;
       t0 = fkv::Clock::now();
+      done0 = p.done;
       eta.reset();
     }
     const char* label = p.stage == fkv::Stage::prompt ? "question" : fkv::stage_name(p.stage);
@@ -254,7 +257,7 @@ struct ProgressLine {
       if (s > 0 && left >= 0) {
         char buf[96];
         const long long l = std::llround(left);
-        std::snprintf(buf, sizeof buf, ", %.0f tok/s, %lld:%02lld:%02lld left", static_cast<double>(p.done) / s,
+        std::snprintf(buf, sizeof buf, ", %.0f tok/s, %lld:%02lld:%02lld left", static_cast<double>(p.done - done0) / s,
                       l / 3600, l / 60 % 60, l % 60);
         rate = buf;
       }
@@ -296,7 +299,7 @@ void write_opened_json(JsonWriter& j, const fkv::OpenedDocument& d) {
   j.key("n_chars").value(d.n_chars).key("n_tokens").value(d.n_tokens);
   j.key("kv_source").value(fkv::kv_source_name(d.kv_source));
   j.key("recompute_reason").value(d.recompute_reason).key("save_error").value(d.save_error);
-  j.key("snapshot_bytes").value(d.snapshot_bytes);
+  j.key("snapshot_bytes").value(d.snapshot_bytes).key("resumed_tokens").value(d.resumed_tokens);
   j.key("ingest_s").value(d.ingest_s).key("tokenize_s").value(d.tokenize_s).key("load_s").value(d.load_s);
   j.key("prefill_s").value(d.prefill_s).key("save_s").value(d.save_s);
   j.end_object();
@@ -337,7 +340,16 @@ int run_ask_impl(const ParsedArgs& a) {
     return fail("ask: " + message);
   };
   ProgressLine progress_line;
+  bool prefill_seen = false;
   const fkv::ProgressCallback progress = [&](const fkv::Progress& p) {
+    if (p.stage == fkv::Stage::prefill && !prefill_seen) {
+      prefill_seen = true;
+      if (p.done > 0 && !json) {
+        if (show_progress) clear_progress_line();
+        std::fprintf(stderr, "freekv: note: resuming a stopped prefill at %s of %s tokens\n",
+                     fkv::grouped(p.done).c_str(), fkv::grouped(p.total).c_str());
+      }
+    }
     if (show_progress) progress_line(p);
     return true;
   };

@@ -141,17 +141,25 @@ Status Engine::Impl::fit_context(const std::string& title, int n_tokens) {
   return {};
 }
 
-// Prefill in chunks so that progress is reported and a cancel lands within one chunk.
-Status Engine::Impl::prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb) {
-  ctx->reset();
+// Prefill in chunks so that progress is reported and a cancel lands within one chunk. Chunks start at multiples of
+// the chunk size from the start of the context, resumed or not, so a resumed prefill computes what one pass would.
+Status Engine::Impl::prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb,
+                                    PrefillCheckpoints* ck) {
   ctx_tokens.clear();
   const int chunk = std::max(ctx->params().n_batch, 256);
   std::vector<float> logits(static_cast<size_t>(model->config().n_vocab));  // (n_vocab) of each chunk's last token
   const int64_t total = static_cast<int64_t>(prefix.size());
-  for (int64_t done = 0; done < total;) {
+  for (int64_t done = ctx->n_past(); done < total;) {
     if (cancel.load() || !report(cb, Stage::prefill, done, total)) {
+      std::string kept;
+      if (ck != nullptr && ck->lib != nullptr && done > ck->saved_tokens) {
+        kept = save_checkpoint(*ck) ? "; the next open resumes there"
+                                    : "; the work done could not be kept: " + ck->error;
+      } else if (ck != nullptr && ck->saved_tokens == done && done > 0) {
+        kept = "; the next open resumes there";
+      }
       ctx->reset();
-      return err("opening the document was cancelled after ", done, " of ", total, " tokens");
+      return err("opening the document was cancelled after ", grouped(done), " of ", grouped(total), " tokens", kept);
     }
     const int64_t n = std::min<int64_t>(chunk, total - done);
     if (Status s = ctx->eval(std::span(prefix).subspan(static_cast<size_t>(done), static_cast<size_t>(n)),
@@ -161,10 +169,92 @@ Status Engine::Impl::prefill_prefix(const std::vector<int32_t>& prefix, const Pr
       return s;
     }
     done += n;
+    if (ck != nullptr && ck->lib != nullptr && done < total &&
+        static_cast<uint64_t>(done - ck->saved_tokens) * ck->bytes_per_token >= ck->every_bytes)
+      (void)save_checkpoint(*ck);  // a failed one is remembered; the prefill goes on without them
   }
   report(cb, Stage::prefill, total, total);
   ctx_tokens = prefix;
   return {};
+}
+
+bool Engine::Impl::save_checkpoint(PrefillCheckpoints& ck) {
+  const int64_t n_past = ctx->n_past();
+  // An extension starts on a page boundary; a cut inside a page waits for the next one.
+  if (!ck.error.empty() || n_past <= ck.saved_tokens || n_past % ck.page_size != 0) return false;
+  std::string path;
+  const Status s = [&]() -> Status {
+    FKV_ASSIGN_OR_RETURN(CheckpointRecord rec, ck.lib->begin_checkpoint(ck.key));
+    path = ck.lib->page_file_path(rec);
+    FKV_TRY(ctx->save_kv(path, ck.meta, static_cast<int>(ck.saved_tokens / ck.page_size)));
+    FKV_ASSIGN_OR_RETURN(const PageFileReader file, PageFileReader::open(path));
+    rec.n_tokens = n_past;
+    rec.total_tokens = ck.total;
+    rec.bytes = static_cast<int64_t>(file.layout().file_size);
+    FKV_TRY(ck.lib->add_checkpoint(rec).status());
+    ck.meta.base_fingerprint = file.fingerprint();
+    ck.saved_tokens = n_past;
+    return {};
+  }();
+  if (s.ok()) return true;
+  ck.error = s.message();
+  std::error_code ec;
+  if (!path.empty()) std::filesystem::remove(path, ec);  // unrecorded: nothing names it
+  return false;
+}
+
+void Engine::Impl::resume_prefill(PrefillCheckpoints& ck, std::string& note, const ProgressCallback& cb) {
+  Result<std::vector<CheckpointRecord>> found = ck.lib->checkpoints(ck.key);
+  if (!found.ok() || found->empty()) return;
+  const std::vector<CheckpointRecord>& chain = *found;
+  if (chain.front().total_tokens != ck.total) {
+    note = "the stopped prefill's checkpoints were for a prompt of " + grouped(chain.front().total_tokens) +
+           " tokens, this one has " + grouped(ck.total);
+    (void)ck.lib->drop_checkpoints(ck.key);
+    return;
+  }
+  int64_t bytes_total = 0;
+  for (const CheckpointRecord& c : chain) bytes_total += c.bytes;
+  // Loads checkpoints [0, n) into the emptied context; the index of the one that failed, with why, else n.
+  std::string why;
+  const auto load = [&](size_t n) -> size_t {
+    ctx->reset();
+    SnapshotMeta meta = ck.meta;
+    meta.base_fingerprint = 0;
+    int64_t bytes_done = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const CheckpointRecord& c = chain[i];
+      report(cb, Stage::load, bytes_done, bytes_total);
+      const Status s = [&]() -> Status {
+        FKV_ASSIGN_OR_RETURN(const PageFileReader file, PageFileReader::open(ck.lib->page_file_path(c)));
+        FKV_TRY(ctx->load_kv(file, meta));
+        if (ctx->n_past() != c.n_tokens) return err("it holds ", ctx->n_past(), " tokens, its row names ", c.n_tokens);
+        meta.base_fingerprint = file.fingerprint();
+        return {};
+      }();
+      if (!s.ok()) {
+        why = s.message();
+        ctx->reset();
+        return i;
+      }
+      bytes_done += c.bytes;
+    }
+    ck.meta.base_fingerprint = meta.base_fingerprint;
+    ck.saved_tokens = n > 0 ? chain[n - 1].n_tokens : 0;
+    return n;
+  };
+  const size_t good = load(chain.size());
+  if (good == chain.size()) return;
+  note = "checkpoint " + std::to_string(good + 1) + " of " + std::to_string(chain.size()) +
+         " of the stopped prefill was unusable (" + why + ")";
+  (void)ck.lib->drop_checkpoints(ck.key, static_cast<int64_t>(good));
+  // The ones before it loaded a moment ago; should they fail now, the prefill starts over.
+  if (good == 0 || load(good) != good) {
+    ctx->reset();
+    ck.saved_tokens = 0;
+    ck.meta.base_fingerprint = 0;
+    (void)ck.lib->drop_checkpoints(ck.key);
+  }
 }
 
 Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, const DocumentOptions& o,
@@ -229,6 +319,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   // 3. Load the snapshot when it is usable.
   const SnapshotMeta meta = snapshot_meta(st.prompt);
   if (snap && snap->state == SnapshotState::stale) info.recompute_reason = snap->stale_reason;
+  const bool writable = lib != nullptr && !lib->read_only();
   if (snap && snap->state == SnapshotState::ready && o.use_snapshot) {
     t0 = Clock::now();
     report(cb, Stage::load, 0, snap->bytes);
@@ -246,6 +337,8 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
       info.snapshot_bytes = static_cast<uint64_t>(snap->bytes);
       st.snapshot_id = snap->id;
       (void)lib->touch_snapshot(snap->id);  // only the eviction order; a read-only library keeps the old time
+      // Checkpoints left by a crash between the snapshot's save and their removal.
+      if (writable) (void)lib->drop_checkpoints(key);
       report(cb, Stage::load, snap->bytes, snap->bytes);
     } else {
       ctx->reset();
@@ -263,8 +356,25 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
     const std::string no_room = lib != nullptr && o.save_snapshot && !lib->read_only()
                                     ? lib->no_room_for(snapshot_bytes_needed(info.n_tokens))
                                     : std::string();
+    // Checkpoints need room for themselves and, at the end, the snapshot that replaces them.
+    PrefillCheckpoints ck;
+    ck.key = key;
+    ck.meta = meta;
+    ck.total = info.n_tokens;
+    ck.every_bytes = static_cast<uint64_t>(std::max<int64_t>(o.checkpoint_bytes, 0));
+    ck.bytes_per_token = snapshot_bytes_needed(info.n_tokens) / static_cast<uint64_t>(std::max(info.n_tokens, 1));
+    ck.page_size = ctx->params().page_size;
+    ctx->reset();
+    if (writable && o.save_snapshot) {
+      ck.lib = lib;
+      if (o.use_snapshot) resume_prefill(ck, info.recompute_reason, cb);
+      if (ck.saved_tokens == 0) (void)lib->drop_checkpoints(key);  // a chain not taken is never extended
+      info.resumed_tokens = ck.saved_tokens;
+      const bool room = no_room.empty() && lib->no_room_for(2 * snapshot_bytes_needed(info.n_tokens)).empty();
+      if (o.checkpoint_bytes <= 0 || !room) ck.lib = nullptr;
+    }
     t0 = Clock::now();
-    FKV_TRY(prefill_prefix(st.prompt.prefix, cb));
+    FKV_TRY(prefill_prefix(st.prompt.prefix, cb, &ck));
     info.prefill_s = seconds_since(t0);
     info.kv_source = KvSource::prefill;
     if (lib != nullptr && o.save_snapshot && lib->read_only()) {
@@ -288,6 +398,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
         if (id.ok()) {
           st.snapshot_id = *id;
           info.snapshot_bytes = static_cast<uint64_t>(rec.bytes);
+          (void)lib->drop_checkpoints(key);  // the snapshot holds all they held
         } else {
           s = id.status();
         }

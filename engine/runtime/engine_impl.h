@@ -31,6 +31,20 @@ struct OpenDocumentState {
   SnapshotKey key;          // of the document's snapshot (chat snapshots add their chat id)
 };
 
+// Checkpoints of the prefill under way (DocumentOptions::checkpoint_bytes): its KV so far as a chain of page files,
+// each an extension of the one before, so a prefill that stops resumes at the next open.
+struct PrefillCheckpoints {
+  Library* lib = nullptr;  // null: none are written
+  SnapshotKey key;
+  SnapshotMeta meta;  // base_fingerprint: the chain's last file (0 while there is none)
+  int64_t total = 0;  // tokens of the prompt
+  uint64_t every_bytes = 0;
+  uint64_t bytes_per_token = 0;
+  int page_size = 0;
+  int64_t saved_tokens = 0;  // where the chain ends
+  std::string error;         // the first failed save: no more are tried
+};
+
 struct Engine::Impl {
   std::unique_ptr<Model> model;
   std::unique_ptr<Context> ctx;
@@ -64,7 +78,13 @@ struct Engine::Impl {
   Result<OpenedDocument> open_document(IngestedDocument ingested, const DocumentOptions& o, const ProgressCallback& cb);
   Status fit_context(const std::string& title, int n_tokens);
   uint64_t snapshot_bytes_needed(int64_t n_tokens) const;  // a page file's size for n_tokens of this context's KV
-  Status prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb);
+  // Evaluates the prefix from ctx->n_past() (0, or where resumed checkpoints end) to its end.
+  Status prefill_prefix(const std::vector<int32_t>& prefix, const ProgressCallback& cb,
+                        PrefillCheckpoints* ck = nullptr);
+  bool save_checkpoint(PrefillCheckpoints& ck);
+  // Loads ck's chain into the empty context; a checkpoint that does not load is dropped with those after it (`note`
+  // says why) and the prefill resumes from the ones before.
+  void resume_prefill(PrefillCheckpoints& ck, std::string& note, const ProgressCallback& cb);
   SnapshotMeta snapshot_meta(const DocumentPrompt& p) const;
   // engine_chats.cpp: a chat's KV as an extension of the document's snapshot.
   void restore_chat(int64_t chat_id, const std::vector<int32_t>& tokens);

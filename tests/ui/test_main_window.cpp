@@ -414,6 +414,47 @@ class TestMainWindow : public QObject {
     verifyEventLoopKeptUp();
   }
 
+  // The open cancelled above kept its work: the library lists it part done, and opening it again resumes the
+  // prefill where it stopped, the progress bar starting there and saying so. Then the first document comes back.
+  void aCancelledOpenResumesWhereItStopped() {
+    const QString path = fkvtest::tempDir() + QStringLiteral("/second-report.txt");
+    LibraryModel* library = m_window->libraryModel();
+    const auto partRow = [library] {
+      for (int r = 0; r < library->rowCount(); ++r)
+        if (library->index(r, LibraryModel::KvStateColumn).data().toString().startsWith(QStringLiteral("prefill ")))
+          return r;
+      return -1;
+    };
+    QTRY_VERIFY(partRow() >= 0);
+    QVERIFY(library->index(partRow(), LibraryModel::KvStateColumn).data(Qt::ToolTipRole).toString().contains(
+        QStringLiteral("resumes")));
+    qint64 firstDone = -1;
+    QString firstText;
+    const QMetaObject::Connection c =
+        connect(m_window->client(), &EngineClient::openProgress, this, [&](quint64, const OpenProgress& p) {
+          if (firstDone >= 0 || p.stage != fkv::Stage::prefill) return;
+          firstDone = p.done;
+          firstText = m_window->prefillProgress()->statusText();
+        });
+    QSignalSpy ready(m_window.get(), &MainWindow::documentReady);
+    m_watchdog.restart();
+    m_window->importAndOpen({path});
+    QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, kTimeoutMs);
+    disconnect(c);
+    QVERIFY2(firstDone > 0, qPrintable(QString::number(firstDone)));
+    QVERIFY2(firstText.contains(QStringLiteral("resumed at %1").arg(QLocale().toString(firstDone))),
+             qPrintable(firstText));
+    QCOMPARE(m_window->openedDocument().doc.resumed_tokens, firstDone);
+    QCOMPARE(m_window->openedDocument().doc.kv_source, fkv::KvSource::prefill);
+    QTRY_VERIFY(partRow() < 0);
+    verifyEventLoopKeptUp();
+
+    QSignalSpy back(m_window.get(), &MainWindow::documentReady);
+    m_window->openDocument(m_docId);
+    QTRY_VERIFY_WITH_TIMEOUT(back.count() == 1, kTimeoutMs);
+    QCOMPARE(m_window->openDocumentId(), m_docId);
+  }
+
   // A document longer than the context: the refusal is shown whole in the chat pane, in grouped numbers, and stays
   // until it is dismissed (it used to flash in the status bar, cut off, for a few seconds).
   void aTooLongDocumentIsExplainedWhereTheUserLooks() {

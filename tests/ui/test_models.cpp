@@ -160,6 +160,25 @@ class TestModels : public QObject {
     const QString tip = cell(model, rowB, LibraryModel::KvStateColumn, Qt::ToolTipRole);
     QVERIFY2(tip.contains(capped) && !tip.contains("Raise the context size"), qPrintable(tip));
 
+    // A prefill stopped part way: the share done, and a tooltip saying the next open resumes it.
+    QVERIFY(m_lib->touch_opened(*b).ok());
+    fkv::SnapshotKey key;
+    key.document_id = *b;
+    key.model_id = m_modelId;
+    key.prompt_format = "chatml";
+    key.page_size = 32;
+    key.dtype = "f16";
+    auto ck = m_lib->begin_checkpoint(key);
+    QVERIFY2(ck.ok(), ck.message().c_str());
+    ck->n_tokens = 2500;
+    ck->total_tokens = 10000;
+    QVERIFY(m_lib->add_checkpoint(*ck).ok());
+    model.refresh();
+    rowB = model.rowOfDocument(*b);
+    QCOMPARE(cell(model, rowB, LibraryModel::KvStateColumn), QStringLiteral("prefill 25% done"));
+    QVERIFY2(cell(model, rowB, LibraryModel::KvStateColumn, Qt::ToolTipRole).contains("resumes"),
+             qPrintable(cell(model, rowB, LibraryModel::KvStateColumn, Qt::ToolTipRole)));
+
     // Opening moves a document to the top; deleting one removes its row.
     QVERIFY(m_lib->touch_opened(*b).ok());
     model.refresh();

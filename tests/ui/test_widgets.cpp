@@ -506,12 +506,14 @@ class TestWidgets : public QObject {
     QVERIFY(bar.isActive());
     OpenProgress p;
     p.stage = fkv::Stage::prefill;
-    p.done = 500;
     p.total = 2000;
+    bar.setProgress(p);
+    p.done = 500;
     p.tokensPerSecond = 250;
     p.secondsLeft = 6;
     bar.setProgress(p);
     const QString text = bar.statusText();
+    QVERIFY2(!text.contains(QStringLiteral("resumed")), qPrintable(text));
     QVERIFY2(text.contains(QLocale().toString(500)) && text.contains(QLocale().toString(2000)) &&
                  text.contains(QStringLiteral("250 tokens/s")) && text.contains(QStringLiteral("6 s left")),
              qPrintable(text));
@@ -522,6 +524,14 @@ class TestWidgets : public QObject {
     QCOMPARE(cancel.count(), 1);
     bar.finish();
     QVERIFY(!bar.isActive() && bar.isHidden());
+
+    // A prefill whose first report is past 0 resumes a stopped one, and says where; the bar starts there.
+    bar.start(QStringLiteral("Harbour"));
+    p.done = 1024;
+    bar.setProgress(p);
+    QVERIFY2(bar.statusText().contains(QStringLiteral("resumed at %1").arg(QLocale().toString(1024))),
+             qPrintable(bar.statusText()));
+    QVERIFY(bar.bar()->value() * 2 > bar.bar()->maximum());
   }
 
   void importProgressShowsPdfPages() {

@@ -38,6 +38,9 @@ struct DocumentOptions {
   bool use_snapshot = true;                     // load the persisted KV when it is valid
   bool save_snapshot = true;                    // persist the KV after a prefill
   int64_t storage_cap_bytes = 0;                // > 0: evict least recently used snapshots beyond this
+  // A long prefill saves its KV so far after about this many bytes of it (and when cancelled), so a prefill stopped
+  // by a cancel, the app closing or a crash resumes at the next open. 0: no checkpoints.
+  int64_t checkpoint_bytes = int64_t{32} << 20;
   // Called once the document is read and tokenized, before its KV is loaded or prefilled, on the thread that opens
   // it: a reader can show the text while a long prefill runs. The reference is valid during the call only.
   std::function<void(const DocumentContent&)> on_content;
@@ -50,7 +53,9 @@ struct OpenedDocument {
   int64_t n_chars = 0;        // bytes of its normalized text
   int n_tokens = 0;           // tokens of the prefix (template head, intro, document) held in the context
   KvSource kv_source = KvSource::prefill;
-  std::string recompute_reason;  // why a snapshot that existed was not used; empty otherwise
+  // Why a snapshot that existed was not used, or a stopped prefill's checkpoints only in part; empty otherwise.
+  std::string recompute_reason;
+  int64_t resumed_tokens = 0;  // tokens a stopped prefill had done: taken from its checkpoints, not evaluated again
   std::string save_error;        // a prefill whose snapshot could not be saved (the document is still open)
   uint64_t snapshot_bytes = 0;   // size of the page file loaded or saved
   double ingest_s = 0, tokenize_s = 0, load_s = 0, prefill_s = 0, save_s = 0;
