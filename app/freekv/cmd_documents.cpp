@@ -300,6 +300,7 @@ void write_opened_json(JsonWriter& j, const fkv::OpenedDocument& d) {
   j.key("kv_source").value(fkv::kv_source_name(d.kv_source));
   j.key("recompute_reason").value(d.recompute_reason).key("save_error").value(d.save_error);
   j.key("snapshot_bytes").value(d.snapshot_bytes).key("resumed_tokens").value(d.resumed_tokens);
+  j.key("checkpoints").value(d.checkpoints).key("checkpoint_s").value(d.checkpoint_s);
   j.key("ingest_s").value(d.ingest_s).key("tokenize_s").value(d.tokenize_s).key("load_s").value(d.load_s);
   j.key("prefill_s").value(d.prefill_s).key("save_s").value(d.save_s);
   j.end_object();

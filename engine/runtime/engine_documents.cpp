@@ -183,6 +183,7 @@ bool Engine::Impl::save_checkpoint(PrefillCheckpoints& ck) {
   // An extension starts on a page boundary; a cut inside a page waits for the next one.
   if (!ck.error.empty() || n_past <= ck.saved_tokens || n_past % ck.page_size != 0) return false;
   std::string path;
+  const Clock::time_point t0 = Clock::now();
   const Status s = [&]() -> Status {
     FKV_ASSIGN_OR_RETURN(CheckpointRecord rec, ck.lib->begin_checkpoint(ck.key));
     path = ck.lib->page_file_path(rec);
@@ -196,7 +197,11 @@ bool Engine::Impl::save_checkpoint(PrefillCheckpoints& ck) {
     ck.saved_tokens = n_past;
     return {};
   }();
-  if (s.ok()) return true;
+  ck.save_s += seconds_since(t0);
+  if (s.ok()) {
+    ++ck.n_saved;
+    return true;
+  }
   ck.error = s.message();
   std::error_code ec;
   if (!path.empty()) std::filesystem::remove(path, ec);  // unrecorded: nothing names it
@@ -376,6 +381,8 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
     t0 = Clock::now();
     FKV_TRY(prefill_prefix(st.prompt.prefix, cb, &ck));
     info.prefill_s = seconds_since(t0);
+    info.checkpoints = ck.n_saved;
+    info.checkpoint_s = ck.save_s;
     info.kv_source = KvSource::prefill;
     if (lib != nullptr && o.save_snapshot && lib->read_only()) {
       info.save_error = "the library is open read-only: " + lib->read_only_reason();

@@ -42,6 +42,8 @@ struct PrefillCheckpoints {
   uint64_t bytes_per_token = 0;
   int page_size = 0;
   int64_t saved_tokens = 0;  // where the chain ends
+  int n_saved = 0;           // checkpoints saved by this prefill, and their seconds
+  double save_s = 0;
   std::string error;         // the first failed save: no more are tried
 };
 

@@ -228,6 +228,7 @@ class TestResumePrefill : public QObject {
     QVERIFY2(d.ok(), d.message().c_str());
     QCOMPARE(first3, int64_t{2560});
     QCOMPARE(d->resumed_tokens, int64_t{2560});
+    QVERIFY(d->checkpoints >= 1 && d->checkpoint_s > 0 && d->checkpoint_s < d->prefill_s);
     QCOMPARE(d->kv_source, fkv::KvSource::prefill);
     QVERIFY2(d->recompute_reason.empty(), d->recompute_reason.c_str());
     const LibState end = libState(lib);

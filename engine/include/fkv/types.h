@@ -56,6 +56,8 @@ struct OpenedDocument {
   // Why a snapshot that existed was not used, or a stopped prefill's checkpoints only in part; empty otherwise.
   std::string recompute_reason;
   int64_t resumed_tokens = 0;  // tokens a stopped prefill had done: taken from its checkpoints, not evaluated again
+  int checkpoints = 0;         // checkpoints this prefill saved, and the seconds they took (within prefill_s)
+  double checkpoint_s = 0;
   std::string save_error;        // a prefill whose snapshot could not be saved (the document is still open)
   uint64_t snapshot_bytes = 0;   // size of the page file loaded or saved
   double ingest_s = 0, tokenize_s = 0, load_s = 0, prefill_s = 0, save_s = 0;
