@@ -83,6 +83,7 @@ struct AnswerStats {
   int nCachedTokens = 0;
   int nGenerated = 0;
   double decodeTokensPerSecond = 0;
+  QString kvRecomputed;  // fkv::GenerateResult::kv_recomputed: why the saved KV was recomputed for this answer
 };
 
 // One decode step's retrieval, summed over layers (for the recall timeline).

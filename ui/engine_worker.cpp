@@ -43,6 +43,7 @@ AnswerStats answerStats(const fkv::GenerateResult& r) {
   a.nCachedTokens = r.n_cached_tokens;
   a.nGenerated = r.n_generated;
   a.decodeTokensPerSecond = r.decode_tokens_per_s;
+  a.kvRecomputed = fromStd(r.kv_recomputed);
   return a;
 }
 

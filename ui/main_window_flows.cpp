@@ -320,6 +320,9 @@ void MainWindow::onAnswerFinished(const AnswerStats& stats) {
   const bool ready = m_session->answerEnded();
   m_chatModel->finishAssistant(stats.stopReason, stats.citations);
   m_speedLabel->setText(tr("%1 tokens/s").arg(QLocale().toString(stats.decodeTokensPerSecond, 'f', 1)));
+  if (!stats.kvRecomputed.isEmpty())
+    statusBar()->showMessage(tr("The saved KV cache was damaged and has been recomputed: %1").arg(stats.kvRecomputed),
+                             2 * kMessageMs);
   updateChatState();
   emit answerDone(stats);
   if (ready) emit documentReady(m_openDocument.doc.id);

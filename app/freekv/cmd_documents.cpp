@@ -383,6 +383,9 @@ int run_ask_impl(const ParsedArgs& a) {
     return ask_fail("cancelled while evaluating the question (" + std::to_string(question_progress.done) + " of " +
                     std::to_string(question_progress.total) + " tokens); no answer");
   }
+  if (!r->kv_recomputed.empty() && !json)
+    std::fprintf(stderr, "freekv: note: the saved KV failed a check while answering (%s); it was recomputed\n",
+                 display_text(r->kv_recomputed).c_str());
   if (!json) {
     std::printf("\n");
     for (size_t i = 0; i < r->citations.size(); ++i) {
@@ -406,6 +409,9 @@ int run_ask_impl(const ParsedArgs& a) {
   write_opened_json(j, *opened);
   j.key("question").value(question).key("answer").value(r->text);
   j.key("stop_reason").value(fkv::stop_reason_name(r->stop_reason));
+  j.key("kv_recomputed").value(r->kv_recomputed);
+  const fkv::EngineStats es = (*engine)->stats();
+  j.key("kv_file_resident_bytes").value(es.kv_file_resident_bytes).key("kv_file_read_bytes").value(es.kv_file_read_bytes);
   j.key("first_token_s").value(first_token_s).key("question_tokens").value(r->n_prompt_tokens - r->n_cached_tokens);
   j.key("n_generated").value(r->n_generated).key("decode_tokens_per_s").value(r->decode_tokens_per_s);
   // What retrieval cost the answer (the question's evaluation and the decode steps), per generated token.

@@ -35,6 +35,9 @@ constexpr OptionSpec kModelOptions[] = {
     {"--ctx", "-c", "N", "context size in tokens; 0: the model's training context, at most 32768 (default 4096)"},
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--kv-type", "", "TYPE", "KV cache type: f16, bf16 or f32 (default f16)"},
+    {"--host-kv-mib", "", "N",
+     "MiB of a document's saved KV kept in memory; the rest is read from its page file as needed (default: half of "
+     "the machine's memory)"},
     kPrefillOption,
     {"--rope-scaling", "", "NAME", "RoPE scaling instead of the file's: none, linear or yarn (default: the file's)"},
     {"--rope-scale", "", "F", "linear or YaRN factor, e.g. 4 for Qwen2.5's 131072 tokens over 32768"},
@@ -99,6 +102,7 @@ fkv::Result<RunOptions> read_run_options(const ParsedArgs& a) {
   FKV_ASSIGN_OR_RETURN(o.model.n_threads, int_option(a, "--threads", 0, 0, 1024));
   FKV_ASSIGN_OR_RETURN(o.model.kv_type, named_option(a, "--kv-type", fkv::KvType::f16, fkv::parse_kv_type));
   FKV_ASSIGN_OR_RETURN(o.model.prefill, named_option(a, "--prefill", fkv::Prefill::dense, fkv::parse_prefill));
+  FKV_ASSIGN_OR_RETURN(o.model.host_kv_mib, int_option(a, "--host-kv-mib", 0, 1, 1 << 24));
   FKV_ASSIGN_OR_RETURN(o.model.rope.scaling,
                        named_option(a, "--rope-scaling", fkv::RopeScalingMode::file, fkv::parse_rope_scaling));
   FKV_ASSIGN_OR_RETURN(o.model.rope.scale, float_option(a, "--rope-scale", 0.f, 1.f, 1024.f));

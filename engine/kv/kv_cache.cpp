@@ -1,7 +1,11 @@
 #include "kv/kv_cache.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 
 #include "backend/cpu/ops.h"
@@ -37,10 +41,146 @@ int KvCache::page_len(int p) const {
   return std::min(g_.page_size, n_tokens_ - p * g_.page_size);
 }
 
-uint8_t* KvCache::block(int l, int p, int kv, int h) {
+struct KvCache::DiskTier {
+  std::vector<PageFileView> files;
+  // (n_pages_cap) index into files; -1: host storage. Atomic: a write moves a page to host storage while a background
+  // selection may read it (both copies hold the same bytes, and the file stays mapped).
+  std::unique_ptr<std::atomic<int16_t>[]> page_file;
+  int file_of(int p) const { return page_file[static_cast<size_t>(p)].load(std::memory_order_relaxed); }
+  // (n_layers, n_pages_cap) kResident | kReferenced
+  std::unique_ptr<std::atomic<uint8_t>[]> state;
+  std::atomic<uint64_t> resident_bytes{0};
+  std::atomic<uint64_t> paged_in_bytes{0};
+  size_t hand = 0;                 // CLOCK position, over (layer, page) of the mapped pages
+  int mapped_end = 0;              // pages [0, mapped_end) may be mapped
+  std::unique_ptr<uint8_t[]> zeros;  // (page_bytes) what a damaged record reads as
+  std::atomic<bool> damaged{false};
+  mutable std::mutex mu;           // guards damage
+  std::string damage;
+
+  static constexpr uint8_t kResident = 1, kReferenced = 2;
+  const uint8_t* record(const PageFileView& f, int l, int p) const {
+    return f.records + (static_cast<size_t>(l) * f.n_pages + (p - f.first_page)) * f.record_stride;
+  }
+};
+
+KvCache::KvCache() = default;
+KvCache::~KvCache() = default;
+KvCache::KvCache(KvCache&&) noexcept = default;
+KvCache& KvCache::operator=(KvCache&&) noexcept = default;
+
+uint8_t* KvCache::host_block(int l, int p, int kv, int h) const {
   const size_t phys = static_cast<size_t>(page_table_[static_cast<size_t>(p)]);
   const size_t page = static_cast<size_t>(l) * n_pages_cap_ + phys;
   return storage_.get() + page * g_.page_bytes() + (static_cast<size_t>(kv) * g_.n_kv_heads + h) * g_.head_block_bytes();
+}
+
+uint8_t* KvCache::block(int l, int p, int kv, int h) {
+  if (disk_ && disk_->file_of(p) >= 0) materialize(p);
+  return host_block(l, p, kv, h);
+}
+
+const uint8_t* KvCache::read_block(int l, int p, int kv, int h) const {
+  const size_t offset = (static_cast<size_t>(kv) * g_.n_kv_heads + h) * g_.head_block_bytes();
+  if (!disk_) return host_block(l, p, kv, h);
+  const int f = disk_->file_of(p);
+  if (f < 0) return host_block(l, p, kv, h);
+  DiskTier& d = *disk_;
+  const PageFileView& file = d.files[static_cast<size_t>(f)];
+  std::atomic<uint8_t>& st = d.state[static_cast<size_t>(l) * n_pages_cap_ + p];
+  constexpr uint8_t kBoth = DiskTier::kResident | DiskTier::kReferenced;
+  if (st.load(std::memory_order_relaxed) != kBoth) {
+    const uint8_t was = st.fetch_or(kBoth, std::memory_order_relaxed);
+    if ((was & DiskTier::kResident) == 0) {
+      d.resident_bytes.fetch_add(file.record_stride, std::memory_order_relaxed);
+      d.paged_in_bytes.fetch_add(file.record_stride, std::memory_order_relaxed);
+    }
+  }
+  if (const Status s = file.verify(l, p); !s.ok()) {
+    if (!d.damaged.exchange(true)) {
+      std::lock_guard<std::mutex> lock(d.mu);
+      d.damage = s.message();
+    }
+    return d.zeros.get() + offset;
+  }
+  return d.record(file, l, p) + offset;
+}
+
+void KvCache::map_pages(PageFileView file) {
+  if (!disk_) {
+    disk_ = std::make_unique<DiskTier>();
+    disk_->page_file.reset(new std::atomic<int16_t>[static_cast<size_t>(n_pages_cap_)]);
+    for (int p = 0; p < n_pages_cap_; ++p) disk_->page_file[static_cast<size_t>(p)].store(-1);
+    const size_t n = static_cast<size_t>(g_.n_layers) * n_pages_cap_;
+    disk_->state.reset(new std::atomic<uint8_t>[n]);
+    for (size_t i = 0; i < n; ++i) disk_->state[i].store(0, std::memory_order_relaxed);
+    disk_->zeros.reset(new uint8_t[g_.page_bytes()]());
+  }
+  DiskTier& d = *disk_;
+  const int16_t index = static_cast<int16_t>(d.files.size());
+  const int end = static_cast<int>(std::min<int64_t>(file.first_page + file.n_pages, n_pages_cap_));
+  d.files.push_back(std::move(file));
+  const int first = static_cast<int>(d.files.back().first_page);
+  for (int p = first; p < end; ++p) {
+    d.page_file[static_cast<size_t>(p)].store(index);
+    for (int l = 0; l < g_.n_layers; ++l) {
+      // A page mapped over a resident one (a reload) starts untouched.
+      const uint8_t was = d.state[static_cast<size_t>(l) * n_pages_cap_ + p].exchange(0);
+      if (was & DiskTier::kResident) d.resident_bytes.fetch_sub(d.files.back().record_stride);
+    }
+  }
+  d.mapped_end = std::max(d.mapped_end, end);
+}
+
+void KvCache::unmap_all() { disk_.reset(); }
+
+void KvCache::materialize(int p) {
+  DiskTier& d = *disk_;
+  const PageFileView& file = d.files[static_cast<size_t>(d.file_of(p))];
+  const size_t half = static_cast<size_t>(g_.n_kv_heads) * g_.head_block_bytes();
+  for (int l = 0; l < g_.n_layers; ++l) {
+    std::memcpy(host_block(l, p, 0, 0), read_block(l, p, 0, 0), half);
+    std::memcpy(host_block(l, p, 1, 0), read_block(l, p, 1, 0), half);
+    const uint8_t was = d.state[static_cast<size_t>(l) * n_pages_cap_ + p].exchange(0);
+    if (was & DiskTier::kResident) d.resident_bytes.fetch_sub(file.record_stride);
+  }
+  d.page_file[static_cast<size_t>(p)].store(-1);
+}
+
+void KvCache::trim(uint64_t cap_bytes) {
+  if (!disk_ || disk_->resident_bytes.load(std::memory_order_relaxed) <= cap_bytes) return;
+  DiskTier& d = *disk_;
+  const size_t n = static_cast<size_t>(g_.n_layers) * static_cast<size_t>(d.mapped_end);
+  if (n == 0) return;
+  // Two passes at most: the first may only clear referenced marks.
+  for (size_t steps = 0; steps < 2 * n && d.resident_bytes.load(std::memory_order_relaxed) > cap_bytes; ++steps) {
+    const size_t i = d.hand % n;
+    d.hand = (i + 1) % n;
+    const int l = static_cast<int>(i / d.mapped_end);
+    const int p = static_cast<int>(i % d.mapped_end);
+    const int f = d.file_of(p);
+    if (f < 0) continue;
+    std::atomic<uint8_t>& st = d.state[static_cast<size_t>(l) * n_pages_cap_ + p];
+    uint8_t expected = DiskTier::kResident;
+    if (st.load(std::memory_order_relaxed) & DiskTier::kReferenced) {
+      st.fetch_and(static_cast<uint8_t>(~DiskTier::kReferenced), std::memory_order_relaxed);
+      continue;
+    }
+    if (!st.compare_exchange_strong(expected, 0, std::memory_order_relaxed)) continue;
+    const PageFileView& file = d.files[static_cast<size_t>(f)];
+    // The mapping is read-only and the file unchanged: dropped pages are read again from it when touched.
+    ::madvise(const_cast<uint8_t*>(d.record(file, l, p)), file.record_stride, MADV_DONTNEED);
+    d.resident_bytes.fetch_sub(file.record_stride, std::memory_order_relaxed);
+  }
+}
+
+uint64_t KvCache::mapped_resident_bytes() const { return disk_ ? disk_->resident_bytes.load() : 0; }
+uint64_t KvCache::paged_in_bytes() const { return disk_ ? disk_->paged_in_bytes.load() : 0; }
+
+std::string KvCache::damage() const {
+  if (!disk_ || !disk_->damaged.load()) return {};
+  std::lock_guard<std::mutex> lock(disk_->mu);
+  return disk_->damage;
 }
 
 void KvCache::write(int l, int pos, int n, const float* k, const float* v) {

@@ -235,6 +235,7 @@ void Context::reset() {
   if (impl_->gpu) return impl_->gpu->reset();
   impl_->policy->reset();
   impl_->cache.set_n_tokens(0);
+  impl_->cache.unmap_all();
   impl_->summaries.reset();
   impl_->stats = RetrievalStats{};
 }
@@ -275,6 +276,21 @@ Status Context::load_kv(const PageFileReader& file, const SnapshotMeta& meta) {
   if (file.info().first_page == 0) reset();
   return load_kv_snapshot(file, meta, s.cache, s.summaries, s.pool.get());
 }
+
+Status Context::map_kv(std::shared_ptr<const PageFileReader> file, const SnapshotMeta& meta) {
+  Impl& s = *impl_;
+  if (s.gpu) return err("KV snapshots need the CPU backend: this context's KV cache lives on the GPU");
+  s.policy->reset();
+  s.stats = RetrievalStats{};
+  if (file->info().first_page == 0) reset();
+  Status st = map_kv_snapshot(std::move(file), meta, s.cache, s.summaries);
+  if (!st.ok()) reset();
+  return st;
+}
+
+uint64_t Context::mapped_resident_bytes() const { return impl_->cache.mapped_resident_bytes(); }
+uint64_t Context::paged_in_bytes() const { return impl_->cache.paged_in_bytes(); }
+std::string Context::kv_damage() const { return impl_->cache.damage(); }
 
 Status Context::set_policy(Policy policy, const Budget& budget, float correction_tau) {
   Impl& s = *impl_;
@@ -318,6 +334,7 @@ Status Context::eval(std::span<const int32_t> tokens, LogitsMode mode, std::span
   const size_t tail = std::min(kRetrievalTail, static_cast<size_t>(s.params.n_batch));  // the buffers hold n_batch
   const size_t exact = std::max(budget, static_cast<size_t>(s.dense_until));
   if (s.prefill_selector && n > tail && static_cast<size_t>(n_past()) + n > exact) body = n - tail;
+  const int n_before = n_past();
   size_t i = 0;
   while (i < n) {
     const size_t end = i < body ? std::min(body, i + static_cast<size_t>(s.params.n_batch)) : n;
@@ -326,6 +343,12 @@ Status Context::eval(std::span<const int32_t> tokens, LogitsMode mode, std::span
     float* out = mode == LogitsMode::All ? logits.data() + i * n_vocab : (last ? logits.data() : nullptr);
     s.forward(tokens.data() + i, chunk, mode, out);
     i = end;
+  }
+  // A page read from its file that failed its check was attended as zeros: the result is void. The cache stays as it
+  // was before the call (the new tokens are dropped) so the caller can say which file is damaged and recompute.
+  if (const std::string damage = s.cache.damage(); !damage.empty()) {
+    (void)truncate(n_before);
+    return err("the saved KV is damaged: ", damage);
   }
   return {};
 }
@@ -657,6 +680,8 @@ void Context::Impl::forward(const int32_t* tokens, int n, LogitsMode mode, float
     cache.write(il, pos0, n, k.data(), v.data());
     summarise_sealed(il, pos0 + n);
     attention_layer(il, pos0, n);
+    // Pages read in place from a file: the ones this layer did not touch lately go back to it past the cap.
+    if (params.host_kv_cap_bytes > 0) cache.trim(params.host_kv_cap_bytes);
     matmul(L.wo, att.data(), n, xb.data());
     for (int t = 0; t < n; ++t) {
       if (L.post_attn_norm != nullptr) cpu::rms_norm(&xb[t * d], L.post_attn_norm, &xb[t * d], d, c.norm_eps);

@@ -58,6 +58,9 @@ struct ContextParams {
   // 2-core test machine the two measure within its run-to-run noise (docs/benchmarks.md).
   Speculation speculation = Speculation::background;
   TelemetryObserver* observer = nullptr;  // per step and layer events; null costs nothing
+  // Pages read in place from a KV page file (map_kv) that may stay resident; the least recently used beyond it go
+  // back to the file after each layer. 0: no cap.
+  uint64_t host_kv_cap_bytes = 0;
   // See runtime/backend_info.h choose_backend. On CUDA the context runs the dense forward pass with its KV cache on
   // the device: policy full only, no KV snapshots, no telemetry.
   Backend backend = Backend::cpu;
@@ -96,6 +99,14 @@ class Context {
   Status save_kv(const std::string& path, const SnapshotMeta& meta, int first_page,
                  const ByteProgress& progress = {}) const;
   Status load_kv(const PageFileReader& file, const SnapshotMeta& meta);
+  // As load_kv, but the pages stay in the file and are read in place (store/kv_snapshot.h map_kv_snapshot); with
+  // ContextParams::host_kv_cap_bytes, at most that many of them stay resident.
+  Status map_kv(std::shared_ptr<const PageFileReader> file, const SnapshotMeta& meta);
+  // The disk tier: bytes of file pages resident now, and read in so far.
+  uint64_t mapped_resident_bytes() const;
+  uint64_t paged_in_bytes() const;
+  // The first page read in place that failed its check (eval then fails); empty while none has.
+  std::string kv_damage() const;
   const Model& model() const;
   const ContextParams& params() const;
   // Prompts of up to this many tokens (from an empty context) are evaluated exactly as dense: all of them with

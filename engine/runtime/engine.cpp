@@ -2,6 +2,8 @@
 // whose prompts share a beginning (a growing chat) evaluate only what is new.
 #include "fkv/engine.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <optional>
@@ -40,6 +42,12 @@ SamplerParams sampler_params(const GenerationOptions& o) {
   s.repeat_last_n = o.repeat_last_n;
   s.seed = o.seed;
   return s;
+}
+
+// The machine's memory; 0 when unknown (then a document's saved KV has no cap).
+uint64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(size) : 0;
 }
 
 Status apply_retrieval(const RetrievalOptions& r, ContextParams& cp) {
@@ -109,7 +117,9 @@ Result<GenerateResult> Engine::Impl::run(const std::vector<int32_t>& tokens, con
   };
   const std::span<const int32_t> fresh = std::span(tokens).subspan(n_cached);
   Result<GenerateStats> stats = fkv::generate(*ctx, fresh, params, on_piece);
+  kv_damage.clear();
   if (!stats.ok()) {
+    kv_damage = ctx->kv_damage();  // the reset below forgets it
     ctx->reset();  // what a failed call left in the cache is not worth reasoning about
     ctx_tokens.clear();
     return stats.status();
@@ -146,6 +156,8 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
   cp.device = options.device;
   cp.kv_type = kv_dtype(options.kv_type);
   cp.prefill = options.prefill;
+  cp.host_kv_cap_bytes = options.host_kv_mib > 0 ? static_cast<uint64_t>(options.host_kv_mib) << 20
+                                                 : physical_memory_bytes() / 2;
   FKV_TRY(apply_retrieval(options.retrieval, cp));
   FKV_TRY(cp.validate());
   std::optional<ChatTemplate> tmpl;
@@ -279,6 +291,8 @@ EngineStats Engine::stats() const {
   const uint64_t elem = c.params().kv_type == DType::F32 ? 4 : 2;
   s.kv_host_bytes = 2ull * static_cast<uint64_t>(mc.n_layers) * static_cast<uint64_t>(mc.n_embd_kv()) * elem *
                     static_cast<uint64_t>(s.n_tokens);
+  s.kv_file_resident_bytes = c.mapped_resident_bytes();
+  s.kv_file_read_bytes = c.paged_in_bytes();
   s.policy = c.params().policy;
   s.retrieval = c.stats();
   return s;

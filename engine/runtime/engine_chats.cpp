@@ -32,8 +32,8 @@ Status Engine::Impl::reload_prefix() {
   if (doc->snapshot_id > 0 && library) {
     Status s = [&]() -> Status {
       FKV_ASSIGN_OR_RETURN(const SnapshotRecord rec, library->get_snapshot(doc->snapshot_id));
-      FKV_ASSIGN_OR_RETURN(const PageFileReader file, PageFileReader::open(library->page_file_path(rec)));
-      return ctx->load_kv(file, snapshot_meta(doc->prompt));
+      FKV_ASSIGN_OR_RETURN(PageFileReader file, PageFileReader::open(library->page_file_path(rec)));
+      return ctx->map_kv(std::make_shared<const PageFileReader>(std::move(file)), snapshot_meta(doc->prompt));
     }();
     if (s.ok()) {
       ctx_tokens = doc->prompt.prefix;

@@ -329,8 +329,9 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
     t0 = Clock::now();
     report(cb, Stage::load, 0, snap->bytes);
     Status s = [&]() -> Status {
-      FKV_ASSIGN_OR_RETURN(const PageFileReader file, PageFileReader::open(lib->page_file_path(*snap)));
-      FKV_TRY(ctx->load_kv(file, meta));
+      FKV_ASSIGN_OR_RETURN(PageFileReader file, PageFileReader::open(lib->page_file_path(*snap)));
+      // Read in place: nothing is copied, and pages come in from the file as steps touch them.
+      FKV_TRY(ctx->map_kv(std::make_shared<const PageFileReader>(std::move(file)), meta));
       if (ctx->n_past() != info.n_tokens)
         return err("snapshot holds ", ctx->n_past(), " tokens, the document's prompt has ", info.n_tokens);
       return {};
@@ -466,6 +467,28 @@ Result<GenerateResult> Engine::ask(const std::vector<Message>& turns, const Gene
   ctx.set_observer(&tally);
   Result<GenerateResult> run = impl_->run(tokens, o, on_text);
   ctx.set_observer(impl_->observer);
+  if (const std::string damage = impl_->kv_damage; !run.ok() && !damage.empty()) {
+    // A page read in place from the saved KV failed its check. The snapshot is marked stale and the document opened
+    // again, which recomputes and saves its KV (held in memory now, so nothing is read from the damaged file), then
+    // the question is asked once more.
+    Impl& im = *impl_;
+    if (im.library && im.doc->snapshot_id > 0) (void)im.library->mark_stale(im.doc->snapshot_id, damage);
+    const int64_t id = im.doc->info.id;
+    im.ctx_tokens.clear();
+    ctx.reset();
+    Result<OpenedDocument> again = id > 0 && im.library ? [&]() -> Result<OpenedDocument> {
+      FKV_ASSIGN_OR_RETURN(const Document d, im.library->get_document(id));
+      return im.open_document(ingested_from(d), DocumentOptions{}, nullptr);
+    }()
+                                                        : Result<OpenedDocument>(err("the document is not in a library"));
+    if (!again.ok() || again->kv_source != KvSource::prefill) {
+      im.doc.reset();
+      return err(run.message(), "; recomputing it failed: ", again.ok() ? "its KV was not prefilled" : again.message());
+    }
+    FKV_ASSIGN_OR_RETURN(GenerateResult r, ask(turns, options, on_text));
+    r.kv_recomputed = damage;
+    return r;
+  }
   FKV_ASSIGN_OR_RETURN(GenerateResult r, std::move(run));
   r.citations = tally.citations(impl_->doc->content, o.max_citations);
   if (o.chat_id > 0) {

@@ -64,6 +64,7 @@ struct Engine::Impl {
   uint64_t tokenizer_hash = 0;
   std::optional<OpenDocumentState> doc;  // the open document, if any
   TelemetryObserver* observer = nullptr;
+  std::string kv_damage;  // why the last run() failed when a page read in place failed its check; else empty
   bool document_completion = false;  // the model has no chat template of its own: documents use a completion layout
 
   Status check_loaded() const {

@@ -23,6 +23,8 @@ Status ModelOptions::validate() const {
   FKV_TRY(check_threads(n_threads));
   FKV_TRY(check_page_size(page_size));
   FKV_TRY(check_device(device));
+  if (host_kv_mib < 0 || host_kv_mib > (1 << 24))
+    return err("host KV memory must be 0 (automatic) or 1..16777216 MiB, found ", host_kv_mib);
   return retrieval.validate(page_size);
 }
 

@@ -1,5 +1,7 @@
 #include "store/kv_snapshot.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cinttypes>
@@ -170,6 +172,15 @@ Status check_target(const PageFileReader& file, const SnapshotMeta& expected, co
   return {};
 }
 
+void copy_summaries(const PageFileReader& file, PageSummaries& summaries) {
+  const PageFileInfo& f = file.info();
+  const size_t layer_bytes = static_cast<size_t>(f.n_pages()) * summaries.page_stride() * sizeof(float);
+  for (int l = 0; l < f.n_layers; ++l) {
+    if (layer_bytes > 0) std::memcpy(summaries.minmax(l, static_cast<int>(f.first_page), 0), file.summaries(l), layer_bytes);
+    summaries.set_n_built(l, file.n_built(l));
+  }
+}
+
 Status copy_in(const PageFileReader& file, KvCache& cache, PageSummaries& summaries, ThreadPool* pool) {
   const PageFileInfo& f = file.info();
   const int first = static_cast<int>(f.first_page);
@@ -197,11 +208,7 @@ Status copy_in(const PageFileReader& file, KvCache& cache, PageSummaries& summar
     copy_layers(0, f.n_layers);
   }
   for (const Status& s : layer_status) FKV_TRY(s);
-  const size_t layer_bytes = static_cast<size_t>(end - first) * summaries.page_stride() * sizeof(float);
-  for (int l = 0; l < f.n_layers; ++l) {
-    if (layer_bytes > 0) std::memcpy(summaries.minmax(l, first, 0), file.summaries(l), layer_bytes);
-    summaries.set_n_built(l, file.n_built(l));
-  }
+  copy_summaries(file, summaries);
   cache.set_n_tokens(static_cast<int>(f.n_tokens));
   return {};
 }
@@ -213,6 +220,33 @@ Status load_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected
   Status s = check_target(file, expected, cache, summaries);
   if (s.ok()) s = copy_in(file, cache, summaries, pool);
   if (!s.ok()) {
+    cache.set_n_tokens(0);
+    summaries.reset();
+  }
+  return s;
+}
+
+Status map_kv_snapshot(std::shared_ptr<const PageFileReader> file, const SnapshotMeta& expected, KvCache& cache,
+                       PageSummaries& summaries) {
+  const long os_page = ::sysconf(_SC_PAGESIZE);
+  // A parsed buffer, or records not aligned to the OS page (where trimming could not return them), are copied.
+  if (!file->is_mapped() || os_page <= 0 || file->layout().record_stride % static_cast<uint64_t>(os_page) != 0)
+    return load_kv_snapshot(*file, expected, cache, summaries);
+  Status s = check_target(*file, expected, cache, summaries);
+  if (s.ok()) {
+    const PageFileInfo& f = file->info();
+    KvCache::PageFileView view;
+    view.records = file->record_base();
+    view.first_page = f.first_page;
+    view.n_pages = f.n_pages();
+    view.record_stride = static_cast<size_t>(file->layout().record_stride);
+    const PageFileReader* reader = file.get();
+    view.verify = [reader](int l, int64_t p) { return reader->page(l, p).status(); };
+    view.owner = std::move(file);
+    copy_summaries(*reader, summaries);
+    cache.map_pages(std::move(view));
+    cache.set_n_tokens(static_cast<int>(f.n_tokens));
+  } else {
     cache.set_n_tokens(0);
     summaries.reset();
   }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "fkv/status.h"
@@ -53,5 +54,12 @@ Status check_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expecte
 // pool the layers are verified and copied in parallel (a book's KV is gigabytes; reopening it is a wait users feel).
 Status load_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected, KvCache& cache,
                         PageSummaries& summaries, ThreadPool* pool = nullptr);
+
+// As load_kv_snapshot, but the pages stay in the file: the cache reads them in place (KvCache's disk tier), each
+// verified the first time it is read, so a reopen copies nothing and only touched pages become resident. The
+// summaries are copied (they are small and verified at open). `file` must be an opened (mapped) file; the cache keeps
+// it alive while its pages are mapped.
+Status map_kv_snapshot(std::shared_ptr<const PageFileReader> file, const SnapshotMeta& expected, KvCache& cache,
+                       PageSummaries& summaries);
 
 }  // namespace fkv

@@ -147,6 +147,12 @@ class PageFileReader {
   const PageFileInfo& info() const { return info_; }
   const PageFileLayout& layout() const { return layout_; }
   const std::string& label() const { return label_; }
+  // True when the bytes are the file's own mapping (open), not a caller's buffer (parse): only then may pages be read
+  // in place for as long as the reader lives.
+  bool is_mapped() const { return map_.data() != nullptr; }
+  // Where the records begin: record i (layer-major) is record_base() + i * layout().record_stride, unverified; page()
+  // is the checked way in.
+  const uint8_t* record_base() const { return data_ + layout_.records_offset; }
   // The header checksum: what a chat extension stores as its base_fingerprint.
   uint64_t fingerprint() const { return header_checksum_; }
 

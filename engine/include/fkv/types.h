@@ -92,6 +92,9 @@ struct ModelOptions {
   RetrievalOptions retrieval;
   // How prompts (a document's prefix, a question) are evaluated; retrieval keeps the cost linear in their length.
   Prefill prefill = Prefill::dense;
+  // The disk tier: a document's saved KV is read in place from its page file, and at most this many MiB of it stay
+  // in host memory (the least recently used pages go back to the file). 0: half of the machine's memory.
+  int host_kv_mib = 0;
   RopeOverride rope;  // RoPE scaling instead of the file's (YaRN for a longer trained window)
   // CUDA runs the dense forward pass with the KV cache on the GPU (policy full; documents, whose KV is saved from
   // host memory, need the CPU). automatic takes CUDA where it can and says in ModelInfo::backend_note why it did not.
@@ -177,6 +180,9 @@ struct GenerateResult {
   double prefill_tokens_per_s = 0;  // evaluated prompt tokens / prefill_s
   double decode_tokens_per_s = 0;   // n_generated / decode_s
   StopReason stop_reason = StopReason::eos;
+  // ask(): the document's saved KV, read in place, failed a check while answering, so it was recomputed (a prefill,
+  // saved anew) and the question answered on that: why. Empty otherwise.
+  std::string kv_recomputed;
 };
 
 // The open document as the desktop shows it: text, outline, and which characters each token range came from.
@@ -212,6 +218,10 @@ struct EngineStats {
   bool context_memory = false;  // the context reaches past it (ModelInfo::context_memory)
   uint64_t kv_host_bytes = 0;  // KV of those tokens in host memory
   uint64_t kv_device_bytes = 0;
+  // The disk tier: of a saved KV read in place from its page file, the bytes resident now (at most
+  // ModelOptions::host_kv_mib), and those read in so far (a page read again after it went back counts again).
+  uint64_t kv_file_resident_bytes = 0;
+  uint64_t kv_file_read_bytes = 0;
   Policy policy = Policy::full;
   RetrievalStats retrieval;  // totals since the last reset
 };

@@ -1,0 +1,168 @@
+// The disk tier: a saved KV read in place from its page file, with host memory for it capped far below its size,
+// gives logits bit-identical to the same KV copied into memory, for a dense question over every page and for FreeKV
+// decode steps; the resident part stays under the cap; a damaged record fails the step that reads it, naming it, and
+// leaves the context as it was.
+#include <QtTest>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "runtime/context.h"
+#include "store/kv_snapshot.h"
+#include "store/page_file.h"
+#include "support/test_models.h"
+#include "support/test_paths.h"
+
+namespace {
+
+using fkv::ContextParams;
+using fkv::LogitsMode;
+
+constexpr uint64_t kCap = 256 << 10;  // bytes of file pages that may stay resident
+
+std::vector<int32_t> randomTokens(int n, int n_vocab, uint32_t seed) {
+  std::vector<int32_t> out;
+  uint32_t x = seed;
+  for (int i = 0; i < n; ++i) {
+    x = x * 1664525u + 1013904223u;
+    out.push_back(static_cast<int32_t>(10 + (x >> 8) % static_cast<uint32_t>(n_vocab - 10)));
+  }
+  return out;
+}
+
+fkv::SnapshotMeta meta() {
+  fkv::SnapshotMeta m;
+  m.model_fingerprint = "disk-tier-test";
+  m.tokenizer_hash = 7;
+  m.prompt_format = "raw";
+  return m;
+}
+
+int32_t argmax(const float* row, int n) { return static_cast<int32_t>(std::max_element(row, row + n) - row); }
+
+}  // namespace
+
+class TestDiskTier : public QObject {
+  Q_OBJECT
+  std::unique_ptr<fkv::Model> m_model;
+  std::string m_file;
+  int m_tokens = 0;
+
+  ContextParams params(uint64_t cap) const {
+    ContextParams p;
+    p.n_ctx = 4096;
+    p.page_size = 16;
+    p.n_batch = 64;
+    p.n_threads = 2;
+    p.policy = fkv::Policy::freekv;
+    p.budget.sink_tokens = 64;
+    p.budget.recent_tokens = 64;
+    p.budget.retrieved_tokens = 128;
+    p.budget.page_size = 16;
+    p.host_kv_cap_bytes = cap;
+    return p;
+  }
+  std::unique_ptr<fkv::Context> context(uint64_t cap) const {
+    auto c = fkv::Context::create(*m_model, params(cap));
+    if (!c.ok()) qFatal("Context::create: %s", c.message().c_str());
+    return std::move(c).value();
+  }
+  static std::shared_ptr<const fkv::PageFileReader> open(const std::string& path) {
+    auto f = fkv::PageFileReader::open(path);
+    if (!f.ok()) qFatal("open: %s", f.message().c_str());
+    return std::make_shared<const fkv::PageFileReader>(std::move(f).value());
+  }
+
+ private slots:
+  void initTestCase() {
+    fkv::SyntheticModelSpec spec = fkvtest::llamaSpec(41, 4096);
+    spec.n_layers = 4;
+    spec.n_kv_heads = 4;
+    spec.head_dim = 64;
+    const QString path = fkvtest::tempDir() + QStringLiteral("/disk-tier.gguf");
+    QCOMPARE(fkvtest::writeModel(spec, path), QString());
+    auto m = fkv::Model::load(path.toStdString());
+    QVERIFY2(m.ok(), m.message().c_str());
+    m_model = std::move(m).value();
+
+    // 3,000 tokens: 188 pages of 16, the last one partial, 12 MiB of KV for a cap of 256 KiB.
+    const std::unique_ptr<fkv::Context> ctx = context(0);
+    const auto doc = randomTokens(3000, m_model->config().n_vocab, 1);
+    std::vector<float> logits(static_cast<size_t>(m_model->config().n_vocab));
+    QVERIFY(ctx->eval(doc, LogitsMode::Last, logits).ok());
+    m_file = (fkvtest::tempDir() + QStringLiteral("/doc.fkvpages")).toStdString();
+    QVERIFY(ctx->save_kv(m_file, meta(), 0).ok());
+    m_tokens = ctx->n_past();
+    QVERIFY(std::filesystem::file_size(m_file) > 40 * kCap);
+  }
+
+  void readInPlaceUnderACapIsBitIdentical() {
+    const std::unique_ptr<fkv::Context> copied = context(0);
+    const std::unique_ptr<fkv::Context> mapped = context(kCap);
+    QVERIFY(copied->load_kv(*open(m_file), meta()).ok());
+    QVERIFY(mapped->map_kv(open(m_file), meta()).ok());
+    QCOMPARE(mapped->n_past(), m_tokens);
+    QCOMPARE(copied->paged_in_bytes(), uint64_t{0});
+    QCOMPARE(mapped->mapped_resident_bytes(), uint64_t{0});  // nothing is read at open
+
+    // A question evaluated densely over every page (it starts in the partial last page, which a write copies out).
+    const int n_vocab = m_model->config().n_vocab;
+    const auto question = randomTokens(40, n_vocab, 2);
+    std::vector<float> a(question.size() * static_cast<size_t>(n_vocab)), b(a.size());
+    QVERIFY(copied->eval(question, LogitsMode::All, a).ok());
+    const fkv::Status sb = mapped->eval(question, LogitsMode::All, b);
+    QVERIFY2(sb.ok(), sb.message().c_str());
+    QVERIFY(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    QVERIFY2(mapped->mapped_resident_bytes() <= kCap, std::to_string(mapped->mapped_resident_bytes()).c_str());
+    const uint64_t after_question = mapped->paged_in_bytes();
+    QVERIFY(after_question > 10 * kCap);  // every page came in, and went back
+
+    // FreeKV decode: speculative selection and recall read the file's pages from a background thread.
+    int32_t next = argmax(a.data() + a.size() - static_cast<size_t>(n_vocab), n_vocab);
+    std::vector<float> la(static_cast<size_t>(n_vocab)), lb(la.size());
+    for (int step = 0; step < 24; ++step) {
+      const int32_t t[1] = {next};
+      QVERIFY(copied->eval(t, LogitsMode::Last, la).ok());
+      QVERIFY(mapped->eval(t, LogitsMode::Last, lb).ok());
+      QVERIFY2(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)) == 0, std::to_string(step).c_str());
+      QVERIFY(mapped->mapped_resident_bytes() <= kCap);
+      next = argmax(la.data(), n_vocab);
+    }
+    QVERIFY(mapped->paged_in_bytes() > after_question);
+    qInfo("file %.1f MiB, cap %.0f KiB: %.1f MiB paged in over a question and 24 steps",
+          double(std::filesystem::file_size(m_file)) / (1 << 20), double(kCap) / 1024,
+          double(mapped->paged_in_bytes()) / (1 << 20));
+  }
+
+  void aDamagedRecordFailsTheStepThatReadsIt() {
+    const std::string damaged = (fkvtest::tempDir() + QStringLiteral("/damaged.fkvpages")).toStdString();
+    std::filesystem::copy_file(m_file, damaged, std::filesystem::copy_options::overwrite_existing);
+    {
+      auto f = fkv::PageFileReader::open(damaged);
+      QVERIFY(f.ok());
+      const uint64_t at = f->layout().record_offset(f->info().n_pages() + 5);  // layer 1, page 5
+      std::fstream io(damaged, std::ios::in | std::ios::out | std::ios::binary);
+      io.seekp(static_cast<std::streamoff>(at + 100));
+      io.put('\x5a');
+    }
+    const std::unique_ptr<fkv::Context> ctx = context(kCap);
+    QVERIFY(ctx->map_kv(open(damaged), meta()).ok());  // records are checked when read, not at open
+    const auto question = randomTokens(40, m_model->config().n_vocab, 2);
+    std::vector<float> logits(static_cast<size_t>(m_model->config().n_vocab));
+    const fkv::Status s = ctx->eval(question, LogitsMode::Last, logits);
+    QVERIFY(!s.ok());
+    QVERIFY2(s.message().find("page 5 of layer 1 is damaged") != std::string::npos, s.message().c_str());
+    QCOMPARE(ctx->n_past(), m_tokens);  // the question's tokens were dropped
+    QVERIFY(!ctx->kv_damage().empty());
+    ctx->reset();
+    QVERIFY(ctx->kv_damage().empty());
+  }
+};
+
+QTEST_GUILESS_MAIN(TestDiskTier)
+#include "test_disk_tier.moc"
