@@ -120,6 +120,11 @@ struct MemoryUse {
   quint64 hostBytes = 0;
   quint64 diskBytes = 0;  // page files in the library
   quint64 budgetTokens = 0;
+  // The open document's saved KV read in place (fkv::EngineStats): its size, what of it is resident (in hostBytes),
+  // and what was read from the file so far.
+  quint64 fileBytes = 0;
+  quint64 fileResidentBytes = 0;
+  quint64 fileReadBytes = 0;
 };
 
 void registerClientTypes();

@@ -355,6 +355,9 @@ void EngineWorker::emitMemory(bool withDisk) {
   m.contextMemory = s.context_memory;
   m.deviceBytes = s.kv_device_bytes;
   m.hostBytes = s.kv_host_bytes;
+  m.fileBytes = s.kv_file_bytes;
+  m.fileResidentBytes = s.kv_file_resident_bytes;
+  m.fileReadBytes = s.kv_file_read_bytes;
   if (!m_libraryPath.isEmpty() && withDisk) {
     const fkv::Result<fkv::DocumentLibrary*> lib = library();
     if (lib.ok()) {

@@ -177,6 +177,16 @@ void KvCache::trim(uint64_t cap_bytes) {
 uint64_t KvCache::mapped_resident_bytes() const { return disk_ ? disk_->resident_bytes.load() : 0; }
 uint64_t KvCache::paged_in_bytes() const { return disk_ ? disk_->paged_in_bytes.load() : 0; }
 
+uint64_t KvCache::mapped_bytes() const {
+  if (!disk_) return 0;
+  uint64_t total = 0;
+  for (int p = 0; p < std::min(disk_->mapped_end, n_pages()); ++p) {
+    const int f = disk_->file_of(p);
+    if (f >= 0) total += static_cast<uint64_t>(g_.n_layers) * disk_->files[static_cast<size_t>(f)].record_stride;
+  }
+  return total;
+}
+
 std::string KvCache::damage() const {
   if (!disk_ || !disk_->damaged.load()) return {};
   std::lock_guard<std::mutex> lock(disk_->mu);

@@ -83,6 +83,7 @@ class KvCache {
   bool has_mapped_pages() const { return disk_ != nullptr; }
   uint64_t mapped_resident_bytes() const;  // mapped records touched and not trimmed since
   uint64_t paged_in_bytes() const;         // mapped records brought in, in total (a re-read after trim counts again)
+  uint64_t mapped_bytes() const;           // records of the mapped pages within n_tokens, resident or not
   // The first mapped record that failed its check (its bytes read as zeros meanwhile); empty while all held.
   std::string damage() const;
 

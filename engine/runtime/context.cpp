@@ -291,6 +291,7 @@ Status Context::map_kv(std::shared_ptr<const PageFileReader> file, const Snapsho
 uint64_t Context::mapped_resident_bytes() const { return impl_->cache.mapped_resident_bytes(); }
 uint64_t Context::paged_in_bytes() const { return impl_->cache.paged_in_bytes(); }
 std::string Context::kv_damage() const { return impl_->cache.damage(); }
+uint64_t Context::mapped_bytes() const { return impl_->cache.mapped_bytes(); }
 
 Status Context::set_policy(Policy policy, const Budget& budget, float correction_tau) {
   Impl& s = *impl_;

@@ -105,6 +105,7 @@ class Context {
   // The disk tier: bytes of file pages resident now, and read in so far.
   uint64_t mapped_resident_bytes() const;
   uint64_t paged_in_bytes() const;
+  uint64_t mapped_bytes() const;  // of file pages in the context, resident or not
   // The first page read in place that failed its check (eval then fails); empty while none has.
   std::string kv_damage() const;
   const Model& model() const;

@@ -291,8 +291,11 @@ EngineStats Engine::stats() const {
   const uint64_t elem = c.params().kv_type == DType::F32 ? 4 : 2;
   s.kv_host_bytes = 2ull * static_cast<uint64_t>(mc.n_layers) * static_cast<uint64_t>(mc.n_embd_kv()) * elem *
                     static_cast<uint64_t>(s.n_tokens);
+  s.kv_file_bytes = c.mapped_bytes();
   s.kv_file_resident_bytes = c.mapped_resident_bytes();
   s.kv_file_read_bytes = c.paged_in_bytes();
+  // Records are page-aligned in the file, so its bytes may exceed the KV's own; what is not resident is not host.
+  s.kv_host_bytes = s.kv_host_bytes - std::min(s.kv_host_bytes, s.kv_file_bytes) + s.kv_file_resident_bytes;
   s.policy = c.params().policy;
   s.retrieval = c.stats();
   return s;

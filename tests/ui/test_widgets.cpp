@@ -577,6 +577,16 @@ class TestWidgets : public QObject {
     panel.setMemoryUse(m);
     const QString ctx = panel.rowText(MemoryPanel::Tier::Context);
     QVERIFY2(ctx.contains(QStringLiteral("context memory")) && ctx.contains(QLocale().toString(32'768)), qPrintable(ctx));
+    // A saved KV read in place: the host row says how much of it is resident and how much was read from the file.
+    QVERIFY(!panel.rowText(MemoryPanel::Tier::Host).contains(QStringLiteral("read in place")));
+    m.fileBytes = 3ull << 30;
+    m.fileResidentBytes = 256ull << 20;
+    m.fileReadBytes = 700ull << 20;
+    panel.setMemoryUse(m);
+    const QString host = panel.rowText(MemoryPanel::Tier::Host);
+    QVERIFY2(host.contains(QStringLiteral("read in place")) && host.contains(QStringLiteral("resident")) &&
+                 host.contains(QStringLiteral("read so far")),
+             qPrintable(host));
   }
 
   void libraryPaneDropsSelectsAndDeletes() {

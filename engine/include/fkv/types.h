@@ -216,10 +216,11 @@ struct EngineStats {
   int n_tokens = 0;            // tokens in it
   int n_ctx_train = 0;         // the model's trained window
   bool context_memory = false;  // the context reaches past it (ModelInfo::context_memory)
-  uint64_t kv_host_bytes = 0;  // KV of those tokens in host memory
+  uint64_t kv_host_bytes = 0;  // KV of those tokens in host memory (of a saved KV read in place: what is resident)
   uint64_t kv_device_bytes = 0;
   // The disk tier: of a saved KV read in place from its page file, the bytes resident now (at most
   // ModelOptions::host_kv_mib), and those read in so far (a page read again after it went back counts again).
+  uint64_t kv_file_bytes = 0;  // of the tokens' KV, what lives in the page file
   uint64_t kv_file_resident_bytes = 0;
   uint64_t kv_file_read_bytes = 0;
   Policy policy = Policy::full;
