@@ -16,26 +16,34 @@ namespace freekv {
 namespace {
 
 
-// One open + one question: the document's OpenedDocument and the seconds to the first answer piece.
-fkv::Result<std::pair<fkv::OpenedDocument, double>> open_and_ask(const ReopenOptions& o, const std::string& library,
-                                                                const std::string& doc) {
+struct Asked {
+  fkv::OpenedDocument doc;
+  double first_token_s = 0;
+  fkv::GenerateResult answer;
+  fkv::EngineStats stats;  // after the answer
+};
+
+// One open + one question (greedy): the document's OpenedDocument, the seconds to the first answer piece, the answer.
+fkv::Result<Asked> open_and_ask(const ReopenOptions& o, const fkv::ModelOptions& mo, const std::string& library,
+                                const std::string& doc) {
   fkv::EngineOptions eo;
   eo.library_path = library;
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Engine> engine, fkv::Engine::create(eo));
-  FKV_TRY(engine->load_model(o.model_path, o.model));
+  FKV_TRY(engine->load_model(o.model_path, mo));
   const fkv::Clock::time_point t0 = fkv::Clock::now();
-  FKV_ASSIGN_OR_RETURN(fkv::OpenedDocument d, engine->open_document(doc, fkv::DocumentOptions{}, nullptr));
+  Asked a;
+  FKV_ASSIGN_OR_RETURN(a.doc, engine->open_document(doc, fkv::DocumentOptions{}, nullptr));
   fkv::GenerationOptions g;
   g.temperature = 0;
-  g.max_tokens = 1;
-  double first = 0;
+  g.max_tokens = o.answer_tokens;
   const auto on_text = [&](std::string_view) {
-    if (first == 0) first = fkv::seconds_since(t0);
+    if (a.first_token_s == 0) a.first_token_s = fkv::seconds_since(t0);
     return true;
   };
-  FKV_TRY(engine->ask({{"user", "Which city is named in the report?"}}, g, on_text).status());
-  if (first == 0) first = fkv::seconds_since(t0);  // the one token was a control token (no text)
-  return std::make_pair(d, first);
+  FKV_ASSIGN_OR_RETURN(a.answer, engine->ask({{"user", "Which city is named in the report?"}}, g, on_text));
+  if (a.first_token_s == 0) a.first_token_s = fkv::seconds_since(t0);  // only control tokens (no text)
+  a.stats = engine->stats();
+  return a;
 }
 
 }  // namespace
@@ -51,21 +59,36 @@ fkv::Result<ReopenReport> run_reopen_benchmark(const ReopenOptions& o, const std
   std::ofstream(doc, std::ios::binary) << tasks[0].prompt;
   const std::string library = dir + "/library/library.db";
 
-  FKV_ASSIGN_OR_RETURN(const auto cold, open_and_ask(o, library, doc));
-  if (cold.first.kv_source != fkv::KvSource::prefill)
-    return fkv::err("the first open did not prefill (", fkv::kv_source_name(cold.first.kv_source), ")");
-  if (!cold.first.save_error.empty()) return fkv::err("the snapshot was not saved: ", cold.first.save_error);
-  FKV_ASSIGN_OR_RETURN(const auto warm, open_and_ask(o, library, doc));
-  if (warm.first.kv_source != fkv::KvSource::snapshot)
-    return fkv::err("the second open did not load the snapshot: ", warm.first.recompute_reason);
+  FKV_ASSIGN_OR_RETURN(const Asked cold, open_and_ask(o, o.model, library, doc));
+  if (cold.doc.kv_source != fkv::KvSource::prefill)
+    return fkv::err("the first open did not prefill (", fkv::kv_source_name(cold.doc.kv_source), ")");
+  if (!cold.doc.save_error.empty()) return fkv::err("the snapshot was not saved: ", cold.doc.save_error);
+  FKV_ASSIGN_OR_RETURN(const Asked warm, open_and_ask(o, o.model, library, doc));
+  if (warm.doc.kv_source != fkv::KvSource::snapshot)
+    return fkv::err("the second open did not load the snapshot: ", warm.doc.recompute_reason);
   ReopenReport r;
-  r.n_tokens = cold.first.n_tokens;
-  r.prefill_s = cold.first.prefill_s;
-  r.save_s = cold.first.save_s;
-  r.first_token_prefill_s = cold.second;
-  r.load_s = warm.first.load_s;
-  r.first_token_reopen_s = warm.second;
-  r.snapshot_bytes = warm.first.snapshot_bytes;
+  r.n_tokens = cold.doc.n_tokens;
+  r.prefill_s = cold.doc.prefill_s;
+  r.save_s = cold.doc.save_s;
+  r.first_token_prefill_s = cold.first_token_s;
+  r.load_s = warm.doc.load_s;
+  r.first_token_reopen_s = warm.first_token_s;
+  r.snapshot_bytes = warm.doc.snapshot_bytes;
+  r.decode_tok_s_prefill = cold.answer.decode_tokens_per_s;
+  r.decode_tok_s_reopen = warm.answer.decode_tokens_per_s;
+  r.answer_tokens = warm.answer.n_generated;
+  r.reopen_file_read_bytes = warm.stats.kv_file_read_bytes;
+  if (o.host_kv_mib > 0) {
+    fkv::ModelOptions capped = o.model;
+    capped.host_kv_mib = o.host_kv_mib;
+    FKV_ASSIGN_OR_RETURN(const Asked c, open_and_ask(o, capped, library, doc));
+    r.host_kv_mib = o.host_kv_mib;
+    r.capped_first_token_s = c.first_token_s;
+    r.capped_decode_tok_s = c.answer.decode_tokens_per_s;
+    r.capped_file_read_bytes = c.stats.kv_file_read_bytes;
+    r.capped_resident_bytes = c.stats.kv_file_resident_bytes;
+    r.capped_same_answer = c.answer.text == warm.answer.text && c.answer.n_generated == warm.answer.n_generated;
+  }
   return r;
 }
 
@@ -80,6 +103,16 @@ void print_reopen_report(const ReopenReport& r, bool json) {
     std::printf("reopen      load %.3f s (%.2f GB/s); first answer token after %.3f s (%.4f of the prefill path)\n",
                 r.load_s, load_gb_s, r.first_token_reopen_s, ratio);
     std::printf("page file   %s, %.0f bytes/token\n", format_bytes(r.snapshot_bytes).c_str(), bytes_per_token);
+    std::printf("answer      %d tokens: %.1f tok/s after the prefill, %.1f after the reopen (%s of the file read)\n",
+                r.answer_tokens, r.decode_tok_s_prefill, r.decode_tok_s_reopen,
+                format_bytes(r.reopen_file_read_bytes).c_str());
+    if (r.host_kv_mib > 0) {
+      std::printf("capped      at %d MiB: first answer token after %.3f s, %.1f tok/s, %s read, %s resident at the "
+                  "end; %s answer\n",
+                  r.host_kv_mib, r.capped_first_token_s, r.capped_decode_tok_s,
+                  format_bytes(r.capped_file_read_bytes).c_str(), format_bytes(r.capped_resident_bytes).c_str(),
+                  r.capped_same_answer ? "the same" : "a DIFFERENT");
+    }
     return;
   }
   JsonWriter j;
@@ -89,6 +122,17 @@ void print_reopen_report(const ReopenReport& r, bool json) {
   j.key("load_s").value(r.load_s).key("first_token_after_reopen_s").value(r.first_token_reopen_s);
   j.key("reopen_over_prefill").value(ratio).key("snapshot_bytes").value(r.snapshot_bytes);
   j.key("bytes_per_token").value(bytes_per_token).key("load_gb_per_s").value(load_gb_s);
+  j.key("answer_tokens").value(r.answer_tokens).key("decode_tok_s_after_prefill").value(r.decode_tok_s_prefill);
+  j.key("decode_tok_s_after_reopen").value(r.decode_tok_s_reopen);
+  j.key("reopen_file_read_bytes").value(r.reopen_file_read_bytes);
+  if (r.host_kv_mib > 0) {
+    j.key("capped").begin_object().key("host_kv_mib").value(r.host_kv_mib);
+    j.key("first_token_s").value(r.capped_first_token_s).key("decode_tok_s").value(r.capped_decode_tok_s);
+    j.key("file_read_bytes").value(r.capped_file_read_bytes).key("resident_bytes").value(r.capped_resident_bytes);
+    j.key("file_read_bytes_per_answer_token")
+        .value(r.answer_tokens > 0 ? static_cast<double>(r.capped_file_read_bytes) / r.answer_tokens : 0.0);
+    j.key("same_answer").value(r.capped_same_answer).end_object();
+  }
   j.end_object();
   std::printf("%s\n", j.str().c_str());
 }

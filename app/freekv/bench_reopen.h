@@ -14,6 +14,8 @@ struct ReopenOptions {
   fkv::ModelOptions model;  // context, threads, KV type
   int n_tokens = 16384;     // document size
   uint64_t seed = 1;
+  int answer_tokens = 32;   // each open's answer: its decode speed is measured
+  int host_kv_mib = 0;      // > 0: a third open reads the saved KV with at most this much of it resident
 };
 
 struct ReopenReport {
@@ -21,6 +23,14 @@ struct ReopenReport {
   double prefill_s = 0, save_s = 0, first_token_prefill_s = 0;
   double load_s = 0, first_token_reopen_s = 0;
   uint64_t snapshot_bytes = 0;
+  double decode_tok_s_prefill = 0, decode_tok_s_reopen = 0;  // the answer after each open
+  int answer_tokens = 0;
+  uint64_t reopen_file_read_bytes = 0;  // the saved KV read in place during the reopen's answer
+  // The capped reopen (host_kv_mib > 0).
+  int host_kv_mib = 0;
+  double capped_first_token_s = 0, capped_decode_tok_s = 0;
+  uint64_t capped_file_read_bytes = 0, capped_resident_bytes = 0;
+  bool capped_same_answer = false;  // token for token the uncapped reopen's answer
 };
 
 // `dir`: an empty scratch folder for the document and the library.

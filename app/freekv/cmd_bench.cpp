@@ -45,6 +45,8 @@ const OptionSpec kBenchOwnOptions[] = {
     {"--json", "", "", "print one JSON object instead of text"},
     {"--reopen-tokens", "", "N",
      "instead: open a generated N-token document (prefill + save) and reopen it (load), time to first answer token"},
+    {"--host-kv-mib", "", "N",
+     "with --reopen-tokens: reopen a third time with at most N MiB of the saved KV resident, and compare"},
 };
 
 std::vector<OptionSpec> bench_options() {
@@ -288,6 +290,9 @@ int run_reopen(const ParsedArgs& a) {
   fkv::Result<fkv::KvType> kv_type = named_option(a, "--kv-type", fkv::KvType::f16, fkv::parse_kv_type);
   if (!kv_type.ok()) return usage_fail("bench: " + kv_type.message());
   ro.model.kv_type = *kv_type;
+  fkv::Result<int> cap = int_option(a, "--host-kv-mib", 0, 1, 1 << 24);
+  if (!cap.ok()) return usage_fail("bench: " + cap.message());
+  ro.host_kv_mib = *cap;
   TempDir tmp;
   fkv::Result<std::string> dir = make_temp_dir();
   if (!dir.ok()) return fail(dir.message());

@@ -158,6 +158,22 @@ class TestCli : public QObject {
     QVERIFY(!o.value("isa").toString().isEmpty());
   }
 
+  // The reopen benchmark with a cap on the saved KV's resident part: the capped answer is the uncapped one.
+  void benchReopenCapped() {
+    const CliRun r = runCli({"bench", "-m", m_model, "--reopen-tokens", "2048", "--host-kv-mib", "1", "--threads",
+                             "2", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonObject o = parseObject(r.out);
+    QVERIFY(o.value("document_tokens").toInt() >= 2048);
+    QVERIFY(o.value("answer_tokens").toInt() > 0);
+    const QJsonObject capped = o.value("capped").toObject();
+    QCOMPARE(capped.value("host_kv_mib").toInt(), 1);
+    QVERIFY(capped.value("same_answer").toBool());
+    QVERIFY(capped.value("resident_bytes").toInteger() <= (1 << 20));
+    QVERIFY(capped.contains("file_read_bytes_per_answer_token"));
+    QVERIFY(capped.value("file_read_bytes").toInteger() > 0);  // read in place, not copied
+  }
+
   void benchSynthetic() {
     const CliRun r = runCli({"bench", "--synthetic", "tiny-gemma3", "--vocab", fkvtest::llamaVocabPath(),
                              "--prompt-tokens", "8", "--decode-tokens", "2", "--threads", "1"});
