@@ -3,6 +3,8 @@
 // times one question is asked and the time to its first answer token is measured.
 #include "bench_reopen.h"
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <fstream>
 
@@ -16,9 +18,16 @@ namespace freekv {
 namespace {
 
 
+long major_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_majflt;
+}
+
 struct Asked {
   fkv::OpenedDocument doc;
   double first_token_s = 0;
+  long major_faults = 0;  // during the open and the answer: pages that had to come from the disk
   fkv::GenerateResult answer;
   fkv::EngineStats stats;  // after the answer
 };
@@ -31,6 +40,7 @@ fkv::Result<Asked> open_and_ask(const ReopenOptions& o, const fkv::ModelOptions&
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Engine> engine, fkv::Engine::create(eo));
   FKV_TRY(engine->load_model(o.model_path, mo));
   const fkv::Clock::time_point t0 = fkv::Clock::now();
+  const long faults0 = major_faults();
   Asked a;
   FKV_ASSIGN_OR_RETURN(a.doc, engine->open_document(doc, fkv::DocumentOptions{}, nullptr));
   fkv::GenerationOptions g;
@@ -43,6 +53,7 @@ fkv::Result<Asked> open_and_ask(const ReopenOptions& o, const fkv::ModelOptions&
   FKV_ASSIGN_OR_RETURN(a.answer, engine->ask({{"user", "Which city is named in the report?"}}, g, on_text));
   if (a.first_token_s == 0) a.first_token_s = fkv::seconds_since(t0);  // only control tokens (no text)
   a.stats = engine->stats();
+  a.major_faults = major_faults() - faults0;
   return a;
 }
 
@@ -78,6 +89,7 @@ fkv::Result<ReopenReport> run_reopen_benchmark(const ReopenOptions& o, const std
   r.decode_tok_s_reopen = warm.answer.decode_tokens_per_s;
   r.answer_tokens = warm.answer.n_generated;
   r.reopen_file_read_bytes = warm.stats.kv_file_read_bytes;
+  r.reopen_major_faults = warm.major_faults;
   if (o.host_kv_mib > 0) {
     fkv::ModelOptions capped = o.model;
     capped.host_kv_mib = o.host_kv_mib;
@@ -87,6 +99,7 @@ fkv::Result<ReopenReport> run_reopen_benchmark(const ReopenOptions& o, const std
     r.capped_decode_tok_s = c.answer.decode_tokens_per_s;
     r.capped_file_read_bytes = c.stats.kv_file_read_bytes;
     r.capped_resident_bytes = c.stats.kv_file_resident_bytes;
+    r.capped_major_faults = c.major_faults;
     r.capped_same_answer = c.answer.text == warm.answer.text && c.answer.n_generated == warm.answer.n_generated;
   }
   return r;
@@ -124,11 +137,12 @@ void print_reopen_report(const ReopenReport& r, bool json) {
   j.key("bytes_per_token").value(bytes_per_token).key("load_gb_per_s").value(load_gb_s);
   j.key("answer_tokens").value(r.answer_tokens).key("decode_tok_s_after_prefill").value(r.decode_tok_s_prefill);
   j.key("decode_tok_s_after_reopen").value(r.decode_tok_s_reopen);
-  j.key("reopen_file_read_bytes").value(r.reopen_file_read_bytes);
+  j.key("reopen_file_read_bytes").value(r.reopen_file_read_bytes).key("reopen_major_faults").value(r.reopen_major_faults);
   if (r.host_kv_mib > 0) {
     j.key("capped").begin_object().key("host_kv_mib").value(r.host_kv_mib);
     j.key("first_token_s").value(r.capped_first_token_s).key("decode_tok_s").value(r.capped_decode_tok_s);
     j.key("file_read_bytes").value(r.capped_file_read_bytes).key("resident_bytes").value(r.capped_resident_bytes);
+    j.key("major_faults").value(r.capped_major_faults);
     j.key("file_read_bytes_per_answer_token")
         .value(r.answer_tokens > 0 ? static_cast<double>(r.capped_file_read_bytes) / r.answer_tokens : 0.0);
     j.key("same_answer").value(r.capped_same_answer).end_object();

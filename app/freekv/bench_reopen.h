@@ -26,6 +26,8 @@ struct ReopenReport {
   double decode_tok_s_prefill = 0, decode_tok_s_reopen = 0;  // the answer after each open
   int answer_tokens = 0;
   uint64_t reopen_file_read_bytes = 0;  // the saved KV read in place during the reopen's answer
+  // Page faults that waited for the disk (getrusage) during each reopen: 0 when the page cache held the file.
+  long reopen_major_faults = 0, capped_major_faults = 0;
   // The capped reopen (host_kv_mib > 0).
   int host_kv_mib = 0;
   double capped_first_token_s = 0, capped_decode_tok_s = 0;
