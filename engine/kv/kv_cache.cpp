@@ -171,6 +171,31 @@ void KvCache::trim(uint64_t cap_bytes) {
     // The mapping is read-only and the file unchanged: dropped pages are read again from it when touched.
     ::madvise(const_cast<uint8_t*>(d.record(file, l, p)), file.record_stride, MADV_DONTNEED);
     d.resident_bytes.fetch_sub(file.record_stride, std::memory_order_relaxed);
+    drop_neighbours(file, static_cast<int>(f), l, p);
+  }
+}
+
+// A fault on one record also maps its neighbours within the kernel's fault-around window (64 KiB by default) when
+// the page cache holds them, unseen by the marks above; the records of that window not marked resident are dropped
+// with the one trimmed, so what stays mapped is what the marks count.
+void KvCache::drop_neighbours(const PageFileView& file, int f, int l, int p) {
+  constexpr size_t kWindow = 64 << 10;
+  DiskTier& d = *disk_;
+  const size_t stride = file.record_stride;
+  if (stride >= kWindow) return;
+  const int64_t n_records = file.n_pages * g_.n_layers;
+  const int64_t index = static_cast<int64_t>(l) * file.n_pages + (p - file.first_page);
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(d.record(file, l, p));
+  const int64_t lo = std::max<int64_t>(0, index - static_cast<int64_t>((addr - (addr & ~(kWindow - 1))) / stride));
+  const int64_t hi = std::min<int64_t>(n_records, lo + static_cast<int64_t>(kWindow / stride) + 1);
+  for (int64_t i = lo; i < hi; ++i) {
+    if (i == index) continue;
+    const int nl = static_cast<int>(i / file.n_pages);
+    const int np = static_cast<int>(file.first_page + i % file.n_pages);
+    if (d.file_of(np) != f) continue;
+    if (d.state[static_cast<size_t>(nl) * n_pages_cap_ + np].load(std::memory_order_relaxed) & DiskTier::kResident)
+      continue;
+    ::madvise(const_cast<uint8_t*>(d.record(file, nl, np)), stride, MADV_DONTNEED);
   }
 }
 

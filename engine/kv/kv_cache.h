@@ -98,6 +98,7 @@ class KvCache {
   const uint8_t* read_block(int l, int p, int kv, int h) const;
   uint8_t* host_block(int l, int p, int kv, int h) const;
   void materialize(int p);  // copies mapped page p (every layer) into host storage
+  void drop_neighbours(const PageFileView& file, int f, int l, int p);
 
   KvGeometry g_;
   int n_pages_cap_ = 0;

@@ -1,5 +1,7 @@
 // The facade's documents: ingest a file into the library, make its KV ready (load the persisted snapshot, or prefill
 // and save one), and answer questions with the document's prefix left in the context.
+#include <malloc.h>
+
 #include <cstdio>
 #include <algorithm>
 #include <cstring>
@@ -422,6 +424,9 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   }
   st.key = key;
   doc = std::move(st);
+  // Reading and tokenizing a long document leaves hundreds of MB of freed heap behind; glibc keeps it mapped unless
+  // asked, and it would count against the memory a saved KV read in place is meant to stay within.
+  ::malloc_trim(0);
   return doc->info;
 }
 

@@ -1,5 +1,6 @@
 #include "store/kv_snapshot.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -243,6 +244,10 @@ Status map_kv_snapshot(std::shared_ptr<const PageFileReader> file, const Snapsho
     const PageFileReader* reader = file.get();
     view.verify = [reader](int l, int64_t p) { return reader->page(l, p).status(); };
     view.owner = std::move(file);
+    // Steps read scattered records: no readahead, and no mapping of neighbouring pages on a fault (fault-around),
+    // so what is resident is what was read.
+    const uint64_t records_bytes = static_cast<uint64_t>(view.n_pages) * f.n_layers * view.record_stride;
+    ::madvise(const_cast<uint8_t*>(view.records), static_cast<size_t>(records_bytes), MADV_RANDOM);
     copy_summaries(*reader, summaries);
     cache.map_pages(std::move(view));
     cache.set_n_tokens(static_cast<int>(f.n_tokens));
