@@ -11,6 +11,7 @@
 namespace {
 
 const QColor kRecalled(0xe0, 0x6c, 0x1b);  // copied from the host tier this step: the expensive part
+const QColor kFromFile(0x8e, 0x24, 0xaa);  // a tick over a step that read the saved KV from its page file
 const QColor kReused(0x2f, 0x9e, 0x8f);    // retrieved and already in the working set
 const QColor kResident(0xa9, 0xb8, 0xc9);  // sink + recent window (and retrieved pages not counted above)
 const QColor kStall(0x7b, 0x4f, 0xc9);
@@ -119,6 +120,8 @@ void RecallTimeline::scrollToIndex(int row) {
 QString RecallTimeline::stepToolTip(int row) const {
   if (row < 0 || row >= stepCount()) return {};
   const StepRecord s = stepAt(row);
+  QString fromFile;
+  if (s.bytes_from_file > 0) fromFile = tr("\nRead from the saved KV's page file: %1").arg(bytesText(s.bytes_from_file));
   return tr("Step %1\nAttended: %2 KV pages (all layers)\n  recalled from host: %3 pages\n  reused in working set: %4 "
             "pages\nBytes recalled: %5\nHeads corrected: %6 of %7 KV heads checked\nStall: %8 ms")
       .arg(s.step)
@@ -128,7 +131,8 @@ QString RecallTimeline::stepToolTip(int row) const {
       .arg(bytesText(s.bytes_recalled))
       .arg(s.heads_corrected)
       .arg(s.heads_checked)
-      .arg(QString::number(s.stallMs(), 'f', 2));
+      .arg(QString::number(s.stallMs(), 'f', 2)) +
+         fromFile;
 }
 
 QSize RecallTimeline::sizeHint() const { return QSize(480, 180); }
@@ -213,7 +217,8 @@ void RecallTimeline::paintLegend(QPainter& p, const QRect& r) const {
   int x = r.left() + kMargin;
   const int box = fm.height() - 4;
   const std::pair<QColor, QString> items[] = {
-      {kRecalled, tr("recalled")}, {kReused, tr("reused")}, {kResident, tr("sink + recent")}, {kStall, tr("stall")}};
+      {kRecalled, tr("recalled")}, {kReused, tr("reused")},         {kResident, tr("sink + recent")},
+      {kStall, tr("stall")},       {kFromFile, tr("from disk")}};
   for (const auto& [color, label] : items) {
     p.fillRect(QRect(x, r.top() + (r.height() - box) / 2, box, box), color);
     x += box + 3;
@@ -276,6 +281,8 @@ void RecallTimeline::paintColumns(QPainter& p, const Layout& l) const {
     p.fillRect(QRect(x, base - total, w, total - recalled - reused), kResident);
     p.fillRect(QRect(x, base - recalled - reused, w, reused), kReused);
     p.fillRect(QRect(x, base - recalled, w, recalled), kRecalled);
+    // Reads from the disk tier are marked apart from host recalls: a tick at the top of the step's column.
+    if (s.bytes_from_file > 0) p.fillRect(QRect(x, l.pages.top(), w, 3), kFromFile);
     const int stall = int(std::lround(l.stall.height() * (s.stallMs() / maxStall)));
     p.fillRect(QRect(x, l.stall.bottom() + 1 - stall, w, stall), kStall);
   }

@@ -84,6 +84,7 @@ struct Context::Impl {
   RetrievalStats stats;
   TelemetryObserver* observer = nullptr;
   int64_t step = 0;
+  uint64_t last_paged_in = 0;  // the cache's paged_in_bytes() at the last recorded layer step
 
   std::vector<float> inv_freq_global;  // (head_dim / 2) RoPE frequencies of global layers
   std::vector<float> inv_freq_local;   // (head_dim / 2) sliding-window layers
@@ -504,6 +505,10 @@ void Context::Impl::move_pages(int n_pages, const Budget& b, int n_pages_cap, bo
 void Context::Impl::record(int il, const SelectCounters& sc) {
   RetrievalCounters counted = sc;
   counted.pages_selected = selection.indptr.back();
+  // What came in from a page file since the previous layer step (a reset starts the count again from 0).
+  const uint64_t paged_in = cache.paged_in_bytes();
+  counted.bytes_from_file = paged_in >= last_paged_in ? paged_in - last_paged_in : paged_in;
+  last_paged_in = paged_in;
   stats.layer_steps += 1;
   stats += counted;
   if (observer == nullptr) return;

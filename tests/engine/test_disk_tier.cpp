@@ -134,6 +134,9 @@ class TestDiskTier : public QObject {
       next = argmax(la.data(), n_vocab);
     }
     QVERIFY(mapped->paged_in_bytes() > after_question);
+    // The steps' counters carry the reads from the file apart from the host recalls.
+    QVERIFY(mapped->stats().bytes_from_file > 0);
+    QCOMPARE(copied->stats().bytes_from_file, uint64_t{0});
     qInfo("file %.1f MiB, cap %.0f KiB: %.1f MiB paged in over a question and 24 steps",
           double(std::filesystem::file_size(m_file)) / (1 << 20), double(kCap) / 1024,
           double(mapped->paged_in_bytes()) / (1 << 20));

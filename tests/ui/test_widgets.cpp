@@ -169,8 +169,15 @@ class TestWidgets : public QObject {
     QCOMPARE(view.horizontalScrollBar()->value(), view.horizontalScrollBar()->maximum());
     const int last = view.stepCount() - 1;
     const QString tip = view.stepToolTip(last);
-    QVERIFY2(tip.contains(QStringLiteral("Step 234")) && tip.contains(QStringLiteral("Stall: 0.50 ms")),
+    QVERIFY2(tip.contains(QStringLiteral("Step 234")) && tip.contains(QStringLiteral("Stall: 0.50 ms")) &&
+                 !tip.contains(QStringLiteral("page file")),
              qPrintable(tip));
+    // A step that read the saved KV from its page file (the disk tier) says so apart from the host recalls.
+    QVector<StepRecord> disk = steps(235, 1);
+    disk[0].bytes_from_file = 3 << 20;
+    model.appendSteps(disk);
+    const QString diskTip = view.stepToolTip(view.stepCount() - 1);
+    QVERIFY2(diskTip.contains(QStringLiteral("page file")), qPrintable(diskTip));
     QCOMPARE(view.indexAt(QPoint(view.viewport()->width() - 1, 20)), last);
     model.clear();
     QCOMPARE(view.stepCount(), 0);

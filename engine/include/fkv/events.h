@@ -21,6 +21,7 @@ struct RetrievalCounters {
   double select_s = 0;          // time spent selecting on the critical path
   double recall_s = 0;          // time spent copying on the critical path
   double wait_s = 0;            // time attention waited for a speculative recall to finish
+  uint64_t bytes_from_file = 0;  // a saved KV read in from its page file (the disk tier) during the step
 
   RetrievalCounters& operator+=(const RetrievalCounters& o) {
     pages_selected += o.pages_selected;
@@ -32,6 +33,7 @@ struct RetrievalCounters {
     select_s += o.select_s;
     recall_s += o.recall_s;
     wait_s += o.wait_s;
+    bytes_from_file += o.bytes_from_file;
     return *this;
   }
 };
