@@ -69,10 +69,14 @@ KvCache::~KvCache() = default;
 KvCache::KvCache(KvCache&&) noexcept = default;
 KvCache& KvCache::operator=(KvCache&&) noexcept = default;
 
+size_t KvCache::block_offset(int kv, int h) const {
+  return (static_cast<size_t>(kv) * g_.n_kv_heads + h) * g_.head_block_bytes();
+}
+
 uint8_t* KvCache::host_block(int l, int p, int kv, int h) const {
   const size_t phys = static_cast<size_t>(page_table_[static_cast<size_t>(p)]);
   const size_t page = static_cast<size_t>(l) * n_pages_cap_ + phys;
-  return storage_.get() + page * g_.page_bytes() + (static_cast<size_t>(kv) * g_.n_kv_heads + h) * g_.head_block_bytes();
+  return storage_.get() + page * g_.page_bytes() + block_offset(kv, h);
 }
 
 uint8_t* KvCache::block(int l, int p, int kv, int h) {
@@ -81,7 +85,6 @@ uint8_t* KvCache::block(int l, int p, int kv, int h) {
 }
 
 const uint8_t* KvCache::read_block(int l, int p, int kv, int h) const {
-  const size_t offset = (static_cast<size_t>(kv) * g_.n_kv_heads + h) * g_.head_block_bytes();
   if (!disk_) return host_block(l, p, kv, h);
   const int f = disk_->file_of(p);
   if (f < 0) return host_block(l, p, kv, h);
@@ -101,9 +104,9 @@ const uint8_t* KvCache::read_block(int l, int p, int kv, int h) const {
       std::lock_guard<std::mutex> lock(d.mu);
       d.damage = s.message();
     }
-    return d.zeros.get() + offset;
+    return d.zeros.get() + block_offset(kv, h);
   }
-  return d.record(file, l, p) + offset;
+  return d.record(file, l, p) + block_offset(kv, h);
 }
 
 void KvCache::map_pages(PageFileView file) {

@@ -1,7 +1,5 @@
 // The facade's documents: ingest a file into the library, make its KV ready (load the persisted snapshot, or prefill
 // and save one), and answer questions with the document's prefix left in the context.
-#include <malloc.h>
-
 #include <cstdio>
 #include <algorithm>
 #include <cstring>
@@ -361,16 +359,16 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   if (info.kv_source != KvSource::snapshot) {
     // A book's KV is gigabytes: written onto a disk that cannot hold it, it would fill the disk (other programs'
     // too) and fail anyway, after the prefill. Checked before the prefill, against the space there was then.
-    const std::string no_room = lib != nullptr && o.save_snapshot && !lib->read_only()
-                                    ? lib->no_room_for(snapshot_bytes_needed(info.n_tokens))
-                                    : std::string();
+    const uint64_t need = snapshot_bytes_needed(info.n_tokens);
+    const std::string no_room =
+        lib != nullptr && o.save_snapshot && !lib->read_only() ? lib->no_room_for(need) : std::string();
     // Checkpoints need room for themselves and, at the end, the snapshot that replaces them.
     PrefillCheckpoints ck;
     ck.key = key;
     ck.meta = meta;
     ck.total = info.n_tokens;
     ck.every_bytes = static_cast<uint64_t>(std::max<int64_t>(o.checkpoint_bytes, 0));
-    ck.bytes_per_token = snapshot_bytes_needed(info.n_tokens) / static_cast<uint64_t>(std::max(info.n_tokens, 1));
+    ck.bytes_per_token = need / static_cast<uint64_t>(std::max(info.n_tokens, 1));
     ck.page_size = ctx->params().page_size;
     ctx->reset();
     if (writable && o.save_snapshot) {
@@ -378,7 +376,7 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
       if (o.use_snapshot) resume_prefill(ck, info.recompute_reason, cb);
       if (ck.saved_tokens == 0) (void)lib->drop_checkpoints(key);  // a chain not taken is never extended
       info.resumed_tokens = ck.saved_tokens;
-      const bool room = no_room.empty() && lib->no_room_for(2 * snapshot_bytes_needed(info.n_tokens)).empty();
+      const bool room = no_room.empty() && lib->no_room_for(2 * need).empty();
       if (o.checkpoint_bytes <= 0 || !room) ck.lib = nullptr;
     }
     t0 = Clock::now();
@@ -424,9 +422,6 @@ Result<OpenedDocument> Engine::Impl::open_document(IngestedDocument ingested, co
   }
   st.key = key;
   doc = std::move(st);
-  // Reading and tokenizing a long document leaves hundreds of MB of freed heap behind; glibc keeps it mapped unless
-  // asked, and it would count against the memory a saved KV read in place is meant to stay within.
-  ::malloc_trim(0);
   return doc->info;
 }
 

@@ -244,17 +244,16 @@ Status map_kv_snapshot(std::shared_ptr<const PageFileReader> file, const Snapsho
     const PageFileReader* reader = file.get();
     view.verify = [reader](int l, int64_t p) { return reader->page(l, p).status(); };
     view.owner = std::move(file);
-    // Steps read scattered records: no readahead, and no mapping of neighbouring pages on a fault (fault-around),
-    // so what is resident is what was read.
+    // Steps read scattered records: a fault reads what it touches, without readahead. (The kernel still maps
+    // neighbours the page cache holds on a fault; KvCache::trim drops those.)
     const uint64_t records_bytes = static_cast<uint64_t>(view.n_pages) * f.n_layers * view.record_stride;
     ::madvise(const_cast<uint8_t*>(view.records), static_cast<size_t>(records_bytes), MADV_RANDOM);
     copy_summaries(*reader, summaries);
     // The copy is what selection reads: the file's summaries (a book's are hundreds of MB, read once at open for
     // their checksum) need not stay resident.
-    const long page = os_page;
-    const uintptr_t from = reinterpret_cast<uintptr_t>(reader->record_base()) - reader->layout().records_offset +
-                           reader->layout().summaries_offset;
-    const uintptr_t aligned = (from + static_cast<uintptr_t>(page) - 1) & ~(static_cast<uintptr_t>(page) - 1);
+    const uintptr_t page = static_cast<uintptr_t>(os_page);
+    const uintptr_t from = reinterpret_cast<uintptr_t>(reader->summaries(0));
+    const uintptr_t aligned = (from + page - 1) & ~(page - 1);
     const uintptr_t to = from + reader->layout().section_bytes;
     if (to > aligned) ::madvise(reinterpret_cast<void*>(aligned), to - aligned, MADV_DONTNEED);
     cache.map_pages(std::move(view));
