@@ -228,6 +228,10 @@ class TestCli : public QObject {
     QTest::newRow("rope scale too small") << QStringList{"generate", "-m", model, "-p", "hi", "--rope-scale", "0.5"}
                                           << 2;
     QTest::newRow("bench bad prefill") << QStringList{"bench", "--synthetic", "tiny-llama", "--prefill", "x"} << 2;
+    QTest::newRow("host kv zero") << QStringList{"generate", "-m", model, "-p", "hi", "--host-kv-mib", "0"} << 2;
+    QTest::newRow("bench host kv huge") << QStringList{"bench", "-m", model, "--reopen-tokens", "256",
+                                                       "--host-kv-mib", "99999999"}
+                                        << 2;
     QTest::newRow("prompt too long") << QStringList{"generate", "-m", model, "-p", "one two three", "--ctx", "2"} << 1;
     QTest::newRow("tokenize no model") << QStringList{"tokenize", "hello"} << 2;
     QTest::newRow("info flag value") << QStringList{"info", model, "--json=yes"} << 2;
