@@ -125,6 +125,7 @@ struct MemoryUse {
   quint64 fileBytes = 0;
   quint64 fileResidentBytes = 0;
   quint64 fileReadBytes = 0;
+  double fileWaitS = 0;  // decode threads waiting for those reads
 };
 
 void registerClientTypes();

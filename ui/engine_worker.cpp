@@ -358,6 +358,7 @@ void EngineWorker::emitMemory(bool withDisk) {
   m.fileBytes = s.kv_file_bytes;
   m.fileResidentBytes = s.kv_file_resident_bytes;
   m.fileReadBytes = s.kv_file_read_bytes;
+  m.fileWaitS = s.kv_file_wait_s;
   if (!m_libraryPath.isEmpty() && withDisk) {
     const fkv::Result<fkv::DocumentLibrary*> lib = library();
     if (lib.ok()) {

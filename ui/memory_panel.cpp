@@ -118,9 +118,9 @@ QString MemoryPanel::rowText(Tier tier) const {
     case Tier::Host:
       if (m_memory.fileBytes > 0) {
         // A saved KV read in place: pages come in from the page file as steps touch them.
-        return tr("Host: %1; %2 of the saved KV read in place, %3 resident, %4 read so far")
+        return tr("Host: %1; %2 of the saved KV read in place, %3 resident, %4 read so far (%5 s waited)")
             .arg(bytesText(used(tier)), bytesText(m_memory.fileBytes), bytesText(m_memory.fileResidentBytes),
-                 bytesText(m_memory.fileReadBytes));
+                 bytesText(m_memory.fileReadBytes), QString::number(m_memory.fileWaitS, 'f', 2));
       }
       if (budget(tier) == 0) return tr("Host: %1").arg(bytesText(used(tier)));
       return tr("Host: %1 of %2 for the full context").arg(bytesText(used(tier)), bytesText(budget(tier)));

@@ -121,7 +121,10 @@ QString RecallTimeline::stepToolTip(int row) const {
   if (row < 0 || row >= stepCount()) return {};
   const StepRecord s = stepAt(row);
   QString fromFile;
-  if (s.bytes_from_file > 0) fromFile = tr("\nRead from the saved KV's page file: %1").arg(bytesText(s.bytes_from_file));
+  if (s.bytes_from_file > 0)
+    fromFile = tr("\nRead from the saved KV's page file: %1 (decode waited %2 ms for it)")
+                   .arg(bytesText(s.bytes_from_file))
+                   .arg(s.file_wait_s * 1000.0, 0, 'f', 2);
   return tr("Step %1\nAttended: %2 KV pages (all layers)\n  recalled from host: %3 pages\n  reused in working set: %4 "
             "pages\nBytes recalled: %5\nHeads corrected: %6 of %7 KV heads checked\nStall: %8 ms")
       .arg(s.step)

@@ -100,6 +100,8 @@ fkv::Result<ReopenReport> run_reopen_benchmark(const ReopenOptions& o, const std
     r.capped_file_read_bytes = c.stats.kv_file_read_bytes;
     r.capped_resident_bytes = c.stats.kv_file_resident_bytes;
     r.capped_major_faults = c.major_faults;
+    r.capped_file_wait_s = c.stats.kv_file_wait_s;
+    r.capped_step_file_wait_s = c.stats.retrieval.file_wait_s;
     r.capped_same_answer = c.answer.text == warm.answer.text && c.answer.n_generated == warm.answer.n_generated;
   }
   return r;
@@ -125,6 +127,8 @@ void print_reopen_report(const ReopenReport& r, bool json) {
                   r.host_kv_mib, r.capped_first_token_s, r.capped_decode_tok_s,
                   format_bytes(r.capped_file_read_bytes).c_str(), format_bytes(r.capped_resident_bytes).c_str(),
                   r.capped_same_answer ? "the same" : "a DIFFERENT");
+      std::printf("disk wait   %.3f s in all, %.3f ms per answer token\n", r.capped_file_wait_s,
+                  r.answer_tokens > 0 ? 1e3 * r.capped_step_file_wait_s / r.answer_tokens : 0.0);
     }
     return;
   }
@@ -145,6 +149,9 @@ void print_reopen_report(const ReopenReport& r, bool json) {
     j.key("major_faults").value(r.capped_major_faults);
     j.key("file_read_bytes_per_answer_token")
         .value(r.answer_tokens > 0 ? static_cast<double>(r.capped_file_read_bytes) / r.answer_tokens : 0.0);
+    j.key("file_wait_s").value(r.capped_file_wait_s);
+    j.key("file_wait_ms_per_answer_token")
+        .value(r.answer_tokens > 0 ? 1e3 * r.capped_step_file_wait_s / r.answer_tokens : 0.0);
     j.key("same_answer").value(r.capped_same_answer).end_object();
   }
   j.end_object();

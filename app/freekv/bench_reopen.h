@@ -32,6 +32,8 @@ struct ReopenReport {
   int host_kv_mib = 0;
   double capped_first_token_s = 0, capped_decode_tok_s = 0;
   uint64_t capped_file_read_bytes = 0, capped_resident_bytes = 0;
+  double capped_file_wait_s = 0;       // decode threads waiting for page-file reads, question and answer
+  double capped_step_file_wait_s = 0;  // of that, in the answer's decode steps
   bool capped_same_answer = false;  // token for token the uncapped reopen's answer
 };
 

@@ -412,6 +412,7 @@ int run_ask_impl(const ParsedArgs& a) {
   j.key("kv_recomputed").value(r->kv_recomputed);
   const fkv::EngineStats es = (*engine)->stats();
   j.key("kv_file_resident_bytes").value(es.kv_file_resident_bytes).key("kv_file_read_bytes").value(es.kv_file_read_bytes);
+  j.key("kv_file_wait_s").value(es.kv_file_wait_s);
   j.key("first_token_s").value(first_token_s).key("question_tokens").value(r->n_prompt_tokens - r->n_cached_tokens);
   j.key("n_generated").value(r->n_generated).key("decode_tokens_per_s").value(r->decode_tokens_per_s);
   // What retrieval cost the answer (the question's evaluation and the decode steps), per generated token.

@@ -107,6 +107,7 @@ void write_retrieval_json(JsonWriter& j, const fkv::RetrievalStats& s, int64_t n
   j.key("pages_reused_per_token").value(per_token(static_cast<double>(s.pages_reused), n_tokens));
   j.key("bytes_recalled_per_token").value(per_token(static_cast<double>(s.bytes_recalled), n_tokens));
   j.key("bytes_from_file_per_token").value(per_token(static_cast<double>(s.bytes_from_file), n_tokens));
+  j.key("file_wait_ms_per_token").value(1e3 * per_token(s.file_wait_s, n_tokens));
   j.key("heads_checked").value(s.heads_checked).key("heads_corrected").value(s.heads_corrected);
   j.key("correction_rate").value(correction_rate(s));
 }

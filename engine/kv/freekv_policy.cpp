@@ -53,6 +53,7 @@ FreeKvPolicy::~FreeKvPolicy() {
 }
 
 void FreeKvPolicy::worker_loop() {
+  const KvCache::BackgroundReads background;  // what this thread reads from a page file, no step waits for
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_work_.wait(lock, [this] { return stop_ || q_size_ > 0; });
@@ -74,19 +75,25 @@ void FreeKvPolicy::run_job(int l) {
   const SelectionQuery& in = s.next;
   const PageRanges r = ranges(in.n_pages, in.first_page);
   s.bg = SelectCounters{};
+  // Every head is selected and planned before any is copied, so the reads of pages still in a page file are all
+  // under way before the first copy waits for one.
+  const double t0 = now_seconds();
   for (int h = 0; h < in.n_kv_heads; ++h) {
     if (s.fresh[static_cast<size_t>(h)]) {
       s.bg.pages_reused += static_cast<int>(s.spec[static_cast<size_t>(h)].size());
       continue;
     }
-    const double t0 = now_seconds();
     top_k(in, s.q_sel.data(), h, r, s.spec[static_cast<size_t>(h)], s.scores);
-    const double t1 = now_seconds();
-    recall(l, h, s.spec[static_cast<size_t>(h)], s.slots[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)],
-           &s.bg);
-    s.bg.select_s += t1 - t0;
-    s.bg.recall_s += now_seconds() - t1;
   }
+  const double t1 = now_seconds();
+  for (int h = 0; h < in.n_kv_heads; ++h)
+    if (!s.fresh[static_cast<size_t>(h)])
+      plan_recall(l, h, s.spec[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)]);
+  for (int h = 0; h < in.n_kv_heads; ++h)
+    if (!s.fresh[static_cast<size_t>(h)])
+      apply_recall(l, h, s.slots[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)], &s.bg);
+  s.bg.select_s += t1 - t0;
+  s.bg.recall_s += now_seconds() - t1;
 }
 
 void FreeKvPolicy::wait(int l) {

@@ -1,9 +1,11 @@
 #include "kv/kv_cache.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <numeric>
@@ -51,6 +53,7 @@ struct KvCache::DiskTier {
   std::unique_ptr<std::atomic<uint8_t>[]> state;
   std::atomic<uint64_t> resident_bytes{0};
   std::atomic<uint64_t> paged_in_bytes{0};
+  std::atomic<uint64_t> wait_ns{0}, background_ns{0};
   size_t hand = 0;                 // CLOCK position, over (layer, page) of the mapped pages
   int mapped_end = 0;              // pages [0, mapped_end) may be mapped
   std::unique_ptr<uint8_t[]> zeros;  // (page_bytes) what a damaged record reads as
@@ -63,6 +66,22 @@ struct KvCache::DiskTier {
     return f.records + (static_cast<size_t>(l) * f.n_pages + (p - f.first_page)) * f.record_stride;
   }
 };
+
+namespace {
+thread_local bool tl_background_reads = false;
+
+// Touches each OS page of a record, so that its fault (and any wait for the disk) happens here, where it is timed.
+void touch(const uint8_t* record, size_t bytes) {
+  static const size_t os_page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  for (size_t off = 0; off < bytes; off += os_page) {
+    const volatile uint8_t* b = record + off;
+    (void)*b;
+  }
+}
+}  // namespace
+
+KvCache::BackgroundReads::BackgroundReads() : was_(tl_background_reads) { tl_background_reads = true; }
+KvCache::BackgroundReads::~BackgroundReads() { tl_background_reads = was_; }
 
 KvCache::KvCache() = default;
 KvCache::~KvCache() = default;
@@ -97,6 +116,11 @@ const uint8_t* KvCache::read_block(int l, int p, int kv, int h) const {
     if ((was & DiskTier::kResident) == 0) {
       d.resident_bytes.fetch_add(file.record_stride, std::memory_order_relaxed);
       d.paged_in_bytes.fetch_add(file.record_stride, std::memory_order_relaxed);
+      const auto t0 = std::chrono::steady_clock::now();
+      touch(d.record(file, l, p), file.record_stride);
+      const auto ns = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+      (tl_background_reads ? d.background_ns : d.wait_ns).fetch_add(ns, std::memory_order_relaxed);
     }
   }
   if (const Status s = file.verify(l, p); !s.ok()) {
@@ -204,6 +228,21 @@ void KvCache::drop_neighbours(const PageFileView& file, int f, int l, int p) {
 
 uint64_t KvCache::mapped_resident_bytes() const { return disk_ ? disk_->resident_bytes.load() : 0; }
 uint64_t KvCache::paged_in_bytes() const { return disk_ ? disk_->paged_in_bytes.load() : 0; }
+double KvCache::file_wait_s() const { return disk_ ? 1e-9 * static_cast<double>(disk_->wait_ns.load()) : 0; }
+double KvCache::file_background_s() const { return disk_ ? 1e-9 * static_cast<double>(disk_->background_ns.load()) : 0; }
+
+void KvCache::prefetch(int l, const int32_t* pages, int n) const {
+  if (!disk_) return;
+  const DiskTier& d = *disk_;
+  for (int i = 0; i < n; ++i) {
+    const int p = pages[i];
+    const int f = d.file_of(p);
+    if (f < 0 || (d.state[static_cast<size_t>(l) * n_pages_cap_ + p].load(std::memory_order_relaxed) & DiskTier::kResident))
+      continue;
+    const PageFileView& file = d.files[static_cast<size_t>(f)];
+    ::madvise(const_cast<uint8_t*>(d.record(file, l, p)), file.record_stride, MADV_WILLNEED);
+  }
+}
 
 uint64_t KvCache::mapped_bytes() const {
   if (!disk_) return 0;

@@ -84,6 +84,25 @@ class KvCache {
   uint64_t mapped_resident_bytes() const;  // mapped records touched and not trimmed since
   uint64_t paged_in_bytes() const;         // mapped records brought in, in total (a re-read after trim counts again)
   uint64_t mapped_bytes() const;           // records of the mapped pages within n_tokens, resident or not
+  // Seconds threads spent bringing mapped records in when first touched (a fault that waits for the disk, or only
+  // maps a page the page cache holds), summed over threads: on decode threads (the step waited) and on threads
+  // inside a BackgroundReads scope (the speculative recall, off the critical path).
+  double file_wait_s() const;
+  double file_background_s() const;
+  // Reads on this thread, while the scope lives, are counted as background reads.
+  class BackgroundReads {
+   public:
+    BackgroundReads();
+    ~BackgroundReads();
+    BackgroundReads(const BackgroundReads&) = delete;
+    BackgroundReads& operator=(const BackgroundReads&) = delete;
+
+   private:
+    bool was_;
+  };
+  // Starts reading the records of layer l's pages that are mapped and not resident (asynchronously, into the page
+  // cache), so that a recall that copies them next finds them there instead of faulting each in turn.
+  void prefetch(int l, const int32_t* pages, int n) const;
   // The first mapped record that failed its check (its bytes read as zeros meanwhile); empty while all held.
   std::string damage() const;
 

@@ -105,6 +105,11 @@ void QuestPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Select
     top_k(in, in.q, h, r, pages_[static_cast<size_t>(h)], scratch_);
     slots_[static_cast<size_t>(h)].clear();
   }
+  // Attention reads the retrieved pages in place: a reopened document's may still be on disk, read all at once here.
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    const auto& pages = pages_[static_cast<size_t>(h)];
+    ctx_.cache->prefetch(in.layer, pages.data(), static_cast<int>(pages.size()));
+  }
   c.select_s += now_seconds() - t0;
 }
 
@@ -121,7 +126,17 @@ Status RecallPolicy::init() {
 
 void RecallPolicy::recall(int l, int h, std::vector<int32_t>& pages, std::vector<int32_t>& slots, RecallPlan& plan,
                           SelectCounters* c) {
+  plan_recall(l, h, pages, plan);
+  apply_recall(l, h, slots, plan, c);
+}
+
+void RecallPolicy::plan_recall(int l, int h, const std::vector<int32_t>& pages, RecallPlan& plan) {
   ws_owned_.plan(l, h, pages.data(), static_cast<int>(pages.size()), plan);
+  // Pages of a reopened document that are still on disk are read together, not one fault after another.
+  for (const RecallItem& it : plan.items) ctx_.cache->prefetch(l, &it.page, 1);
+}
+
+void RecallPolicy::apply_recall(int l, int h, std::vector<int32_t>& slots, const RecallPlan& plan, SelectCounters* c) {
   const uint64_t bytes = ws_owned_.apply(l, h, plan, *ctx_.cache);
   slots.assign(plan.page_slots.begin(), plan.page_slots.end());
   if (c != nullptr) {

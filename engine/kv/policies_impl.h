@@ -89,6 +89,9 @@ class RecallPolicy : public SparsePolicy {
  protected:
   void recall(int l, int h, std::vector<int32_t>& pages, std::vector<int32_t>& slots, RecallPlan& plan,
               SelectCounters* c);
+  // recall() in two halves: the plan (which also starts reading what it copies from a page file), then the copy.
+  void plan_recall(int l, int h, const std::vector<int32_t>& pages, RecallPlan& plan);
+  void apply_recall(int l, int h, std::vector<int32_t>& slots, const RecallPlan& plan, SelectCounters* c);
   WorkingSet ws_owned_;
   std::vector<RecallPlan> plans_;  // (n_kv_heads) scratch for the critical path
 };

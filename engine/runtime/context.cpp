@@ -85,6 +85,7 @@ struct Context::Impl {
   TelemetryObserver* observer = nullptr;
   int64_t step = 0;
   uint64_t last_paged_in = 0;  // the cache's paged_in_bytes() at the last recorded layer step
+  double last_file_wait_s = 0;  // and its file_wait_s()
 
   std::vector<float> inv_freq_global;  // (head_dim / 2) RoPE frequencies of global layers
   std::vector<float> inv_freq_local;   // (head_dim / 2) sliding-window layers
@@ -291,6 +292,8 @@ Status Context::map_kv(std::shared_ptr<const PageFileReader> file, const Snapsho
 
 uint64_t Context::mapped_resident_bytes() const { return impl_->cache.mapped_resident_bytes(); }
 uint64_t Context::paged_in_bytes() const { return impl_->cache.paged_in_bytes(); }
+double Context::file_wait_s() const { return impl_->cache.file_wait_s(); }
+const KvCache& Context::kv_cache() const { return impl_->cache; }
 std::string Context::kv_damage() const { return impl_->cache.damage(); }
 uint64_t Context::mapped_bytes() const { return impl_->cache.mapped_bytes(); }
 
@@ -509,6 +512,9 @@ void Context::Impl::record(int il, const SelectCounters& sc) {
   const uint64_t paged_in = cache.paged_in_bytes();
   counted.bytes_from_file = paged_in >= last_paged_in ? paged_in - last_paged_in : paged_in;
   last_paged_in = paged_in;
+  const double waited = cache.file_wait_s();
+  counted.file_wait_s = waited >= last_file_wait_s ? waited - last_file_wait_s : waited;
+  last_file_wait_s = waited;
   stats.layer_steps += 1;
   stats += counted;
   if (observer == nullptr) return;
@@ -711,7 +717,13 @@ void Context::Impl::forward(const int32_t* tokens, int n, LogitsMode mode, float
     }
   }
   cache.set_n_tokens(pos0 + n);
-  if (n == 1) ++step;
+  if (n == 1) {
+    ++step;
+  } else {
+    // What a prefill chunk read from a page file is not a decode step's: the next step counts from here.
+    last_paged_in = cache.paged_in_bytes();
+    last_file_wait_s = cache.file_wait_s();
+  }
 
   // 4. Output: final norm and logits, for every token or only the last one.
   if (logits == nullptr) return;

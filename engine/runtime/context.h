@@ -19,6 +19,7 @@
 namespace fkv {
 
 struct SnapshotMeta;
+class KvCache;
 
 // The retrieval prefill's budget: a sink that holds a chat template's head, a local window of 2,048 tokens before
 // each chunk (the context adds the chunk itself), and 2,048 retrieved tokens: InfLLM's 128 + 4,096 + 2,048 with a
@@ -105,6 +106,8 @@ class Context {
   // The disk tier: bytes of file pages resident now, and read in so far.
   uint64_t mapped_resident_bytes() const;
   uint64_t paged_in_bytes() const;
+  double file_wait_s() const;  // KvCache::file_wait_s
+  const KvCache& kv_cache() const;  // the host tier (read only: for inspection)
   uint64_t mapped_bytes() const;  // of file pages in the context, resident or not
   // The first page read in place that failed its check (eval then fails); empty while none has.
   std::string kv_damage() const;

@@ -294,6 +294,7 @@ EngineStats Engine::stats() const {
   s.kv_file_bytes = c.mapped_bytes();
   s.kv_file_resident_bytes = c.mapped_resident_bytes();
   s.kv_file_read_bytes = c.paged_in_bytes();
+  s.kv_file_wait_s = c.file_wait_s();
   // Records are page-aligned in the file, so its bytes may exceed the KV's own; what is not resident is not host.
   s.kv_host_bytes = s.kv_host_bytes - std::min(s.kv_host_bytes, s.kv_file_bytes) + s.kv_file_resident_bytes;
   s.policy = c.params().policy;

@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
+#include "kv/kv_cache.h"
 #include "model/model.h"
 #include "runtime/context.h"
 #include "store/kv_snapshot.h"
@@ -137,9 +139,40 @@ class TestDiskTier : public QObject {
     // The steps' counters carry the reads from the file apart from the host recalls.
     QVERIFY(mapped->stats().bytes_from_file > 0);
     QCOMPARE(copied->stats().bytes_from_file, uint64_t{0});
+    // Only the decode steps' reads: not the question's, which are its prefill's.
+    QVERIFY2(mapped->stats().bytes_from_file <= mapped->paged_in_bytes() - after_question,
+             std::to_string(mapped->stats().bytes_from_file).c_str());
+    // The time decode threads waited for those reads is counted (the question's dense pass faulted every page in).
+    QVERIFY(mapped->file_wait_s() > 0);
+    QCOMPARE(copied->file_wait_s(), 0.0);
     qInfo("file %.1f MiB, cap %.0f KiB: %.1f MiB paged in over a question and 24 steps",
           double(std::filesystem::file_size(m_file)) / (1 << 20), double(kCap) / 1024,
           double(mapped->paged_in_bytes()) / (1 << 20));
+  }
+
+  // Reads inside a BackgroundReads scope (the speculative recall's thread) are not counted as waits of a step, and
+  // a prefetch only starts reads: it marks nothing resident and changes no logits.
+  void backgroundReadsAndPrefetchAreNotWaits() {
+    const std::unique_ptr<fkv::Context> copied = context(0);
+    const std::unique_ptr<fkv::Context> mapped = context(kCap);
+    QVERIFY(copied->load_kv(*open(m_file), meta()).ok());
+    QVERIFY(mapped->map_kv(open(m_file), meta()).ok());
+    const fkv::KvCache& cache = mapped->kv_cache();
+    std::vector<int32_t> pages(static_cast<size_t>(cache.n_pages()));
+    std::iota(pages.begin(), pages.end(), 0);
+    cache.prefetch(1, pages.data(), static_cast<int>(pages.size()));
+    QCOMPARE(mapped->mapped_resident_bytes(), uint64_t{0});
+    QCOMPARE(mapped->paged_in_bytes(), uint64_t{0});
+    {
+      const fkv::KvCache::BackgroundReads background;
+      for (int p = 0; p < 8; ++p) (void)cache.k_block(2, p, 0);
+    }
+    QVERIFY(cache.file_background_s() > 0);
+    QCOMPARE(cache.file_wait_s(), 0.0);
+    (void)cache.k_block(2, 9, 0);  // outside the scope: the step would have waited
+    QVERIFY(cache.file_wait_s() > 0);
+    QCOMPARE(std::memcmp(cache.k_block(1, 3, 1), copied->kv_cache().k_block(1, 3, 1),
+                         cache.geometry().head_block_bytes()), 0);
   }
 
   void aDamagedRecordFailsTheStepThatReadsIt() {

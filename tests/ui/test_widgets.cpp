@@ -175,9 +175,11 @@ class TestWidgets : public QObject {
     // A step that read the saved KV from its page file (the disk tier) says so apart from the host recalls.
     QVector<StepRecord> disk = steps(235, 1);
     disk[0].bytes_from_file = 3 << 20;
+    disk[0].file_wait_s = 0.00125;
     model.appendSteps(disk);
     const QString diskTip = view.stepToolTip(view.stepCount() - 1);
-    QVERIFY2(diskTip.contains(QStringLiteral("page file")), qPrintable(diskTip));
+    QVERIFY2(diskTip.contains(QStringLiteral("page file")) && diskTip.contains(QStringLiteral("waited 1.25 ms")),
+             qPrintable(diskTip));
     QCOMPARE(view.indexAt(QPoint(view.viewport()->width() - 1, 20)), last);
     model.clear();
     QCOMPARE(view.stepCount(), 0);
@@ -589,10 +591,11 @@ class TestWidgets : public QObject {
     m.fileBytes = 3ull << 30;
     m.fileResidentBytes = 256ull << 20;
     m.fileReadBytes = 700ull << 20;
+    m.fileWaitS = 0.5;
     panel.setMemoryUse(m);
     const QString host = panel.rowText(MemoryPanel::Tier::Host);
     QVERIFY2(host.contains(QStringLiteral("read in place")) && host.contains(QStringLiteral("resident")) &&
-                 host.contains(QStringLiteral("read so far")),
+                 host.contains(QStringLiteral("read so far")) && host.contains(QStringLiteral("0.50 s waited")),
              qPrintable(host));
   }
 

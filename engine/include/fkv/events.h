@@ -22,6 +22,7 @@ struct RetrievalCounters {
   double recall_s = 0;          // time spent copying on the critical path
   double wait_s = 0;            // time attention waited for a speculative recall to finish
   uint64_t bytes_from_file = 0;  // a saved KV read in from its page file (the disk tier) during the step
+  double file_wait_s = 0;        // time decode threads waited for those reads (summed over threads)
 
   RetrievalCounters& operator+=(const RetrievalCounters& o) {
     pages_selected += o.pages_selected;
@@ -34,6 +35,7 @@ struct RetrievalCounters {
     recall_s += o.recall_s;
     wait_s += o.wait_s;
     bytes_from_file += o.bytes_from_file;
+    file_wait_s += o.file_wait_s;
     return *this;
   }
 };

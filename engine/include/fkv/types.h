@@ -223,6 +223,7 @@ struct EngineStats {
   uint64_t kv_file_bytes = 0;  // of the tokens' KV, what lives in the page file
   uint64_t kv_file_resident_bytes = 0;
   uint64_t kv_file_read_bytes = 0;
+  double kv_file_wait_s = 0;  // time decode threads waited for those reads (question and answer, summed over threads)
   Policy policy = Policy::full;
   RetrievalStats retrieval;  // totals since the last reset
 };
