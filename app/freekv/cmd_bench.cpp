@@ -221,7 +221,7 @@ fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string&
   r.weight_bytes = model->weight_bytes();
   r.n_threads = o.n_threads > 0 ? o.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   r.n_ctx = cp.n_ctx;
-  r.isa = fkv::cpu::isa_name(fkv::cpu::active_isa());
+  r.isa = fkv::cpu::active_isa_label();
   r.backend = fkv::backend_name(ctx->backend().kind);
   r.speculation = fkv::speculation_name(ctx->speculation());
   r.backend_note = ctx->backend().note;

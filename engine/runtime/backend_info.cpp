@@ -19,7 +19,7 @@ bool cuda_built() {
 }
 
 std::string backend_summary() {
-  std::string s = std::string("cpu (") + cpu::isa_name(cpu::active_isa()) + ")";
+  std::string s = std::string("cpu (") + cpu::active_isa_label() + ")";
 #ifdef FKV_HAVE_CUDA
   s += "; cuda " + cuda::runtime_version() + " built, ";
   auto devices = cuda::list_devices();

@@ -229,7 +229,7 @@ ModelInfo Engine::model_info() const {
   info.kv_bytes_per_token = 2ull * static_cast<uint64_t>(c.n_layers) * static_cast<uint64_t>(c.n_embd_kv()) * elem;
   info.backend = impl_->ctx->backend().kind;
   info.backend_note = impl_->ctx->backend().note;
-  info.isa = cpu::isa_name(cpu::active_isa());
+  info.isa = cpu::active_isa_label();
   return info;
 }
 

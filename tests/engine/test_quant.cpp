@@ -23,6 +23,18 @@ constexpr DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::
                                   DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 // Forces an ISA for one scope and restores the previous one.
+// Turns the AVX-512 VNNI tile kernels on or off for a scope (they serve only where the CPU has them).
+class VnniScope {
+ public:
+  explicit VnniScope(bool on) : saved_(cpu::vnni_enabled()) { cpu::set_vnni(on); }
+  ~VnniScope() { cpu::set_vnni(saved_); }
+  VnniScope(const VnniScope&) = delete;
+  VnniScope& operator=(const VnniScope&) = delete;
+
+ private:
+  bool saved_;
+};
+
 class IsaScope {
  public:
   explicit IsaScope(cpu::Isa isa) : saved_(cpu::active_isa()) { cpu::set_active_isa(isa); }
@@ -136,6 +148,7 @@ class TestQuant : public QObject {
   void matmulMatchesDoubleLoop_data();
   void matmulMatchesDoubleLoop();
   void matmulWalksTokenChunks();
+  void offsetCodesAtTheirExtremes();
   void isaSelection();
 };
 
@@ -467,11 +480,15 @@ void TestQuant::vecDot() {
 void TestQuant::matmulMatchesDoubleLoop_data() {
   QTest::addColumn<DType>("type");
   QTest::addColumn<cpu::Isa>("isa");
+  QTest::addColumn<bool>("vnni");
   for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::Isa::Avx2}) {
     for (DType t : kWeightTypes) {
-      QTest::newRow(qPrintable(QStringLiteral("%1/%2").arg(fkv::dtype_name(t), cpu::isa_name(isa)))) << t << isa;
+      QTest::newRow(qPrintable(QStringLiteral("%1/%2").arg(fkv::dtype_name(t), cpu::isa_name(isa)))) << t << isa
+                                                                                                     << false;
     }
   }
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0})
+    QTest::newRow(qPrintable(QStringLiteral("%1/avx2+vnni").arg(fkv::dtype_name(t)))) << t << cpu::Isa::Avx2 << true;
 }
 
 // y = x W^T for n_tok in {1, 3, 17, 64} on pools of 1 and 2 threads, against
@@ -483,8 +500,12 @@ void TestQuant::matmulMatchesDoubleLoop_data() {
 void TestQuant::matmulMatchesDoubleLoop() {
   QFETCH(DType, type);
   QFETCH(cpu::Isa, isa);
+  QFETCH(bool, vnni);
   if (isa == cpu::Isa::Avx2 && !have_avx2()) QSKIP("this CPU has no AVX2/FMA/F16C");
+  if (vnni && !cpu::vnni_detected()) QSKIP("this CPU has no AVX-512 VNNI");
   IsaScope scope(isa);
+  VnniScope vnni_scope(vnni);
+  QCOMPARE(cpu::vnni_active(), vnni);
   // f32-partnered rows get a length that is not a multiple of the vector width, to reach the kernels' tails
   const int64_t n_rows = 37, n_cols = fkv::dtype_info(type).block_size == 1 ? 517 : 512, ldy = n_rows + 3;
   const DType xt = cpu::vec_dot_type(type);
@@ -533,7 +554,7 @@ void TestQuant::matmulWalksTokenChunks() {
   IsaScope scope(cpu::Isa::Avx2);
   // Wide rows make the encoded activations larger than one L2-sized chunk, so the tiled walk splits the tokens.
   const int64_t n_rows = 21, n_cols = 32768, n_tok = 40;
-  for (DType type : {DType::F32, DType::Q8_0}) {
+  for (DType type : {DType::F32, DType::Q8_0, DType::Q5_0}) {
     const DType xt = cpu::vec_dot_type(type);
     const std::vector<uint8_t> w = encode(type, gaussian(static_cast<size_t>(n_rows * n_cols), 51), n_rows, n_cols);
     const std::vector<float> wd = decode(type, w, n_rows, n_cols);
@@ -550,6 +571,46 @@ void TestQuant::matmulWalksTokenChunks() {
         const float b = cpu::ref::vec_dot(type, w.data() + r * rb, xq.data() + t * xb, n_cols);
         const double nn = norm(wd.data() + r * n_cols, n_cols) * norm(x.data() + t * n_cols, n_cols);
         QVERIFY(std::fabs(y[static_cast<size_t>(t * n_rows + r)] - b) <= 1e-5 * nn);
+      }
+    }
+  }
+}
+
+// Q4_0/Q5_0 codes are multiplied unsigned by the tiled kernels (offset subtracted per block): the largest codes
+// against the largest activation codes, of both signs, must come out exact (no int16 saturation in the pair sums).
+void TestQuant::offsetCodesAtTheirExtremes() {
+  if (!have_avx2()) QSKIP("this CPU has no AVX2/FMA/F16C");
+  IsaScope scope(cpu::Isa::Avx2);
+  const int64_t n_rows = 4, n_cols = 256, n_tok = 5;
+  for (DType type : {DType::Q4_0, DType::Q5_0}) {
+    for (bool vnni : {false, true}) {
+      if (vnni && !cpu::vnni_detected()) continue;
+      VnniScope vnni_scope(vnni);
+      // Each block's first weight (-1) sets the scale; the others then take the largest code.
+      std::vector<float> wf(static_cast<size_t>(n_rows * n_cols), type == DType::Q4_0 ? 0.875f : 0.9375f);
+      for (size_t i = 0; i < wf.size(); i += 32) wf[i] = -1.0f;
+      const std::vector<uint8_t> w = encode(type, wf, n_rows, n_cols);
+      const std::vector<float> wd = decode(type, w, n_rows, n_cols);
+      std::vector<float> x(static_cast<size_t>(n_tok * n_cols));
+      for (size_t i = 0; i < x.size(); ++i) x[i] = (i / n_cols) % 2 == 0 ? 3.0f : -3.0f;
+      std::vector<uint8_t> scratch(cpu::matmul_scratch_bytes(type, n_cols, n_tok));
+      std::vector<float> y(static_cast<size_t>(n_tok * n_rows));
+      ThreadPool pool(1);
+      cpu::matmul(cpu::MatrixView{w.data(), type, n_rows, n_cols}, x.data(), n_tok, y.data(), n_rows, scratch.data(),
+                  pool);
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t r = 0; r < n_rows; ++r) {
+          double want = 0;
+          for (int64_t i = 0; i < n_cols; ++i) want += static_cast<double>(wd[r * n_cols + i]) * x[t * n_cols + i];
+          QVERIFY2(std::fabs(y[static_cast<size_t>(t * n_rows + r)] - want) <= 1e-4 * std::fabs(want),
+                   qPrintable(QStringLiteral("%1 vnni %2: y[%3][%4] = %5, want %6")
+                                  .arg(fkv::dtype_name(type))
+                                  .arg(vnni)
+                                  .arg(t)
+                                  .arg(r)
+                                  .arg(y[static_cast<size_t>(t * n_rows + r)])
+                                  .arg(want)));
+        }
       }
     }
   }

@@ -36,6 +36,25 @@ Isa initial_isa() {
   return detected_isa();
 }
 
+bool detect_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  // libgcc and compiler-rt report the AVX-512 features only where the OS saves the ZMM state.
+  return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+std::atomic<bool>& vnni_on() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("FKV_VNNI");
+    return !(env != nullptr && std::string_view(env) == "0");
+  }()};
+  return on;
+}
+
 std::atomic<Isa>& active() {
   static std::atomic<Isa> isa{initial_isa()};
   return isa;
@@ -126,6 +145,20 @@ void set_active_isa(Isa isa) {
 }
 
 const char* isa_name(Isa isa) { return isa == Isa::Avx2 ? "avx2" : "scalar"; }
+
+bool vnni_detected() {
+  static const bool v = detect_vnni();
+  return v;
+}
+
+bool vnni_active() {
+  return active_isa() == Isa::Avx2 && vnni_detected() && vnni_on().load(std::memory_order_relaxed);
+}
+
+void set_vnni(bool on) { vnni_on().store(on, std::memory_order_relaxed); }
+bool vnni_enabled() { return vnni_on().load(std::memory_order_relaxed); }
+
+const char* active_isa_label() { return vnni_active() ? "avx2+vnni" : isa_name(active_isa()); }
 
 void f16_to_f32_row(const uint16_t* x, float* y, int64_t n) {
   if (active_isa() == Isa::Avx2) {
@@ -221,7 +254,10 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tok, float* y, int64_
       }
     });
   }
-  job.tile = job.isa == Isa::Avx2 && n_tok > 1 ? avx2::tile_fn(w.type) : nullptr;
+  if (job.isa == Isa::Avx2 && n_tok > 1) {
+    job.tile = vnni_active() ? vnni::tile_fn(w.type) : nullptr;
+    if (job.tile == nullptr) job.tile = avx2::tile_fn(w.type);
+  }
   job.dot = vec_dot_fn(job.isa, w.type);
   pool.parallel_for(w.n_rows, kRowGrain, [&job](int64_t r0, int64_t r1) {
     if (job.tile != nullptr) {

@@ -9,30 +9,26 @@
 #include "backend/cpu/avx2_util.h"
 #include "backend/cpu/quant.h"
 #include "backend/cpu/quant_impl.h"
+#include "backend/cpu/tile_q32.h"
 
 namespace fkv::cpu::avx2 {
 
 namespace {
+
+using namespace q32;  // NOLINT(build/namespaces): the shared tile kernel's pieces
+
+// The int8 dot of the tile kernel: maddubs pairs into int16, madd sums pairs into int32.
+struct DotMaddubs {
+  static __m256i dot(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+  }
+};
 
 float hmax(__m256 v) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_max_ps(s, _mm_movehl_ps(s, s));
   s = _mm_max_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
-}
-
-float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-// Stores the 4 per-token sums of a tile accumulator laid out [t0 t1 t2 t3 | t0 t1 t2 t3] into y[t * ldy].
-void store_tile_column(__m256 acc, int n_tok, float* y, int64_t ldy) {
-  float out[4];
-  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
-  for (int t = 0; t < n_tok; ++t) y[t * ldy] = out[t];
-}
-
-// Sum of each of four int32x8 vectors, laid out [s0 s1 s2 s3 | s0 s1 s2 s3] (the two halves still to be added).
-__m256i hsum4_epi32(__m256i a, __m256i b, __m256i c, __m256i d) {
-  return _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
 }
 
 // ---- f32-partnered rows: a loader turns 8 stored elements into 8 floats ----
@@ -134,36 +130,7 @@ void tile_f(const TileArgs& a) {
   }
 }
 
-// ---- 32-element blocks: an unpacker turns a weight block into 32 signed int8 values ----
-
-struct UnpackQ8_0 {
-  static constexpr size_t kBytes = sizeof(BlockQ8_0);
-  static __m256i load(const uint8_t* b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)); }
-};
-struct UnpackQ4_0 {
-  static constexpr size_t kBytes = sizeof(BlockQ4_0);
-  static __m256i load(const uint8_t* b) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
-    const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0xF));
-    return _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
-  }
-};
-struct UnpackQ5_0 {
-  static constexpr size_t kBytes = sizeof(BlockQ5_0);
-  static __m256i load(const uint8_t* b) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 6));
-    const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0xF));
-    int32_t qh;
-    std::memcpy(&qh, b + 2, 4);
-    // Byte j gets qh byte j/8, then keeps bit j%8: a 0xFF mask where element j has its fifth bit.
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(qh), _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
-    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    const __m256i code = _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
-    return _mm256_sub_epi8(code, _mm256_set1_epi8(16));
-  }
-};
+// ---- 32-element blocks (the unpackers and the tiled kernel are in tile_q32.h) ----
 
 // Signed x signed int8 dot of 32 lanes into 8 int32 partial sums. maddubs wants one unsigned operand, so the sign
 // of w moves onto x; |w| <= 128 and |x| <= 127 keep each pair sum inside int16.
@@ -198,55 +165,6 @@ float dot_q32(const void* w, const void* x, int64_t n) {
     acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(h2f(d0) * h2f(xb[b].d)), acc0);
   }
   return hsum(_mm256_add_ps(acc0, acc1));
-}
-
-// One weight row at a time against four tokens: the block is unpacked once and its four integer dots are
-// reduced together, so one accumulator holds all four tokens. The tokens' scales are converted once per chunk of
-// blocks and shared by up to kTileRows rows.
-constexpr int64_t kTileRows = 16;
-constexpr int64_t kScaleChunk = 128;  // blocks per chunk: 2 KiB of token scales on the stack
-
-template <class U>
-void tile_q32(const TileArgs& a) {
-  const BlockQ8_0* xt[4];
-  for (int t = 0; t < 4; ++t) xt[t] = reinterpret_cast<const BlockQ8_0*>(a.x + std::min(t, a.n_tok - 1) * a.x_stride);
-  const int64_t nb = a.n / kQ32;
-  alignas(16) float dx[kScaleChunk][4];  // (blocks in chunk, 4 tokens)
-  for (int64_t r0 = 0; r0 < a.n_rows; r0 += kTileRows) {
-    const int64_t n_rows = std::min(kTileRows, a.n_rows - r0);
-    __m256 acc[kTileRows];
-    for (auto& v : acc) v = _mm256_setzero_ps();
-    for (int64_t c0 = 0; c0 < nb; c0 += kScaleChunk) {
-      const int64_t n_chunk = std::min(kScaleChunk, nb - c0);
-      for (int64_t b = 0; b < n_chunk; ++b) {
-        const __m128i h =
-            _mm_setr_epi16(static_cast<int16_t>(xt[0][c0 + b].d), static_cast<int16_t>(xt[1][c0 + b].d),
-                           static_cast<int16_t>(xt[2][c0 + b].d), static_cast<int16_t>(xt[3][c0 + b].d), 0, 0, 0, 0);
-        _mm_store_ps(dx[b], _mm_cvtph_ps(h));
-      }
-      for (int64_t r = 0; r < n_rows; ++r) {
-        const uint8_t* wr = a.w + (r0 + r) * a.w_stride + c0 * U::kBytes;
-        __m256 sum = acc[r];
-        for (int64_t b = 0; b < n_chunk; ++b) {
-          const uint8_t* wb = wr + b * U::kBytes;
-          const __m256i wq = U::load(wb);
-          const __m256i aw = _mm256_sign_epi8(wq, wq);
-          __m256i p[4];
-          for (int t = 0; t < 4; ++t) {
-            const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][c0 + b].qs));
-            p[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xq, wq)), _mm256_set1_epi16(1));
-          }
-          uint16_t dw;
-          std::memcpy(&dw, wb, 2);
-          const __m256 s =
-              _mm256_mul_ps(_mm256_set1_ps(h2f(dw)), _mm256_broadcast_ps(reinterpret_cast<const __m128*>(dx[b])));
-          sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum4_epi32(p[0], p[1], p[2], p[3])), s, sum);
-        }
-        acc[r] = sum;
-      }
-    }
-    for (int64_t r = 0; r < n_rows; ++r) store_tile_column(acc[r], a.n_tok, a.y + r0 + r, a.ldy);
-  }
 }
 
 // 32 floats to int8 codes x * id rounded to even and clamped to [-127, 127] as the scalar reference does, in
@@ -356,11 +274,11 @@ TileFn tile_fn(DType t) {
     case DType::BF16:
       return tile_f<LoadBF16>;
     case DType::Q4_0:
-      return tile_q32<UnpackQ4_0>;
+      return tile_q32<UnpackQ4_0, DotMaddubs>;
     case DType::Q5_0:
-      return tile_q32<UnpackQ5_0>;
+      return tile_q32<UnpackQ5_0, DotMaddubs>;
     case DType::Q8_0:
-      return tile_q32<UnpackQ8_0>;
+      return tile_q32<UnpackQ8_0, DotMaddubs>;
     case DType::Q4_K:
       return tile_q4_k;
     case DType::Q5_K:

@@ -143,4 +143,9 @@ void tile_q5_k(const TileArgs& a);
 void tile_q6_k(const TileArgs& a);
 }  // namespace avx2
 
+// Built with the AVX2 flags and AVX-512 VL, BW and VNNI: call only when vnni_active().
+namespace vnni {
+TileFn tile_fn(DType t);  // nullptr where only an AVX2 kernel exists
+}  // namespace vnni
+
 }  // namespace fkv::cpu

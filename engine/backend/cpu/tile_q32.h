@@ -1,0 +1,141 @@
+// The tiled matmul kernel of Q4_0, Q5_0 and Q8_0 weights against Q8_0 activations, shared by quant_avx2.cpp (AVX2) and
+// quant_vnni.cpp (AVX-512 VNNI): each instantiates it with its own int8 dot. The two are built for different
+// instruction sets, so everything here has internal linkage: neither build can ever call the other's copy of a
+// helper. Include it only from files built with at least -mavx2 -mfma -mf16c.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/quant_impl.h"
+
+namespace fkv::cpu::q32 {
+namespace {  // NOLINT(google-build-namespaces): see the note above
+
+constexpr int64_t kTileRows = 16;
+constexpr int64_t kScaleChunk = 128;  // blocks per chunk: 2 KiB of token scales on the stack
+
+float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+// Stores the 4 per-token sums of a tile accumulator laid out [t0 t1 t2 t3 | t0 t1 t2 t3] into y[t * ldy].
+void store_tile_column(__m256 acc, int n_tok, float* y, int64_t ldy) {
+  float out[4];
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
+  for (int t = 0; t < n_tok; ++t) y[t * ldy] = out[t];
+}
+
+// Sum of each of four int32x8 vectors, laid out [s0 s1 s2 s3 | s0 s1 s2 s3] (the two halves still to be added).
+__m256i hsum4_epi32(__m256i a, __m256i b, __m256i c, __m256i d) {
+  return _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+}
+
+// An unpacker turns a weight block into 32 int8 values: load() the signed weights; for the offset formats also
+// codes(), the stored unsigned codes (w = code - offset, offset 1 << kOffsetShift).
+struct UnpackQ8_0 {
+  static constexpr size_t kBytes = sizeof(BlockQ8_0);
+  static constexpr int kOffsetShift = 0;  // signed as stored
+  static __m256i load(const uint8_t* b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)); }
+};
+// Q4_0 and Q5_0 store unsigned codes with a fixed offset (w = code - offset). The tiled kernel multiplies the
+// codes themselves (the int8 dots want one unsigned operand, and code * x stays inside int16: 31 * 127 * 2 < 32767)
+// and subtracts offset * sum(x) once per block and token, instead of re-signing every lane.
+struct UnpackQ4_0 {
+  static constexpr size_t kBytes = sizeof(BlockQ4_0);
+  static constexpr int kOffsetShift = 3;  // offset 8
+  static __m256i codes(const uint8_t* b) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0xF));
+  }
+  static __m256i load(const uint8_t* b) { return _mm256_sub_epi8(codes(b), _mm256_set1_epi8(8)); }
+};
+struct UnpackQ5_0 {
+  static constexpr size_t kBytes = sizeof(BlockQ5_0);
+  static constexpr int kOffsetShift = 4;  // offset 16
+  static __m256i codes(const uint8_t* b) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 6));
+    const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0xF));
+    int32_t qh;
+    std::memcpy(&qh, b + 2, 4);
+    // Byte j gets qh byte j/8, then keeps bit j%8: a 0xFF mask where element j has its fifth bit.
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh), _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+  }
+  static __m256i load(const uint8_t* b) { return _mm256_sub_epi8(codes(b), _mm256_set1_epi8(16)); }
+};
+
+// Rows of 32-element block weights against four tokens (TileArgs): each block is unpacked once and its four
+// integer dots (Dot::dot: unsigned x signed int8, 8 int32 sums) are reduced together; one float accumulator holds
+// all four tokens. Offset formats multiply their codes and subtract offset * sum(x_t) per block; Q8_0 moves each
+// weight's sign onto x (|w| <= 128 and |x| <= 127 keep a pair sum inside int16). The tokens' scales and block sums
+// are taken once per chunk of blocks and shared by up to kTileRows rows.
+template <class U, class Dot>
+void tile_q32(const TileArgs& a) {
+  const BlockQ8_0* xt[4];
+  for (int t = 0; t < 4; ++t) xt[t] = reinterpret_cast<const BlockQ8_0*>(a.x + std::min(t, a.n_tok - 1) * a.x_stride);
+  const int64_t nb = a.n / kQ32;
+  alignas(16) float dx[kScaleChunk][4];    // (blocks in chunk, 4 tokens)
+  alignas(32) int32_t sx[kScaleChunk][8];  // offset * sum(x_t) in lanes 0..3 (the half hsum4 adds it to), 0 above
+  const __m256i ones = _mm256_set1_epi8(1);
+  for (int64_t r0 = 0; r0 < a.n_rows; r0 += kTileRows) {
+    const int64_t n_rows = std::min(kTileRows, a.n_rows - r0);
+    __m256 acc[kTileRows];
+    for (auto& v : acc) v = _mm256_setzero_ps();
+    for (int64_t c0 = 0; c0 < nb; c0 += kScaleChunk) {
+      const int64_t n_chunk = std::min(kScaleChunk, nb - c0);
+      for (int64_t b = 0; b < n_chunk; ++b) {
+        const __m128i h =
+            _mm_setr_epi16(static_cast<int16_t>(xt[0][c0 + b].d), static_cast<int16_t>(xt[1][c0 + b].d),
+                           static_cast<int16_t>(xt[2][c0 + b].d), static_cast<int16_t>(xt[3][c0 + b].d), 0, 0, 0, 0);
+        _mm_store_ps(dx[b], _mm_cvtph_ps(h));
+        if constexpr (U::kOffsetShift == 0) continue;
+        __m256i p[4];
+        for (int t = 0; t < 4; ++t)
+          p[t] = Dot::dot(ones, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][c0 + b].qs)));
+        const __m256i hs = hsum4_epi32(p[0], p[1], p[2], p[3]);
+        const __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(hs), _mm256_extracti128_si256(hs, 1));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sx[b]),
+                           _mm256_set_m128i(_mm_setzero_si128(), _mm_slli_epi32(sum, U::kOffsetShift)));
+      }
+      for (int64_t r = 0; r < n_rows; ++r) {
+        const uint8_t* wr = a.w + (r0 + r) * a.w_stride + c0 * U::kBytes;
+        __m256 sum = acc[r];
+        for (int64_t b = 0; b < n_chunk; ++b) {
+          const uint8_t* wb = wr + b * U::kBytes;
+          __m256i p[4];
+          __m256i dots;
+          if constexpr (U::kOffsetShift > 0) {
+            const __m256i wq = U::codes(wb);
+            for (int t = 0; t < 4; ++t)
+              p[t] = Dot::dot(wq, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][c0 + b].qs)));
+            dots = _mm256_sub_epi32(hsum4_epi32(p[0], p[1], p[2], p[3]),
+                                    _mm256_load_si256(reinterpret_cast<const __m256i*>(sx[b])));
+          } else {
+            const __m256i wq = U::load(wb);
+            const __m256i aw = _mm256_sign_epi8(wq, wq);
+            for (int t = 0; t < 4; ++t) {
+              const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][c0 + b].qs));
+              p[t] = Dot::dot(aw, _mm256_sign_epi8(xq, wq));
+            }
+            dots = hsum4_epi32(p[0], p[1], p[2], p[3]);
+          }
+          uint16_t dw;
+          std::memcpy(&dw, wb, 2);
+          const __m256 s =
+              _mm256_mul_ps(_mm256_set1_ps(h2f(dw)), _mm256_broadcast_ps(reinterpret_cast<const __m128*>(dx[b])));
+          sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), s, sum);
+        }
+        acc[r] = sum;
+      }
+    }
+    for (int64_t r = 0; r < n_rows; ++r) store_tile_column(acc[r], a.n_tok, a.y + r0 + r, a.ldy);
+  }
+}
+
+}  // namespace
+}  // namespace fkv::cpu::q32
