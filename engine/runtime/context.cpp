@@ -572,30 +572,46 @@ void Context::Impl::attention_layer(int il, int pos0, int n) {
   }
 }
 
-// Prefill: one work item per (token, KV head); the group's query heads are contiguous in q and att.
+// Prefill: one work item per (tile of tokens, KV head); the group's query heads are contiguous in q and att. A tile's
+// tokens are attended together (cpu::attend_causal), so each key and value block is converted once for all of them.
 void Context::Impl::prefill_attention(int pos0, int n, int window, int n_pages_cap) {
   const ModelConfig& c = model->config();
+  const int group = c.group_size();
+  bool own_query = false;  // a page scored with its own query cannot share a tile's
+  for (int h = 0; h < c.n_kv_heads && !own_query; ++h)
+    for (int i = 0; i < n_sel[static_cast<size_t>(h)] && !own_query; ++i)
+      own_query = pages[static_cast<size_t>(h) * n_pages_cap + i].q != nullptr;
+  const int tile = own_query || c.head_dim > cpu::kMaxTileHeadDim ? 1 : std::clamp(cpu::kMaxTileRows / group, 1, 8);
   struct Job {
     Impl* s;
-    int pos0, window, n_pages_cap;
-  } job{this, pos0, window, n_pages_cap};
+    int pos0, n, window, n_pages_cap, tile;
+  } job{this, pos0, n, window, n_pages_cap, tile};
+  const int64_t n_tiles = (n + tile - 1) / tile;
   // Captures one pointer, so std::function keeps it inline.
-  pool->parallel_for(static_cast<int64_t>(n) * c.n_kv_heads, 1, [jp = &job](int64_t begin, int64_t end) {
+  pool->parallel_for(n_tiles * c.n_kv_heads, 1, [jp = &job](int64_t begin, int64_t end) {
     Impl& s = *jp->s;
     const ModelConfig& c = s.model->config();
     const int hd = c.head_dim;
     const int group = c.group_size();
+    const int64_t stride = static_cast<int64_t>(c.n_heads) * hd;
     float m[cpu::kMaxGroup];
     float l[cpu::kMaxGroup];
     for (int64_t item = begin; item < end; ++item) {
-      const int t = static_cast<int>(item / c.n_kv_heads);
+      const int t0 = static_cast<int>(item / c.n_kv_heads) * jp->tile;
       const int kvh = static_cast<int>(item % c.n_kv_heads);
-      const int pos = jp->pos0 + t;
+      const int n_tok = std::min(jp->tile, jp->n - t0);
+      const size_t off = (static_cast<size_t>(t0) * c.n_heads + static_cast<size_t>(kvh) * group) * hd;
+      const cpu::AttnPage* pages = s.pages.data() + kvh * jp->n_pages_cap;
+      const int n_sel = s.n_sel[static_cast<size_t>(kvh)];
+      if (jp->tile > 1) {
+        cpu::attend_causal(s.q.data() + off, stride, n_tok, group, pages, n_sel, s.params.kv_type, hd, c.attn_scale,
+                           jp->pos0 + t0, jp->window, s.att.data() + off, stride);
+        continue;
+      }
+      const int pos = jp->pos0 + t0;
       const int lo = jp->window > 0 ? std::max(0, pos - jp->window + 1) : 0;
-      const size_t off = (static_cast<size_t>(t) * c.n_heads + static_cast<size_t>(kvh) * group) * hd;
       float* out = s.att.data() + off;
-      cpu::attend_partial(s.q.data() + off, group, s.pages.data() + kvh * jp->n_pages_cap,
-                          s.n_sel[static_cast<size_t>(kvh)], s.params.kv_type, hd, c.attn_scale, lo, pos, out, m, l);
+      cpu::attend_partial(s.q.data() + off, group, pages, n_sel, s.params.kv_type, hd, c.attn_scale, lo, pos, out, m, l);
       for (int g = 0; g < group; ++g) {
         const float inv = l[g] > 0.f ? 1.f / l[g] : 0.f;
         for (int d = 0; d < hd; ++d) out[g * hd + d] *= inv;

@@ -342,6 +342,69 @@ class TestOps : public QObject {
     }
   }
 
+  // The prefill's tiled attention: n_tok consecutive tokens of a GQA group at once, each against the keys up to its
+  // own position (and inside its sliding window), over contiguous pages, partial last pages and selected pages with
+  // gaps; each output row against the double reference of that token and head alone.
+  void attendCausalMatchesDouble_data() {
+    QTest::addColumn<DType>("kv");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<int>("impl");
+    for (DType t : {DType::F32, DType::F16, DType::BF16})
+      for (int hd : {64, 128, 256, 6, 72})
+        for (Impl i : {Impl::FastAvx2, Impl::FastScalar})
+          QTest::addRow("%s hd=%d %s", fkv::dtype_name(t), hd, impl_name(i)) << t << hd << static_cast<int>(i);
+  }
+  void attendCausalMatchesDouble() {
+    QFETCH(DType, kv);
+    QFETCH(int, head_dim);
+    QFETCH(int, impl);
+    const Impl im = static_cast<Impl>(impl);
+    if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) QSKIP("this CPU has no AVX2/FMA/F16C");
+    const IsaScope isa(im == Impl::FastAvx2 ? cpu::Isa::Avx2 : cpu::Isa::Scalar);
+    const float scale = 1.f / std::sqrt(static_cast<float>(head_dim));
+    struct Case {
+      const char* name;
+      std::vector<int> pos0, len;
+      int first, n_tok, n_q, window;  // the tile's first position
+    };
+    const std::vector<Case> cases = {
+        {"contiguous, tile ends the partial page", {0, 32, 64, 96}, {32, 32, 32, 17}, 105, 8, 7, 0},
+        {"tile across a page boundary", {0, 32, 64}, {32, 32, 20}, 60, 8, 7, 0},
+        {"first tokens of the document", {0}, {9}, 0, 9, 7, 0},
+        {"one query head, 64 tokens", {0, 32, 64, 96}, {32, 32, 32, 32}, 64, 64, 1, 0},
+        {"sliding window of 40", {0, 32, 64, 96}, {32, 32, 32, 17}, 100, 8, 4, 40},
+        {"window of 1", {0, 32}, {32, 20}, 44, 8, 2, 1},
+        {"selected pages with gaps", {0, 64, 160}, {32, 32, 9}, 161, 8, 7, 0},
+        {"window before every key but its own", {0, 160}, {32, 9}, 161, 8, 7, 2},
+        {"no key visible to the first tokens", {0, 64}, {32, 9}, 60, 8, 7, 1},
+    };
+    for (const Case& c : cases) {
+      const Pages p = make_pages(
+          kv, head_dim, c.pos0, c.len, [](size_t n, uint32_t s) { return uniform(n, -1.f, 1.f, 1000 + s); },
+          [](size_t n, uint32_t s) { return uniform(n, -1.f, 1.f, 2000 + s); });
+      const size_t row = static_cast<size_t>(c.n_q) * head_dim;
+      const std::vector<float> q = uniform(row * c.n_tok, -2.f, 2.f, 99);
+      std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
+      cpu::attend_causal(q.data(), static_cast<int64_t>(row), c.n_tok, c.n_q, p.views.data(),
+                         static_cast<int>(p.views.size()), kv, head_dim, scale, c.first, c.window, out.data(),
+                         static_cast<int64_t>(row));
+      for (int t = 0; t < c.n_tok; ++t) {
+        const int pos = c.first + t;
+        const int lo = c.window > 0 ? std::max(0, pos - c.window + 1) : 0;
+        for (int g = 0; g < c.n_q; ++g) {
+          const size_t at = t * row + static_cast<size_t>(g) * head_dim;
+          const std::vector<float> qg(q.begin() + static_cast<std::ptrdiff_t>(at),
+                                      q.begin() + static_cast<std::ptrdiff_t>(at + head_dim));
+          const std::vector<double> want = attend_double(qg, p, scale, lo, pos);
+          const std::vector<float> got(out.begin() + static_cast<std::ptrdiff_t>(at),
+                                       out.begin() + static_cast<std::ptrdiff_t>(at + head_dim));
+          const double e = max_error(got, want);
+          QVERIFY2(e <= 2e-6, qPrintable(QString("%1, token %2, head %3: max error %4").arg(c.name).arg(t).arg(g).arg(e)));
+        }
+      }
+    }
+  }
+
   void attendNothingVisibleGivesZeros_data() { attendMatchesDouble_data(); }
   void attendNothingVisibleGivesZeros() {
     QFETCH(DType, kv);

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
@@ -14,6 +15,7 @@ void axpy_f32(float a, const float* v, float* y, int n);
 float exp_sub_max(float* x, int n, float mx);
 void score_block(const float* q, int n_q, const float* k, int nb, int hd, float scale, float* s, int ld);
 void accumulate_block(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc);
+void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld);
 }  // namespace avx2
 
 namespace {
@@ -61,6 +63,17 @@ void accumulate_scalar(const float* w, int ld, int n_q, const float* v, int nb, 
   for (int g = 0; g < n_q; ++g)
     for (int j = 0; j < nb; ++j)
       for (int i = 0; i < hd; ++i) acc[g * hd + i] += w[g * ld + j] * v[j * hd + i];
+}
+
+// s[r * ld + j] = scale * q_r . k_j for n_rows rows against nb keys given transposed: kt (hd, kBlock), key j in
+// column j (columns up to nb rounded up to 16 are read; they hold zeros past nb).
+void score_rows_t_scalar(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld) {
+  for (int r = 0; r < n_rows; ++r)
+    for (int j = 0; j < nb; ++j) {
+      float d = 0.f;
+      for (int i = 0; i < hd; ++i) d += q[r * hd + i] * kt[i * kBlock + j];
+      s[r * ld + j] = d * scale;
+    }
 }
 
 Kernels kernels() {
@@ -115,6 +128,81 @@ void attend_partial(const float* q, int n_q, const AttnPage* pages, int n_pages,
     const int j1 = std::min(pg.len, hi - pg.pos0 + 1);
     for (int j = j0; j < j1; j += block) attend_block(args, pg.k + j * row, pg.v + j * row, std::min(block, j1 - j));
   }
+}
+
+void attend_causal(const float* q, int64_t q_stride, int n_tok, int n_q, const AttnPage* pages, int n_pages, DType kv,
+                   int head_dim, float scale, int pos0, int window, float* out, int64_t out_stride) {
+  const Kernels kn = kernels();
+  const bool avx2 = active_isa() == Isa::Avx2;
+  const int hd = head_dim;
+  const int n_rows = n_tok * n_q;
+  // Per thread, reused: a prefill calls this for every (tile of tokens, KV head) of every layer.
+  struct Scratch {
+    float q[kMaxTileRows * kMaxTileHeadDim];
+    float acc[kMaxTileRows * kMaxTileHeadDim];
+    float kt[kMaxTileHeadDim * kBlock];  // keys transposed: (hd, kBlock)
+    float rows[kBlock * kMaxTileHeadDim];  // converted keys, then values: (nb, hd)
+    float s[kMaxTileRows * kBlock];
+    float m[kMaxTileRows], l[kMaxTileRows];
+  };
+  thread_local std::unique_ptr<Scratch> scratch;
+  if (!scratch) scratch = std::make_unique<Scratch>();
+  Scratch& w = *scratch;
+  for (int t = 0; t < n_tok; ++t) std::copy_n(q + t * q_stride, static_cast<size_t>(n_q) * hd, w.q + t * n_q * hd);
+  std::fill(w.acc, w.acc + static_cast<size_t>(n_rows) * hd, 0.f);
+  std::fill(w.m, w.m + n_rows, -std::numeric_limits<float>::infinity());
+  std::fill(w.l, w.l + n_rows, 0.f);
+  // The score kernel reads key columns up to a multiple of 16 past a short block's keys (and drops those scores).
+  std::fill(w.kt, w.kt + static_cast<size_t>(hd) * kBlock, 0.f);
+  const auto lo_of = [&](int t) { return window > 0 ? std::max(0, pos0 + t - window + 1) : 0; };
+  const int lo_all = lo_of(0), hi_all = pos0 + n_tok - 1;
+  const size_t row = static_cast<size_t>(hd) * (kv == DType::F32 ? 4 : 2);
+  const int block = std::min(kBlock, kMaxTileHeadDim * kBlock / hd);
+  for (int p = 0; p < n_pages; ++p) {
+    const AttnPage& pg = pages[p];
+    const int j0 = std::max(0, lo_all - pg.pos0);
+    const int j1 = std::min(pg.len, hi_all - pg.pos0 + 1);
+    for (int j = j0; j < j1; j += block) {
+      const int nb = std::min(block, j1 - j);
+      const int kp0 = pg.pos0 + j;  // position of the block's first key
+      const float* k = load_rows(kv, pg.k + j * row, nb, hd, w.rows);
+      for (int i = 0; i < nb; ++i)
+        for (int d = 0; d < hd; ++d) w.kt[d * kBlock + i] = k[i * hd + d];
+      if (avx2) {
+        avx2::score_rows_t(w.q, n_rows, w.kt, nb, hd, scale, w.s, kBlock);
+      } else {
+        score_rows_t_scalar(w.q, n_rows, w.kt, nb, hd, scale, w.s, kBlock);
+      }
+      for (int t = 0; t < n_tok; ++t) {
+        // Keys outside token t's range (after it, or before its window) get no weight.
+        const int a = std::clamp(lo_of(t) - kp0, 0, nb), b = std::clamp(pos0 + t - kp0 + 1, 0, nb);
+        for (int g = 0; g < n_q; ++g) {
+          const int r = t * n_q + g;
+          float* sr = w.s + r * kBlock;
+          if (a >= b) {  // nothing visible in this block
+            std::fill(sr, sr + nb, 0.f);
+            continue;
+          }
+          const float m_new = std::max(w.m[r], *std::max_element(sr + a, sr + b));
+          const float corr = std::exp(w.m[r] - m_new);  // rescales what was accumulated under the old maximum
+          if (corr != 1.f)
+            for (int d = 0; d < hd; ++d) w.acc[r * hd + d] *= corr;
+          w.l[r] = w.l[r] * corr + kn.exp_sub_max(sr + a, b - a, m_new);
+          w.m[r] = m_new;
+          std::fill(sr, sr + a, 0.f);
+          std::fill(sr + b, sr + nb, 0.f);
+        }
+      }
+      kn.accumulate(w.s, kBlock, n_rows, load_rows(kv, pg.v + j * row, nb, hd, w.rows), nb, hd, w.acc);
+    }
+  }
+  for (int t = 0; t < n_tok; ++t)
+    for (int g = 0; g < n_q; ++g) {
+      const int r = t * n_q + g;
+      const float inv = w.l[r] > 0.f ? 1.f / w.l[r] : 0.f;
+      float* o = out + t * out_stride + static_cast<int64_t>(g) * hd;
+      for (int d = 0; d < hd; ++d) o[d] = w.acc[r * hd + d] * inv;
+    }
 }
 
 void attend_merge(const float* acc, const float* m, const float* l, int n_parts, int n_q, int head_dim, float* out) {

@@ -71,6 +71,50 @@ void score_block(const float* q, int n_q, const float* k, int nb, int hd, float 
   }
 }
 
+// s[r * ld + j] = scale * q_r . k_j for n_rows query rows against nb keys, the keys transposed: kt (hd, 64) holds key
+// j in column j, zeros past nb up to a multiple of 16. Four rows by sixteen keys in registers: each step over d loads
+// two key vectors and broadcasts four query elements for eight FMAs, with no horizontal sums.
+void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld) {
+  constexpr int kLd = 64;
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (int j = 0; j < nb; j += 16) {
+    int r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+      __m256 a[4][2];
+      for (auto& x : a) x[0] = x[1] = _mm256_setzero_ps();
+      const float* q0 = q + static_cast<size_t>(r) * hd;
+      for (int d = 0; d < hd; ++d) {
+        const __m256 k0 = _mm256_loadu_ps(kt + d * kLd + j), k1 = _mm256_loadu_ps(kt + d * kLd + j + 8);
+        for (int i = 0; i < 4; ++i) {
+          const __m256 b = _mm256_broadcast_ss(q0 + i * hd + d);
+          a[i][0] = _mm256_fmadd_ps(b, k0, a[i][0]);
+          a[i][1] = _mm256_fmadd_ps(b, k1, a[i][1]);
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        float* si = s + (r + i) * ld + j;
+        alignas(32) float tmp[16];
+        _mm256_store_ps(tmp, _mm256_mul_ps(a[i][0], vs));
+        _mm256_store_ps(tmp + 8, _mm256_mul_ps(a[i][1], vs));
+        for (int c = 0; c < 16 && j + c < nb; ++c) si[c] = tmp[c];
+      }
+    }
+    for (; r < n_rows; ++r) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      const float* qr = q + static_cast<size_t>(r) * hd;
+      for (int d = 0; d < hd; ++d) {
+        const __m256 b = _mm256_broadcast_ss(qr + d);
+        a0 = _mm256_fmadd_ps(b, _mm256_loadu_ps(kt + d * kLd + j), a0);
+        a1 = _mm256_fmadd_ps(b, _mm256_loadu_ps(kt + d * kLd + j + 8), a1);
+      }
+      alignas(32) float tmp[16];
+      _mm256_store_ps(tmp, _mm256_mul_ps(a0, vs));
+      _mm256_store_ps(tmp + 8, _mm256_mul_ps(a1, vs));
+      for (int c = 0; c < 16 && j + c < nb; ++c) s[r * ld + j + c] = tmp[c];
+    }
+  }
+}
+
 // acc_g += sum_j w[g * ld + j] v_j for every head g; v: (nb, hd) floats. Accumulators stay in registers across keys.
 void accumulate_block(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc) {
   for (int g = 0; g < n_q; ++g) {

@@ -49,6 +49,16 @@ constexpr int kMaxHeadDim = 1024;
 void attend_partial(const float* q, int n_q, const AttnPage* pages, int n_pages, DType kv, int head_dim, float scale,
                     int lo, int hi, float* acc, float* m, float* l);
 
+// Prefill: the query rows of n_tok consecutive tokens of one GQA group, attended together so that each key and value
+// block is read and converted once for all of them. Token t (position pos0 + t) sees the keys at positions
+// [lo_t, pos0 + t], lo_t = max(0, pos0 + t - window + 1) with a sliding window, else 0. Its n_q rows are
+// q + t * q_stride (floats); its normalised outputs go to out + t * out_stride (zeros where no key is visible).
+// Pages must not carry their own query (AttnPage::q). Limits: n_tok * n_q <= kMaxTileRows, head_dim <= kMaxTileHeadDim.
+constexpr int kMaxTileRows = 64;
+constexpr int kMaxTileHeadDim = 256;
+void attend_causal(const float* q, int64_t q_stride, int n_tok, int n_q, const AttnPage* pages, int n_pages, DType kv,
+                   int head_dim, float scale, int pos0, int window, float* out, int64_t out_stride);
+
 // Combines n_parts partial states of n_q heads into normalised outputs: acc (n_parts, n_q, head_dim), m and l
 // (n_parts, n_q) -> out (n_q, head_dim). Heads that saw no key get zeros.
 void attend_merge(const float* acc, const float* m, const float* l, int n_parts, int n_q, int head_dim, float* out);
