@@ -115,30 +115,47 @@ void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, f
   }
 }
 
-// acc_g += sum_j w[g * ld + j] v_j for every head g; v: (nb, hd) floats. Accumulators stay in registers across keys.
-void accumulate_block(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc) {
-  for (int g = 0; g < n_q; ++g) {
-    float* ag = acc + static_cast<size_t>(g) * hd;
-    const float* wg = w + g * ld;
-    int d = 0;
-    for (; d + 32 <= hd; d += 32) {
-      __m256 a0 = _mm256_loadu_ps(ag + d), a1 = _mm256_loadu_ps(ag + d + 8);
-      __m256 a2 = _mm256_loadu_ps(ag + d + 16), a3 = _mm256_loadu_ps(ag + d + 24);
-      for (int j = 0; j < nb; ++j) {
-        const __m256 wj = _mm256_set1_ps(wg[j]);
-        const float* vj = v + static_cast<size_t>(j) * hd + d;
-        a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), a0);
-        a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), a1);
-        a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), a2);
-        a3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), a3);
-      }
-      _mm256_storeu_ps(ag + d, a0);
-      _mm256_storeu_ps(ag + d + 8, a1);
-      _mm256_storeu_ps(ag + d + 16, a2);
-      _mm256_storeu_ps(ag + d + 24, a3);
-    }
-    for (int j = 0; j < nb && d < hd; ++j) axpy_f32(wg[j], v + static_cast<size_t>(j) * hd + d, ag + d, hd - d);
+namespace {
+
+// R heads from g: acc_g += sum_j w[g * ld + j] v_j, each loaded value vector shared by the R heads.
+template <int R>
+void accumulate_rows(const float* w, int ld, int g, const float* v, int nb, int hd, float* acc) {
+  float* ap[R];
+  const float* wp[R];
+  for (int r = 0; r < R; ++r) {
+    ap[r] = acc + static_cast<size_t>(g + r) * hd;
+    wp[r] = w + (g + r) * ld;
   }
+  int d = 0;
+  for (; d + 32 <= hd; d += 32) {
+    __m256 a[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < 4; ++i) a[r][i] = _mm256_loadu_ps(ap[r] + d + 8 * i);
+    for (int j = 0; j < nb; ++j) {
+      __m256 b[R];
+      for (int r = 0; r < R; ++r) b[r] = _mm256_set1_ps(wp[r][j]);
+      const float* vj = v + static_cast<size_t>(j) * hd + d;
+      for (int i = 0; i < 4; ++i) {
+        const __m256 x = _mm256_loadu_ps(vj + 8 * i);
+        for (int r = 0; r < R; ++r) a[r][i] = _mm256_fmadd_ps(b[r], x, a[r][i]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < 4; ++i) _mm256_storeu_ps(ap[r] + d + 8 * i, a[r][i]);
+  }
+  for (int j = 0; j < nb && d < hd; ++j)
+    for (int r = 0; r < R; ++r) axpy_f32(wp[r][j], v + static_cast<size_t>(j) * hd + d, ap[r] + d, hd - d);
+}
+
+}  // namespace
+
+// acc_g += sum_j w[g * ld + j] v_j for every head g; v: (nb, hd) floats. Two heads at a time share each loaded value
+// vector; accumulators stay in registers across keys. Each accumulator sees the same FMAs in the same order as it
+// would alone.
+void accumulate_block(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc) {
+  int g = 0;
+  for (; g + 2 <= n_q; g += 2) accumulate_rows<2>(w, ld, g, v, nb, hd, acc);
+  if (g < n_q) accumulate_rows<1>(w, ld, g, v, nb, hd, acc);
 }
 
 float exp_sub_max(float* x, int n, float mx) {
