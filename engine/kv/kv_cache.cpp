@@ -58,8 +58,9 @@ struct KvCache::DiskTier {
   int mapped_end = 0;              // pages [0, mapped_end) may be mapped
   std::unique_ptr<uint8_t[]> zeros;  // (page_bytes) what a damaged record reads as
   std::atomic<bool> damaged{false};
-  mutable std::mutex mu;           // guards damage
+  mutable std::mutex mu;           // guards damage and touched
   std::string damage;
+  std::vector<std::pair<int, int>> touched;  // (layer, page) of records brought in since the last sweep
 
   static constexpr uint8_t kResident = 1, kReferenced = 2;
   const uint8_t* record(const PageFileView& f, int l, int p) const {
@@ -121,6 +122,8 @@ const uint8_t* KvCache::read_block(int l, int p, int kv, int h) const {
       const auto ns = static_cast<uint64_t>(
           std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
       (tl_background_reads ? d.background_ns : d.wait_ns).fetch_add(ns, std::memory_order_relaxed);
+      std::lock_guard<std::mutex> lock(d.mu);
+      d.touched.emplace_back(l, p);
     }
   }
   if (const Status s = file.verify(l, p); !s.ok()) {
@@ -175,7 +178,9 @@ void KvCache::materialize(int p) {
 }
 
 void KvCache::trim(uint64_t cap_bytes) {
-  if (!disk_ || disk_->resident_bytes.load(std::memory_order_relaxed) <= cap_bytes) return;
+  if (!disk_) return;
+  sweep_touched();
+  if (disk_->resident_bytes.load(std::memory_order_relaxed) <= cap_bytes) return;
   DiskTier& d = *disk_;
   const size_t n = static_cast<size_t>(g_.n_layers) * static_cast<size_t>(d.mapped_end);
   if (n == 0) return;
@@ -198,31 +203,54 @@ void KvCache::trim(uint64_t cap_bytes) {
     // The mapping is read-only and the file unchanged: dropped pages are read again from it when touched.
     ::madvise(const_cast<uint8_t*>(d.record(file, l, p)), file.record_stride, MADV_DONTNEED);
     d.resident_bytes.fetch_sub(file.record_stride, std::memory_order_relaxed);
-    drop_neighbours(file, static_cast<int>(f), l, p);
   }
 }
 
-// A fault on one record also maps its neighbours within the kernel's fault-around window (64 KiB by default) when
-// the page cache holds them, unseen by the marks above; the records of that window not marked resident are dropped
-// with the one trimmed, so what stays mapped is what the marks count.
-void KvCache::drop_neighbours(const PageFileView& file, int f, int l, int p) {
-  constexpr size_t kWindow = 64 << 10;
+// A fault on one record maps more of the file than the record: the neighbours within the kernel's fault-around
+// window, or the whole large folio the page cache holds it in (files written recently sit in folios of up to 2 MiB),
+// unseen by the marks. After each layer, the unmarked records of the 2 MiB-aligned region around every record
+// brought in since the last sweep are returned to the file, so what stays mapped is what the marks count. (A
+// record read meanwhile by another thread comes back from the page cache unchanged.)
+void KvCache::sweep_touched() {
   DiskTier& d = *disk_;
-  const size_t stride = file.record_stride;
-  if (stride >= kWindow) return;
-  const int64_t n_records = file.n_pages * g_.n_layers;
-  const int64_t index = static_cast<int64_t>(l) * file.n_pages + (p - file.first_page);
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(d.record(file, l, p));
-  const int64_t lo = std::max<int64_t>(0, index - static_cast<int64_t>((addr - (addr & ~(kWindow - 1))) / stride));
-  const int64_t hi = std::min<int64_t>(n_records, lo + static_cast<int64_t>(kWindow / stride) + 1);
-  for (int64_t i = lo; i < hi; ++i) {
-    if (i == index) continue;
-    const int nl = static_cast<int>(i / file.n_pages);
-    const int np = static_cast<int>(file.first_page + i % file.n_pages);
-    if (d.file_of(np) != f) continue;
-    if (d.state[static_cast<size_t>(nl) * n_pages_cap_ + np].load(std::memory_order_relaxed) & DiskTier::kResident)
-      continue;
-    ::madvise(const_cast<uint8_t*>(d.record(file, nl, np)), stride, MADV_DONTNEED);
+  std::vector<std::pair<int, int>> touched;
+  {
+    std::lock_guard<std::mutex> lock(d.mu);
+    touched.swap(d.touched);
+  }
+  if (touched.empty()) return;
+  constexpr uintptr_t kRegion = 2 << 20;
+  std::vector<uintptr_t> done;  // regions swept in this pass
+  for (const auto& [l, p] : touched) {
+    const int f = d.file_of(p);
+    if (f < 0) continue;
+    const PageFileView& file = d.files[static_cast<size_t>(f)];
+    const uintptr_t base = reinterpret_cast<uintptr_t>(file.records);
+    const size_t stride = file.record_stride;
+    const int64_t n_records = file.n_pages * g_.n_layers;
+    const uintptr_t at = reinterpret_cast<uintptr_t>(d.record(file, l, p));
+    const uintptr_t r0 = std::max(base, at & ~(kRegion - 1));
+    if (std::find(done.begin(), done.end(), r0) != done.end()) continue;
+    done.push_back(r0);
+    const uintptr_t r1 = std::min(base + n_records * stride, ((at + stride + kRegion - 1) & ~(kRegion - 1)));
+    const int64_t i0 = static_cast<int64_t>((r0 - base) / stride);
+    const int64_t i1 = std::min<int64_t>(n_records, static_cast<int64_t>((r1 - base + stride - 1) / stride));
+    int64_t run = -1;  // first record of the current run of unmarked ones
+    for (int64_t i = i0; i <= i1; ++i) {
+      bool unmarked = false;
+      if (i < i1) {
+        const int nl = static_cast<int>(i / file.n_pages);
+        const int np = static_cast<int>(file.first_page + i % file.n_pages);
+        unmarked = d.file_of(np) == f &&
+                   (d.state[static_cast<size_t>(nl) * n_pages_cap_ + np].load(std::memory_order_relaxed) &
+                    DiskTier::kResident) == 0;
+      }
+      if (unmarked && run < 0) run = i;
+      if (!unmarked && run >= 0) {
+        ::madvise(reinterpret_cast<void*>(base + run * stride), static_cast<size_t>(i - run) * stride, MADV_DONTNEED);
+        run = -1;
+      }
+    }
   }
 }
 

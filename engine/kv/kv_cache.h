@@ -118,7 +118,7 @@ class KvCache {
   uint8_t* host_block(int l, int p, int kv, int h) const;
   size_t block_offset(int kv, int h) const;  // of head h's K (kv 0) or V (kv 1) block within a page's bytes
   void materialize(int p);  // copies mapped page p (every layer) into host storage
-  void drop_neighbours(const PageFileView& file, int f, int l, int p);
+  void sweep_touched();  // trim's first part: returns what faults mapped beside the records they brought in
 
   KvGeometry g_;
   int n_pages_cap_ = 0;

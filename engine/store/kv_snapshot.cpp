@@ -248,6 +248,10 @@ Status map_kv_snapshot(std::shared_ptr<const PageFileReader> file, const Snapsho
     // neighbours the page cache holds on a fault; KvCache::trim drops those.)
     const uint64_t records_bytes = static_cast<uint64_t>(view.n_pages) * f.n_layers * view.record_stride;
     ::madvise(const_cast<uint8_t*>(view.records), static_cast<size_t>(records_bytes), MADV_RANDOM);
+    // Nor as huge pages: a recently written file sits in the page cache in large folios, which the kernel may map
+    // 2 MiB at a time; returning one record of such a mapping unmaps all of it, and the next read of any record
+    // in it maps the whole 2 MiB again, unseen by the marks.
+    ::madvise(const_cast<uint8_t*>(view.records), static_cast<size_t>(records_bytes), MADV_NOHUGEPAGE);
     copy_summaries(*reader, summaries);
     // The copy is what selection reads: the file's summaries (a book's are hundreds of MB, read once at open for
     // their checksum) need not stay resident.
