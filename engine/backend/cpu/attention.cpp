@@ -16,6 +16,7 @@ float exp_sub_max(float* x, int n, float mx);
 void score_block(const float* q, int n_q, const float* k, int nb, int hd, float scale, float* s, int ld);
 void accumulate_block(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc);
 void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld);
+void transpose_keys(const float* k, int nb, int hd, float* kt);
 }  // namespace avx2
 
 namespace {
@@ -66,7 +67,7 @@ void accumulate_scalar(const float* w, int ld, int n_q, const float* v, int nb, 
 }
 
 // s[r * ld + j] = scale * q_r . k_j for n_rows rows against nb keys given transposed: kt (hd, kBlock), key j in
-// column j (columns up to nb rounded up to 16 are read; they hold zeros past nb).
+// column j (the scalar kernel reads only the first nb columns).
 void score_rows_t_scalar(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld) {
   for (int r = 0; r < n_rows; ++r)
     for (int j = 0; j < nb; ++j) {
@@ -152,7 +153,7 @@ void attend_causal(const float* q, int64_t q_stride, int n_tok, int n_q, const A
   std::fill(w.acc, w.acc + static_cast<size_t>(n_rows) * hd, 0.f);
   std::fill(w.m, w.m + n_rows, -std::numeric_limits<float>::infinity());
   std::fill(w.l, w.l + n_rows, 0.f);
-  // The score kernel reads key columns up to a multiple of 16 past a short block's keys (and drops those scores).
+  // The score kernel reads key columns past a short block's keys (and drops those scores): they must be finite.
   std::fill(w.kt, w.kt + static_cast<size_t>(hd) * kBlock, 0.f);
   const auto lo_of = [&](int t) { return window > 0 ? std::max(0, pos0 + t - window + 1) : 0; };
   const int lo_all = lo_of(0), hi_all = pos0 + n_tok - 1;
@@ -166,8 +167,12 @@ void attend_causal(const float* q, int64_t q_stride, int n_tok, int n_q, const A
       const int nb = std::min(block, j1 - j);
       const int kp0 = pg.pos0 + j;  // position of the block's first key
       const float* k = load_rows(kv, pg.k + j * row, nb, hd, w.rows);
-      for (int i = 0; i < nb; ++i)
-        for (int d = 0; d < hd; ++d) w.kt[d * kBlock + i] = k[i * hd + d];
+      if (avx2) {
+        avx2::transpose_keys(k, nb, hd, w.kt);
+      } else {
+        for (int i = 0; i < nb; ++i)
+          for (int d = 0; d < hd; ++d) w.kt[d * kBlock + i] = k[i * hd + d];
+      }
       if (avx2) {
         avx2::score_rows_t(w.q, n_rows, w.kt, nb, hd, scale, w.s, kBlock);
       } else {

@@ -71,48 +71,80 @@ void score_block(const float* q, int n_q, const float* k, int nb, int hd, float 
   }
 }
 
-// s[r * ld + j] = scale * q_r . k_j for n_rows query rows against nb keys, the keys transposed: kt (hd, 64) holds key
-// j in column j, zeros past nb up to a multiple of 16. Four rows by sixteen keys in registers: each step over d loads
-// two key vectors and broadcasts four query elements for eight FMAs, with no horizontal sums.
-void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld) {
+namespace {
+
+// Rows r..r+R-1 against keys j..j+8V-1 (kt columns; the keys from nb on are computed and dropped): R x V accumulators
+// in registers, each step over d loads V key vectors and broadcasts R query elements, with no horizontal sums.
+template <int R, int V>
+void score_tile(const float* q, int r, const float* kt, int j, int nb, int hd, __m256 vs, float* s, int ld) {
   constexpr int kLd = 64;
-  const __m256 vs = _mm256_set1_ps(scale);
-  for (int j = 0; j < nb; j += 16) {
-    int r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-      __m256 a[4][2];
-      for (auto& x : a) x[0] = x[1] = _mm256_setzero_ps();
-      const float* q0 = q + static_cast<size_t>(r) * hd;
-      for (int d = 0; d < hd; ++d) {
-        const __m256 k0 = _mm256_loadu_ps(kt + d * kLd + j), k1 = _mm256_loadu_ps(kt + d * kLd + j + 8);
-        for (int i = 0; i < 4; ++i) {
-          const __m256 b = _mm256_broadcast_ss(q0 + i * hd + d);
-          a[i][0] = _mm256_fmadd_ps(b, k0, a[i][0]);
-          a[i][1] = _mm256_fmadd_ps(b, k1, a[i][1]);
-        }
-      }
-      for (int i = 0; i < 4; ++i) {
-        float* si = s + (r + i) * ld + j;
-        alignas(32) float tmp[16];
-        _mm256_store_ps(tmp, _mm256_mul_ps(a[i][0], vs));
-        _mm256_store_ps(tmp + 8, _mm256_mul_ps(a[i][1], vs));
-        for (int c = 0; c < 16 && j + c < nb; ++c) si[c] = tmp[c];
-      }
-    }
-    for (; r < n_rows; ++r) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-      const float* qr = q + static_cast<size_t>(r) * hd;
-      for (int d = 0; d < hd; ++d) {
-        const __m256 b = _mm256_broadcast_ss(qr + d);
-        a0 = _mm256_fmadd_ps(b, _mm256_loadu_ps(kt + d * kLd + j), a0);
-        a1 = _mm256_fmadd_ps(b, _mm256_loadu_ps(kt + d * kLd + j + 8), a1);
-      }
-      alignas(32) float tmp[16];
-      _mm256_store_ps(tmp, _mm256_mul_ps(a0, vs));
-      _mm256_store_ps(tmp + 8, _mm256_mul_ps(a1, vs));
-      for (int c = 0; c < 16 && j + c < nb; ++c) s[r * ld + j + c] = tmp[c];
+  __m256 a[R][V];
+  for (auto& row : a)
+    for (auto& x : row) x = _mm256_setzero_ps();
+  const float* q0 = q + static_cast<size_t>(r) * hd;
+  for (int d = 0; d < hd; ++d) {
+    __m256 k[V];
+    for (int v = 0; v < V; ++v) k[v] = _mm256_loadu_ps(kt + d * kLd + j + 8 * v);
+    for (int i = 0; i < R; ++i) {
+      const __m256 b = _mm256_broadcast_ss(q0 + i * hd + d);
+      for (int v = 0; v < V; ++v) a[i][v] = _mm256_fmadd_ps(b, k[v], a[i][v]);
     }
   }
+  for (int i = 0; i < R; ++i) {
+    alignas(32) float tmp[8 * V];
+    for (int v = 0; v < V; ++v) _mm256_store_ps(tmp + 8 * v, _mm256_mul_ps(a[i][v], vs));
+    float* si = s + (r + i) * ld + j;
+    for (int c = 0; c < 8 * V && j + c < nb; ++c) si[c] = tmp[c];
+  }
+}
+
+// Every row against keys j.. in tiles of R rows: R x V accumulators, the rest of the rows one at a time.
+template <int R, int V>
+void score_columns(const float* q, int n_rows, const float* kt, int j, int nb, int hd, __m256 vs, float* s, int ld) {
+  int r = 0;
+  for (; r + R <= n_rows; r += R) score_tile<R, V>(q, r, kt, j, nb, hd, vs, s, ld);
+  for (; r < n_rows; ++r) score_tile<1, V>(q, r, kt, j, nb, hd, vs, s, ld);
+}
+
+}  // namespace
+
+// s[r * ld + j] = scale * q_r . k_j for n_rows query rows against nb <= 64 keys, the keys transposed: kt (hd, 64)
+// holds key j in column j; columns past nb (finite, up to the next multiple of 16) are scored and dropped. Four rows
+// by sixteen keys at a time (measured no faster: three rows by a page's 32 keys).
+void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (int j = 0; j < nb; j += 16) score_columns<4, 2>(q, n_rows, kt, j, nb, hd, vs, s, ld);
+}
+
+// kt[d * 64 + i] = k[i * hd + d] for nb keys (rows of k) of hd floats: 8 x 8 tiles through registers, the edges
+// one element at a time.
+void transpose_keys(const float* k, int nb, int hd, float* kt) {
+  constexpr int kLd = 64;
+  const int nb8 = nb / 8 * 8, hd8 = hd / 8 * 8;
+  for (int i0 = 0; i0 < nb8; i0 += 8) {
+    for (int d0 = 0; d0 < hd8; d0 += 8) {
+      __m256 r[8], t[8], u[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(k + static_cast<size_t>(i0 + i) * hd + d0);
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+      }
+      for (int m = 0; m < 4; ++m) {
+        _mm256_storeu_ps(kt + (d0 + m) * kLd + i0, _mm256_permute2f128_ps(u[m], u[m + 4], 0x20));
+        _mm256_storeu_ps(kt + (d0 + m + 4) * kLd + i0, _mm256_permute2f128_ps(u[m], u[m + 4], 0x31));
+      }
+    }
+    for (int d = hd8; d < hd; ++d)
+      for (int i = i0; i < i0 + 8; ++i) kt[d * kLd + i] = k[static_cast<size_t>(i) * hd + d];
+  }
+  for (int i = nb8; i < nb; ++i)
+    for (int d = 0; d < hd; ++d) kt[d * kLd + i] = k[static_cast<size_t>(i) * hd + d];
 }
 
 namespace {
