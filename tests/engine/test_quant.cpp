@@ -491,7 +491,7 @@ void TestQuant::matmulMatchesDoubleLoop_data() {
     QTest::newRow(qPrintable(QStringLiteral("%1/avx2+vnni").arg(fkv::dtype_name(t)))) << t << cpu::Isa::Avx2 << true;
 }
 
-// y = x W^T for n_tok in {1, 3, 17, 64} on pools of 1 and 2 threads, against
+// y = x W^T for n_tok in {1, 3, 6, 17, 64} on pools of 1 and 2 threads, against
 //  (a) a double loop over the decoded weights and the unencoded x: |y - a| <= tol * |w_r| |x_t| with tol 1e-5 for
 //      f32 partners and 3e-3 where x is encoded as Q8_0/Q8_K (its rounding error, about 2e-4 here, dominates);
 //  (b) the reference vec_dot on the reference-encoded x: |y - b| <= 1e-5 * |w_r| |x_t| (only summation order differs).
@@ -515,7 +515,7 @@ void TestQuant::matmulMatchesDoubleLoop() {
   const cpu::MatrixView mv{w.data(), type, n_rows, n_cols};
   const size_t rb = fkv::row_bytes(type, n_cols);
   ThreadPool pool1(1), pool2(2);
-  for (int64_t n_tok : {1, 3, 17, 64}) {
+  for (int64_t n_tok : {1, 3, 6, 17, 64}) {
     const std::vector<float> x = gaussian(static_cast<size_t>(n_tok * n_cols), 40 + static_cast<uint32_t>(n_tok));
     const std::vector<uint8_t> xq = encode(xt, x, n_tok, n_cols);
     for (ThreadPool* pool : {&pool1, &pool2}) {

@@ -61,7 +61,6 @@ std::atomic<Isa>& active() {
 }
 
 constexpr int64_t kRowGrain = 16;             // rows per parallel_for grain, and the row tile walked against all tokens
-constexpr int kTokTile = 4;                   // tokens per tiled-kernel call
 constexpr size_t kScratchAlign = 64;          // matmul aligns its scratch itself, so callers may pass any buffer
 constexpr size_t kTokChunkBytes = 512 << 10;  // encoded activations kept hot in L2 while a row tile walks them
 
@@ -101,26 +100,26 @@ void matmul_rows(VecDotFn dot, const MatrixView& w, const uint8_t* xq, size_t x_
   }
 }
 
-// The same product with the tiled kernel: each call covers a row tile against up to kTokTile tokens. Tokens are
+// The same product with the tiled kernel: each call covers a row tile against up to tile_tokens tokens. Tokens are
 // taken in chunks whose encoded rows fit L2, so a row tile re-reads them from cache rather than from memory.
 void matmul_tiles(TileFn tile, const MatrixView& w, const uint8_t* xq, size_t x_stride, int64_t n_tok, float* y,
                   int64_t ldy, int64_t r0, int64_t r1) {
   const size_t w_stride = row_bytes(w.type, w.n_cols);
   const auto* wd = static_cast<const uint8_t*>(w.data);
-  const int64_t tok_chunk =
-      std::max<int64_t>(kTokTile, static_cast<int64_t>(kTokChunkBytes / x_stride) / kTokTile * kTokTile);
+  const int64_t width = tile_tokens(w.type);
+  const int64_t tok_chunk = std::max<int64_t>(width, static_cast<int64_t>(kTokChunkBytes / x_stride) / width * width);
   for (int64_t tc = 0; tc < n_tok; tc += tok_chunk) {
     const int64_t tc_end = std::min(n_tok, tc + tok_chunk);
     for (int64_t rt = r0; rt < r1; rt += kRowGrain) {
       const int64_t n_rows = std::min(r1, rt + kRowGrain) - rt;
-      for (int64_t t = tc; t < tc_end; t += kTokTile) {
+      for (int64_t t = tc; t < tc_end; t += width) {
         TileArgs a{};
         a.w = wd + static_cast<size_t>(rt) * w_stride;
         a.w_stride = w_stride;
         a.n_rows = n_rows;
         a.x = xq + static_cast<size_t>(t) * x_stride;
         a.x_stride = x_stride;
-        a.n_tok = static_cast<int>(std::min<int64_t>(kTokTile, tc_end - t));
+        a.n_tok = static_cast<int>(std::min<int64_t>(width, tc_end - t));
         a.n = w.n_cols;
         a.y = y + t * ldy + rt;
         a.ldy = ldy;

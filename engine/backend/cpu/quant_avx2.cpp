@@ -274,11 +274,11 @@ TileFn tile_fn(DType t) {
     case DType::BF16:
       return tile_f<LoadBF16>;
     case DType::Q4_0:
-      return tile_q32<UnpackQ4_0, DotMaddubs>;
+      return tile_q32<UnpackQ4_0, DotMaddubs, kQ32TileTokens>;
     case DType::Q5_0:
-      return tile_q32<UnpackQ5_0, DotMaddubs>;
+      return tile_q32<UnpackQ5_0, DotMaddubs, kQ32TileTokens>;
     case DType::Q8_0:
-      return tile_q32<UnpackQ8_0, DotMaddubs>;
+      return tile_q32<UnpackQ8_0, DotMaddubs, kQ32TileTokens>;
     case DType::Q4_K:
       return tile_q4_k;
     case DType::Q5_K:

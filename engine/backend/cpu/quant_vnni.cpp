@@ -19,11 +19,11 @@ struct DotVnni {
 TileFn tile_fn(DType t) {
   switch (t) {
     case DType::Q4_0:
-      return q32::tile_q32<q32::UnpackQ4_0, DotVnni>;
+      return q32::tile_q32<q32::UnpackQ4_0, DotVnni, kQ32TileTokens>;
     case DType::Q5_0:
-      return q32::tile_q32<q32::UnpackQ5_0, DotVnni>;
+      return q32::tile_q32<q32::UnpackQ5_0, DotVnni, kQ32TileTokens>;
     case DType::Q8_0:
-      return q32::tile_q32<q32::UnpackQ8_0, DotVnni>;
+      return q32::tile_q32<q32::UnpackQ8_0, DotVnni, kQ32TileTokens>;
     default:
       return nullptr;
   }
