@@ -111,8 +111,20 @@ using TileFn = void (*)(const TileArgs& a);
 // Tokens per tiled-kernel call: the 32-element block types unpack a block once for 16 (measured best of 8, 16 and
 // 32 at a 512-token prefill of a Q5_0-heavy model), the others serve 4.
 constexpr int kQ32TileTokens = 16;
+constexpr int kKTileTokens = 8;  // the K-quants (Q4_K, Q5_K, Q6_K)
 inline int tile_tokens(DType weight) {
-  return weight == DType::Q4_0 || weight == DType::Q5_0 || weight == DType::Q8_0 ? kQ32TileTokens : 4;
+  switch (weight) {
+    case DType::Q4_0:
+    case DType::Q5_0:
+    case DType::Q8_0:
+      return kQ32TileTokens;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+      return kKTileTokens;
+    default:
+      return 4;
+  }
 }
 
 namespace ref {

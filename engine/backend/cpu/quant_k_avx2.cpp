@@ -37,14 +37,15 @@ __m256 token_scales(const BlockQ8_K* const* xt, int64_t b) {
   }
 }
 
-template <int NT>
-void store_row(__m256 acc, const TileArgs& a, int64_t r) {
-  if constexpr (NT == 1) {
+// Tokens t0.. of the group (as many of the W as the tile has) of row r.
+template <int W>
+void store_row(__m256 acc, const TileArgs& a, int64_t r, int t0) {
+  if constexpr (W == 1) {
     a.y[r] = hsum(acc);
   } else {
     float out[4];
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
-    for (int t = 0; t < a.n_tok; ++t) a.y[t * a.ldy + r] = out[t];
+    for (int t = t0; t < std::min(a.n_tok, t0 + W); ++t) a.y[t * a.ldy + r] = out[t - t0];
   }
 }
 
@@ -60,13 +61,16 @@ __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m
 template <class Block, int NT>
 void rows_k_affine(const TileArgs& a) {
   constexpr bool kFifthBit = std::is_same_v<Block, BlockQ5_K>;
+  constexpr int W = NT == 1 ? 1 : 4;  // tokens per reduced group
+  constexpr int G = NT / W;
   const BlockQ8_K* xt[NT];
   token_rows<NT>(a, xt);
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i one8 = _mm256_set1_epi8(1);
   for (int64_t r = 0; r < a.n_rows; ++r) {
     const auto* wb = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[G];
+    for (auto& v : acc) v = _mm256_setzero_ps();
     for (int64_t b = 0; b < a.n / kQK; ++b) {
       uint8_t sc[8], m[8];
       unpack_k_scales(wb[b].scales, sc, m);
@@ -96,13 +100,15 @@ void rows_k_affine(const TileArgs& a) {
       const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
       __m256i mm[NT];
       for (int t = 0; t < NT; ++t) mm[t] = _mm256_madd_epi16(load256(xt[t][b].bsums), mins);
-      const __m256 sumi = _mm256_cvtepi32_ps(reduce_tokens<NT>(s));
-      const __m256 summ = _mm256_cvtepi32_ps(reduce_tokens<NT>(mm));
-      const __m256 v = _mm256_fmsub_ps(sumi, _mm256_set1_ps(_cvtsh_ss(wb[b].d)),
-                                       _mm256_mul_ps(summ, _mm256_set1_ps(_cvtsh_ss(wb[b].dmin))));
-      acc = _mm256_fmadd_ps(v, token_scales<NT>(xt, b), acc);
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(wb[b].d)), dmin = _mm256_set1_ps(_cvtsh_ss(wb[b].dmin));
+      for (int g = 0; g < G; ++g) {
+        const __m256 sumi = _mm256_cvtepi32_ps(reduce_tokens<W>(s + W * g));
+        const __m256 summ = _mm256_cvtepi32_ps(reduce_tokens<W>(mm + W * g));
+        acc[g] = _mm256_fmadd_ps(_mm256_fmsub_ps(sumi, d, _mm256_mul_ps(summ, dmin)), token_scales<W>(xt + W * g, b),
+                                 acc[g]);
+      }
     }
-    store_row<NT>(acc, a, r);
+    for (int g = 0; g < G && W * g < a.n_tok; ++g) store_row<W>(acc[g], a, r, W * g);
   }
 }
 
@@ -119,13 +125,16 @@ __m256i pair_scales(__m256i sc16, int j) {
 
 template <int NT>
 void rows_q6_k(const TileArgs& a) {
+  constexpr int W = NT == 1 ? 1 : 4;  // tokens per reduced group
+  constexpr int G = NT / W;
   const BlockQ8_K* xt[NT];
   token_rows<NT>(a, xt);
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i m3 = _mm256_set1_epi8(0x30);
   for (int64_t r = 0; r < a.n_rows; ++r) {
     const auto* wb = reinterpret_cast<const BlockQ6_K*>(a.w + r * a.w_stride);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[G];
+    for (auto& v : acc) v = _mm256_setzero_ps();
     for (int64_t b = 0; b < a.n / kQK; ++b) {
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[b].scales)));
       __m256i s[NT];
@@ -152,11 +161,14 @@ void rows_q6_k(const TileArgs& a) {
       // The codes carry +32: subtract 32 * sum_k sc[k] * bsums[k] to get the signed dot exactly.
       __m256i bias[NT];
       for (int t = 0; t < NT; ++t) bias[t] = _mm256_madd_epi16(load256(xt[t][b].bsums), sc16);
-      const __m256i sumi = _mm256_sub_epi32(reduce_tokens<NT>(s), _mm256_slli_epi32(reduce_tokens<NT>(bias), 5));
-      const __m256 d = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(wb[b].d)), token_scales<NT>(xt, b));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
+      const __m256 dw = _mm256_set1_ps(_cvtsh_ss(wb[b].d));
+      for (int g = 0; g < G; ++g) {
+        const __m256i sumi = _mm256_sub_epi32(reduce_tokens<W>(s + W * g),
+                                              _mm256_slli_epi32(reduce_tokens<W>(bias + W * g), 5));
+        acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_mul_ps(dw, token_scales<W>(xt + W * g, b)), acc[g]);
+      }
     }
-    store_row<NT>(acc, a, r);
+    for (int g = 0; g < G && W * g < a.n_tok; ++g) store_row<W>(acc[g], a, r, W * g);
   }
 }
 
@@ -181,8 +193,8 @@ float dot_q4_k(const void* w, const void* x, int64_t n) { return dot_one<rows_k_
 float dot_q5_k(const void* w, const void* x, int64_t n) { return dot_one<rows_k_affine<BlockQ5_K, 1>>(w, x, n); }
 float dot_q6_k(const void* w, const void* x, int64_t n) { return dot_one<rows_q6_k<1>>(w, x, n); }
 
-void tile_q4_k(const TileArgs& a) { rows_k_affine<BlockQ4_K, 4>(a); }
-void tile_q5_k(const TileArgs& a) { rows_k_affine<BlockQ5_K, 4>(a); }
-void tile_q6_k(const TileArgs& a) { rows_q6_k<4>(a); }
+void tile_q4_k(const TileArgs& a) { rows_k_affine<BlockQ4_K, kKTileTokens>(a); }
+void tile_q5_k(const TileArgs& a) { rows_k_affine<BlockQ5_K, kKTileTokens>(a); }
+void tile_q6_k(const TileArgs& a) { rows_q6_k<kKTileTokens>(a); }
 
 }  // namespace fkv::cpu::avx2
