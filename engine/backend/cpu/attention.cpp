@@ -42,6 +42,8 @@ struct Kernels {
   void (*score)(const float* q, int n_q, const float* k, int nb, int hd, float scale, float* s, int ld);
   float (*exp_sub_max)(float* x, int n, float mx);  // x[i] = exp(x[i] - mx); returns the sum
   void (*accumulate)(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc);
+  void (*score_keys)(const float* q, int n_rows, const float* k, int nb, int hd, float scale, float* s, int ld,
+                     float* kt);
 };
 
 void score_scalar(const float* q, int n_q, const float* k, int nb, int hd, float scale, float* s, int ld) {
@@ -66,20 +68,23 @@ void accumulate_scalar(const float* w, int ld, int n_q, const float* v, int nb, 
       for (int i = 0; i < hd; ++i) acc[g * hd + i] += w[g * ld + j] * v[j * hd + i];
 }
 
-// s[r * ld + j] = scale * q_r . k_j for n_rows rows against nb keys given transposed: kt (hd, kBlock), key j in
-// column j (the scalar kernel reads only the first nb columns).
-void score_rows_t_scalar(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld) {
-  for (int r = 0; r < n_rows; ++r)
-    for (int j = 0; j < nb; ++j) {
-      float d = 0.f;
-      for (int i = 0; i < hd; ++i) d += q[r * hd + i] * kt[i * kBlock + j];
-      s[r * ld + j] = d * scale;
-    }
+// The prefill tile's scores (attend_causal): rows of queries against a block of keys. AVX2 scores the keys
+// transposed into kt (hd, kBlock), which its register tile broadcasts queries against; the scalar kernel reads them
+// as they are.
+void score_keys_avx2(const float* q, int n_rows, const float* k, int nb, int hd, float scale, float* s, int ld,
+                     float* kt) {
+  avx2::transpose_keys(k, nb, hd, kt);
+  avx2::score_rows_t(q, n_rows, kt, nb, hd, scale, s, ld);
+}
+void score_keys_scalar(const float* q, int n_rows, const float* k, int nb, int hd, float scale, float* s, int ld,
+                       float* /*kt*/) {
+  score_scalar(q, n_rows, k, nb, hd, scale, s, ld);
 }
 
 Kernels kernels() {
-  if (active_isa() == Isa::Avx2) return {avx2::score_block, avx2::exp_sub_max, avx2::accumulate_block};
-  return {score_scalar, exp_sub_max_scalar, accumulate_scalar};
+  if (active_isa() == Isa::Avx2)
+    return {avx2::score_block, avx2::exp_sub_max, avx2::accumulate_block, score_keys_avx2};
+  return {score_scalar, exp_sub_max_scalar, accumulate_scalar, score_keys_scalar};
 }
 
 struct BlockArgs {
@@ -134,10 +139,11 @@ void attend_partial(const float* q, int n_q, const AttnPage* pages, int n_pages,
 void attend_causal(const float* q, int64_t q_stride, int n_tok, int n_q, const AttnPage* pages, int n_pages, DType kv,
                    int head_dim, float scale, int pos0, int window, float* out, int64_t out_stride) {
   const Kernels kn = kernels();
-  const bool avx2 = active_isa() == Isa::Avx2;
   const int hd = head_dim;
   const int n_rows = n_tok * n_q;
-  // Per thread, reused: a prefill calls this for every (tile of tokens, KV head) of every layer.
+  // Per thread, reused: a prefill calls this for every (tile of tokens, KV head) of every layer. Value-initialised
+  // once: the AVX2 score kernel reads kt's columns past a short block's keys (and drops those scores), which then
+  // hold zeros or an earlier block's keys.
   struct Scratch {
     float q[kMaxTileRows * kMaxTileHeadDim];
     float acc[kMaxTileRows * kMaxTileHeadDim];
@@ -153,31 +159,17 @@ void attend_causal(const float* q, int64_t q_stride, int n_tok, int n_q, const A
   std::fill(w.acc, w.acc + static_cast<size_t>(n_rows) * hd, 0.f);
   std::fill(w.m, w.m + n_rows, -std::numeric_limits<float>::infinity());
   std::fill(w.l, w.l + n_rows, 0.f);
-  // The score kernel reads key columns past a short block's keys (and drops those scores): they must be finite.
-  std::fill(w.kt, w.kt + static_cast<size_t>(hd) * kBlock, 0.f);
   const auto lo_of = [&](int t) { return window > 0 ? std::max(0, pos0 + t - window + 1) : 0; };
   const int lo_all = lo_of(0), hi_all = pos0 + n_tok - 1;
   const size_t row = static_cast<size_t>(hd) * (kv == DType::F32 ? 4 : 2);
-  const int block = std::min(kBlock, kMaxTileHeadDim * kBlock / hd);
   for (int p = 0; p < n_pages; ++p) {
     const AttnPage& pg = pages[p];
     const int j0 = std::max(0, lo_all - pg.pos0);
     const int j1 = std::min(pg.len, hi_all - pg.pos0 + 1);
-    for (int j = j0; j < j1; j += block) {
-      const int nb = std::min(block, j1 - j);
+    for (int j = j0; j < j1; j += kBlock) {
+      const int nb = std::min(kBlock, j1 - j);
       const int kp0 = pg.pos0 + j;  // position of the block's first key
-      const float* k = load_rows(kv, pg.k + j * row, nb, hd, w.rows);
-      if (avx2) {
-        avx2::transpose_keys(k, nb, hd, w.kt);
-      } else {
-        for (int i = 0; i < nb; ++i)
-          for (int d = 0; d < hd; ++d) w.kt[d * kBlock + i] = k[i * hd + d];
-      }
-      if (avx2) {
-        avx2::score_rows_t(w.q, n_rows, w.kt, nb, hd, scale, w.s, kBlock);
-      } else {
-        score_rows_t_scalar(w.q, n_rows, w.kt, nb, hd, scale, w.s, kBlock);
-      }
+      kn.score_keys(w.q, n_rows, load_rows(kv, pg.k + j * row, nb, hd, w.rows), nb, hd, scale, w.s, kBlock, w.kt);
       for (int t = 0; t < n_tok; ++t) {
         // Keys outside token t's range (after it, or before its window) get no weight.
         const int a = std::clamp(lo_of(t) - kp0, 0, nb), b = std::clamp(pos0 + t - kp0 + 1, 0, nb);

@@ -109,7 +109,7 @@ void score_columns(const float* q, int n_rows, const float* kt, int j, int nb, i
 }  // namespace
 
 // s[r * ld + j] = scale * q_r . k_j for n_rows query rows against nb <= 64 keys, the keys transposed: kt (hd, 64)
-// holds key j in column j; columns past nb (finite, up to the next multiple of 16) are scored and dropped. Four rows
+// holds key j in column j; columns past nb (up to the next multiple of 16) are scored too and dropped. Four rows
 // by sixteen keys at a time (measured no faster: three rows by a page's 32 keys).
 void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld) {
   const __m256 vs = _mm256_set1_ps(scale);
