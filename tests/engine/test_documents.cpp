@@ -29,6 +29,7 @@
 #include "store/library.h"
 #include "store/page_file.h"
 #include "support/cancel_from_thread.h"
+#include "support/child_process.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
 
@@ -508,12 +509,8 @@ class TestDocuments : public QObject {
     QVERIFY(pid >= 0);
     if (pid == 0) saveUntilKilled(lib, m_wideModel, m_txt, marker);
     int status = 0;
-    bool exited = false;
-    const Clock::time_point deadline = Clock::now() + std::chrono::seconds(120);
-    while (!fs::exists(marker) && !exited && Clock::now() < deadline) {
-      exited = ::waitpid(pid, &status, WNOHANG) == pid;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    const bool exited = fkvtest::waitForMarkerOrExit(pid, marker, &status, Clock::now() + std::chrono::seconds(120),
+                                                     std::chrono::milliseconds(5));
     std::error_code ec;
     const auto n_tmp = std::count_if(fs::directory_iterator(dir("crash/pages"), ec), fs::directory_iterator(),
                                      [](const fs::directory_entry& f) { return f.path().extension() == ".tmp"; });

@@ -4,6 +4,7 @@
 #include <QTest>
 
 #include <cmath>
+#include <initializer_list>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -192,6 +193,17 @@ const std::vector<Scenario>& scenarios() {
 class TestOps : public QObject {
   Q_OBJECT
 
+  // Data rows of the attention tests: every KV type and head dim (the AVX2 widths, and two with tails) for `impls`.
+  static void attendRows(std::initializer_list<Impl> impls) {
+    QTest::addColumn<DType>("kv");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<int>("impl");
+    for (DType t : {DType::F32, DType::F16, DType::BF16})
+      for (int hd : {64, 128, 256, 6, 72})
+        for (Impl i : impls)
+          QTest::addRow("%s hd=%d %s", fkv::dtype_name(t), hd, impl_name(i)) << t << hd << static_cast<int>(i);
+  }
+
  private slots:
   void rmsNormMatchesDouble() {
     for (int n : {1, 3, 64, 1000}) {
@@ -312,15 +324,7 @@ class TestOps : public QObject {
     }
   }
 
-  void attendMatchesDouble_data() {
-    QTest::addColumn<DType>("kv");
-    QTest::addColumn<int>("head_dim");
-    QTest::addColumn<int>("impl");
-    for (DType t : {DType::F32, DType::F16, DType::BF16})
-      for (int hd : {64, 128, 256, 6, 72})
-        for (Impl i : {Impl::FastAvx2, Impl::FastScalar, Impl::Ref})
-          QTest::addRow("%s hd=%d %s", fkv::dtype_name(t), hd, impl_name(i)) << t << hd << static_cast<int>(i);
-  }
+  void attendMatchesDouble_data() { attendRows({Impl::FastAvx2, Impl::FastScalar, Impl::Ref}); }
   void attendMatchesDouble() {
     QFETCH(DType, kv);
     QFETCH(int, head_dim);
@@ -345,15 +349,7 @@ class TestOps : public QObject {
   // The prefill's tiled attention: n_tok consecutive tokens of a GQA group at once, each against the keys up to its
   // own position (and inside its sliding window), over contiguous pages, partial last pages and selected pages with
   // gaps; each output row against the double reference of that token and head alone.
-  void attendCausalMatchesDouble_data() {
-    QTest::addColumn<DType>("kv");
-    QTest::addColumn<int>("head_dim");
-    QTest::addColumn<int>("impl");
-    for (DType t : {DType::F32, DType::F16, DType::BF16})
-      for (int hd : {64, 128, 256, 6, 72})
-        for (Impl i : {Impl::FastAvx2, Impl::FastScalar})
-          QTest::addRow("%s hd=%d %s", fkv::dtype_name(t), hd, impl_name(i)) << t << hd << static_cast<int>(i);
-  }
+  void attendCausalMatchesDouble_data() { attendRows({Impl::FastAvx2, Impl::FastScalar}); }
   void attendCausalMatchesDouble() {
     QFETCH(DType, kv);
     QFETCH(int, head_dim);

@@ -48,6 +48,16 @@ class IsaScope {
 
 bool have_avx2() { return cpu::detected_isa() == cpu::Isa::Avx2; }
 
+// y = x W^T, (n_tok, n_rows), through cpu::matmul on a pool of `threads`.
+std::vector<float> matmulOf(DType type, const std::vector<uint8_t>& w, const std::vector<float>& x, int64_t n_rows,
+                            int64_t n_cols, int64_t n_tok, int threads) {
+  std::vector<uint8_t> scratch(cpu::matmul_scratch_bytes(type, n_cols, n_tok));
+  std::vector<float> y(static_cast<size_t>(n_tok * n_rows));
+  ThreadPool pool(threads);
+  cpu::matmul(cpu::MatrixView{w.data(), type, n_rows, n_cols}, x.data(), n_tok, y.data(), n_rows, scratch.data(), pool);
+  return y;
+}
+
 std::vector<float> gaussian(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -561,11 +571,7 @@ void TestQuant::matmulWalksTokenChunks() {
     const std::vector<float> x = gaussian(static_cast<size_t>(n_tok * n_cols), 52);
     const std::vector<uint8_t> xq = encode(xt, x, n_tok, n_cols);
     const size_t rb = fkv::row_bytes(type, n_cols), xb = fkv::row_bytes(xt, n_cols);
-    std::vector<uint8_t> scratch(cpu::matmul_scratch_bytes(type, n_cols, n_tok));
-    std::vector<float> y(static_cast<size_t>(n_tok * n_rows));
-    ThreadPool pool(2);
-    cpu::matmul(cpu::MatrixView{w.data(), type, n_rows, n_cols}, x.data(), n_tok, y.data(), n_rows, scratch.data(),
-                pool);
+    const std::vector<float> y = matmulOf(type, w, x, n_rows, n_cols, n_tok, 2);
     for (int64_t t = 0; t < n_tok; ++t) {
       for (int64_t r = 0; r < n_rows; ++r) {
         const float b = cpu::ref::vec_dot(type, w.data() + r * rb, xq.data() + t * xb, n_cols);
@@ -593,11 +599,7 @@ void TestQuant::offsetCodesAtTheirExtremes() {
       const std::vector<float> wd = decode(type, w, n_rows, n_cols);
       std::vector<float> x(static_cast<size_t>(n_tok * n_cols));
       for (size_t i = 0; i < x.size(); ++i) x[i] = (i / n_cols) % 2 == 0 ? 3.0f : -3.0f;
-      std::vector<uint8_t> scratch(cpu::matmul_scratch_bytes(type, n_cols, n_tok));
-      std::vector<float> y(static_cast<size_t>(n_tok * n_rows));
-      ThreadPool pool(1);
-      cpu::matmul(cpu::MatrixView{w.data(), type, n_rows, n_cols}, x.data(), n_tok, y.data(), n_rows, scratch.data(),
-                  pool);
+      const std::vector<float> y = matmulOf(type, w, x, n_rows, n_cols, n_tok, 1);
       for (int64_t t = 0; t < n_tok; ++t) {
         for (int64_t r = 0; r < n_rows; ++r) {
           double want = 0;

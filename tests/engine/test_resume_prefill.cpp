@@ -25,6 +25,7 @@
 #include "fkv/library.h"
 #include "model/synthetic.h"
 #include "store/library.h"
+#include "support/child_process.h"
 #include "support/test_models.h"
 #include "support/test_paths.h"
 
@@ -262,12 +263,8 @@ class TestResumePrefill : public QObject {
         QVERIFY(pid >= 0);
         if (pid == 0) openInChild(lib, m_model, m_doc, started);
         int status = 0;
-        bool exited = false;
         const Clock::time_point deadline = Clock::now() + std::chrono::seconds(300);
-        while (!fs::exists(started) && !exited && Clock::now() < deadline) {
-          exited = ::waitpid(pid, &status, WNOHANG) == pid;
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
+        bool exited = fkvtest::waitForMarkerOrExit(pid, started, &status, deadline, std::chrono::milliseconds(1));
         if (exited && !fs::exists(started)) {
           // Killed after its snapshot was recorded: this open loaded it, with no prefill to run.
           QVERIFY2(WIFEXITED(status) && WEXITSTATUS(status) == 0, std::to_string(status).c_str());
