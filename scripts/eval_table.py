@@ -2,6 +2,8 @@
 """Markdown rows of the accuracy table in docs/benchmarks.md from `freekv eval --json` outputs.
 
 Usage: scripts/eval_table.py RUN.json [RUN.json ...]
+Cells of the same task, length and policy from several runs (a grid split with `freekv eval --items`) are merged: their
+prompts are pooled, and a prompt number seen twice is an error, since it would count one prompt twice.
 Columns: task, length, policy, exact (prompts whose answer holds every expected string), found (mean share found),
 top-1 agreement and mean KL against full attention, corrected (freekv's share of checked KV-head steps re-selected).
 """
@@ -9,16 +11,41 @@ import json
 import sys
 
 
-def rows(path):
-    with open(path) as f:
-        run = json.load(f)
-    for cell in run["results"]:
-        items = cell["items"]
+def merged_cells(paths):
+    cells = {}  # (task, length, policy) -> {"items": [...], "checked": n, "corrected": n, "recall": [...]}
+    for path in paths:
+        with open(path) as f:
+            run = json.load(f)
+        for cell in run["results"]:
+            key = (cell["task"], cell["length"], cell["policy"])
+            c = cells.setdefault(key, {"items": [], "checked": 0, "corrected": 0, "recall": []})
+            seen = {i["index"] for i in c["items"]}
+            for item in cell["items"]:
+                if item["index"] in seen:
+                    sys.exit("{}: prompt {} of {} {} {} is in another run too".format(
+                        path, item["index"] + 1, *key))
+                expected = item.get("answers_expected")
+                if expected is None:  # runs before the field: the cell's own mean holds for it alone
+                    if len(cell["items"]) != 1 and len(paths) > 1:
+                        sys.exit("{}: no answers_expected per prompt, so it cannot be merged".format(path))
+                    c["recall"].append(cell["answer_recall"])
+                else:
+                    c["recall"].append(item["answers_found"] / max(1, expected))
+                c["items"].append(item)
+            c["checked"] += cell.get("heads_checked", 0)
+            c["corrected"] += cell.get("heads_corrected", 0)
+    return cells
+
+
+def rows(paths):
+    for (task, length, policy), c in merged_cells(paths).items():
+        items = c["items"]
+        n = len(items)
         exact = sum(1 for i in items if i["correct"])
-        rate = cell.get("correction_rate")
+        rate = "-" if c["checked"] == 0 else "{:.1%}".format(c["corrected"] / c["checked"])
         yield "| {} | {} | {} | {}/{} | {:.2f} | {:.3f} | {:.4f} | {} |".format(
-            cell["task"], cell["length"], cell["policy"], exact, len(items), cell["answer_recall"],
-            cell["agreement"], cell["mean_kl"], "-" if rate is None else "{:.1%}".format(rate))
+            task, length, policy, exact, n, sum(c["recall"]) / n, sum(i["agreement"] for i in items) / n,
+            sum(i["mean_kl"] for i in items) / n, rate)
 
 
 def main(paths):
@@ -26,9 +53,8 @@ def main(paths):
         sys.exit(__doc__)
     print("| task | length | policy | exact | found | top-1 agreement | mean KL (nats) | corrected |")
     print("|---|---|---|---|---|---|---|---|")
-    for p in paths:
-        for r in rows(p):
-            print(r)
+    for r in rows(paths):
+        print(r)
 
 
 if __name__ == "__main__":

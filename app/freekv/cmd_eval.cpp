@@ -37,6 +37,9 @@ const OptionSpec kEvalOwnOptions[] = {
     {"--docs", "", "DIR", "folder of docqa's documents (default /usr/share/common-licenses)"},
     {"--lengths", "", "LIST", "prompt lengths in tokens (default 4096)"},
     {"--count", "", "N", "prompts per task kind and length (default 1)"},
+    {"--items", "", "LIST",
+     "run only these of the --count prompts, numbered from 1 (default all): a long grid split into runs that each "
+     "finish, with the same prompts as one run; scripts/eval_table.py merges their JSON"},
     {"--policies", "", "LIST",
      "policies: full,streaming,quest,arkvale,freekv (default: all; the reference always runs); freekv@T sets "
      "freekv's tau to T, so freekv@0.8,freekv@0.95 sweeps it on the same prefills"},
@@ -73,6 +76,7 @@ struct EvalOptions {
   std::vector<PolicySpec> policies;
   std::vector<int> lengths;
   int count = 1;
+  std::vector<int> items;  // 0-based prompt indices to run, ascending; empty: all
   uint64_t seed = 1;
   bool json = false;
   fkv::PromptMode prompt_mode = fkv::PromptMode::Auto;  // resolved against the model into task_options.prompt
@@ -145,6 +149,21 @@ fkv::Result<std::vector<PolicySpec>> read_policies(const ParsedArgs& a, fkv::Pol
   return out;
 }
 
+fkv::Result<std::vector<int>> read_items(const ParsedArgs& a, int count) {
+  std::vector<int> items;
+  if (!a.has("--items")) return items;
+  for (const std::string& s : split_list(*a.value("--items"))) {
+    char* end = nullptr;
+    const long n = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || n < 1 || n > count)
+      return fkv::err("option --items: expected prompt numbers in 1..", count, " (the --count), found '", s, "'");
+    items.push_back(static_cast<int>(n - 1));
+  }
+  std::sort(items.begin(), items.end());
+  items.erase(std::unique(items.begin(), items.end()), items.end());
+  return items;
+}
+
 fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
   EvalOptions o;
   o.model_path = a.value("--model").value_or("");
@@ -162,6 +181,7 @@ fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
   if (a.has("--docs")) o.task_options.docqa_dir = *a.value("--docs");
 
   FKV_ASSIGN_OR_RETURN(o.count, int_option(a, "--count", 1, 1, 10000));
+  FKV_ASSIGN_OR_RETURN(o.items, read_items(a, o.count));
   FKV_ASSIGN_OR_RETURN(o.seed, u64_option(a, "--seed", 1));
   FKV_ASSIGN_OR_RETURN(o.task_options.multikey_queries,
                        int_option(a, "--queries", 2, 1, o.task_options.multikey_pairs));
@@ -260,6 +280,7 @@ fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::
   for (const PolicySpec& p : o.policies) cells.push_back(Cell{kind, p.label, length, {}, {}});
   const bool progress = isatty(STDERR_FILENO) != 0;  // a terminal watching a long run; never in a pipe
   for (size_t i = 0; i < tasks.size(); ++i) {
+    if (!o.items.empty() && !std::binary_search(o.items.begin(), o.items.end(), static_cast<int>(i))) continue;
     if (progress) std::fprintf(stderr, "\r%s %d #%zu: full         ", kind.c_str(), length, i + 1);
     // One prefill per prompt: the session decodes the reference, then rewinds to the prompt for each policy.
     FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::FidelitySession> session,
@@ -321,7 +342,7 @@ void write_prompt_json(JsonWriter& j, const PromptRecord& p) {
   j.begin_object();
   j.key("index").value(p.index).key("n_tokens").value(p.n_tokens).key("depth").value(p.depth);
   j.key("expected").value(p.expected).key("output").value(r.output).key("correct").value(r.correct);
-  j.key("answers_found").value(r.n_found);
+  j.key("answers_found").value(r.n_found).key("answers_expected").value(p.n_expected);
   j.key("agreement").value(r.agreement).key("mean_kl").value(r.mean_kl).key("max_kl").value(r.max_kl);
   j.key("first_divergence").value(r.first_divergence).key("reran").value(r.reran);
   j.key("prefill_s").value(r.prefill_s).key("decode_s").value(r.decode_s);

@@ -387,6 +387,38 @@ class TestEval : public QObject {
     QCOMPARE(results.at(0).toObject().value("policy").toString(), QStringLiteral("full"));
   }
 
+  // --items runs a subset of the --count prompts: the same prompts, under their own numbers, as in the whole run, so
+  // a long grid can be split into runs that each finish.
+  void evalItemsRunTheSamePrompts() {
+    const QStringList common = {"eval", "--synthetic", "tiny-llama", "--tasks", "passkey", "--lengths", "512",
+                                "--count", "3", "--gen-tokens", "4", "--policies", "quest", "--json"};
+    const CliRun whole = runCli(common);
+    const CliRun part = runCli(common + QStringList{"--items", "3,2,3"});
+    QVERIFY2(whole.exitCode == 0 && part.exitCode == 0, (whole.err + part.err).constData());
+    const QJsonArray all = parseObject(whole.out).value("results").toArray();
+    const QJsonArray some = parseObject(part.out).value("results").toArray();
+    QCOMPARE(some.size(), all.size());
+    for (qsizetype c = 0; c < all.size(); ++c) {
+      const QJsonArray a = all.at(c).toObject().value("items").toArray();
+      const QJsonArray b = some.at(c).toObject().value("items").toArray();
+      QCOMPARE(a.size(), 3);
+      QCOMPARE(b.size(), 2);
+      for (int k = 0; k < 2; ++k) {
+        const QJsonObject x = a.at(k + 1).toObject(), y = b.at(k).toObject();
+        QCOMPARE(y.value("index").toInt(), k + 1);
+        QCOMPARE(y.value("expected").toString(), x.value("expected").toString());
+        QCOMPARE(y.value("n_tokens").toInt(), x.value("n_tokens").toInt());
+        QCOMPARE(y.value("output").toString(), x.value("output").toString());
+        QCOMPARE(y.value("answers_expected").toInt(), 1);
+      }
+    }
+    for (const char* bad : {"0", "4", "1,x", ""}) {
+      const CliRun r = runCli(common + QStringList{"--items", bad});
+      QCOMPARE(r.exitCode, 2);
+      QVERIFY2(r.err.contains("--items") && r.err.contains("1..3"), r.err.constData());
+    }
+  }
+
   // freekv@T runs freekv with tau T on the same prefills: tau 1 corrects every checked head, tau 0 only those whose
   // query turned by more than 90 degrees (the random model's queries often do), and the plain label keeps --tau.
   void evalTauSweep() {
