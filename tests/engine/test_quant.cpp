@@ -497,7 +497,7 @@ void TestQuant::matmulMatchesDoubleLoop_data() {
                                                                                                      << false;
     }
   }
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0})
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
     QTest::newRow(qPrintable(QStringLiteral("%1/avx2+vnni").arg(fkv::dtype_name(t)))) << t << cpu::Isa::Avx2 << true;
 }
 

@@ -100,13 +100,19 @@ void matmul_rows(VecDotFn dot, const MatrixView& w, const uint8_t* xq, size_t x_
   }
 }
 
-// The same product with the tiled kernel: each call covers a row tile against up to tile_tokens tokens. Tokens are
+// Bytes of one group of interleaved activations of type xt (Q8_K or Q8_0) for rows of n_cols.
+size_t group_bytes(DType xt, int64_t n_cols) {
+  return xt == DType::Q8_K ? static_cast<size_t>(n_cols / kQK) * sizeof(GroupQ8_K)
+                           : static_cast<size_t>(n_cols / kQ32) * sizeof(GroupQ8_0);
+}
+
+// The same product with the tiled kernel: each call covers a row tile against up to `width` tokens. Tokens are
 // taken in chunks whose encoded rows fit L2, so a row tile re-reads them from cache rather than from memory.
-void matmul_tiles(TileFn tile, const MatrixView& w, const uint8_t* xq, size_t x_stride, int64_t n_tok, float* y,
-                  int64_t ldy, int64_t r0, int64_t r1) {
+// xi, where the kernel takes interleaved activations: their groups, one per `width` tokens.
+void matmul_tiles(TileFn tile, int64_t width, const MatrixView& w, const uint8_t* xq, size_t x_stride,
+                  const uint8_t* xi, int64_t n_tok, float* y, int64_t ldy, int64_t r0, int64_t r1) {
   const size_t w_stride = row_bytes(w.type, w.n_cols);
   const auto* wd = static_cast<const uint8_t*>(w.data);
-  const int64_t width = tile_tokens(w.type);
   const int64_t tok_chunk = std::max<int64_t>(width, static_cast<int64_t>(kTokChunkBytes / x_stride) / width * width);
   for (int64_t tc = 0; tc < n_tok; tc += tok_chunk) {
     const int64_t tc_end = std::min(n_tok, tc + tok_chunk);
@@ -123,6 +129,7 @@ void matmul_tiles(TileFn tile, const MatrixView& w, const uint8_t* xq, size_t x_
         a.n = w.n_cols;
         a.y = y + t * ldy + rt;
         a.ldy = ldy;
+        if (xi != nullptr) a.xi = xi + static_cast<size_t>(t / width) * group_bytes(vec_dot_type(w.type), w.n_cols);
         tile(a);
       }
     }
@@ -208,7 +215,11 @@ float vec_dot(DType t, const void* w, const void* x, int64_t n) {
 size_t matmul_scratch_bytes(DType t, int64_t n_cols, int64_t n_tok) {
   const DType xt = vec_dot_type(t);
   if (xt == DType::F32) return 0;  // f32 partners read x in place
-  return static_cast<size_t>(n_tok) * row_bytes(xt, n_cols) + kScratchAlign;
+  size_t bytes = static_cast<size_t>(n_tok) * row_bytes(xt, n_cols) + kScratchAlign;
+  // Room for the interleaved copy the VNNI tiles read (whether or not this CPU will use them).
+  if (n_tok > 1)
+    bytes += static_cast<size_t>((n_tok + kGroupTokens - 1) / kGroupTokens) * group_bytes(xt, n_cols) + kScratchAlign;
+  return bytes;
 }
 
 void matmul(const MatrixView& w, const float* x, int64_t n_tok, float* y, int64_t ldy, void* scratch,
@@ -229,6 +240,9 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tok, float* y, int64_
     size_t x_stride;
     TileFn tile;
     VecDotFn dot;
+    uint8_t* xi;    // interleaved activations, for a tile of vnni::tile_lanes_fn
+    int64_t width;  // tokens per tile call
+    bool lanes;     // the tile takes interleaved activations
   } job{w,
         x,
         n_tok,
@@ -240,27 +254,53 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tok, float* y, int64_
         nullptr,
         static_cast<size_t>(w.n_cols) * sizeof(float),
         nullptr,
-        nullptr};
+        nullptr,
+        nullptr,
+        tile_tokens(w.type),
+        false};
+  if (job.isa == Isa::Avx2 && n_tok > 1) {
+    if (vnni_active()) {
+      job.tile = vnni::tile_lanes_fn(w.type);
+      if (job.tile != nullptr) {
+        job.width = kGroupTokens;
+        job.lanes = true;
+      }
+    }
+    if (job.tile == nullptr) job.tile = avx2::tile_fn(w.type);
+  }
   if (job.xt != DType::F32) {
     const size_t pad = (kScratchAlign - reinterpret_cast<uintptr_t>(scratch) % kScratchAlign) % kScratchAlign;
     job.enc = static_cast<uint8_t*>(scratch) + pad;
     job.x_stride = row_bytes(job.xt, w.n_cols);
     job.xq = job.enc;
-    pool.parallel_for(n_tok, 1, [&job](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        quantize_row_isa(job.isa, job.xt, job.x + t * job.w.n_cols, job.enc + static_cast<size_t>(t) * job.x_stride,
-                         job.w.n_cols);
+    if (job.lanes) {
+      const uintptr_t end = reinterpret_cast<uintptr_t>(job.enc + static_cast<size_t>(n_tok) * job.x_stride);
+      job.xi = job.enc + static_cast<size_t>(n_tok) * job.x_stride + (kScratchAlign - end % kScratchAlign);
+    }
+    // Each worker encodes whole groups of tokens, and interleaves them where the tile reads them so.
+    pool.parallel_for((n_tok + job.width - 1) / job.width, 1, [&job](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t t0 = g * job.width, t1 = std::min(job.n_tok, t0 + job.width);
+        uint8_t* enc = job.enc + static_cast<size_t>(t0) * job.x_stride;
+        for (int64_t t = t0; t < t1; ++t) {
+          quantize_row_isa(job.isa, job.xt, job.x + t * job.w.n_cols,
+                           job.enc + static_cast<size_t>(t) * job.x_stride, job.w.n_cols);
+        }
+        if (job.xi == nullptr) continue;
+        uint8_t* xi = job.xi + static_cast<size_t>(g) * group_bytes(job.xt, job.w.n_cols);
+        const int n = static_cast<int>(t1 - t0);
+        if (job.xt == DType::Q8_K) {
+          vnni::interleave_q8_k(enc, job.x_stride, n, job.w.n_cols, reinterpret_cast<GroupQ8_K*>(xi));
+        } else {
+          vnni::interleave_q8_0(enc, job.x_stride, n, job.w.n_cols, reinterpret_cast<GroupQ8_0*>(xi));
+        }
       }
     });
-  }
-  if (job.isa == Isa::Avx2 && n_tok > 1) {
-    job.tile = vnni_active() ? vnni::tile_fn(w.type) : nullptr;
-    if (job.tile == nullptr) job.tile = avx2::tile_fn(w.type);
   }
   job.dot = vec_dot_fn(job.isa, w.type);
   pool.parallel_for(w.n_rows, kRowGrain, [&job](int64_t r0, int64_t r1) {
     if (job.tile != nullptr) {
-      matmul_tiles(job.tile, job.w, job.xq, job.x_stride, job.n_tok, job.y, job.ldy, r0, r1);
+      matmul_tiles(job.tile, job.width, job.w, job.xq, job.x_stride, job.xi, job.n_tok, job.y, job.ldy, r0, r1);
     } else {
       matmul_rows(job.dot, job.w, job.xq, job.x_stride, job.n_tok, job.y, job.ldy, r0, r1);
     }

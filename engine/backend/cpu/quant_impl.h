@@ -58,6 +58,24 @@ struct BlockQ8_K {
   int16_t bsums[kQK / 16];  // (16)
 };
 
+// Activations of 16 tokens interleaved for the VNNI K-quant tiles, one per super-block: qs[k][t] holds codes
+// 4k..4k+3 of token t, so one 512-bit load serves a weight's 4 codes to all 16 tokens; bsums[p][t] holds the token's
+// bsums[2p] and bsums[2p+1]; d[t] its scale. A group of fewer tokens repeats its last one. A tile reads a group per
+// block, so with the weights' block unpacked once, one broadcast and one vpdpbusd serve 16 tokens.
+constexpr int kGroupTokens = 16;
+struct GroupQ8_K {
+  int8_t qs[kQK / 4][kGroupTokens][4];
+  int16_t bsums[kQK / 32][kGroupTokens][2];
+  float d[kGroupTokens];
+};
+
+// The same for Q8_0 activations, one per block of 32: sum[t] is the sum of token t's 32 codes.
+struct GroupQ8_0 {
+  int8_t qs[kQ32 / 4][kGroupTokens][4];
+  float d[kGroupTokens];
+  int32_t sum[kGroupTokens];
+};
+
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ5_0) == 22);
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
 static_assert(sizeof(BlockQ8_K) == 292);
@@ -106,12 +124,13 @@ struct TileArgs {
   int64_t n;  // elements per row
   float* y;   // (n_tok, ldy)
   int64_t ldy;
+  const uint8_t* xi;  // the same tokens interleaved, for the kernels of vnni::tile_lanes_fn; else unused
 };
 using TileFn = void (*)(const TileArgs& a);
 // Tokens per tiled-kernel call: the 32-element block types unpack a block once for 16 (measured best of 8, 16 and
 // 32 at a 512-token prefill of a Q5_0-heavy model), the others serve 4.
 constexpr int kQ32TileTokens = 16;
-constexpr int kKTileTokens = 8;  // the K-quants (Q4_K, Q5_K, Q6_K)
+constexpr int kKTileTokens = 8;  // the K-quants (Q4_K, Q5_K, Q6_K); kGroupTokens for vnni::tile_lanes_fn's
 inline int tile_tokens(DType weight) {
   switch (weight) {
     case DType::Q4_0:
@@ -164,7 +183,13 @@ void tile_q6_k(const TileArgs& a);
 
 // Built with the AVX2 flags and AVX-512 VL, BW and VNNI: call only when vnni_active().
 namespace vnni {
-TileFn tile_fn(DType t);  // nullptr where only an AVX2 kernel exists
+// The tiles on interleaved activations (TileArgs::xi: GroupQ8_K for Q4_K and Q6_K, GroupQ8_0 for Q4_0, Q5_0 and
+// Q8_0), kGroupTokens tokens a call; nullptr for a type without one (quant_lanes_vnni.cpp).
+TileFn tile_lanes_fn(DType t);
+// Tokens [0, n_tok) (n_tok <= kGroupTokens) of Q8_K rows x, n elements each, as n / 256 groups.
+void interleave_q8_k(const uint8_t* x, size_t x_stride, int n_tok, int64_t n, GroupQ8_K* out);
+// The same for Q8_0 rows, as n / 32 groups.
+void interleave_q8_0(const uint8_t* x, size_t x_stride, int n_tok, int64_t n, GroupQ8_0* out);
 }  // namespace vnni
 
 }  // namespace fkv::cpu
