@@ -20,12 +20,14 @@ Q_DECLARE_METATYPE(DType)
 
 namespace {
 
-enum class Impl { FastAvx2, FastScalar, Ref };
+enum class Impl { FastAvx2, FastAvx512, FastScalar, Ref };
 
 const char* impl_name(Impl i) {
   switch (i) {
     case Impl::FastAvx2:
       return "avx2";
+    case Impl::FastAvx512:
+      return "avx512";
     case Impl::FastScalar:
       return "scalar";
     case Impl::Ref:
@@ -45,6 +47,30 @@ class IsaScope {
  private:
   cpu::Isa saved_;
 };
+
+// The kernels of one fast implementation for one scope: the ISA, and the AVX-512 ones on or off.
+class ImplScope {
+ public:
+  explicit ImplScope(Impl im)
+      : isa_(im == Impl::FastScalar ? cpu::Isa::Scalar : cpu::Isa::Avx2), saved_vnni_(cpu::vnni_enabled()) {
+    cpu::set_vnni(im == Impl::FastAvx512);
+  }
+  ~ImplScope() { cpu::set_vnni(saved_vnni_); }
+  ImplScope(const ImplScope&) = delete;
+  ImplScope& operator=(const ImplScope&) = delete;
+
+ private:
+  IsaScope isa_;
+  bool saved_vnni_;
+};
+
+// Why this CPU cannot run `im`, or nullptr.
+const char* missing(Impl im) {
+  if ((im == Impl::FastAvx2 || im == Impl::FastAvx512) && cpu::detected_isa() != cpu::Isa::Avx2)
+    return "this CPU has no AVX2/FMA/F16C";
+  if (im == Impl::FastAvx512 && !cpu::vnni_detected()) return "this CPU has no AVX-512 (F, VL, BW, VNNI)";
+  return nullptr;
+}
 
 std::vector<float> uniform(size_t n, float lo, float hi, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -152,7 +178,7 @@ std::vector<float> attend_with(Impl impl, const std::vector<float>& q, const Pag
   if (impl == Impl::Ref) {
     cpu::ref::attend(q.data(), p.views.data(), n, p.type, p.head_dim, scale, lo, hi, out.data());
   } else {
-    const IsaScope isa(impl == Impl::FastAvx2 ? cpu::Isa::Avx2 : cpu::Isa::Scalar);
+    const ImplScope scope(impl);
     cpu::attend(q.data(), p.views.data(), n, p.type, p.head_dim, scale, lo, hi, out.data());
   }
   return out;
@@ -324,13 +350,13 @@ class TestOps : public QObject {
     }
   }
 
-  void attendMatchesDouble_data() { attendRows({Impl::FastAvx2, Impl::FastScalar, Impl::Ref}); }
+  void attendMatchesDouble_data() { attendRows({Impl::FastAvx2, Impl::FastAvx512, Impl::FastScalar, Impl::Ref}); }
   void attendMatchesDouble() {
     QFETCH(DType, kv);
     QFETCH(int, head_dim);
     QFETCH(int, impl);
     const Impl im = static_cast<Impl>(impl);
-    if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) QSKIP("this CPU has no AVX2/FMA/F16C");
+    if (missing(im) != nullptr) QSKIP(missing(im));
     const float scale = 1.f / std::sqrt(static_cast<float>(head_dim));
     const std::vector<float> q = uniform(static_cast<size_t>(head_dim), -2.f, 2.f, 99);
     for (const Scenario& sc : scenarios()) {
@@ -349,14 +375,14 @@ class TestOps : public QObject {
   // The prefill's tiled attention: n_tok consecutive tokens of a GQA group at once, each against the keys up to its
   // own position (and inside its sliding window), over contiguous pages, partial last pages and selected pages with
   // gaps; each output row against the double reference of that token and head alone.
-  void attendCausalMatchesDouble_data() { attendRows({Impl::FastAvx2, Impl::FastScalar}); }
+  void attendCausalMatchesDouble_data() { attendRows({Impl::FastAvx2, Impl::FastAvx512, Impl::FastScalar}); }
   void attendCausalMatchesDouble() {
     QFETCH(DType, kv);
     QFETCH(int, head_dim);
     QFETCH(int, impl);
     const Impl im = static_cast<Impl>(impl);
-    if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) QSKIP("this CPU has no AVX2/FMA/F16C");
-    const IsaScope isa(im == Impl::FastAvx2 ? cpu::Isa::Avx2 : cpu::Isa::Scalar);
+    if (missing(im) != nullptr) QSKIP(missing(im));
+    const ImplScope scope(im);
     const float scale = 1.f / std::sqrt(static_cast<float>(head_dim));
     struct Case {
       const char* name;
@@ -407,7 +433,7 @@ class TestOps : public QObject {
     QFETCH(int, head_dim);
     QFETCH(int, impl);
     const Impl im = static_cast<Impl>(impl);
-    if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) QSKIP("this CPU has no AVX2/FMA/F16C");
+    if (missing(im) != nullptr) QSKIP(missing(im));
     const std::vector<float> q = uniform(static_cast<size_t>(head_dim), -2.f, 2.f, 5);
     const Pages p = make_pages(
         kv, head_dim, {0, 32}, {32, 10}, [](size_t n, uint32_t s) { return uniform(n, -1.f, 1.f, s); },
@@ -431,7 +457,7 @@ class TestOps : public QObject {
     QTest::addColumn<int>("impl");
     for (DType t : {DType::F32, DType::F16, DType::BF16})
       for (int sign : {-1, 0, 1})
-        for (Impl i : {Impl::FastAvx2, Impl::FastScalar, Impl::Ref})
+        for (Impl i : {Impl::FastAvx2, Impl::FastAvx512, Impl::FastScalar, Impl::Ref})
           QTest::addRow("%s sign=%d %s", fkv::dtype_name(t), sign, impl_name(i)) << t << sign << static_cast<int>(i);
   }
   void attendHugeScoresDoNotOverflow() {
@@ -439,7 +465,7 @@ class TestOps : public QObject {
     QFETCH(int, sign);
     QFETCH(int, impl);
     const Impl im = static_cast<Impl>(impl);
-    if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) QSKIP("this CPU has no AVX2/FMA/F16C");
+    if (missing(im) != nullptr) QSKIP(missing(im));
     const int hd = 128;
     // sign +1: every score large positive; -1: every score large negative; 0: both.
     const std::vector<float> q =
@@ -464,8 +490,8 @@ class TestOps : public QObject {
         DType::F16, hd, {0}, {len}, [](size_t n, uint32_t) { return uniform(n, -1.f, 1.f, 81); },
         [](size_t n, uint32_t) { return uniform(n, -1.f, 1.f, 82); });
     const std::vector<double> want = attend_double(q, p, 0.25, 0, len - 1);
-    for (Impl im : {Impl::FastAvx2, Impl::FastScalar, Impl::Ref}) {
-      if (im == Impl::FastAvx2 && cpu::detected_isa() != cpu::Isa::Avx2) continue;
+    for (Impl im : {Impl::FastAvx2, Impl::FastAvx512, Impl::FastScalar, Impl::Ref}) {
+      if (missing(im) != nullptr) continue;
       const double e = max_error(attend_with(im, q, p, 0.25f, 0, len - 1), want);
       // Tolerance 2e-6 as above; 4096 keys of O(1) scores average out, so the error does not grow with the page.
       QVERIFY2(e <= 2e-6,

@@ -19,6 +19,12 @@ void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, f
 void transpose_keys(const float* k, int nb, int hd, float* kt);
 }  // namespace avx2
 
+// The same two tiles with AVX-512 (attention_avx512.cpp): call only where vnni_active().
+namespace avx512 {
+void score_rows_t(const float* q, int n_rows, const float* kt, int nb, int hd, float scale, float* s, int ld);
+void accumulate_block(const float* w, int ld, int n_q, const float* v, int nb, int hd, float* acc);
+}  // namespace avx512
+
 namespace {
 
 constexpr int kBlock = 64;           // most keys scored per online-softmax step
@@ -76,12 +82,18 @@ void score_keys_avx2(const float* q, int n_rows, const float* k, int nb, int hd,
   avx2::transpose_keys(k, nb, hd, kt);
   avx2::score_rows_t(q, n_rows, kt, nb, hd, scale, s, ld);
 }
+void score_keys_avx512(const float* q, int n_rows, const float* k, int nb, int hd, float scale, float* s, int ld,
+                       float* kt) {
+  avx2::transpose_keys(k, nb, hd, kt);
+  avx512::score_rows_t(q, n_rows, kt, nb, hd, scale, s, ld);
+}
 void score_keys_scalar(const float* q, int n_rows, const float* k, int nb, int hd, float scale, float* s, int ld,
                        float* /*kt*/) {
   score_scalar(q, n_rows, k, nb, hd, scale, s, ld);
 }
 
 Kernels kernels() {
+  if (vnni_active()) return {avx2::score_block, avx2::exp_sub_max, avx512::accumulate_block, score_keys_avx512};
   if (active_isa() == Isa::Avx2)
     return {avx2::score_block, avx2::exp_sub_max, avx2::accumulate_block, score_keys_avx2};
   return {score_scalar, exp_sub_max_scalar, accumulate_scalar, score_keys_scalar};
