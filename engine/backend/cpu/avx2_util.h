@@ -1,10 +1,12 @@
-// Helpers shared by the AVX2 kernels (*_avx2.cpp, the only files built with -mavx2 -mfma -mf16c; include it nowhere
-// else).
+// Helpers shared by the AVX2 kernels (*_avx2.cpp). Internal linkage, should a file built for AVX-512 ever include it:
+// such a copy must never be the one an AVX2 file links to. Include it only from files built with at least -mavx2
+// -mfma -mf16c.
 #pragma once
 
 #include <immintrin.h>
 
 namespace fkv::cpu::avx2 {
+namespace {  // NOLINT(google-build-namespaces): see the note above
 
 // The sum of the 8 lanes of v.
 inline float hsum(__m256 v) {
@@ -14,4 +16,5 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+}  // namespace
 }  // namespace fkv::cpu::avx2

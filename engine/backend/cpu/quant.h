@@ -16,9 +16,11 @@ Isa detected_isa();            // what this CPU supports (AVX2 needs avx2 + fma 
 Isa active_isa();              // what the dispatcher uses now (detected unless overridden)
 void set_active_isa(Isa isa);  // tests and benchmarks force Scalar; asking for Avx2 on a CPU without it keeps Scalar
 const char* isa_name(Isa isa);
-// Under Avx2, the tiled int8 dots of Q4_0/Q5_0/Q8_0 use AVX-512 VNNI (with VL and BW) where the CPU has it.
+// Under Avx2, prefill's tiled int8 dots and attention use AVX-512 (F, VL, BW and VNNI) where the CPU has it.
 bool vnni_detected();
-bool vnni_active();       // detected, Avx2 active, and not turned off (FKV_VNNI=0 in the environment, set_vnni)
+// AVX-512 F, VL, BW and VNNI detected, Avx2 active, and not turned off (FKV_VNNI=0 in the environment, set_vnni):
+// the VNNI matmul tiles and the AVX-512 attention tiles run.
+bool vnni_active();
 void set_vnni(bool on);   // tests compare both; on is ignored where not detected
 bool vnni_enabled();      // the switch set_vnni sets
 const char* active_isa_label();  // "scalar", "avx2" or "avx2+vnni"

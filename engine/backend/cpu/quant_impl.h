@@ -80,6 +80,10 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
 static_assert(sizeof(BlockQ8_K) == 292);
 
+// Internal linkage: files built for AVX2 and for AVX-512 include these, and a copy the compiler vectorised for AVX-512
+// must never be the one the linker keeps for the others.
+namespace {  // NOLINT(google-build-namespaces)
+
 // The 6-bit scales and mins of Q4_K/Q5_K sub-block j (0..7).
 inline void unpack_k_scales(const uint8_t* s, uint8_t* sc, uint8_t* m) {  // s (12), sc (8), m (8)
   for (int j = 0; j < 4; ++j) {
@@ -109,6 +113,8 @@ inline float inverse_or_zero(float d) {
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   return std::isfinite(id) ? id : 0.0f;
 }
+
+}  // namespace
 
 using VecDotFn = float (*)(const void* w, const void* x, int64_t n);
 
