@@ -5,6 +5,8 @@
 #
 # usage: scripts/bench_peer.sh [options]
 #   -m, --model GGUF       default: the installed Qwen2.5-Coder-0.5B-Instruct Q4_K_M
+#   --synthetic SHAPE      instead: a model freekv generates (`freekv bench --synthetic SHAPE --save-model`), written
+#                          to a temporary file both engines load, e.g. tinyllama-q8_0 (1.1 GB)
 #   -t, --threads N        compute threads for both engines (default 2)
 #   --prefill LIST         prompt lengths for prefill, comma-separated (default 512,8192)
 #   --contexts LIST        context lengths before decoding, comma-separated (default 0,4096,16384)
@@ -25,11 +27,12 @@ venv=${FKV_PEER_VENV:-$HOME/.cache/freekv-peer-venv}
 freekv=${FREEKV:-build/release/app/freekv}
 model=${HOME}/.local/share/freekv-desk/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 peer_opts="" threads=2 prefill=512,8192 contexts=0,4096,16384 decode_tokens=32
-ppl_file=/usr/share/common-licenses/GPL-3 ppl_ctx=512 out="" setup_only=0
+ppl_file=/usr/share/common-licenses/GPL-3 ppl_ctx=512 out="" setup_only=0 synthetic=""
 
 while [ $# -gt 0 ]; do
   case $1 in
     -m|--model) model=$2; shift 2 ;;
+    --synthetic) synthetic=$2; shift 2 ;;
     -t|--threads) threads=$2; shift 2 ;;
     --prefill) prefill=$2; shift 2 ;;
     --contexts) contexts=$2; shift 2 ;;
@@ -68,10 +71,18 @@ setup_venv
 [ "$setup_only" = 1 ] && exit 0
 
 [ -x "$freekv" ] || { echo "bench_peer.sh: no $freekv; build it first: cmake --build --preset release --target freekv" >&2; exit 1; }
+results=$(mktemp)
+synth_dir=""
+trap 'rm -f "$results"; [ -z "$synth_dir" ] || rm -rf "$synth_dir"' EXIT
+if [ -n "$synthetic" ]; then
+  synth_dir=$(mktemp -d)
+  model=$synth_dir/$synthetic.gguf
+  echo "writing the synthetic model $synthetic to $model" >&2
+  "$freekv" bench --synthetic "$synthetic" --save-model "$model" --prompt-tokens 0 --decode-tokens 1 -t "$threads" \
+    > /dev/null
+fi
 [ -f "$model" ] || { echo "bench_peer.sh: no model at $model (./scripts/setup.sh installs it)" >&2; exit 1; }
 read -ra peer_extra <<< "$peer_opts"
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
 
 peer() {  # peer SUBCOMMAND ARGS...: the llama.cpp driver with --peer-opts after the subcommand's own arguments
   "$venv/bin/python" scripts/peer_llamacpp.py "$@" "${peer_extra[@]}"

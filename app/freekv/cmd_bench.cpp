@@ -30,6 +30,8 @@ const OptionSpec kBenchOwnOptions[] = {
     {"--synthetic", "", "SHAPE", "benchmark a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3, "
                                         "llama31-8b-bf16 (16 GB)"},
     {"--vocab", "", "PATH", "vocabulary GGUF for --synthetic (default: $FKV_VOCAB, else shared/vocab/llama-spm.gguf)"},
+    {"--save-model", "", "PATH",
+     "with --synthetic: write the generated GGUF to PATH and keep it, so another engine can run the same file"},
     {"--prompt-tokens", "", "N", "prefill: tokens evaluated (default 512; 0 skips the test)"},
     {"--context", "", "N", "decode: tokens in the context before decoding starts (default 0)"},
     {"--decode-tokens", "", "N", "decode: tokens evaluated one at a time (default 64; 0 skips the test)"},
@@ -320,7 +322,9 @@ int run_bench(std::span<char* const> args) {
   if (!o.ok()) return usage_fail("bench: " + o.message());
   if (fkv::Status s = apply_isa(o->isa); !s.ok()) return fail(s.message());
   TempDir tmp;
-  fkv::Result<std::string> path = prepare_model(o->model_path, o->synthetic, o->vocab, tmp);
+  const std::string save = parsed->value("--save-model").value_or("");
+  if (!save.empty() && o->synthetic.empty()) return usage_fail("bench: --save-model needs --synthetic SHAPE");
+  fkv::Result<std::string> path = prepare_model(o->model_path, o->synthetic, o->vocab, tmp, save);
   if (!path.ok()) return fail(path.message());
   fkv::Result<BenchReport> r = run_benchmark(*o, *path);
   if (!r.ok()) return fail(r.message());

@@ -161,12 +161,15 @@ TempDir::~TempDir() {
 }
 
 fkv::Result<std::string> prepare_model(const std::string& model_path, const std::string& synthetic,
-                                       const std::string& vocab, TempDir& tmp) {
+                                       const std::string& vocab, TempDir& tmp, const std::string& keep_path) {
   if (synthetic.empty()) return model_path;
   FKV_ASSIGN_OR_RETURN(fkv::SyntheticModelSpec spec, synthetic_shape(synthetic));
   FKV_ASSIGN_OR_RETURN(spec.vocab_path, find_vocab(vocab));
-  FKV_ASSIGN_OR_RETURN(tmp.path, make_temp_dir());
-  const std::string path = tmp.path + "/" + synthetic + ".gguf";
+  std::string path = keep_path;
+  if (path.empty()) {
+    FKV_ASSIGN_OR_RETURN(tmp.path, make_temp_dir());
+    path = tmp.path + "/" + synthetic + ".gguf";
+  }
   FKV_TRY(write_synthetic_in_child(spec, path));
   return path;
 }

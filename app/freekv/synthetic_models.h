@@ -37,8 +37,8 @@ struct TempDir {
 fkv::Result<std::string> make_temp_dir();
 
 // The model a command runs: `model_path` when `synthetic` is empty, else the named synthetic shape written into a fresh
-// folder held by `tmp` (vocabulary from find_vocab(vocab)).
+// folder held by `tmp` (vocabulary from find_vocab(vocab)), or to `keep_path` where one is given, which outlives it.
 fkv::Result<std::string> prepare_model(const std::string& model_path, const std::string& synthetic,
-                                       const std::string& vocab, TempDir& tmp);
+                                       const std::string& vocab, TempDir& tmp, const std::string& keep_path = "");
 
 }  // namespace freekv

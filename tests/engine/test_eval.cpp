@@ -1,10 +1,12 @@
 // Long-context evaluation: generated tasks (deterministic, sized to the target, needles where they belong), the
 // fidelity comparison of a policy with full attention, and the `freekv eval` / `freekv bench --policy` commands.
+#include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QProcess>
 #include <QRegularExpression>
+#include <QTemporaryDir>
 #include <QtTest>
 
 #include <cmath>
@@ -487,6 +489,23 @@ class TestEval : public QObject {
     QCOMPARE(badTask.exitCode, 2);
     QVERIFY(badTask.err.contains("chess"));
     QCOMPARE(badTask.err.count('\n'), 1);
+  }
+
+  // --save-model keeps the generated GGUF, which another engine (or freekv -m) then loads as a file.
+  void benchSavesTheSyntheticModel() {
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const QString path = dir.filePath("tiny.gguf");
+    const CliRun r = runCli({"bench", "--synthetic", "tiny-llama", "--save-model", path, "--prompt-tokens", "0",
+                             "--decode-tokens", "1", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    QVERIFY(QFileInfo(path).size() > 0);
+    const CliRun again = runCli({"bench", "-m", path, "--prompt-tokens", "16", "--decode-tokens", "1", "--json"});
+    QVERIFY2(again.exitCode == 0, again.err.constData());
+    QCOMPARE(parseObject(again.out).value("model_file_bytes").toDouble(), static_cast<double>(QFileInfo(path).size()));
+    const CliRun noShape = runCli({"bench", "-m", path, "--save-model", dir.filePath("x.gguf")});
+    QCOMPARE(noShape.exitCode, 2);
+    QVERIFY2(noShape.err.contains("--synthetic"), noShape.err.constData());
   }
 
   void benchReportsPolicy() {
