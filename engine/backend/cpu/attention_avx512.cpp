@@ -13,7 +13,11 @@ namespace {
 
 constexpr int kLd = 64;  // kt's row: a block of keys
 
-__mmask16 first_lanes(int n) { return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1); }
+// The first n lanes (none for n <= 0: a tile's second vector may lie wholly past a short block).
+__mmask16 first_lanes(int n) {
+  if (n <= 0) return 0;
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+}
 
 // Rows r..r+R-1 against keys j..j+16V-1 (kt columns; those from nb on are computed and dropped): R x V
 // accumulators, each step over d loads V key vectors and broadcasts R query elements.
