@@ -78,22 +78,35 @@ namespace {
 template <int R, int V>
 void score_tile(const float* q, int r, const float* kt, int j, int nb, int hd, __m256 vs, float* s, int ld) {
   constexpr int kLd = 64;
+  // Unrolled explicitly: left to itself GCC kept the accumulators on the stack, a store and a load per FMA.
   __m256 a[R][V];
-  for (auto& row : a)
-    for (auto& x : row) x = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) a[i][v] = _mm256_setzero_ps();
   const float* q0 = q + static_cast<size_t>(r) * hd;
   for (int d = 0; d < hd; ++d) {
     __m256 k[V];
+#pragma GCC unroll 2
     for (int v = 0; v < V; ++v) k[v] = _mm256_loadu_ps(kt + d * kLd + j + 8 * v);
+#pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const __m256 b = _mm256_broadcast_ss(q0 + i * hd + d);
+#pragma GCC unroll 2
       for (int v = 0; v < V; ++v) a[i][v] = _mm256_fmadd_ps(b, k[v], a[i][v]);
     }
   }
+#pragma GCC unroll 4
   for (int i = 0; i < R; ++i) {
-    alignas(32) float tmp[8 * V];
-    for (int v = 0; v < V; ++v) _mm256_store_ps(tmp + 8 * v, _mm256_mul_ps(a[i][v], vs));
     float* si = s + (r + i) * ld + j;
+    if (j + 8 * V <= nb) {
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v) _mm256_storeu_ps(si + 8 * v, _mm256_mul_ps(a[i][v], vs));
+      continue;
+    }
+    alignas(32) float tmp[8 * V];
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) _mm256_store_ps(tmp + 8 * v, _mm256_mul_ps(a[i][v], vs));
     for (int c = 0; c < 8 * V && j + c < nb; ++c) si[c] = tmp[c];
   }
 }
