@@ -113,6 +113,7 @@ void matmul_tiles(TileFn tile, int64_t width, const MatrixView& w, const uint8_t
                   const uint8_t* xi, int64_t n_tok, float* y, int64_t ldy, int64_t r0, int64_t r1) {
   const size_t w_stride = row_bytes(w.type, w.n_cols);
   const auto* wd = static_cast<const uint8_t*>(w.data);
+  const size_t xi_group = xi != nullptr ? group_bytes(vec_dot_type(w.type), w.n_cols) : 0;
   const int64_t tok_chunk = std::max<int64_t>(width, static_cast<int64_t>(kTokChunkBytes / x_stride) / width * width);
   for (int64_t tc = 0; tc < n_tok; tc += tok_chunk) {
     const int64_t tc_end = std::min(n_tok, tc + tok_chunk);
@@ -129,7 +130,7 @@ void matmul_tiles(TileFn tile, int64_t width, const MatrixView& w, const uint8_t
         a.n = w.n_cols;
         a.y = y + t * ldy + rt;
         a.ldy = ldy;
-        if (xi != nullptr) a.xi = xi + static_cast<size_t>(t / width) * group_bytes(vec_dot_type(w.type), w.n_cols);
+        if (xi != nullptr) a.xi = xi + static_cast<size_t>(t / width) * xi_group;
         tile(a);
       }
     }

@@ -10,6 +10,7 @@
 #include "backend/cpu/avx2_util.h"
 #include "backend/cpu/quant.h"
 #include "backend/cpu/quant_impl.h"
+#include "backend/cpu/unpack_q32.h"
 
 namespace fkv::cpu::avx2 {
 
@@ -129,8 +130,6 @@ void rows_q6_k(const TileArgs& a) {
   constexpr int G = NT / W;
   const BlockQ8_K* xt[NT];
   token_rows<NT>(a, xt);
-  const __m256i m4 = _mm256_set1_epi8(0xF);
-  const __m256i m3 = _mm256_set1_epi8(0x30);
   for (int64_t r = 0; r < a.n_rows; ++r) {
     const auto* wb = reinterpret_cast<const BlockQ6_K*>(a.w + r * a.w_stride);
     __m256 acc[G];
@@ -140,16 +139,8 @@ void rows_q6_k(const TileArgs& a) {
       __m256i s[NT];
       for (auto& v : s) v = _mm256_setzero_si256();
       for (int n = 0; n < 2; ++n) {
-        const __m256i ql0 = load256(wb[b].ql + 64 * n);
-        const __m256i ql1 = load256(wb[b].ql + 64 * n + 32);
-        const __m256i qh = load256(wb[b].qh + 32 * n);
-        // codes 0..63 for elements 128n + [0,32), [32,64), [64,96), [96,128): low nibble | two high bits << 4
-        const __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3)),
-            _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m3)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3))};
+        __m256i q[4];
+        q32::q6_k_codes(wb[b], n, q);
         for (int k = 0; k < 4; ++k) {
           const __m256i scale = pair_scales(sc16, 8 * n + 2 * k);
           for (int t = 0; t < NT; ++t) {

@@ -202,8 +202,6 @@ void tile_q4_k(const TileArgs& a) { by_rows<2, rows_q4_k<2>, rows_q4_k<1>>(a); }
 template <int NR>
 void rows_q6_k(const TileArgs& a, int64_t r) {
   const auto* xg = reinterpret_cast<const GroupQ8_K*>(a.xi);
-  const __m256i m4 = _mm256_set1_epi8(0xF);
-  const __m256i m3 = _mm256_set1_epi8(0x30);
   const BlockQ6_K* wb[NR];
   for (int i = 0; i < NR; ++i) wb[i] = reinterpret_cast<const BlockQ6_K*>(a.w + (r + i) * a.w_stride);
   __m512 acc[NR];
@@ -212,15 +210,9 @@ void rows_q6_k(const TileArgs& a, int64_t r) {
     alignas(32) uint8_t codes[NR][kQK];  // 0..63, element order
     for (int i = 0; i < NR; ++i) {
       for (int n = 0; n < 2; ++n) {
-        const __m256i ql0 = load256(wb[i][b].ql + 64 * n);
-        const __m256i ql1 = load256(wb[i][b].ql + 64 * n + 32);
-        const __m256i qh = load256(wb[i][b].qh + 32 * n);
-        uint8_t* c = codes[i] + 128 * n;
-        store256(c, _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3)));
-        store256(c + 32, _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3)));
-        store256(c + 64, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m3)));
-        store256(c + 96, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3)));
+        __m256i q[4];
+        q32::q6_k_codes(wb[i][b], n, q);
+        for (int k = 0; k < 4; ++k) store256(codes[i] + 128 * n + 32 * k, q[k]);
       }
     }
     asm volatile("" ::: "memory");  // broadcasts from memory, as in rows_q4_k
@@ -232,8 +224,10 @@ void rows_q6_k(const TileArgs& a, int64_t r) {
       __m512i s[NR][8];  // per group of 16
       dot_spans<NR, 4>(s, codes, g.qs, 128 * h, 16);
       for (int i = 0; i < NR; ++i) {
-        for (int j = 0; j < 8; ++j)
-          sumi[i] = _mm512_add_epi32(sumi[i], _mm512_mullo_epi32(s[i][j], _mm512_set1_epi32(wb[i][b].scales[8 * h + j])));
+        for (int j = 0; j < 8; ++j) {
+          const __m512i sc = _mm512_set1_epi32(wb[i][b].scales[8 * h + j]);
+          sumi[i] = _mm512_add_epi32(sumi[i], _mm512_mullo_epi32(s[i][j], sc));
+        }
       }
     }
     const __m512 xd = _mm512_loadu_ps(g.d);

@@ -1,6 +1,7 @@
 // The weight blocks of Q4_0, Q5_0 and Q8_0 as 32 int8 values in a 256-bit register, for the kernels of tile_q32.h
-// and quant_lanes_vnni.cpp. Internal linkage throughout, as in tile_q32.h: the files that include it are built for
-// different instruction sets. Include it only from files built with at least -mavx2 -mfma -mf16c.
+// and quant_lanes_vnni.cpp; and Q6_K's codes, for quant_k_avx2.cpp and quant_lanes_vnni.cpp. Internal linkage
+// throughout, as in tile_q32.h: the files that include it are built for different instruction sets. Include it only
+// from files built with at least -mavx2 -mfma -mf16c.
 #pragma once
 
 #include <immintrin.h>
@@ -49,6 +50,21 @@ struct UnpackQ5_0 {
   }
   static __m256i load(const uint8_t* b) { return _mm256_sub_epi8(codes(b), _mm256_set1_epi8(16)); }
 };
+
+// Q6_K's codes 0..63 of elements 128n + [0,32), [32,64), [64,96), [96,128) (n = 0, 1): low nibble | two high
+// bits << 4. Inline: not every file that includes this header calls it.
+inline void q6_k_codes(const BlockQ6_K& b, int n, __m256i* q) {
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  const __m256i m3 = _mm256_set1_epi8(0x30);
+  const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * n));
+  const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * n + 32));
+  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * n));
+  q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3));
+  q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m3));
+  q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
+}
 
 }  // namespace
 }  // namespace fkv::cpu::q32
