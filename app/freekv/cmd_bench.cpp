@@ -100,6 +100,8 @@ struct BenchReport {
   std::string speculation;            // freekv: "inline" or "background"
   uint64_t file_bytes = 0, weight_bytes = 0;
   int n_threads = 0, n_ctx = 0;
+  std::string weights;  // "huge pages" (an anonymous copy) or "mapped"
+  double load_s = 0;    // Model::load: parsing, and with the copy, reading the whole file
   Samples prefill, decode;
   double peak_rss_mib = 0;
   fkv::RetrievalStats stats;  // summed over the timed decode runs
@@ -177,7 +179,11 @@ double peak_rss_mib() {
 }
 
 fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string& path) {
-  FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Model> model, fkv::Model::load(path));
+  const fkv::Clock::time_point t_load = fkv::Clock::now();
+  const fkv::FileBacking backing =
+      o.retrieval.backend == fkv::Backend::cuda ? fkv::FileBacking::Map : fkv::default_weight_backing();
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Model> model, fkv::Model::load(path, {}, backing));
+  const double load_s = fkv::seconds_since(t_load);
   fkv::ContextParams cp = o.retrieval;
   cp.n_ctx = std::max({o.n_prompt, o.depth + o.n_decode, 1});
   cp.n_batch = o.n_batch;
@@ -229,6 +235,8 @@ fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string&
   r.backend_note = ctx->backend().note;
   r.kv_type = fkv::dtype_name(o.kv_type);
   r.peak_rss_mib = peak_rss_mib();
+  r.weights = model->weights_copied() ? "huge pages" : "mapped";
+  r.load_s = load_s;
   return r;
 }
 
@@ -237,6 +245,7 @@ void print_report_text(const BenchOptions& o, const BenchReport& r) {
               format_bytes(r.file_bytes).c_str(), format_bytes(r.weight_bytes).c_str());
   std::printf("setup       %d threads, isa %s, KV %s, context %d, batch %d, %d run(s)\n", r.n_threads, r.isa.c_str(),
               r.kv_type.c_str(), r.n_ctx, o.n_batch, o.n_repeat);
+  std::printf("weights     %s, loaded in %.2f s\n", r.weights.c_str(), r.load_s);
   const bool freekv = o.retrieval.policy == fkv::Policy::freekv;
   std::printf("policy      %s, budget %s%s%s\n", fkv::policy_name(o.retrieval.policy),
               budget_summary(o.retrieval).c_str(), freekv ? ", speculation " : "", freekv ? r.speculation.c_str() : "");
@@ -260,7 +269,7 @@ void print_report_json(const BenchOptions& o, const BenchReport& r) {
   j.begin_object();
   j.key("model").value(r.model).key("architecture").value(r.architecture);
   j.key("synthetic").value(o.synthetic).key("model_file_bytes").value(r.file_bytes);
-  j.key("weight_bytes").value(r.weight_bytes);
+  j.key("weight_bytes").value(r.weight_bytes).key("weights").value(r.weights).key("load_s").value(r.load_s);
   j.key("threads").value(r.n_threads).key("isa").value(r.isa).key("kv_type").value(r.kv_type);
   j.key("backend").value(r.backend).key("backend_note").value(r.backend_note);
   j.key("speculation").value(r.speculation);

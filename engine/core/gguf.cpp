@@ -491,8 +491,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(const uint8_t* data, size_t si
   return f;
 }
 
-Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
-  FKV_ASSIGN_OR_RETURN(MappedFile map, MappedFile::open(path));
+Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path, FileBacking backing) {
+  FKV_ASSIGN_OR_RETURN(MappedFile map, MappedFile::open(path, backing));
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> f, parse(map.data(), map.size(), path));
   f->map_ = std::move(map);  // the views in kv_ and tensors_ point into this mapping, which moving keeps in place
   return f;

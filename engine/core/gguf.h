@@ -66,13 +66,14 @@ class GgufFile {
  public:
   // Maps and parses `path`. Errors: "model.gguf: not a GGUF file (magic 'PK..')", "...: tensor 'x' extends past end of
   // file".
-  static Result<std::unique_ptr<GgufFile>> open(const std::string& path);
+  static Result<std::unique_ptr<GgufFile>> open(const std::string& path, FileBacking backing = FileBacking::Map);
   // Parses a buffer the caller keeps alive (fuzzing, tests). `label` names it in errors.
   static Result<std::unique_ptr<GgufFile>> parse(const uint8_t* data, size_t size, std::string label);
 
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
   size_t file_size() const { return size_; }
+  bool copied() const { return map_.copied(); }  // opened as an anonymous copy (FileBacking::HugePages)
   const uint8_t* file_data() const { return data_; }
   // Where the tensor data section starts: bytes before it are the header, metadata and tensor infos.
   size_t data_offset() const { return data_offset_; }

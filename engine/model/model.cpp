@@ -1,5 +1,8 @@
 #include "model/model.h"
 
+#include <cstdlib>
+#include <string_view>
+
 #include "tokenizer/tokenizer.h"
 
 namespace fkv {
@@ -96,10 +99,16 @@ size_t matrix_bytes(const cpu::MatrixView& m) { return static_cast<size_t>(m.n_r
 
 Model::~Model() = default;
 
-Result<std::unique_ptr<Model>> Model::load(const std::string& path, const RopeOverride& rope) {
+FileBacking default_weight_backing() {
+  const char* env = std::getenv("FKV_WEIGHTS");
+  if (env != nullptr && std::string_view(env) == "map") return FileBacking::Map;
+  return huge_pages_available() ? FileBacking::HugePages : FileBacking::Map;
+}
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const RopeOverride& rope, FileBacking backing) {
   std::unique_ptr<Model> m(new Model());
   m->path_ = path;
-  FKV_ASSIGN_OR_RETURN(m->gguf_, GgufFile::open(path));
+  FKV_ASSIGN_OR_RETURN(m->gguf_, GgufFile::open(path, backing));
   FKV_ASSIGN_OR_RETURN(m->config_, ModelConfig::from_gguf(*m->gguf_));
   FKV_TRY(m->config_.apply_rope_override(rope));
   FKV_ASSIGN_OR_RETURN(m->weights_, bind_weights(*m->gguf_, m->config_));

@@ -19,18 +19,27 @@ class Tokenizer;
 using LayerWeights = LayerTensors<cpu::MatrixView>;
 using ModelWeights = ModelTensors<cpu::MatrixView>;
 
+// How CPU inference holds the weights: copied into huge pages where the kernel offers them (decode streams every
+// weight once per token, and the huge pages' TLB reach makes that stream faster), else mapped. FKV_WEIGHTS=map keeps
+// the plain mapping (less load time, and the page cache's copy shared between processes).
+FileBacking default_weight_backing();
+
 class Model {
  public:
   ~Model();
   // Maps, validates (every tensor present with the shape the config implies; F32 for norms and biases) and builds the
-  // tokenizer. `rope` replaces the file's RoPE scaling (ModelConfig::apply_rope_override).
-  static Result<std::unique_ptr<Model>> load(const std::string& path, const RopeOverride& rope = {});
+  // tokenizer. `rope` replaces the file's RoPE scaling (ModelConfig::apply_rope_override). `backing`: how the file is
+  // held (default_weight_backing() unless the weights go to a GPU, where the host copy would only cost time).
+  static Result<std::unique_ptr<Model>> load(const std::string& path, const RopeOverride& rope = {},
+                                             FileBacking backing = default_weight_backing());
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const GgufFile& gguf() const { return *gguf_; }
   const std::string& path() const { return path_; }
+  // Whether the weights are an anonymous copy in huge pages rather than a mapping of the file.
+  bool weights_copied() const { return gguf_->copied(); }
   // Bytes of weights read per decoded token (every matrix once; the embedding row is negligible).
   size_t weight_bytes() const;
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/gguf.h"
+#include "core/mmap_file.h"
 #include "model/gguf_writer.h"
 #include "model/model.h"
 #include "model/synthetic.h"
@@ -224,8 +225,8 @@ const std::vector<BrokenCase>& broken_cases() {
   return cases;
 }
 
-QString loadError(const QString& path) {
-  auto m = fkv::Model::load(path.toStdString());
+QString loadError(const QString& path, fkv::FileBacking backing = fkv::FileBacking::Map) {
+  auto m = fkv::Model::load(path.toStdString(), {}, backing);
   return m.ok() ? QString() : QString::fromStdString(m.message());
 }
 
@@ -358,6 +359,57 @@ class TestModelLoad : public QObject {
                                                   .arg(msg.count(path))));
   }
 
+  // The huge-page copy is read on several threads in parts; a file of a few parts with a ragged end, holding a
+  // pattern that differs at every offset, must come back byte for byte as the mapping shows it.
+  void copyHoldsTheFileBytes() {
+    const size_t n = (size_t{64} << 20) * 3 + 12345;
+    const QString path = fkvtest::tempDir() + "/pattern.bin";
+    {
+      std::vector<uint32_t> words((n + 3) / 4);
+      uint32_t x = 2463534242u;
+      for (uint32_t& w : words) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        w = x;
+      }
+      QFile out(path);
+      QVERIFY(out.open(QIODevice::WriteOnly));
+      QCOMPARE(out.write(reinterpret_cast<const char*>(words.data()), static_cast<qint64>(n)), static_cast<qint64>(n));
+    }
+    auto mapped = fkv::MappedFile::open(path.toStdString(), fkv::FileBacking::Map);
+    auto copied = fkv::MappedFile::open(path.toStdString(), fkv::FileBacking::HugePages);
+    QVERIFY2(mapped.ok() && copied.ok(), qPrintable(QString::fromStdString(copied.message())));
+    QVERIFY(!mapped->copied() && copied->copied());
+    QCOMPARE(copied->size(), n);
+    QVERIFY2(reinterpret_cast<uintptr_t>(copied->data()) % (size_t{2} << 20) == 0, "the copy starts on a huge page");
+    QVERIFY2(std::memcmp(mapped->data(), copied->data(), n) == 0, "the copy differs from the file");
+    QFile::remove(path);
+    const QString empty = fkvtest::tempDir() + "/empty.bin";
+    QFile e(empty);
+    QVERIFY(e.open(QIODevice::WriteOnly));
+    e.close();
+    auto none = fkv::MappedFile::open(empty.toStdString(), fkv::FileBacking::HugePages);
+    QVERIFY(none.ok() && none->size() == 0 && none->data() == nullptr);
+    auto missing = fkv::MappedFile::open((fkvtest::tempDir() + "/missing.bin").toStdString(), fkv::FileBacking::HugePages);
+    QVERIFY(!missing.ok() && missing.message().find("missing.bin") != std::string::npos);
+  }
+
+  // A model held as the copy computes exactly what the mapped one does.
+  void copiedWeightsGiveTheSameLogits() {
+    std::vector<float> logits[2];
+    for (fkv::FileBacking b : {fkv::FileBacking::Map, fkv::FileBacking::HugePages}) {
+      auto m = fkv::Model::load(basePath(Arch::Qwen2).toStdString(), {}, b);
+      QVERIFY2(m.ok(), qPrintable(QString::fromStdString(m.message())));
+      QCOMPARE((*m)->weights_copied(), b == fkv::FileBacking::HugePages);
+      auto ctx = fkv::Context::create(**m, smallParams());
+      QVERIFY2(ctx.ok(), qPrintable(QString::fromStdString(ctx.message())));
+      std::vector<float>& out = logits[b == fkv::FileBacking::Map ? 0 : 1];
+      out.resize(static_cast<size_t>(kVocab));
+      const int32_t tokens[] = {1, 17, 42, 99, 5};
+      QVERIFY((*ctx)->eval(tokens, fkv::LogitsMode::Last, out).ok());
+    }
+    QVERIFY2(logits[0] == logits[1], "the copied weights changed the logits");
+  }
+
   void truncatedFilesFail() {
     QFile in(basePath(Arch::Llama));
     QVERIFY2(in.open(QIODevice::ReadOnly), "cannot read the base file");
@@ -368,9 +420,11 @@ class TestModelLoad : public QObject {
       QFile out(path);
       QVERIFY2(out.open(QIODevice::WriteOnly) && out.write(all.left(cut)) == cut, "cannot write the truncated file");
       out.close();
-      const QString msg = loadError(path);
-      QVERIFY2(!msg.isEmpty(), qPrintable(QString("a file cut to %1 of %2 bytes loaded").arg(cut).arg(all.size())));
-      QVERIFY2(msg.count(path) == 1, qPrintable(QString("message '%1' does not name the file once").arg(msg)));
+      for (fkv::FileBacking b : {fkv::FileBacking::Map, fkv::FileBacking::HugePages}) {
+        const QString msg = loadError(path, b);
+        QVERIFY2(!msg.isEmpty(), qPrintable(QString("a file cut to %1 of %2 bytes loaded").arg(cut).arg(all.size())));
+        QVERIFY2(msg.count(path) == 1, qPrintable(QString("message '%1' does not name the file once").arg(msg)));
+      }
     }
     QVERIFY2(!loadError(fkvtest::tempDir() + "/does-not-exist.gguf").isEmpty(), "a missing file loaded");
   }
