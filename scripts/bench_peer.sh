@@ -11,6 +11,10 @@
 #   --prefill LIST         prompt lengths for prefill, comma-separated (default 512,8192)
 #   --contexts LIST        context lengths before decoding, comma-separated (default 0,4096,16384)
 #   --decode-tokens N      tokens decoded one at a time per decode test (default 32)
+#   --rounds N             run the speed tests N times, each round a pair per test with the engines' order
+#                          alternating; the table shows medians and the median and range of the per-round ratios
+#                          (default 1). A shared machine's memory bandwidth moves by a tenth from run to run, which
+#                          one pair cannot tell from a difference between the engines.
 #   --ppl-file FILE        text for the perplexity test (default /usr/share/common-licenses/GPL-3; "" skips it)
 #   --ppl-ctx N            perplexity chunk length (default 512)
 #   --peer-opts "OPTS"     extra options for scripts/peer_llamacpp.py (e.g. "--flash-attn off" or "--no-extra-bufts")
@@ -26,7 +30,7 @@ LLAMA_CPP_PYTHON_VERSION=0.3.36
 venv=${FKV_PEER_VENV:-$HOME/.cache/freekv-peer-venv}
 freekv=${FREEKV:-build/release/app/freekv}
 model=${HOME}/.local/share/freekv-desk/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
-peer_opts="" threads=2 prefill=512,8192 contexts=0,4096,16384 decode_tokens=32
+peer_opts="" threads=2 prefill=512,8192 contexts=0,4096,16384 decode_tokens=32 rounds=1
 ppl_file=/usr/share/common-licenses/GPL-3 ppl_ctx=512 out="" setup_only=0 synthetic=""
 
 while [ $# -gt 0 ]; do
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
     --prefill) prefill=$2; shift 2 ;;
     --contexts) contexts=$2; shift 2 ;;
     --decode-tokens) decode_tokens=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --ppl-file) ppl_file=$2; shift 2 ;;
     --ppl-ctx) ppl_ctx=$2; shift 2 ;;
     --peer-opts) peer_opts=$2; shift 2 ;;
@@ -89,28 +94,45 @@ peer() {  # peer SUBCOMMAND ARGS...: the llama.cpp driver with --peer-opts after
 }
 
 # One test, both engines back to back, so both see the same load on the machine.
+round=1
 record() {  # record TEST ENGINE COMMAND...
   local test=$1 engine=$2; shift 2
   local shown="$*"
   [ "$1" = peer ] && shown="scripts/peer_llamacpp.py ${*:2} $peer_opts"
-  echo "$engine, $test: $shown" >&2
-  "$@" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["test"]=sys.argv[1]; r["engine"]=sys.argv[2]; r["command"]=sys.argv[3]; print(json.dumps(r))' \
-    "$test" "$engine" "$shown" >> "$results"
+  echo "$engine, $test, round $round: $shown" >&2
+  "$@" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["test"]=sys.argv[1]; r["engine"]=sys.argv[2]; r["command"]=sys.argv[3]; r["round"]=int(sys.argv[4]); print(json.dumps(r))' \
+    "$test" "$engine" "$shown" "$round" >> "$results"
+}
+
+pair() {  # pair TEST FREEKV-ARGS... -- PEER-ARGS...: both engines, freekv first in odd rounds
+  local test=$1; shift
+  local fargs=() pargs=()
+  while [ "$1" != -- ]; do fargs+=("$1"); shift; done
+  shift
+  pargs=("$@")
+  if (( round % 2 == 1 )); then
+    record "$test" freekv "$freekv" "${fargs[@]}"
+    record "$test" llama.cpp peer "${pargs[@]}"
+  else
+    record "$test" llama.cpp peer "${pargs[@]}"
+    record "$test" freekv "$freekv" "${fargs[@]}"
+  fi
 }
 
 "$venv/bin/python" scripts/peer_llamacpp.py info >&2
 IFS=, read -ra prefill_list <<< "$prefill"
 IFS=, read -ra context_list <<< "$contexts"
-for p in "${prefill_list[@]}"; do
-  record "prefill $p" freekv "$freekv" bench -m "$model" -t "$threads" --prompt-tokens "$p" --decode-tokens 0 --json
-  record "prefill $p" llama.cpp peer bench -m "$model" -t "$threads" --prompt-tokens "$p" --decode-tokens 0 --json
+for ((round = 1; round <= rounds; ++round)); do
+  for p in "${prefill_list[@]}"; do
+    args=(-m "$model" -t "$threads" --prompt-tokens "$p" --decode-tokens 0 --json)
+    pair "prefill $p" bench "${args[@]}" -- bench "${args[@]}"
+  done
+  for c in "${context_list[@]}"; do
+    args=(-m "$model" -t "$threads" --prompt-tokens 0 --context "$c" --decode-tokens "$decode_tokens" --json)
+    pair "decode at $c" bench "${args[@]}" -- bench "${args[@]}"
+  done
 done
-for c in "${context_list[@]}"; do
-  record "decode at $c" freekv "$freekv" bench -m "$model" -t "$threads" --prompt-tokens 0 --context "$c" \
-    --decode-tokens "$decode_tokens" --json
-  record "decode at $c" llama.cpp peer bench -m "$model" -t "$threads" --prompt-tokens 0 --context "$c" \
-    --decode-tokens "$decode_tokens" --json
-done
+round=1
 if [ -n "$ppl_file" ]; then
   record "perplexity" freekv "$freekv" perplexity -m "$model" -f "$ppl_file" -c "$ppl_ctx" -t "$threads" --json
   record "perplexity" llama.cpp peer perplexity -m "$model" -f "$ppl_file" -c "$ppl_ctx" -t "$threads" --json
@@ -120,21 +142,26 @@ fi
 # The tables: speed (tok/s, freekv / llama.cpp) and perplexity (difference in % of llama.cpp's figure).
 python3 - "$results" <<'PY'
 import json, sys
+import statistics
 rows = [json.loads(line) for line in open(sys.argv[1])]
-by = {}
+by = {}  # test -> engine -> round -> row
 for r in rows:
-    by.setdefault(r["test"], {})[r["engine"]] = r
+    by.setdefault(r["test"], {}).setdefault(r["engine"], {})[r.get("round", 1)] = r
 def speed(r):
-    if r["test"].startswith("prefill"):
-        return r["prefill_tokens_per_s"], r.get("prefill_tokens_per_s_stddev") or 0
-    return r["decode_tokens_per_s"], r.get("decode_tokens_per_s_stddev") or 0
-print("| test | freekv tok/s | llama.cpp tok/s | freekv / llama.cpp |")
-print("|---|---|---|---|")
+    return r["prefill_tokens_per_s"] if r["test"].startswith("prefill") else r["decode_tokens_per_s"]
+print("| test | rounds | freekv tok/s | llama.cpp tok/s | freekv / llama.cpp | ratio range |")
+print("|---|---|---|---|---|---|")
 for test, pair in by.items():
     if test == "perplexity" or len(pair) < 2:
         continue
-    f, l = speed(pair["freekv"]), speed(pair["llama.cpp"])
-    print(f"| {test} | {f[0]:.1f} | {l[0]:.1f} | {f[0] / l[0]:.2f} |")
+    rounds = sorted(set(pair["freekv"]) & set(pair["llama.cpp"]))
+    f = [speed(pair["freekv"][k]) for k in rounds]
+    l = [speed(pair["llama.cpp"][k]) for k in rounds]
+    ratios = [a / b for a, b in zip(f, l)]
+    spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(ratios) > 1 else ""
+    print(f"| {test} | {len(rounds)} | {statistics.median(f):.1f} | {statistics.median(l):.1f} | "
+          f"{statistics.median(ratios):.2f} | {spread} |")
+by = {t: {e: rs[min(rs)] for e, rs in pair.items()} for t, pair in by.items()}
 if "perplexity" in by and len(by["perplexity"]) == 2:
     f, l = by["perplexity"]["freekv"], by["perplexity"]["llama.cpp"]
     fp, lp = f["perplexity"], l["perplexity"]
