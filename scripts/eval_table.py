@@ -3,7 +3,8 @@
 
 Usage: scripts/eval_table.py RUN.json [RUN.json ...]
 Cells of the same task, length and policy from several runs (a grid split with `freekv eval --items`) are merged: their
-prompts are pooled, and a prompt number seen twice is an error, since it would count one prompt twice.
+prompts are pooled, and a prompt number seen twice is an error, since it would count one prompt twice; so are runs of
+another model, prompt style, system turn or seed in one cell, since their prompts are other prompts.
 Columns: task, length, policy, exact (prompts whose answer holds every expected string), found (mean share found),
 top-1 agreement and mean KL against full attention, corrected (freekv's share of checked KV-head steps re-selected).
 """
@@ -18,7 +19,11 @@ def merged_cells(paths):
             run = json.load(f)
         for cell in run["results"]:
             key = (cell["task"], cell["length"], cell["policy"])
-            c = cells.setdefault(key, {"items": [], "checked": 0, "corrected": 0, "recall": []})
+            setup = (run["model"], run.get("prompt"), run.get("system", ""), run.get("seed"))
+            c = cells.setdefault(key, {"items": [], "checked": 0, "corrected": 0, "recall": [], "setup": setup})
+            if c["setup"] != setup:
+                sys.exit("{}: {} {} {} was run with another model, prompt, system turn or seed ({} against {})".format(
+                    path, *key, setup, c["setup"]))
             seen = {i["index"] for i in c["items"]}
             for item in cell["items"]:
                 if item["index"] in seen:

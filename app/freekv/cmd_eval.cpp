@@ -19,6 +19,7 @@
 #include "eval/fidelity.h"
 #include "model/model.h"
 #include "runtime/context.h"
+#include "runtime/document_prompt.h"
 #include "synthetic_models.h"
 #include "tokenizer/tokenizer.h"
 
@@ -34,6 +35,9 @@ const OptionSpec kEvalOwnOptions[] = {
     {"--prompt", "", "STYLE",
      "auto, chat or completion: chat puts the text and question in the user turn of the model's chat template; "
      "auto uses it when the GGUF has one, as instruct models do (default auto)"},
+    {"--system", "", "TEXT",
+     "chat prompts: a system turn before the user's; 'document' is the desktop's for questions about a document "
+     "(keep to the text, answer briefly in its words), 'none' leaves it out (default none)"},
     {"--docs", "", "DIR", "folder of docqa's documents (default /usr/share/common-licenses)"},
     {"--lengths", "", "LIST", "prompt lengths in tokens (default 4096)"},
     {"--count", "", "N", "prompts per task kind and length (default 1)"},
@@ -80,6 +84,7 @@ struct EvalOptions {
   uint64_t seed = 1;
   bool json = false;
   fkv::PromptMode prompt_mode = fkv::PromptMode::Auto;  // resolved against the model into task_options.prompt
+  std::string system;  // --system, resolved: the text of the system turn, empty for none
   fkv::TaskOptions task_options;
   fkv::FidelityParams fidelity;
 };
@@ -179,6 +184,11 @@ fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
     o.prompt_mode = *mode;
   }
   if (a.has("--docs")) o.task_options.docqa_dir = *a.value("--docs");
+  if (a.has("--system")) {
+    const std::string s = *a.value("--system");
+    if (s.empty()) return fkv::err("option --system: expected 'document', 'none' or a text, found an empty text");
+    o.system = s == "none" ? std::string() : s == "document" ? std::string(fkv::document_system_prompt()) : s;
+  }
 
   FKV_ASSIGN_OR_RETURN(o.count, int_option(a, "--count", 1, 1, 10000));
   FKV_ASSIGN_OR_RETURN(o.items, read_items(a, o.count));
@@ -242,7 +252,9 @@ struct Cell {
 // How the prompts read, e.g. "chat (chatml)" or "completion".
 std::string prompt_label(const fkv::TaskPrompt& p) {
   std::string s = fkv::prompt_style_name(p.style);
-  if (p.style == fkv::PromptStyle::Chat) s += std::string(" (") + fkv::chat_template_name(p.chat_template) + ")";
+  if (p.style == fkv::PromptStyle::Chat) {
+    s += std::string(" (") + fkv::chat_template_name(p.chat_template) + (p.system.empty() ? "" : ", system turn") + ")";
+  }
   return s;
 }
 
@@ -357,6 +369,7 @@ void print_json(const fkv::Model& model, const EvalOptions& o, const std::vector
   j.key("count").value(o.count).key("gen_tokens").value(o.fidelity.n_gen).key("seed").value(o.seed);
   const fkv::TaskPrompt& p = o.task_options.prompt;
   j.key("prompt").value(fkv::prompt_style_name(p.style)).key("prompt_mode").value(fkv::prompt_mode_name(o.prompt_mode));
+  j.key("system").value(p.style == fkv::PromptStyle::Chat ? p.system : std::string());
   j.key("chat_template").value(p.style == fkv::PromptStyle::Chat ? fkv::chat_template_name(p.chat_template) : "");
   write_budget_json(j, o.fidelity.context);
   j.key("results").begin_array();
@@ -401,6 +414,7 @@ int run_eval(std::span<char* const> args) {
   fkv::Result<fkv::TaskPrompt> prompt = fkv::choose_task_prompt((*model)->gguf(), o->prompt_mode);
   if (!prompt.ok()) return fail("eval: " + prompt.message());
   o->task_options.prompt = *prompt;
+  o->task_options.prompt.system = o->system;
   if (fkv::Status s = check_setup(**model, *o); !s.ok()) return fail("eval: " + s.message());
   std::vector<Cell> cells;
   for (const std::string& kind : o->tasks) {

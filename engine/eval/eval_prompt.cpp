@@ -36,9 +36,11 @@ Result<PromptLayout> PromptLayout::make(const TaskPrompt& prompt) {
   PromptLayout l;
   l.prompt_ = prompt;
   if (prompt.style == PromptStyle::Completion) return l;
-  const ChatMessage user{"user", std::string(kMarker)};
+  std::vector<ChatMessage> turns;
+  if (!prompt.system.empty()) turns.push_back({"system", prompt.system});
+  turns.push_back({"user", std::string(kMarker)});
   FKV_ASSIGN_OR_RETURN(const std::string text,
-                       apply_chat_template(prompt.chat_template, std::span(&user, 1), /*add_generation_prompt=*/true));
+                       apply_chat_template(prompt.chat_template, turns, /*add_generation_prompt=*/true));
   const size_t at = text.find(kMarker);
   if (at == std::string::npos)
     return err("the ", chat_template_name(prompt.chat_template), " chat template dropped the user's text");

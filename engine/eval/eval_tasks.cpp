@@ -417,6 +417,12 @@ Result<TaskPrompt> choose_task_prompt(const GgufFile& model, PromptMode mode) {
 std::span<const std::string_view> task_kinds() { return kKinds; }
 
 Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view kind, int target_tokens, int count,
+                                         uint64_t seed) {
+  const TaskOptions defaults;
+  return make_tasks(tok, kind, target_tokens, count, seed, defaults);
+}
+
+Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view kind, int target_tokens, int count,
                                          uint64_t seed, const TaskOptions& options) {
   if (std::find(std::begin(kKinds), std::end(kKinds), kind) == std::end(kKinds))
     return err("unknown task kind '", kind, "' (expected passkey, multikey, vartrack, qa or docqa)");

@@ -29,6 +29,7 @@ const char* prompt_style_name(PromptStyle s);  // "completion", "chat"
 struct TaskPrompt {
   PromptStyle style = PromptStyle::Completion;
   ChatTemplate chat_template = ChatTemplate::ChatML;  // when style is Chat
+  std::string system;  // when style is Chat: a system turn before the user's, none when empty
 };
 
 // What the user asks for: auto follows the model (chat when its GGUF carries a chat template of a known family, as an
@@ -74,7 +75,11 @@ std::span<const std::string_view> task_kinds();
 // sentence (docqa: one paragraph of a padding document). The same arguments give the same tasks. Errors: unknown kind,
 // count < 1, bad options, or a target too short for the task's fixed text (the message names both lengths).
 Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view kind, int target_tokens, int count,
-                                         uint64_t seed, const TaskOptions& options = {});
+                                         uint64_t seed, const TaskOptions& options);
+// With the default options. (An overload rather than a defaulted argument: GCC 12 at -O3 warns that the temporary's
+// strings may be used uninitialized.)
+Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view kind, int target_tokens, int count,
+                                         uint64_t seed);
 
 // Exact-match scoring: how many of `answers` occur in `output`, and whether all of them do.
 int count_answers_found(std::string_view output, std::span<const std::string> answers);

@@ -31,6 +31,9 @@ struct DocumentPrompt {
   std::string format_tag;
 };
 
+// The system turn of a chat about a document: keep to the document, answer briefly in its words.
+std::string_view document_system_prompt();
+
 Result<DocumentPrompt> make_document_prompt(const Tokenizer& tok, ChatTemplate tmpl, std::string_view title,
                                             const DocumentTokens& doc, bool completion = false);
 

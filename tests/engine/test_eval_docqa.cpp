@@ -15,6 +15,7 @@
 #include "fkv/models.h"
 #include "model/model.h"
 #include "model/synthetic.h"
+#include "runtime/document_prompt.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
 #include "tokenizer/tokenizer.h"
@@ -50,8 +51,12 @@ class TestEvalDocqa : public QObject {
  private:
   std::unique_ptr<fkv::Model> m_llama;  // SentencePiece vocabulary, llama2 template
 
-  fkv::Result<std::vector<fkv::EvalTask>> docqa(int target, int count, fkv::TaskOptions o = {}) {
+  fkv::Result<std::vector<fkv::EvalTask>> docqa(int target, int count, const fkv::TaskOptions& o) {
     return fkv::make_tasks(m_llama->tokenizer(), "docqa", target, count, 3, o);
+  }
+  fkv::Result<std::vector<fkv::EvalTask>> docqa(int target, int count) {
+    const fkv::TaskOptions defaults;  // named: GCC 12 at -O3 misreads a defaulted temporary's strings
+    return docqa(target, count, defaults);
   }
 
  private slots:
@@ -176,6 +181,15 @@ class TestEvalDocqa : public QObject {
       QCOMPARE(countId(t.tokens, im_start), 2);  // the user's and the assistant's turn, as control tokens
       QCOMPARE(countId(t.tokens, im_end), 1);
       QVERIFY(t.n_tokens <= 9000 && t.n_tokens > 8600);
+      // With a system turn (freekv eval --system), it comes first and the rest is as before.
+      o.prompt.system = std::string(fkv::document_system_prompt());
+      const fkv::EvalTask with_system = fkv::make_tasks(**tok, kind, 9000, 1, 2, o)->at(0);
+      QVERIFY2(with_system.prompt.starts_with("<|im_start|>system\n" + o.prompt.system + "<|im_end|>\n<|im_start|>user\n"),
+               kind.data());
+      QVERIFY(with_system.prompt.ends_with(t.prompt.substr(t.prompt.rfind("\n\n"))));  // the same question
+      QCOMPARE(countId(with_system.tokens, im_start), 3);
+      QCOMPARE(countId(with_system.tokens, im_end), 2);
+      QVERIFY(with_system.n_tokens <= 9000);
       o.prompt = {};
       const fkv::EvalTask completion = fkv::make_tasks(**tok, kind, 9000, 1, 2, o)->at(0);
       QCOMPARE(countId(completion.tokens, im_start), 0);
@@ -211,6 +225,18 @@ class TestEvalDocqa : public QObject {
     const fkvtest::CliRun completion = run({"--prompt", "completion"});
     QVERIFY2(completion.exitCode == 0, completion.err.constData());
     QCOMPARE(fkvtest::parseObject(completion.out).value("prompt").toString(), QStringLiteral("completion"));
+    QCOMPARE(c.value("system").toString(), QString());
+    const fkvtest::CliRun system = run({"--system", "document"});
+    QVERIFY2(system.exitCode == 0, system.err.constData());
+    QCOMPARE(fkvtest::parseObject(system.out).value("system").toString(),
+             QString::fromUtf8(fkv::document_system_prompt().data(),
+                               static_cast<qsizetype>(fkv::document_system_prompt().size())));
+    const fkvtest::CliRun own = run({"--system", "Answer in one word."});
+    QVERIFY2(own.exitCode == 0, own.err.constData());
+    QCOMPARE(fkvtest::parseObject(own.out).value("system").toString(), QStringLiteral("Answer in one word."));
+    const fkvtest::CliRun none = run({"--system", "none"});
+    QCOMPARE(fkvtest::parseObject(none.out).value("system").toString(), QString());
+    QCOMPARE(run({"--system", ""}).exitCode, 2);
     const fkvtest::CliRun bad = run({"--prompt", "instruct"});
     QCOMPARE(bad.exitCode, 2);
     QVERIFY2(bad.err.contains("instruct"), bad.err.constData());
