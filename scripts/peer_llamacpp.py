@@ -169,15 +169,17 @@ def perplexity(args):
     for c in range(n_chunks):
         chunk = tokens[c * n_ctx:(c + 1) * n_ctx]
         runner.clear()
-        rows = []
+        # Scored batch by batch: a chunk's logits all at once would be n_ctx x n_vocab doubles (20 GB at 16k tokens
+        # of a 152k vocabulary).
         for i in range(0, n_ctx, args.batch):
             piece = list(chunk[i:i + args.batch])
             if i == 0 and add_bos:
                 piece[0] = bos
-            runner.decode(piece, i, all_logits=True)
-            rows.append(runner.logits(len(piece)))
-        logits = np.concatenate(rows)  # (n_ctx, n_vocab)
-        nlls.extend(nll_of_next(logits[first:n_ctx - 1], np.array(chunk[first + 1:n_ctx])))
+            lo, hi = max(i, first), min(i + len(piece), n_ctx - 1)  # positions scored in this batch: [lo, hi)
+            runner.decode(piece, i, all_logits=lo < hi)
+            if lo < hi:
+                logits = runner.logits(len(piece))  # (len(piece), n_vocab)
+                nlls.extend(nll_of_next(logits[lo - i:hi - i], np.array(chunk[lo + 1:hi + 1])))
     elapsed = time.perf_counter() - start_time
     nll = np.array(nlls)
     ppl = math.exp(nll.mean())
