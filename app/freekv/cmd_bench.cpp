@@ -180,9 +180,8 @@ double peak_rss_mib() {
 
 fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string& path) {
   const fkv::Clock::time_point t_load = fkv::Clock::now();
-  const fkv::FileBacking backing =
-      o.retrieval.backend == fkv::Backend::cuda ? fkv::FileBacking::Map : fkv::default_weight_backing();
-  FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Model> model, fkv::Model::load(path, {}, backing));
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Model> model,
+                       fkv::Model::load(path, {}, fkv::weight_backing(o.retrieval.backend)));
   const double load_s = fkv::seconds_since(t_load);
   fkv::ContextParams cp = o.retrieval;
   cp.n_ctx = std::max({o.n_prompt, o.depth + o.n_decode, 1});

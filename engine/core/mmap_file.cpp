@@ -12,6 +12,7 @@
 #include <iterator>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace fkv {
@@ -93,22 +94,18 @@ void MappedFile::release() {
 MappedFile::~MappedFile() { release(); }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
-    : data_(o.data_), size_(o.size_), mapped_(o.mapped_), copied_(o.copied_) {
-  o.data_ = nullptr;
-  o.size_ = o.mapped_ = 0;
-  o.copied_ = false;
-}
+    : data_(std::exchange(o.data_, nullptr)),
+      size_(std::exchange(o.size_, 0)),
+      mapped_(std::exchange(o.mapped_, 0)),
+      copied_(std::exchange(o.copied_, false)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
     release();
-    data_ = o.data_;
-    size_ = o.size_;
-    mapped_ = o.mapped_;
-    copied_ = o.copied_;
-    o.data_ = nullptr;
-    o.size_ = o.mapped_ = 0;
-    o.copied_ = false;
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    mapped_ = std::exchange(o.mapped_, 0);
+    copied_ = std::exchange(o.copied_, false);
   }
   return *this;
 }

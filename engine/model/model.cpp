@@ -99,7 +99,8 @@ size_t matrix_bytes(const cpu::MatrixView& m) { return static_cast<size_t>(m.n_r
 
 Model::~Model() = default;
 
-FileBacking default_weight_backing() {
+FileBacking weight_backing(Backend backend) {
+  if (backend == Backend::cuda) return FileBacking::Map;
   const char* env = std::getenv("FKV_WEIGHTS");
   if (env != nullptr && std::string_view(env) == "map") return FileBacking::Map;
   return huge_pages_available() ? FileBacking::HugePages : FileBacking::Map;

@@ -8,6 +8,7 @@
 
 #include "backend/cpu/quant.h"
 #include "core/gguf.h"
+#include "fkv/options.h"
 #include "fkv/status.h"
 #include "model/config.h"
 #include "model/tensors.h"
@@ -19,19 +20,20 @@ class Tokenizer;
 using LayerWeights = LayerTensors<cpu::MatrixView>;
 using ModelWeights = ModelTensors<cpu::MatrixView>;
 
-// How CPU inference holds the weights: copied into huge pages where the kernel offers them (decode streams every
-// weight once per token, and the huge pages' TLB reach makes that stream faster), else mapped. FKV_WEIGHTS=map keeps
-// the plain mapping (less load time, and the page cache's copy shared between processes).
-FileBacking default_weight_backing();
+// How the weights are held for a backend. The CPU's are copied into huge pages where the kernel offers them (decode
+// streams every weight once per token, and the huge pages' TLB reach makes that stream faster), else mapped;
+// FKV_WEIGHTS=map keeps the plain mapping (less load time, and the page cache's copy shared between processes).
+// CUDA's are mapped: they are uploaded to the GPU, and a host copy would only cost time.
+FileBacking weight_backing(Backend backend = Backend::cpu);
 
 class Model {
  public:
   ~Model();
   // Maps, validates (every tensor present with the shape the config implies; F32 for norms and biases) and builds the
   // tokenizer. `rope` replaces the file's RoPE scaling (ModelConfig::apply_rope_override). `backing`: how the file is
-  // held (default_weight_backing() unless the weights go to a GPU, where the host copy would only cost time).
+  // held (weight_backing()).
   static Result<std::unique_ptr<Model>> load(const std::string& path, const RopeOverride& rope = {},
-                                             FileBacking backing = default_weight_backing());
+                                             FileBacking backing = weight_backing());
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }

@@ -29,12 +29,6 @@ std::vector<ChatMessage> with_marker(std::span<const ChatMessage> turns) {
   return m;
 }
 
-}  // namespace
-
-std::string_view document_system_prompt() { return kSystemPrompt; }
-
-namespace {
-
 Status check_turns(std::span<const ChatMessage> turns) {
   if (turns.empty()) return err("a question about the document is needed, found no turns");
   for (size_t i = 0; i < turns.size(); ++i) {
@@ -69,6 +63,8 @@ std::string completion_turns(std::span<const ChatMessage> turns) {
 }
 
 }  // namespace
+
+std::string_view document_system_prompt() { return kSystemPrompt; }
 
 Result<DocumentPrompt> make_document_prompt(const Tokenizer& tok, ChatTemplate tmpl, std::string_view title,
                                             const DocumentTokens& doc, bool completion) {

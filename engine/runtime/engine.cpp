@@ -164,8 +164,7 @@ Status Engine::load_model(const std::string& path, const ModelOptions& options) 
   if (!options.chat_template.empty()) {
     FKV_ASSIGN_OR_RETURN(tmpl, chat_template_from_name(options.chat_template));
   }
-  const FileBacking backing = options.backend == Backend::cuda ? FileBacking::Map : default_weight_backing();
-  FKV_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path, options.rope, backing));
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path, options.rope, weight_backing(options.backend)));
   if (options.n_ctx == 0) {
     const int train = model->config().n_ctx_train;
     cp.n_ctx = train > 0 ? std::min(train, kAutoContextMax) : 4096;
