@@ -457,8 +457,8 @@ void TestQuant::vecDot_data() {
 }
 
 // The reference dot equals the double dot of the decoded operands (so its integer shortcuts, like the K-quant mins
-// through bsums, are right), and the AVX2 dot equals the reference up to float summation order. Tolerance:
-// 1e-5 * sum |w_i x_i| of the decoded operands.
+// through bsums, are right), and the AVX2 dot (and the AVX-512 one, where there is one) equals the reference up to
+// float summation order. Tolerance: 1e-5 * sum |w_i x_i| of the decoded operands.
 void TestQuant::vecDot() {
   QFETCH(DType, type);
   const DType xt = cpu::vec_dot_type(type);
@@ -480,9 +480,13 @@ void TestQuant::vecDot() {
              qPrintable(QStringLiteral("n %1: ref %2 vs %3").arg(n).arg(ref).arg(exact)));
     if (!have_avx2()) continue;
     IsaScope scope(cpu::Isa::Avx2);
-    const float fast = cpu::vec_dot(type, w.data(), x.data(), n);
-    QVERIFY2(std::fabs(fast - ref) <= tol,
-             qPrintable(QStringLiteral("n %1: avx2 %2 vs ref %3").arg(n).arg(fast).arg(ref)));
+    for (bool vnni : {false, true}) {  // with AVX-512 on, Q4_K and Q6_K take their 512-bit dots
+      if (vnni && !cpu::vnni_detected()) continue;
+      VnniScope vnni_scope(vnni);
+      const float fast = cpu::vec_dot(type, w.data(), x.data(), n);
+      QVERIFY2(std::fabs(fast - ref) <= tol,
+               qPrintable(QStringLiteral("n %1: %2 %3 vs ref %4").arg(n).arg(cpu::active_isa_label()).arg(fast).arg(ref)));
+    }
   }
   if (!have_avx2()) QSKIP("this CPU has no AVX2/FMA/F16C; the reference was checked, the fast path does not exist");
 }

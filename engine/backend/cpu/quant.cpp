@@ -64,7 +64,14 @@ constexpr int64_t kRowGrain = 16;             // rows per parallel_for grain, an
 constexpr size_t kScratchAlign = 64;          // matmul aligns its scratch itself, so callers may pass any buffer
 constexpr size_t kTokChunkBytes = 512 << 10;  // encoded activations kept hot in L2 while a row tile walks them
 
-VecDotFn vec_dot_fn(Isa isa, DType t) { return isa == Isa::Avx2 ? avx2::vec_dot_fn(t) : ref::vec_dot_fn(t); }
+// Where AVX-512 is on, its one-token dots take over the types it has them for (the decode matmul's rows).
+VecDotFn vec_dot_fn(Isa isa, DType t) {
+  if (isa != Isa::Avx2) return ref::vec_dot_fn(t);
+  if (vnni_active()) {
+    if (const VecDotFn fn = vnni::vec_dot_fn(t)) return fn;
+  }
+  return avx2::vec_dot_fn(t);
+}
 
 void quantize_row_isa(Isa isa, DType t, const float* x, void* y, int64_t n) {
   if (isa == Isa::Avx2) {

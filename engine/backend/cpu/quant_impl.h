@@ -187,7 +187,7 @@ void tile_q5_k(const TileArgs& a);
 void tile_q6_k(const TileArgs& a);
 }  // namespace avx2
 
-// Built with the AVX2 flags and AVX-512 VL, BW and VNNI: call only when vnni_active().
+// Built with the AVX2 flags and AVX-512 F, VL, BW and VNNI: call only when vnni_active().
 namespace vnni {
 // The tiles on interleaved activations (TileArgs::xi: GroupQ8_K for Q4_K and Q6_K, GroupQ8_0 for Q4_0, Q5_0 and
 // Q8_0), kGroupTokens tokens a call; nullptr for a type without one (quant_lanes_vnni.cpp).
@@ -196,6 +196,10 @@ TileFn tile_lanes_fn(DType t);
 void interleave_q8_k(const uint8_t* x, size_t x_stride, int n_tok, int64_t n, GroupQ8_K* out);
 // The same for Q8_0 rows, as n / 32 groups.
 void interleave_q8_0(const uint8_t* x, size_t x_stride, int n_tok, int64_t n, GroupQ8_0* out);
+// The one-token dots with 512-bit vectors, w Q4_K/Q6_K against x Q8_K (quant_k_avx512.cpp); nullptr for another type.
+VecDotFn vec_dot_fn(DType t);
+float dot_q4_k(const void* w, const void* x, int64_t n);
+float dot_q6_k(const void* w, const void* x, int64_t n);
 }  // namespace vnni
 
 }  // namespace fkv::cpu
