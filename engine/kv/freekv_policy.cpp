@@ -31,6 +31,7 @@ Status FreeKvPolicy::init() {
     s.slots.resize(n_kv);
     s.plans.resize(n_kv);
     s.fresh.resize(n_kv);
+    s.stale.resize(n_kv);
     for (auto& v : s.spec) v.reserve(static_cast<size_t>(ctx_.n_pages_cap));
     s.scores.reserve(static_cast<size_t>(ctx_.n_pages_cap));
   }
@@ -79,12 +80,10 @@ void FreeKvPolicy::run_job(int l) {
   // under way before the first copy waits for one.
   const double t0 = now_seconds();
   for (int h = 0; h < in.n_kv_heads; ++h) {
-    if (s.fresh[static_cast<size_t>(h)]) {
-      s.bg.pages_reused += static_cast<int>(s.spec[static_cast<size_t>(h)].size());
-      continue;
-    }
-    top_k(in, s.q_sel.data(), h, r, s.spec[static_cast<size_t>(h)], s.scores);
+    s.stale[static_cast<size_t>(h)] = s.fresh[static_cast<size_t>(h)] ? 0 : 1;
+    if (s.fresh[static_cast<size_t>(h)]) s.bg.pages_reused += static_cast<int>(s.spec[static_cast<size_t>(h)].size());
   }
+  top_k_heads(in, s.q_sel.data(), r, s.stale.data(), s.spec, s.scores);
   const double t1 = now_seconds();
   for (int h = 0; h < in.n_kv_heads; ++h)
     if (!s.fresh[static_cast<size_t>(h)])
@@ -117,7 +116,8 @@ void FreeKvPolicy::after_attention(const SelectionQuery& in) {
   // ranges are this step's (31 of every 32 steps with pages of 32): the selection is identical and already resident.
   const PageRanges r_now = ranges(in.n_pages, in.first_page);
   const PageRanges r_next = ranges(next.n_pages, next.first_page);
-  const bool same_ranges = synced_layer_ == in.layer && synced_pos_ == in.pos && r_now.sink_end == r_next.sink_end && r_now.recent_begin == r_next.recent_begin;
+  const bool same_ranges = synced_layer_ == in.layer && synced_pos_ == in.pos && r_now.sink_end == r_next.sink_end &&
+                           r_now.recent_begin == r_next.recent_begin;
   for (int h = 0; h < in.n_kv_heads; ++h) {
     const bool fresh = same_ranges && synced_[static_cast<size_t>(h)] != 0;
     s.fresh[static_cast<size_t>(h)] = fresh ? 1 : 0;
@@ -164,9 +164,8 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
       c.recall_s += s.bg.recall_s;
     }
   }
+  bool any_synced = false;
   for (int h = 0; h < in.n_kv_heads; ++h) {
-    auto& pages = pages_[static_cast<size_t>(h)];
-    auto& slots = slots_[static_cast<size_t>(h)];
     bool correct = !spec_valid;  // no usable speculation (first step, or the context moved): select synchronously
     if (spec_valid) {
       float mean = 0.f;
@@ -183,12 +182,20 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
       corrected_[static_cast<size_t>(h)] = correct ? 1 : 0;
     }
     synced_[static_cast<size_t>(h)] = correct ? 1 : 0;
-    if (correct) {
-      const double t1 = now_seconds();
-      top_k(in, in.q, h, r, pages, scratch_);
+    any_synced = any_synced || correct;
+  }
+  // The heads to correct are selected together: one pass over the layer's summaries.
+  if (any_synced) {
+    const double t1 = now_seconds();
+    top_k_heads(in, in.q, r, synced_.data(), pages_, scratch_);
+    c.select_s += now_seconds() - t1;
+  }
+  for (int h = 0; h < in.n_kv_heads; ++h) {
+    auto& pages = pages_[static_cast<size_t>(h)];
+    auto& slots = slots_[static_cast<size_t>(h)];
+    if (synced_[static_cast<size_t>(h)] != 0) {
       const double t2 = now_seconds();
       recall(in.layer, h, pages, slots, plans_[static_cast<size_t>(h)], &c);
-      c.select_s += t2 - t1;
       c.recall_s += now_seconds() - t2;
     } else {
       // The speculative pages were recalled ahead of this step and are resident.

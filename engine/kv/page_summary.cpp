@@ -26,7 +26,6 @@ Status PageSummaries::init(const KvGeometry& g, int n_pages_cap) {
 
 void PageSummaries::reset() { std::fill(n_built_.begin(), n_built_.end(), 0); }
 
-
 void PageSummaries::build(int l, int p, const KvCache& cache, const float* cos_sin, bool neox) {
   const int hd = g_.head_dim;
   const int len = g_.page_size;  // only sealed (full) pages are summarised
@@ -58,33 +57,67 @@ float PageSummaries::score(int l, int p, int h, const float* q_group, int group)
   return out;
 }
 
-void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,
-                  std::vector<int32_t>& out, std::vector<float>& scores) {
-  out.clear();
-  const int n = hi - lo;
-  if (n <= 0 || k <= 0) return;
-  if (k >= n) {
-    for (int p = lo; p < hi; ++p) out.push_back(p);
-    return;
-  }
-  const int hd = s.head_dim();
-  scores.resize(static_cast<size_t>(n) + 2 * static_cast<size_t>(hd));  // (n) scores, then the (2, head_dim) split query
-  float* q_split = scores.data() + n;
-  cpu::split_group_query(q_group, group, hd, q_split);
-  cpu::page_bounds(q_split, s.kmin(l, lo, h), s.page_stride(), n, hd, scores.data());
+namespace {
+
+// The k pages of [lo, lo + n) with the highest of `scores` (n, one per page), ascending; ties go to the lower page.
+void top_k_of(float* scores, int lo, int n, int k, std::vector<int32_t>& out) {
   for (int i = 0; i < n; ++i)
-    if (scores[static_cast<size_t>(i)] != scores[static_cast<size_t>(i)])
-      scores[static_cast<size_t>(i)] = -std::numeric_limits<float>::infinity();  // NaN ranks last
+    if (scores[i] != scores[i]) scores[i] = -std::numeric_limits<float>::infinity();  // NaN ranks last
   out.resize(static_cast<size_t>(n));
   std::iota(out.begin(), out.end(), lo);
   const auto better = [&](int32_t a, int32_t b) {
-    const float sa = scores[static_cast<size_t>(a - lo)];
-    const float sb = scores[static_cast<size_t>(b - lo)];
+    const float sa = scores[a - lo];
+    const float sb = scores[b - lo];
     return sa > sb || (sa == sb && a < b);
   };
   std::nth_element(out.begin(), out.begin() + k, out.end(), better);
   out.resize(static_cast<size_t>(k));
   std::sort(out.begin(), out.end());
+}
+
+// The answer when no scoring is needed (an empty range, k == 0 or k covering the range); false otherwise.
+bool trivial_top_k(int lo, int hi, int k, std::vector<int32_t>& out) {
+  out.clear();
+  if (hi - lo <= 0 || k <= 0) return true;
+  if (k < hi - lo) return false;
+  for (int p = lo; p < hi; ++p) out.push_back(p);
+  return true;
+}
+
+}  // namespace
+
+void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,
+                  std::vector<int32_t>& out, std::vector<float>& scores) {
+  if (trivial_top_k(lo, hi, k, out)) return;
+  const int n = hi - lo;
+  const int hd = s.head_dim();
+  scores.resize(static_cast<size_t>(n) +
+                2 * static_cast<size_t>(hd));  // (n) scores, then the (2, head_dim) split query
+  float* q_split = scores.data() + n;
+  cpu::split_group_query(q_group, group, hd, q_split);
+  cpu::page_bounds(q_split, s.kmin(l, lo, h), s.page_stride(), n, hd, scores.data());
+  top_k_of(scores.data(), lo, n, k, out);
+}
+
+void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group, int lo, int hi, int k,
+                        const uint8_t* want, std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores) {
+  const int n_heads = s.geometry().n_kv_heads;
+  bool any = false;
+  for (int h = 0; h < n_heads; ++h)
+    if (want == nullptr || want[h] != 0) any = !trivial_top_k(lo, hi, k, outs[static_cast<size_t>(h)]) || any;
+  if (!any) return;
+  const int n = hi - lo;
+  const int hd = s.head_dim();
+  const size_t len = 2 * static_cast<size_t>(hd);
+  // (n_heads, n) scores, then the (n_heads, 2, head_dim) split queries
+  scores.resize(static_cast<size_t>(n_heads) * (static_cast<size_t>(n) + len));
+  float* q_splits = scores.data() + static_cast<size_t>(n_heads) * n;
+  for (int h = 0; h < n_heads; ++h)
+    cpu::split_group_query(q + static_cast<size_t>(h) * group * hd, group, hd, q_splits + static_cast<size_t>(h) * len);
+  cpu::page_bounds_heads(q_splits, s.kmin(l, lo, 0), s.page_stride(), n, n_heads, hd, scores.data());
+  for (int h = 0; h < n_heads; ++h)
+    if (want == nullptr || want[h] != 0)
+      top_k_of(scores.data() + static_cast<size_t>(h) * n, lo, n, k, outs[static_cast<size_t>(h)]);
 }
 
 }  // namespace fkv

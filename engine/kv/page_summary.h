@@ -61,5 +61,11 @@ class PageSummaries {
 // once it has grown to the largest range plus 2 * head_dim).
 void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,
                   std::vector<int32_t>& out, std::vector<float>& scores);
+// The same for every KV head of layer l at once (q: (n_kv_heads, group, head_dim)), in one pass over the layer's
+// summaries: outs[h] gets head h's pages, exactly as select_top_k would choose them, for each head with want[h] != 0
+// (want null: all); the others' are left as they were. On a long document this reads the summaries once instead of
+// once per head.
+void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group, int lo, int hi, int k,
+                        const uint8_t* want, std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores);
 
 }  // namespace fkv

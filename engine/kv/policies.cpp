@@ -62,10 +62,16 @@ PageRanges SparsePolicy::ranges(int n_pages, int first_page) const {
   return r;
 }
 
-void SparsePolicy::top_k(const SelectionQuery& in, const float* q, int h, const PageRanges& r, std::vector<int32_t>& out,
-                         std::vector<float>& scores) const {
+void SparsePolicy::top_k(const SelectionQuery& in, const float* q, int h, const PageRanges& r,
+                         std::vector<int32_t>& out, std::vector<float>& scores) const {
   select_top_k(*ctx_.summaries, in.layer, h, q + static_cast<size_t>(h) * in.group * in.head_dim, in.group, r.sink_end,
                r.recent_begin, ctx_.budget.retrieved_pages(), out, scores);
+}
+
+void SparsePolicy::top_k_heads(const SelectionQuery& in, const float* q, const PageRanges& r, const uint8_t* want,
+                               std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores) const {
+  select_top_k_heads(*ctx_.summaries, in.layer, q, in.group, r.sink_end, r.recent_begin, ctx_.budget.retrieved_pages(),
+                     want, outs, scores);
 }
 
 void SparsePolicy::select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) {
@@ -101,10 +107,8 @@ void StreamingPolicy::retrieve(const SelectionQuery& in, const PageRanges&, Sele
 
 void QuestPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
   const double t0 = now_seconds();
-  for (int h = 0; h < in.n_kv_heads; ++h) {
-    top_k(in, in.q, h, r, pages_[static_cast<size_t>(h)], scratch_);
-    slots_[static_cast<size_t>(h)].clear();
-  }
+  top_k_heads(in, in.q, r, nullptr, pages_, scratch_);
+  for (auto& slots : slots_) slots.clear();
   // Attention reads the retrieved pages in place: a reopened document's may still be on disk, read all at once here.
   for (int h = 0; h < in.n_kv_heads; ++h) {
     const auto& pages = pages_[static_cast<size_t>(h)];

@@ -54,6 +54,10 @@ class SparsePolicy : public FullPolicy {
   virtual void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) = 0;
   void top_k(const SelectionQuery& in, const float* q, int h, const PageRanges& r, std::vector<int32_t>& out,
              std::vector<float>& scores) const;
+  // Every KV head's at once (those with want[h] != 0; want null: all), into outs (n_kv_heads): one pass over the
+  // layer's summaries.
+  void top_k_heads(const SelectionQuery& in, const float* q, const PageRanges& r, const uint8_t* want,
+                   std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores) const;
 
   std::vector<std::vector<int32_t>> pages_;  // (n_kv_heads) retrieved pages of this step, ascending
   std::vector<std::vector<int32_t>> slots_;  // (n_kv_heads) their working-set slots, or empty for host reads
@@ -127,6 +131,7 @@ class FreeKvPolicy final : public RecallPolicy {
     // (n_kv_heads) 1: this step selected the head synchronously with the query the job would use, over the same page
     // ranges, so its speculation is that selection, already resident; the job skips it.
     std::vector<uint8_t> fresh;
+    std::vector<uint8_t> stale;                // (n_kv_heads) scratch of the job: the heads it selects (not fresh)
     std::vector<float> scores;                 // scratch of the background job
     SelectionQuery next;                       // the query geometry of the step the job prepares
     SelectCounters bg;                         // what the background job recalled, reported with the step it serves

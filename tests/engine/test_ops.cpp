@@ -4,8 +4,8 @@
 #include <QTest>
 
 #include <cmath>
-#include <initializer_list>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <vector>
@@ -421,7 +421,8 @@ class TestOps : public QObject {
           const std::vector<float> got(out.begin() + static_cast<std::ptrdiff_t>(at),
                                        out.begin() + static_cast<std::ptrdiff_t>(at + head_dim));
           const double e = max_error(got, want);
-          QVERIFY2(e <= 2e-6, qPrintable(QString("%1, token %2, head %3: max error %4").arg(c.name).arg(t).arg(g).arg(e)));
+          QVERIFY2(e <= 2e-6,
+                   qPrintable(QString("%1, token %2, head %3: max error %4").arg(c.name).arg(t).arg(g).arg(e)));
         }
       }
     }
@@ -499,6 +500,38 @@ class TestOps : public QObject {
     }
   }
 
+  // Several heads' bounds in one pass over pages whose blocks sit side by side (with a gap after them) equal
+  // page_bounds for each head on its own, bit for bit, scalar and AVX2: the one-pass selection picks the same pages.
+  void pageBoundsOfSeveralHeadsMatchOneHeadEach() {
+    for (int hd : {4, 64, 72}) {
+      for (int n_heads : {1, 2, 3}) {
+        const int n_pages = 7;
+        const size_t len = 2 * static_cast<size_t>(hd), stride = n_heads * len + 5;
+        const std::vector<float> sums = uniform(n_pages * stride, -1.f, 1.f, 95 + hd);
+        const std::vector<float> q_splits = uniform(n_heads * len, -2.f, 2.f, 96 + n_heads);
+        for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::detected_isa()}) {
+          cpu::set_active_isa(isa);
+          std::vector<float> all(static_cast<size_t>(n_heads) * n_pages, -7.f), one(n_pages);
+          cpu::page_bounds_heads(q_splits.data(), sums.data(), stride, n_pages, n_heads, hd, all.data());
+          for (int h = 0; h < n_heads; ++h) {
+            cpu::page_bounds(q_splits.data() + h * len, sums.data() + h * len, stride, n_pages, hd, one.data());
+            for (int p = 0; p < n_pages; ++p)
+              QVERIFY2(all[static_cast<size_t>(h) * n_pages + p] == one[static_cast<size_t>(p)],
+                       qPrintable(QString("%1, head dim %2, head %3 of %4, page %5: %6 against %7")
+                                      .arg(cpu::isa_name(isa))
+                                      .arg(hd)
+                                      .arg(h)
+                                      .arg(n_heads)
+                                      .arg(p)
+                                      .arg(all[static_cast<size_t>(h) * n_pages + p])
+                                      .arg(one[static_cast<size_t>(p)])));
+          }
+        }
+        cpu::set_active_isa(cpu::detected_isa());
+      }
+    }
+  }
+
   // The page-summary bound: the term-by-term reference against a double loop; the split form (one dot product per
   // page), scalar and AVX2, against the same loop for several pages at a stride (head dims with and without a tail of
   // fewer than 16 channels); and the bound really bounds q.k for keys inside [mn, mx].
@@ -532,8 +565,10 @@ class TestOps : public QObject {
         cpu::page_bounds(q_split.data(), sums.data(), stride, n_pages, hd, got.data());
         for (int p = 0; p < n_pages; ++p) {
           const double tol = 1e-4 * std::max(1.0, std::fabs(want[p]));
-          QVERIFY2(std::fabs(got_ref[p] - want[p]) <= tol, qPrintable(QString("ref page %1: %2").arg(p).arg(got_ref[p] - want[p])));
-          QVERIFY2(std::fabs(got[p] - want[p]) <= tol, qPrintable(QString("fast page %1: %2").arg(p).arg(got[p] - want[p])));
+          QVERIFY2(std::fabs(got_ref[p] - want[p]) <= tol,
+                   qPrintable(QString("ref page %1: %2").arg(p).arg(got_ref[p] - want[p])));
+          QVERIFY2(std::fabs(got[p] - want[p]) <= tol,
+                   qPrintable(QString("fast page %1: %2").arg(p).arg(got[p] - want[p])));
         }
         // Any key inside the box scores at most the bound, for the summed group.
         const float* mn = sums.data();

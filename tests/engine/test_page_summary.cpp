@@ -340,6 +340,48 @@ class TestPageSummary : public QObject {
     QVERIFY2(n_ties_broken > 50, "too few trials cut a range with repeated pages");
   }
 
+  // All KV heads in one pass choose exactly what select_top_k chooses for each head; heads not wanted keep what
+  // their output held.
+  void topKOfSeveralHeadsMatchesOneHeadEach() {
+    const KvGeometry g{2, 3, 8, 4, DType::F16};
+    const int n_pages = 24;
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, n_pages, 29, rig, &error), qPrintable(error));
+    std::mt19937_64 rng(31);
+    std::vector<float> scratch, scratch_one;
+    std::vector<int32_t> one;
+    for (int trial = 0; trial < 200; ++trial) {
+      const int group = 1 + static_cast<int>(rng() % 3);
+      const int l = static_cast<int>(rng() % 2);
+      const int lo = static_cast<int>(rng() % n_pages);
+      const int hi = lo + static_cast<int>(rng() % static_cast<uint64_t>(n_pages - lo + 1));
+      const int k = static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 2));
+      const std::vector<float> q = random_q(rng, static_cast<size_t>(g.n_kv_heads) * group * g.head_dim);
+      std::vector<uint8_t> want(static_cast<size_t>(g.n_kv_heads));
+      for (auto& w : want) w = static_cast<uint8_t>(rng() % 2);
+      const bool all = trial % 4 == 0;
+      std::vector<std::vector<int32_t>> outs(static_cast<size_t>(g.n_kv_heads), std::vector<int32_t>{99, 98});
+      fkv::select_top_k_heads(rig.summaries, l, q.data(), group, lo, hi, k, all ? nullptr : want.data(), outs, scratch);
+      for (int h = 0; h < g.n_kv_heads; ++h) {
+        const auto& got = outs[static_cast<size_t>(h)];
+        if (!all && want[static_cast<size_t>(h)] == 0) {
+          QCOMPARE(got, (std::vector<int32_t>{99, 98}));
+          continue;
+        }
+        fkv::select_top_k(rig.summaries, l, h, q.data() + static_cast<size_t>(h) * group * g.head_dim, group, lo, hi, k,
+                          one, scratch_one);
+        QVERIFY2(got == one, qPrintable(QString("trial %1, head %2, [%3, %4) k %5: got %6, expected %7")
+                                            .arg(trial)
+                                            .arg(h)
+                                            .arg(lo)
+                                            .arg(hi)
+                                            .arg(k)
+                                            .arg(list(got), list(one))));
+      }
+    }
+  }
+
   void topKEdgeCases() {
     const KvGeometry g{1, 1, 4, 2, DType::F32};
     SummaryRig rig;

@@ -83,11 +83,20 @@ void split_group_query(const float* q, int group, int head_dim, float* out);
 // summaries: n pages, page i at summaries + i * stride floats, each starting with (2, head_dim) = (min, max);
 // q_split: (2, head_dim) from split_group_query; out: (n) bounds. Dispatches to AVX2 when active.
 void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out);
+// The bounds of n_heads heads whose (2, head_dim) blocks follow each other in every page (page i, head h at
+// summaries + i * stride + h * 2 * head_dim), in one pass over the pages: q_splits (n_heads, 2, head_dim), out
+// (n_heads, n). Each page's blocks are then read once for all heads, where one head at a time would have the memory
+// bring in the whole page for each (on a book's thousands of pages, the pass is bound by those reads). Each head's
+// bounds equal page_bounds' for it, bit for bit.
+void page_bounds_heads(const float* q_splits, const float* summaries, size_t stride, int n, int n_heads, int head_dim,
+                       float* out);
 
 namespace ref {
 // The definition, term by term: the reference the split form is tested against.
 float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
 void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out);
+void page_bounds_heads(const float* q_splits, const float* summaries, size_t stride, int n, int n_heads, int head_dim,
+                       float* out);
 }
 
 }  // namespace fkv::cpu
