@@ -33,7 +33,7 @@ Status FreeKvPolicy::init() {
     s.fresh.resize(n_kv);
     s.stale.resize(n_kv);
     for (auto& v : s.spec) v.reserve(static_cast<size_t>(ctx_.n_pages_cap));
-    s.scores.reserve(static_cast<size_t>(ctx_.n_pages_cap));
+    s.scores.reserve(static_cast<size_t>(n_kv) * (static_cast<size_t>(ctx_.n_pages_cap) + 2 * ctx_.head_dim));
   }
   cosine_.resize(n_kv);
   corrected_.resize(n_kv);

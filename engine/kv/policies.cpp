@@ -48,7 +48,8 @@ SparsePolicy::SparsePolicy(const PolicyContext& ctx) : FullPolicy(ctx) {
   slots_.resize(static_cast<size_t>(ctx.n_kv_heads));
   for (auto& p : pages_) p.reserve(static_cast<size_t>(ctx.n_pages_cap));
   for (auto& s : slots_) s.reserve(static_cast<size_t>(ctx.budget.retrieved_pages()));
-  scratch_.reserve(static_cast<size_t>(ctx.n_pages_cap));
+  // select_top_k_heads' scores and split queries, for every KV head at once: sized here, so decode never grows it.
+  scratch_.reserve(static_cast<size_t>(ctx.n_kv_heads) * (static_cast<size_t>(ctx.n_pages_cap) + 2 * ctx.head_dim));
 }
 
 bool SparsePolicy::fits(const SelectionQuery& in) const {
