@@ -91,8 +91,8 @@ void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, in
   if (trivial_top_k(lo, hi, k, out)) return;
   const int n = hi - lo;
   const int hd = s.head_dim();
-  scores.resize(static_cast<size_t>(n) +
-                2 * static_cast<size_t>(hd));  // (n) scores, then the (2, head_dim) split query
+  // (n) scores, then the (2, head_dim) split query
+  scores.resize(static_cast<size_t>(n) + 2 * static_cast<size_t>(hd));
   float* q_split = scores.data() + n;
   cpu::split_group_query(q_group, group, hd, q_split);
   cpu::page_bounds(q_split, s.kmin(l, lo, h), s.page_stride(), n, hd, scores.data());

@@ -63,12 +63,6 @@ PageRanges SparsePolicy::ranges(int n_pages, int first_page) const {
   return r;
 }
 
-void SparsePolicy::top_k(const SelectionQuery& in, const float* q, int h, const PageRanges& r,
-                         std::vector<int32_t>& out, std::vector<float>& scores) const {
-  select_top_k(*ctx_.summaries, in.layer, h, q + static_cast<size_t>(h) * in.group * in.head_dim, in.group, r.sink_end,
-               r.recent_begin, ctx_.budget.retrieved_pages(), out, scores);
-}
-
 void SparsePolicy::top_k_heads(const SelectionQuery& in, const float* q, const PageRanges& r, const uint8_t* want,
                                std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores) const {
   select_top_k_heads(*ctx_.summaries, in.layer, q, in.group, r.sink_end, r.recent_begin, ctx_.budget.retrieved_pages(),
@@ -152,15 +146,14 @@ void RecallPolicy::apply_recall(int l, int h, std::vector<int32_t>& slots, const
 }
 
 void ArkvalePolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
-  for (int h = 0; h < in.n_kv_heads; ++h) {
-    const double t0 = now_seconds();
-    top_k(in, in.q, h, r, pages_[static_cast<size_t>(h)], scratch_);
-    const double t1 = now_seconds();
+  const double t0 = now_seconds();
+  top_k_heads(in, in.q, r, nullptr, pages_, scratch_);
+  const double t1 = now_seconds();
+  for (int h = 0; h < in.n_kv_heads; ++h)
     recall(in.layer, h, pages_[static_cast<size_t>(h)], slots_[static_cast<size_t>(h)], plans_[static_cast<size_t>(h)],
            &c);
-    c.select_s += t1 - t0;
-    c.recall_s += now_seconds() - t1;
-  }
+  c.select_s += t1 - t0;
+  c.recall_s += now_seconds() - t1;
 }
 
 }  // namespace fkv

@@ -52,10 +52,8 @@ class SparsePolicy : public FullPolicy {
   PageRanges ranges(int n_pages, int first_page) const;
   // Chooses head h's retrieved pages into `pages` and says where attention reads them (slots null: host tier).
   virtual void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) = 0;
-  void top_k(const SelectionQuery& in, const float* q, int h, const PageRanges& r, std::vector<int32_t>& out,
-             std::vector<float>& scores) const;
-  // Every KV head's at once (those with want[h] != 0; want null: all), into outs (n_kv_heads): one pass over the
-  // layer's summaries.
+  // The retrieved pages of every KV head with want[h] != 0 (want null: all) into outs (n_kv_heads), chosen in one pass
+  // over the layer's summaries.
   void top_k_heads(const SelectionQuery& in, const float* q, const PageRanges& r, const uint8_t* want,
                    std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores) const;
 
