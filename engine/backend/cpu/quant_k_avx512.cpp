@@ -1,8 +1,8 @@
 // The one-token dots of Q4_K and Q6_K weights against Q8_K activations with 512-bit vectors: the decode matmul.
 // Decode reads each weight once per token, and on these cores the AVX2 dot spends more instructions per byte than
-// memory does: a Q4_K row in L2 ran no faster than from RAM. These kernels cover a 64-code span per instruction and
-// unpack the packed 6-bit scales with a few 32-bit operations instead of a byte loop, so the same row takes about
-// half the instructions.
+// memory allows for: one core runs out of instructions before memory runs out of bandwidth. These kernels cover a
+// 64-code span per instruction and unpack the packed 6-bit scales with a few 32-bit operations instead of a byte
+// loop, so the same row takes about half the instructions.
 // Spans are laid out so that a 512-bit load of the activations is contiguous: a Q4_K chunk of 32 bytes, broadcast to
 // both halves and shifted by 0 and 4 bits, is its two sub-blocks' 64 codes in element order; a Q6_K half-block's 64
 // low-nibble bytes are elements 0..63 of the half and its high nibbles 64..127, with the 2 high bits of each taken
