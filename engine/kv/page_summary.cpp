@@ -59,19 +59,31 @@ float PageSummaries::score(int l, int p, int h, const float* q_group, int group)
 
 namespace {
 
-// The k pages of [lo, lo + n) with the highest of `scores` (n, one per page), ascending; ties go to the lower page.
-void top_k_of(float* scores, int lo, int n, int k, std::vector<int32_t>& out) {
-  for (int i = 0; i < n; ++i)
-    if (scores[i] != scores[i]) scores[i] = -std::numeric_limits<float>::infinity();  // NaN ranks last
-  out.resize(static_cast<size_t>(n));
-  std::iota(out.begin(), out.end(), lo);
+// The k pages of [lo, lo + n) with the highest of `scores` (n, one per page), ascending; ties go to the lower page and
+// NaN ranks last. 0 < k < n. One pass keeps the best k so far in a heap whose top is the worst of them: over a book's
+// thousands of pages nearly every page is turned away by one comparison with it.
+void top_k_of(const float* scores, int lo, int n, int k, std::vector<int32_t>& out) {
+  const auto rank = [&](int32_t p) {
+    const float v = scores[p - lo];
+    return v != v ? -std::numeric_limits<float>::infinity() : v;
+  };
   const auto better = [&](int32_t a, int32_t b) {
-    const float sa = scores[a - lo];
-    const float sb = scores[b - lo];
+    const float sa = rank(a);
+    const float sb = rank(b);
     return sa > sb || (sa == sb && a < b);
   };
-  std::nth_element(out.begin(), out.begin() + k, out.end(), better);
   out.resize(static_cast<size_t>(k));
+  std::iota(out.begin(), out.end(), lo);
+  std::make_heap(out.begin(), out.end(), better);
+  float worst = rank(out.front());
+  for (int i = k; i < n; ++i) {
+    // Pages come in ascending order, so one that only ties the worst kept loses to it on page id.
+    if (!(scores[i] > worst)) continue;
+    std::pop_heap(out.begin(), out.end(), better);
+    out.back() = lo + i;
+    std::push_heap(out.begin(), out.end(), better);
+    worst = rank(out.front());
+  }
   std::sort(out.begin(), out.end());
 }
 
