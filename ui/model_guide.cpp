@@ -84,7 +84,7 @@ QString noModelHtml() {
             "<tt>scripts/install_models.py</tt>.")
              .arg(link) +
          QStringLiteral("<p>") + tr("Which models fit in memory:") + tableHtml() +
-         tr("<small>Memory = the file + the KV cache (layers × KV heads × head size × 4.25 bytes per token: 16-bit "
+         tr("<small>Memory = the file + the KV cache (layers × KV heads × head size × 4.125 bytes per token: 16-bit "
             "keys and values, and page summaries) + about 0.1 GB. A longer document adds the +1k figure for every "
             "1,000 tokens. Qwen2.5-Coder 0.5B Instruct runs on any computer and answers questions about "
             "documents; the 1.5B answers better where 2 GB are free.</small>");

@@ -1,8 +1,8 @@
 // What the first run tells a person who has no model yet: where to put a GGUF file, and which models fit which
 // memory. The figures are arithmetic, stated in the banner, not measurements:
 //   weights  = the GGUF file, about parameters x bits per weight / 8 (the file is memory-mapped and read whole);
-//   KV cache = layers x KV heads x head dim x 4.25 bytes per token: F16 keys and values (2 x 2 bytes) plus the
-//              page summaries (f32 minimum and maximum of each key channel per 32-token page: 8 / 32 bytes);
+//   KV cache = layers x KV heads x head dim x 4.125 bytes per token: F16 keys and values (2 x 2 bytes) plus the
+//              page summaries (F16 minimum and maximum of each key channel per 32-token page: 4 / 32 bytes);
 //   working buffers about 0.1 GB.
 // One model's row checks against a measurement: Gemma 3 270M at 8,192 tokens computes to 0.51 GB; the benchmark
 // (docs/benchmarks.md) measured a peak of 485 MiB (0.51 GB).
@@ -26,7 +26,7 @@ struct ModelFit {
 
 namespace ModelGuide {
 
-inline constexpr double kKvBytesPerElement = 2 * 2 + 8.0 / 32;  // F16 K and V, the key summaries of 32-token pages
+inline constexpr double kKvBytesPerElement = 2 * 2 + 4.0 / 32;  // F16 K and V, the key summaries of 32-token pages
 inline constexpr double kBuffersGB = 0.1;
 inline constexpr int kDocumentTokens = 8192;  // the "document" column: an 8k-token document and its chat
 

@@ -14,9 +14,9 @@ Status PageSummaries::init(const KvGeometry& g, int n_pages_cap) {
   g_ = g;
   n_pages_cap_ = n_pages_cap;
   size_ = static_cast<size_t>(g.n_layers) * n_pages_cap * g.n_kv_heads * 2 * g.head_dim;
-  data_.reset(new (std::nothrow) float[size_]);
+  data_.reset(new (std::nothrow) uint16_t[size_]);
   if (!data_) {
-    const size_t mib = size_ * sizeof(float) / (1 << 20);
+    const size_t mib = size_ * sizeof(uint16_t) / (1 << 20);
     size_ = 0;
     return err("cannot reserve ", mib, " MiB for the page summaries of ", n_pages_cap, " pages");
   }
@@ -26,12 +26,21 @@ Status PageSummaries::init(const KvGeometry& g, int n_pages_cap) {
 
 void PageSummaries::reset() { std::fill(n_built_.begin(), n_built_.end(), 0); }
 
+void PageSummaries::load(int l, int p, int h, float* mn_mx) const {
+  cpu::f16_to_f32_row(at(l, p, h), mn_mx, 2 * g_.head_dim);
+}
+
+void PageSummaries::store(int l, int p, int h, const float* mn_mx) {
+  cpu::summary_to_f16(mn_mx, minmax(l, p, h), g_.head_dim);
+}
+
 void PageSummaries::build(int l, int p, const KvCache& cache, const float* cos_sin, bool neox) {
   const int hd = g_.head_dim;
   const int len = g_.page_size;  // only sealed (full) pages are summarised
   const size_t row = static_cast<size_t>(hd) * g_.elem_bytes();
+  float mn_mx[2 * cpu::kMaxHeadDim];
   for (int h = 0; h < g_.n_kv_heads; ++h) {
-    float* mn = const_cast<float*>(at(l, p, h));
+    float* mn = mn_mx;
     float* mx = mn + hd;
     std::fill(mn, mn + hd, std::numeric_limits<float>::infinity());
     std::fill(mx, mx + hd, -std::numeric_limits<float>::infinity());
@@ -46,6 +55,7 @@ void PageSummaries::build(int l, int p, const KvCache& cache, const float* cos_s
         mx[c] = std::max(mx[c], key[c]);
       }
     }
+    store(l, p, h, mn_mx);
   }
 }
 

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int k_planned_tokens = 32768;           // the window a document may fill
-constexpr double k_kv_bytes_per_element = 4.25;  // F16 K and V (2 x 2 bytes) + f32 min/max per key channel per page
+constexpr double k_kv_bytes_per_element = 4.125;  // F16 K and V (2 x 2 bytes) + F16 min/max per key channel per page
 constexpr int64_t k_buffer_bytes = 100'000'000;
 
 }  // namespace

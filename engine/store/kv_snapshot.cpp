@@ -87,21 +87,21 @@ Status write_pages(PageFileWriter& w, const KvCache& cache, const PageSummaries&
   for (int l = 0; l < g.n_layers; ++l) n_built[static_cast<size_t>(l)] = std::min(summaries.n_built(l), n_pages);
   // Pages not yet summarised (a partial last page) have no summary in memory, only whatever the buffer held: they are
   // written as zeros, so a file's bytes depend on its KV alone and no stray memory reaches the disk.
-  std::vector<float> layer;  // (n_pages - first_page, n_kv_heads, 2, head_dim) when a layer has such pages
+  // The file holds them as f32 (the F16 values widen exactly).
+  std::vector<float> layer;  // (n_pages - first_page, n_kv_heads, 2, head_dim)
+  const size_t stride = summaries.page_stride();
+  const size_t block = 2 * static_cast<size_t>(g.head_dim);
   for (int l = 0; l < g.n_layers; ++l) {
     if (n_pages <= first_page) {
       FKV_TRY(w.add_summaries(nullptr));
       continue;
     }
     const int built = std::max(n_built[static_cast<size_t>(l)], first_page);
-    const float* src = summaries.kmin(l, first_page, 0);
-    if (built < n_pages) {
-      const size_t stride = summaries.page_stride();
-      layer.assign(static_cast<size_t>(n_pages - first_page) * stride, 0.f);
-      std::copy(src, src + static_cast<size_t>(built - first_page) * stride, layer.begin());
-      src = layer.data();
-    }
-    FKV_TRY(w.add_summaries(src));
+    layer.assign(static_cast<size_t>(n_pages - first_page) * stride, 0.f);
+    for (int p = first_page; p < built; ++p)
+      for (int h = 0; h < g.n_kv_heads; ++h)
+        summaries.load(l, p, h, layer.data() + static_cast<size_t>(p - first_page) * stride + h * block);
+    FKV_TRY(w.add_summaries(layer.data()));
   }
   return w.finish(n_built);
 }
@@ -173,11 +173,23 @@ Status check_target(const PageFileReader& file, const SnapshotMeta& expected, co
   return {};
 }
 
+// The file's f32 summaries into the F16 ones, rounded outward (exact for those an F16 build wrote).
 void copy_summaries(const PageFileReader& file, PageSummaries& summaries) {
   const PageFileInfo& f = file.info();
-  const size_t layer_bytes = static_cast<size_t>(f.n_pages()) * summaries.page_stride() * sizeof(float);
+  const size_t stride = summaries.page_stride();
+  const size_t block = 2 * static_cast<size_t>(f.head_dim);
+  const int first = static_cast<int>(f.first_page);
+  std::vector<float> mn_mx(block);
   for (int l = 0; l < f.n_layers; ++l) {
-    if (layer_bytes > 0) std::memcpy(summaries.minmax(l, static_cast<int>(f.first_page), 0), file.summaries(l), layer_bytes);
+    const uint8_t* src = file.summaries(l);  // (n_pages, n_kv_heads, 2, head_dim) f32
+    const int end = static_cast<int>(std::min<int64_t>(file.n_built(l), f.first_page + f.n_pages()));
+    for (int p = first; p < end; ++p) {
+      for (int h = 0; h < f.n_kv_heads; ++h) {
+        std::memcpy(mn_mx.data(), src + (static_cast<size_t>(p - first) * stride + h * block) * sizeof(float),
+                    block * sizeof(float));
+        summaries.store(l, p, h, mn_mx.data());
+      }
+    }
     summaries.set_n_built(l, file.n_built(l));
   }
 }

@@ -3,6 +3,7 @@
 // element type, several head widths, partial pages, windows that cut pages, nothing visible and huge scores.
 #include <QTest>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
@@ -78,6 +79,17 @@ std::vector<float> uniform(size_t n, float lo, float hi, uint32_t seed) {
   std::vector<float> v(n);
   for (float& f : v) f = dist(rng);
   return v;
+}
+
+// Page summaries as the kernels read them: F16 codes (the values are made F16-exact first where a float reference is
+// computed from them).
+std::vector<uint16_t> to_f16(const std::vector<float>& x) {
+  std::vector<uint16_t> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = cpu::f32_to_f16(x[i]);
+  return y;
+}
+void round_to_f16(std::vector<float>& x) {
+  for (float& v : x) v = cpu::f16_to_f32(cpu::f32_to_f16(v));
 }
 
 // Small integers in [lo, hi]: exactly representable in every KV type, so products and sums of a few hundred are exact.
@@ -507,7 +519,7 @@ class TestOps : public QObject {
       for (int n_heads : {1, 2, 3}) {
         const int n_pages = 7;
         const size_t len = 2 * static_cast<size_t>(hd), stride = n_heads * len + 5;
-        const std::vector<float> sums = uniform(n_pages * stride, -1.f, 1.f, 95 + hd);
+        const std::vector<uint16_t> sums = to_f16(uniform(n_pages * stride, -1.f, 1.f, 95 + hd));
         const std::vector<float> q_splits = uniform(n_heads * len, -2.f, 2.f, 96 + n_heads);
         for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::detected_isa()}) {
           cpu::set_active_isa(isa);
@@ -532,6 +544,46 @@ class TestOps : public QObject {
     }
   }
 
+  // Summaries are stored as F16 rounded outward: the minimum to the largest F16 value at or below it, the maximum to
+  // the smallest at or above it (past F16's range: the largest finite value or an infinity), the same bits in the
+  // scalar and AVX2 conversions, for head dims with and without a tail.
+  void summaryToF16RoundsOutward() {
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> specials{0.f, -0.f, 1.f, -1.f, 1e-9f, -1e-9f, 6e-8f, -6e-8f, 65504.f, -65504.f, 65519.f,
+                                -65519.f, 70000.f, -70000.f, inf, -inf, 0.1f, -0.1f, 3.14159f, -2.71828f};
+    std::vector<float> all;  // every F16 value but NaN, ascending
+    for (uint32_t h = 0; h < 0x10000; ++h) {
+      const float v = cpu::f16_to_f32(static_cast<uint16_t>(h));
+      if (!std::isnan(v)) all.push_back(v);
+    }
+    std::sort(all.begin(), all.end());
+    for (int hd : {8, 20, 64}) {
+      std::vector<float> mn_mx = uniform(2 * static_cast<size_t>(hd), -300.f, 300.f, 97 + hd);
+      for (size_t i = 0; i < mn_mx.size(); ++i)
+        if (i % 3 == 0) mn_mx[i] = specials[(i / 3 + static_cast<size_t>(hd)) % specials.size()];
+      std::vector<uint16_t> got_ref(mn_mx.size()), got(mn_mx.size());
+      cpu::ref::summary_to_f16(mn_mx.data(), got_ref.data(), hd);
+      cpu::set_active_isa(cpu::detected_isa());
+      cpu::summary_to_f16(mn_mx.data(), got.data(), hd);
+      for (int c = 0; c < 2 * hd; ++c) {
+        const float x = mn_mx[static_cast<size_t>(c)];
+        const bool down = c < hd;
+        const uint16_t h = got_ref[static_cast<size_t>(c)];
+        const float v = cpu::f16_to_f32(h);
+        const QString where = QString("head dim %1, %2 %3 -> %4").arg(hd).arg(down ? "min" : "max").arg(x).arg(v);
+        QVERIFY2(got[static_cast<size_t>(c)] == h, qPrintable(where + QString(": fast code %1, scalar %2")
+                                                                      .arg(got[static_cast<size_t>(c)])
+                                                                      .arg(h)));
+        QVERIFY2(down ? v <= x : v >= x, qPrintable(where));
+        // ... and the nearest such F16 value, found among all of them.
+        const float want = down ? *(std::upper_bound(all.begin(), all.end(), x) - 1)
+                                : *std::lower_bound(all.begin(), all.end(), x);
+        QVERIFY2(v == want, qPrintable(where + QString(", expected %1").arg(want)));
+      }
+    }
+    cpu::set_active_isa(cpu::detected_isa());
+  }
+
   // The page-summary bound: the term-by-term reference against a double loop; the split form (one dot product per
   // page), scalar and AVX2, against the same loop for several pages at a stride (head dims with and without a tail of
   // fewer than 16 channels); and the bound really bounds q.k for keys inside [mn, mx].
@@ -542,6 +594,7 @@ class TestOps : public QObject {
         const size_t stride = 3 * static_cast<size_t>(hd);  // (min, max) plus a gap the kernel must skip
         const std::vector<float> q = uniform(static_cast<size_t>(group) * hd, -2.f, 2.f, 90 + hd + group);
         std::vector<float> sums = uniform(n_pages * stride, -1.f, 1.f, 91 + hd);
+        round_to_f16(sums);
         std::vector<double> want(n_pages, 0.0);
         for (int p = 0; p < n_pages; ++p) {
           float* mn = sums.data() + p * stride;
@@ -557,12 +610,13 @@ class TestOps : public QObject {
           QVERIFY2(std::fabs(r - want[p]) <= 1e-4 * std::max(1.0, std::fabs(want[p])),
                    qPrintable(QString::number(r - want[p])));
         }
+        const std::vector<uint16_t> sums16 = to_f16(sums);  // min and max put in order above
         std::vector<float> q_split(2 * static_cast<size_t>(hd));
         cpu::split_group_query(q.data(), group, hd, q_split.data());
         std::vector<float> got_ref(n_pages), got(n_pages);
-        cpu::ref::page_bounds(q_split.data(), sums.data(), stride, n_pages, hd, got_ref.data());
+        cpu::ref::page_bounds(q_split.data(), sums16.data(), stride, n_pages, hd, got_ref.data());
         cpu::set_active_isa(cpu::detected_isa());
-        cpu::page_bounds(q_split.data(), sums.data(), stride, n_pages, hd, got.data());
+        cpu::page_bounds(q_split.data(), sums16.data(), stride, n_pages, hd, got.data());
         for (int p = 0; p < n_pages; ++p) {
           const double tol = 1e-4 * std::max(1.0, std::fabs(want[p]));
           QVERIFY2(std::fabs(got_ref[p] - want[p]) <= tol,

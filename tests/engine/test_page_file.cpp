@@ -111,7 +111,7 @@ bool same_kv(const Rig& want, const Rig& got, int from, QString* why) {
         }
     for (int p = 0; p < want.summaries.n_built(l); ++p)
       if (std::memcmp(want.summaries.kmin(l, p, 0), got.summaries.kmin(l, p, 0),
-                      want.summaries.page_stride() * sizeof(float)) != 0)
+                      want.summaries.page_stride() * sizeof(uint16_t)) != 0)
         return mismatch(why, QString("summary of layer %1 page %2").arg(l).arg(p));
   }
   return true;
@@ -236,7 +236,7 @@ class TestPageFile : public QObject {
     const int partial = src.cache.n_pages() - 1;
     QCOMPARE(src.summaries.n_built(0), partial);
     std::vector<std::vector<uint8_t>> files;
-    for (const float junk : {123.f, -7.f}) {
+    for (const uint16_t junk : {0x57b0, 0xc700}) {  // F16 123 and -7
       for (int l = 0; l < g.n_layers; ++l)
         for (int h = 0; h < g.n_kv_heads; ++h)
           std::fill_n(src.summaries.minmax(l, partial, h), 2 * g.head_dim, junk);

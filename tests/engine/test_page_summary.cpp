@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
 #include "kv/budget.h"
 #include "kv/kv_cache.h"
@@ -72,6 +73,8 @@ bool make_rig(const KvGeometry& g, int n_pages, uint64_t seed, SummaryRig& rig, 
   }
   return true;
 }
+
+float f16(uint16_t h) { return fkv::cpu::f16_to_f32(h); }
 
 std::vector<float> random_q(std::mt19937_64& rng, size_t n) {
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -189,7 +192,8 @@ class TestPageSummary : public QObject {
     QTest::addRow("bf16") << DType::BF16;
   }
 
-  // Per channel, kmin/kmax are exactly the extremes of the stored (rounded) keys; bytes() follows the geometry.
+  // Per channel, kmin/kmax are the extremes of the stored (rounded) keys as F16, the minimum rounded down and the
+  // maximum up (exactly the extremes for an F16 cache); bytes() follows the geometry.
   void minMaxMatchStoredKeys() {
     QFETCH(DType, dtype);
     const KvGeometry g{2, 3, 16, 4, dtype};
@@ -197,7 +201,7 @@ class TestPageSummary : public QObject {
     SummaryRig rig;
     QString error;
     QVERIFY2(make_rig(g, n_pages, 7, rig, &error), qPrintable(error));
-    QCOMPARE(rig.summaries.bytes(), static_cast<size_t>(2 * n_pages * 3 * 2 * 16) * sizeof(float));
+    QCOMPARE(rig.summaries.bytes(), static_cast<size_t>(2 * n_pages * 3 * 2 * 16) * sizeof(uint16_t));
     for (int l = 0; l < g.n_layers; ++l)
       for (int p = 0; p < n_pages; ++p)
         for (int h = 0; h < g.n_kv_heads; ++h)
@@ -209,10 +213,13 @@ class TestPageSummary : public QObject {
               mx = std::max(mx, stored_key(rig.cache, l, p, h, j, c));
             }
             const QString where = QString("layer %1 page %2 head %3 channel %4").arg(l).arg(p).arg(h).arg(c);
-            QVERIFY2(rig.summaries.kmin(l, p, h)[c] == mn,
-                     qPrintable(where + QString(": min %1, scan %2").arg(rig.summaries.kmin(l, p, h)[c]).arg(mn)));
-            QVERIFY2(rig.summaries.kmax(l, p, h)[c] == mx,
-                     qPrintable(where + QString(": max %1, scan %2").arg(rig.summaries.kmax(l, p, h)[c]).arg(mx)));
+            const float got_mn = f16(rig.summaries.kmin(l, p, h)[c]);
+            const float got_mx = f16(rig.summaries.kmax(l, p, h)[c]);
+            QVERIFY2(got_mn <= mn && rig.summaries.kmin(l, p, h)[c] == fkv::cpu::f16_round_down(mn),
+                     qPrintable(where + QString(": min %1, scan %2").arg(got_mn).arg(mn)));
+            QVERIFY2(got_mx >= mx && rig.summaries.kmax(l, p, h)[c] == fkv::cpu::f16_round_up(mx),
+                     qPrintable(where + QString(": max %1, scan %2").arg(got_mx).arg(mx)));
+            if (dtype == DType::F16) QVERIFY2(got_mn == mn && got_mx == mx, qPrintable(where));
           }
   }
 
@@ -226,8 +233,8 @@ class TestPageSummary : public QObject {
     rig.cache.write(0, 2, 2, k, k);
     rig.summaries.build(0, 1, rig.cache);
     for (int c = 0; c < 4; ++c) {
-      QCOMPARE(rig.summaries.kmin(0, 1, 0)[c], 0.25f);
-      QCOMPARE(rig.summaries.kmax(0, 1, 0)[c], 0.5f);
+      QCOMPARE(f16(rig.summaries.kmin(0, 1, 0)[c]), 0.25f);
+      QCOMPARE(f16(rig.summaries.kmax(0, 1, 0)[c]), 0.5f);
     }
     rig.summaries.reset();
     QCOMPARE(rig.summaries.n_built(0), 0);
@@ -290,14 +297,14 @@ class TestPageSummary : public QObject {
         for (int c = 0; c < g.head_dim; ++c) {
           std::vector<float> q(static_cast<size_t>(g.head_dim), 0.f);
           q[static_cast<size_t>(c)] = 1.f;
-          QCOMPARE(rig.summaries.score(0, p, h, q.data(), 1), rig.summaries.kmax(0, p, h)[c]);
+          QCOMPARE(rig.summaries.score(0, p, h, q.data(), 1), f16(rig.summaries.kmax(0, p, h)[c]));
           q[static_cast<size_t>(c)] = -1.f;
-          QCOMPARE(rig.summaries.score(0, p, h, q.data(), 1), -rig.summaries.kmin(0, p, h)[c]);
+          QCOMPARE(rig.summaries.score(0, p, h, q.data(), 1), -f16(rig.summaries.kmin(0, p, h)[c]));
           // Two heads in the group, the same unit query: the group's bound is the sum.
           std::vector<float> q2(2 * static_cast<size_t>(g.head_dim), 0.f);
           q2[static_cast<size_t>(c)] = 1.f;
           q2[static_cast<size_t>(g.head_dim) + c] = 1.f;
-          QCOMPARE(rig.summaries.score(0, p, h, q2.data(), 2), 2.f * rig.summaries.kmax(0, p, h)[c]);
+          QCOMPARE(rig.summaries.score(0, p, h, q2.data(), 2), 2.f * f16(rig.summaries.kmax(0, p, h)[c]));
         }
   }
 

@@ -88,18 +88,29 @@ fkv::PageSummaries random_summaries(const fkv::KvGeometry& g, int n_pages, uint3
   if (!s.init(g, n_pages).ok()) qFatal("cannot size page summaries");
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-3.f, 3.f);
+  std::vector<float> mm(2 * static_cast<size_t>(g.head_dim));  // (2, head_dim)
   for (int p = 0; p < n_pages; ++p)
     for (int h = 0; h < g.n_kv_heads; ++h) {
-      float* mm = s.minmax(0, p, h);  // (2, head_dim)
       for (int c = 0; c < g.head_dim; ++c) {
         float a = u(rng), b = u(rng);
         if (integral) a = std::round(a), b = std::round(b);
-        mm[c] = std::min(a, b);
-        mm[g.head_dim + c] = std::max(a, b);
+        mm[static_cast<size_t>(c)] = std::min(a, b);
+        mm[static_cast<size_t>(g.head_dim + c)] = std::max(a, b);
       }
+      s.store(0, p, h, mm.data());
     }
   s.set_n_built(0, n_pages);
   return s;
+}
+
+// Layer 0's summaries of pages [0, n_pages) as the floats the device kernel reads (the F16 values widen exactly).
+std::vector<float> summaries_as_floats(const fkv::PageSummaries& s, int n_pages) {
+  const int n_kv = s.geometry().n_kv_heads;
+  const size_t block = 2 * static_cast<size_t>(s.head_dim());
+  std::vector<float> out(static_cast<size_t>(n_pages) * s.page_stride());
+  for (int p = 0; p < n_pages; ++p)
+    for (int h = 0; h < n_kv; ++h) s.load(0, p, h, out.data() + static_cast<size_t>(p) * s.page_stride() + h * block);
+  return out;
 }
 
 fkv::KvCache random_cache(const fkv::KvGeometry& g, int n_tok, uint64_t seed) {
@@ -264,7 +275,7 @@ class TestCudaKv : public QObject {
     const int n_pages = 1000, group = 4, D = g.head_dim;
     const fkv::PageSummaries s = random_summaries(g, n_pages, 9, false);
     const std::vector<float> q = random_floats(static_cast<size_t>(g.n_kv_heads) * group * D, 4, -2.f, 2.f);
-    const std::vector<float> summ(s.kmin(0, 0, 0), s.kmin(0, 0, 0) + n_pages * s.page_stride());
+    const std::vector<float> summ = summaries_as_floats(s, n_pages);
     DeviceBuffer dq(q.size() * 4), ds(summ.size() * 4), dsplit(g.n_kv_heads * 2 * D * 4),
         dscores(g.n_kv_heads * n_pages * 4);
     QVERIFY(upload(dq, q) && upload(ds, summ));
@@ -283,7 +294,7 @@ class TestCudaKv : public QObject {
       fkv::cpu::page_bounds(want_split.data(), s.kmin(0, 0, h), s.page_stride(), n_pages, D, want.data());
       for (int p = 0; p < n_pages; ++p) {
         float mag = 0.f;  // the terms' magnitude: what float rounding scales with
-        for (int c = 0; c < 2 * D; ++c) mag += std::fabs(want_split[c] * s.kmin(0, p, h)[c]);
+        for (int c = 0; c < 2 * D; ++c) mag += std::fabs(want_split[c] * summ[p * s.page_stride() + h * 2 * D + c]);
         const float got = scores[static_cast<size_t>(h) * n_pages + p];
         QVERIFY2(std::fabs(got - want[p]) <= 1e-5f * (1.f + mag),
                  qPrintable(QString("head %1 page %2: %3 vs %4").arg(h).arg(p).arg(got).arg(want[p])));
@@ -316,7 +327,7 @@ class TestCudaKv : public QObject {
     fkv::PageSummaries s = random_summaries(g, lo + n, 21, ties);
     std::mt19937 rng(8);
     for (int j = 0; j < n_nan; ++j)
-      s.minmax(0, lo + static_cast<int>(rng() % n), static_cast<int>(rng() % 2))[0] = std::nanf("");
+      s.minmax(0, lo + static_cast<int>(rng() % n), static_cast<int>(rng() % 2))[0] = 0x7e00;  // F16 NaN
     const std::vector<float> q = query(g.n_kv_heads * group * D, ties);
     // The selection is tested on the CPU's own scores, so a rounding difference in the bounds cannot move a near-tie.
     std::vector<float> scores(static_cast<size_t>(g.n_kv_heads) * n), split(2 * static_cast<size_t>(D));
@@ -340,7 +351,7 @@ class TestCudaKv : public QObject {
     const int n = 2000, k = 64, group = 2, D = g.head_dim;
     const fkv::PageSummaries s = random_summaries(g, n, 33, true);  // integers: exact bounds in any summation order
     const std::vector<float> q = query(g.n_kv_heads * group * D, true);
-    const std::vector<float> summ(s.kmin(0, 0, 0), s.kmin(0, 0, 0) + n * s.page_stride());
+    const std::vector<float> summ = summaries_as_floats(s, n);
     DeviceBuffer dq(q.size() * 4), ds(summ.size() * 4), dsplit(g.n_kv_heads * 2 * D * 4), dscores(g.n_kv_heads * n * 4),
         dout(g.n_kv_heads * k * 4);
     QVERIFY(upload(dq, q) && upload(ds, summ));

@@ -6,11 +6,37 @@
 namespace fkv::cpu {
 
 namespace avx2 {
-void page_bounds_heads(const float* q_splits, const float* summaries, size_t stride, int n, int n_heads, int head_dim,
+void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
                        float* out);
+void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
+}
+
+uint16_t f16_round_down(float x) {
+  const uint16_t h = f32_to_f16(x);
+  if (!(f16_to_f32(h) > x)) return h;  // exact, below, or NaN
+  // One F16 step toward -infinity: a smaller magnitude for a positive code, a larger one for a negative code.
+  if (h == 0x0000) return 0x8001;
+  return (h & 0x8000) != 0 ? static_cast<uint16_t>(h + 1) : static_cast<uint16_t>(h - 1);
+}
+
+uint16_t f16_round_up(float x) {
+  const uint16_t h = f32_to_f16(x);
+  if (!(f16_to_f32(h) < x)) return h;
+  if (h == 0x8000) return 0x0001;
+  return (h & 0x8000) != 0 ? static_cast<uint16_t>(h - 1) : static_cast<uint16_t>(h + 1);
+}
+
+void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim) {
+  if (active_isa() == Isa::Avx2) return avx2::summary_to_f16(mn_mx, out, head_dim);
+  ref::summary_to_f16(mn_mx, out, head_dim);
 }
 
 namespace ref {
+void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim) {
+  for (int c = 0; c < head_dim; ++c) out[c] = f16_round_down(mn_mx[c]);
+  for (int c = head_dim; c < 2 * head_dim; ++c) out[c] = f16_round_up(mn_mx[c]);
+}
+
 float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim) {
   float s = 0.f;
   for (int g = 0; g < group; ++g)
@@ -21,21 +47,21 @@ float page_bound(const float* q, int group, const float* mn, const float* mx, in
   return s;
 }
 
-void page_bounds_heads(const float* q_splits, const float* summaries, size_t stride, int n, int n_heads, int head_dim,
+void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
                        float* out) {
   const int len = 2 * head_dim;
   for (int i = 0; i < n; ++i) {
     for (int h = 0; h < n_heads; ++h) {
-      const float* mn_mx = summaries + static_cast<size_t>(i) * stride + static_cast<size_t>(h) * len;  // (2, head_dim)
+      const uint16_t* mn_mx = summaries + static_cast<size_t>(i) * stride + static_cast<size_t>(h) * len;  // (2, head_dim)
       const float* q_split = q_splits + static_cast<size_t>(h) * len;
       float s = 0.f;
-      for (int c = 0; c < len; ++c) s += q_split[c] * mn_mx[c];
+      for (int c = 0; c < len; ++c) s += q_split[c] * f16_to_f32(mn_mx[c]);
       out[static_cast<size_t>(h) * n + i] = s;
     }
   }
 }
 
-void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out) {
+void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out) {
   page_bounds_heads(q_split, summaries, stride, n, 1, head_dim, out);
 }
 }  // namespace ref
@@ -52,13 +78,13 @@ void split_group_query(const float* q, int group, int head_dim, float* out) {
     }
 }
 
-void page_bounds_heads(const float* q_splits, const float* summaries, size_t stride, int n, int n_heads, int head_dim,
+void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
                        float* out) {
   if (active_isa() == Isa::Avx2) return avx2::page_bounds_heads(q_splits, summaries, stride, n, n_heads, head_dim, out);
   ref::page_bounds_heads(q_splits, summaries, stride, n, n_heads, head_dim, out);
 }
 
-void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out) {
+void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out) {
   page_bounds_heads(q_split, summaries, stride, n, 1, head_dim, out);
 }
 

@@ -80,22 +80,31 @@ namespace fkv::cpu {
 
 // q: (group, head_dim) -> out: (2, head_dim) = (neg, pos).
 void split_group_query(const float* q, int group, int head_dim, float* out);
-// summaries: n pages, page i at summaries + i * stride floats, each starting with (2, head_dim) = (min, max);
-// q_split: (2, head_dim) from split_group_query; out: (n) bounds. Dispatches to AVX2 when active.
-void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out);
+// summaries: n pages of F16 codes, page i at summaries + i * stride elements, each starting with (2, head_dim) =
+// (min, max); q_split: (2, head_dim) from split_group_query; out: (n) bounds. Dispatches to AVX2 when active.
+void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out);
 // The bounds of n_heads heads whose (2, head_dim) blocks follow each other in every page (page i, head h at
 // summaries + i * stride + h * 2 * head_dim), in one pass over the pages: q_splits (n_heads, 2, head_dim), out
 // (n_heads, n). Each page's blocks are then read once for all heads, where one head at a time would have the memory
 // bring in the whole page for each (on a book's thousands of pages, the pass is bound by those reads). Each head's
 // bounds equal page_bounds' for it, bit for bit.
-void page_bounds_heads(const float* q_splits, const float* summaries, size_t stride, int n, int n_heads, int head_dim,
+void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
                        float* out);
 
+// F16 codes of x rounded toward -infinity and toward +infinity (NaN stays NaN; past F16's range: the largest finite
+// value or an infinity, as the direction says).
+uint16_t f16_round_down(float x);
+uint16_t f16_round_up(float x);
+// A page summary's (2, head_dim) = (min, max) floats to F16, the minima rounded down and the maxima up, so bounds
+// computed from the F16 values still hold. Dispatches to AVX2 (F16C's directed rounding) when active.
+void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
+
 namespace ref {
+void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
 // The definition, term by term: the reference the split form is tested against.
 float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
-void page_bounds(const float* q_split, const float* summaries, size_t stride, int n, int head_dim, float* out);
-void page_bounds_heads(const float* q_splits, const float* summaries, size_t stride, int n, int n_heads, int head_dim,
+void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out);
+void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
                        float* out);
 }
 
