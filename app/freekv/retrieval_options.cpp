@@ -18,7 +18,8 @@ constexpr OptionSpec kBudgetOptions[] = {
     {"--page-size", "", "N", "tokens per KV page (default 32)"},
     {"--tau", "", "T", "freekv correction threshold on the query cosine, -1..1 (default 0.9)"},
     {"--speculation", "", "MODE",
-     "where freekv's speculative selection and recall run: background (a thread; default) or inline"},
+     "where freekv's speculative selection and recall run: background (a thread), inline (on the compute threads) "
+     "or auto (inline when the compute threads take every core; default)"},
     kPrefillOption,
 };
 
@@ -46,7 +47,7 @@ fkv::Status read_budget_options(const ParsedArgs& a, fkv::ContextParams& cp) {
   FKV_ASSIGN_OR_RETURN(cp.correction_tau,
                        float_option(a, "--tau", 0.9f, fkv::kMinCorrectionTau, fkv::kMaxCorrectionTau));
   FKV_ASSIGN_OR_RETURN(cp.speculation,
-                       named_option(a, "--speculation", fkv::Speculation::background, fkv::parse_speculation));
+                       named_option(a, "--speculation", fkv::Speculation::automatic, fkv::parse_speculation));
   FKV_ASSIGN_OR_RETURN(cp.prefill, named_option(a, "--prefill", fkv::Prefill::dense, fkv::parse_prefill));
   cp.budget.page_size = cp.page_size;  // one page size for the cache and the budget
   FKV_TRY(cp.budget.validate());

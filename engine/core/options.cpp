@@ -19,8 +19,8 @@ constexpr Names<Policy, 5> kPolicies{{{Policy::full, "full"},
                                       {Policy::arkvale, "arkvale"},
                                       {Policy::freekv, "freekv"}}};
 constexpr Names<Backend, 3> kBackends{{{Backend::automatic, "auto"}, {Backend::cpu, "cpu"}, {Backend::cuda, "cuda"}}};
-constexpr Names<Speculation, 2> kSpeculations{
-    {{Speculation::background, "background"}, {Speculation::inline_, "inline"}}};
+constexpr Names<Speculation, 3> kSpeculations{
+    {{Speculation::background, "background"}, {Speculation::inline_, "inline"}, {Speculation::automatic, "auto"}}};
 constexpr Names<Prefill, 3> kPrefills{
     {{Prefill::dense, "dense"}, {Prefill::retrieval, "retrieval"}, {Prefill::automatic, "auto"}}};
 constexpr Names<RopeScalingMode, 4> kRopeScalings{{{RopeScalingMode::file, "file"},

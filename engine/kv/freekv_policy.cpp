@@ -83,7 +83,8 @@ void FreeKvPolicy::run_job(int l) {
     s.stale[static_cast<size_t>(h)] = s.fresh[static_cast<size_t>(h)] ? 0 : 1;
     if (s.fresh[static_cast<size_t>(h)]) s.bg.pages_reused += static_cast<int>(s.spec[static_cast<size_t>(h)].size());
   }
-  top_k_heads(in, s.q_sel.data(), r, s.stale.data(), s.spec, s.scores);
+  // Inline, the job runs on the decode thread and may use its pool; on the background thread it must not.
+  top_k_heads(in, s.q_sel.data(), r, s.stale.data(), s.spec, s.scores, ctx_.speculate_inline ? ctx_.pool : nullptr);
   const double t1 = now_seconds();
   for (int h = 0; h < in.n_kv_heads; ++h)
     if (!s.fresh[static_cast<size_t>(h)])
@@ -187,7 +188,7 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
   // The heads to correct are selected together: one pass over the layer's summaries.
   if (any_synced) {
     const double t1 = now_seconds();
-    top_k_heads(in, in.q, r, synced_.data(), pages_, scratch_);
+    top_k_heads(in, in.q, r, synced_.data(), pages_, scratch_, ctx_.pool);
     c.select_s += now_seconds() - t1;
   }
   for (int h = 0; h < in.n_kv_heads; ++h) {

@@ -6,6 +6,7 @@
 
 #include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
+#include "core/thread_pool.h"
 
 namespace fkv {
 
@@ -69,6 +70,9 @@ float PageSummaries::score(int l, int p, int h, const float* q_group, int group)
 
 namespace {
 
+// Below this many pages a range is scored on the calling thread alone: splitting it would cost more than it saves.
+constexpr int kParallelPages = 1024;
+
 // The k pages of [lo, lo + n) with the highest of `scores` (n, one per page), ascending; ties go to the lower page and
 // NaN ranks last. 0 < k < n. One pass keeps the best k so far in a heap whose top is the worst of them: over a book's
 // thousands of pages nearly every page is turned away by one comparison with it.
@@ -122,7 +126,8 @@ void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, in
 }
 
 void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group, int lo, int hi, int k,
-                        const uint8_t* want, std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores) {
+                        const uint8_t* want, std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores,
+                        ThreadPool* pool) {
   const int n_heads = s.geometry().n_kv_heads;
   bool any = false;
   for (int h = 0; h < n_heads; ++h)
@@ -136,7 +141,16 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
   float* q_splits = scores.data() + static_cast<size_t>(n_heads) * n;
   for (int h = 0; h < n_heads; ++h)
     cpu::split_group_query(q + static_cast<size_t>(h) * group * hd, group, hd, q_splits + static_cast<size_t>(h) * len);
-  cpu::page_bounds_heads(q_splits, s.kmin(l, lo, 0), s.page_stride(), n, n_heads, hd, scores.data());
+  float* out = scores.data();
+  if (pool != nullptr && pool->size() > 1 && n >= kParallelPages) {
+    // Each thread scores a run of pages for every head, into its part of the heads' rows.
+    pool->parallel_for(n, kParallelPages / 4, [&](int64_t b, int64_t e) {
+      cpu::page_bounds_heads(q_splits, s.kmin(l, lo + static_cast<int>(b), 0), s.page_stride(), static_cast<int>(e - b),
+                             n_heads, hd, out + b, static_cast<size_t>(n));
+    });
+  } else {
+    cpu::page_bounds_heads(q_splits, s.kmin(l, lo, 0), s.page_stride(), n, n_heads, hd, out, static_cast<size_t>(n));
+  }
   for (int h = 0; h < n_heads; ++h)
     if (want == nullptr || want[h] != 0)
       top_k_of(scores.data() + static_cast<size_t>(h) * n, lo, n, k, outs[static_cast<size_t>(h)]);

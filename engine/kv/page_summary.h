@@ -16,6 +16,8 @@
 
 namespace fkv {
 
+class ThreadPool;
+
 class PageSummaries {
  public:
   Status init(const KvGeometry& g, int n_pages_cap);
@@ -73,7 +75,9 @@ void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, in
 // summaries: outs[h] gets head h's pages, exactly as select_top_k would choose them, for each head with want[h] != 0
 // (want null: all); the others' are left as they were. On a long document this reads the summaries once instead of
 // once per head.
+// With `pool` (the calling thread's own), a long range's pages are scored on all of its threads.
 void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group, int lo, int hi, int k,
-                        const uint8_t* want, std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores);
+                        const uint8_t* want, std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores,
+                        ThreadPool* pool = nullptr);
 
 }  // namespace fkv

@@ -64,9 +64,10 @@ PageRanges SparsePolicy::ranges(int n_pages, int first_page) const {
 }
 
 void SparsePolicy::top_k_heads(const SelectionQuery& in, const float* q, const PageRanges& r, const uint8_t* want,
-                               std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores) const {
+                               std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores,
+                               ThreadPool* pool) const {
   select_top_k_heads(*ctx_.summaries, in.layer, q, in.group, r.sink_end, r.recent_begin, ctx_.budget.retrieved_pages(),
-                     want, outs, scores);
+                     want, outs, scores, pool);
 }
 
 void SparsePolicy::select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) {
@@ -102,7 +103,7 @@ void StreamingPolicy::retrieve(const SelectionQuery& in, const PageRanges&, Sele
 
 void QuestPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
   const double t0 = now_seconds();
-  top_k_heads(in, in.q, r, nullptr, pages_, scratch_);
+  top_k_heads(in, in.q, r, nullptr, pages_, scratch_, ctx_.pool);
   for (auto& slots : slots_) slots.clear();
   // Attention reads the retrieved pages in place: a reopened document's may still be on disk, read all at once here.
   for (int h = 0; h < in.n_kv_heads; ++h) {
@@ -147,7 +148,7 @@ void RecallPolicy::apply_recall(int l, int h, std::vector<int32_t>& slots, const
 
 void ArkvalePolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
   const double t0 = now_seconds();
-  top_k_heads(in, in.q, r, nullptr, pages_, scratch_);
+  top_k_heads(in, in.q, r, nullptr, pages_, scratch_, ctx_.pool);
   const double t1 = now_seconds();
   for (int h = 0; h < in.n_kv_heads; ++h)
     recall(in.layer, h, pages_[static_cast<size_t>(h)], slots_[static_cast<size_t>(h)], plans_[static_cast<size_t>(h)],

@@ -53,9 +53,9 @@ class SparsePolicy : public FullPolicy {
   // Chooses head h's retrieved pages into `pages` and says where attention reads them (slots null: host tier).
   virtual void retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) = 0;
   // The retrieved pages of every KV head with want[h] != 0 (want null: all) into outs (n_kv_heads), chosen in one pass
-  // over the layer's summaries.
+  // over the layer's summaries; `pool`: the calling thread's, or null.
   void top_k_heads(const SelectionQuery& in, const float* q, const PageRanges& r, const uint8_t* want,
-                   std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores) const;
+                   std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores, ThreadPool* pool) const;
 
   std::vector<std::vector<int32_t>> pages_;  // (n_kv_heads) retrieved pages of this step, ascending
   std::vector<std::vector<int32_t>> slots_;  // (n_kv_heads) their working-set slots, or empty for host reads

@@ -23,6 +23,8 @@
 
 namespace fkv {
 
+class ThreadPool;
+
 class KvCache;
 class PageSummaries;
 
@@ -68,6 +70,9 @@ struct PolicyContext {
   // freekv: run the next step's speculative selection and recall on the calling thread right after each layer's
   // attention instead of on a background thread (for machines with no core to spare for one).
   bool speculate_inline = false;
+  // The decode thread's compute pool: a selection made on that thread scores a long range on all of its threads.
+  // Never used from freekv's background thread.
+  ThreadPool* pool = nullptr;
 };
 
 class AttentionPolicy {

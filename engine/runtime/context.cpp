@@ -131,6 +131,7 @@ struct Context::Impl {
                      cache.capacity_tokens() / params.page_size};
     pc.budget.page_size = params.page_size;
     pc.speculate_inline = params.speculation == Speculation::inline_;
+    pc.pool = pool.get();
     return pc;
   }
 };
@@ -159,6 +160,10 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   Impl& s = *ctx->impl_;
   s.model = &model;
   s.params = params;
+  if (s.params.speculation == Speculation::automatic) {
+    const int threads = params.n_threads > 0 ? params.n_threads : ThreadPool::default_threads();
+    s.params.speculation = threads >= ThreadPool::default_threads() ? Speculation::inline_ : Speculation::background;
+  }
   s.params.n_batch = std::min(params.n_batch, params.n_ctx);
   FKV_ASSIGN_OR_RETURN(s.backend, choose_backend(params.backend, params.policy, params.device));
   if (s.backend.kind == Backend::cuda) {

@@ -55,9 +55,10 @@ struct ContextParams {
   bool context_memory = false;
   Budget budget;                  // sink + recent + retrieved tokens; page_size above wins over budget.page_size
   float correction_tau = 0.9f;    // freekv: KV heads whose group-mean query cosine is below this are corrected
-  // freekv: where the speculative selection and recall for the next step run. Same selections and logits; on the
-  // 2-core test machine the two measure within its run-to-run noise (docs/benchmarks.md).
-  Speculation speculation = Speculation::background;
+  // freekv: where the speculative selection and recall for the next step run. Same selections and logits. With every
+  // core computing, a background thread only takes turns with the compute threads: over a book on 2 cores inline
+  // decodes faster, at 4k the two are level (docs/benchmarks.md). Context::speculation() says what automatic chose.
+  Speculation speculation = Speculation::automatic;
   TelemetryObserver* observer = nullptr;  // per step and layer events; null costs nothing
   // Pages read in place from a KV page file (map_kv) that may stay resident; the least recently used beyond it go
   // back to the file after each layer. 0: no cap.
@@ -118,7 +119,7 @@ class Context {
   int64_t exact_prefill_tokens() const;
   // Where this context runs, and for "auto" that ended on the CPU, why.
   const BackendChoice& backend() const;
-  Speculation speculation() const;  // where freekv's speculation runs in this context
+  Speculation speculation() const;  // where freekv's speculation runs in this context (never automatic)
 
  private:
   Context() = default;

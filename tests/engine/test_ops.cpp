@@ -524,7 +524,19 @@ class TestOps : public QObject {
         for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::detected_isa()}) {
           cpu::set_active_isa(isa);
           std::vector<float> all(static_cast<size_t>(n_heads) * n_pages, -7.f), one(n_pages);
-          cpu::page_bounds_heads(q_splits.data(), sums.data(), stride, n_pages, n_heads, hd, all.data());
+          cpu::page_bounds_heads(q_splits.data(), sums.data(), stride, n_pages, n_heads, hd, all.data(),
+                                 static_cast<size_t>(n_pages));
+          // The same rows filled in two runs of pages, each writing its part (how threads split a long range).
+          std::vector<float> runs(all.size(), -7.f);
+          const int cut = 3;
+          cpu::page_bounds_heads(q_splits.data(), sums.data(), stride, cut, n_heads, hd, runs.data(),
+                                 static_cast<size_t>(n_pages));
+          cpu::page_bounds_heads(q_splits.data(), sums.data() + cut * stride, stride, n_pages - cut, n_heads, hd,
+                                 runs.data() + cut, static_cast<size_t>(n_pages));
+          QVERIFY2(runs == all, qPrintable(QString("%1, head dim %2, %3 heads: two runs differ from one")
+                                               .arg(cpu::isa_name(isa))
+                                               .arg(hd)
+                                               .arg(n_heads)));
           for (int h = 0; h < n_heads; ++h) {
             cpu::page_bounds(q_splits.data() + h * len, sums.data() + h * len, stride, n_pages, hd, one.data());
             for (int p = 0; p < n_pages; ++p)

@@ -13,6 +13,7 @@
 
 #include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
+#include "core/thread_pool.h"
 #include "kv/budget.h"
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
@@ -385,6 +386,36 @@ class TestPageSummary : public QObject {
                                             .arg(hi)
                                             .arg(k)
                                             .arg(list(got), list(one))));
+      }
+    }
+  }
+
+  // Scored on a thread pool, a long range's pages are split between the threads: the same pages as one thread.
+  void topKOnAPoolMatchesOneThread() {
+    const KvGeometry g{1, 2, 16, 4, DType::F16};
+    const int n_pages = 3001;
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, n_pages, 61, rig, &error), qPrintable(error));
+    std::mt19937_64 rng(67);
+    std::vector<float> scratch, scratch_one;
+    std::vector<int32_t> one;
+    for (int threads : {2, 3}) {
+      fkv::ThreadPool pool(threads);
+      for (int trial = 0; trial < 20; ++trial) {
+        const int group = 1 + static_cast<int>(rng() % 3);
+        const int lo = static_cast<int>(rng() % 200);
+        const int hi = n_pages - static_cast<int>(rng() % 200);
+        const int k = 1 + static_cast<int>(rng() % 64);
+        const std::vector<float> q = random_q(rng, static_cast<size_t>(g.n_kv_heads) * group * g.head_dim);
+        std::vector<std::vector<int32_t>> outs(static_cast<size_t>(g.n_kv_heads));
+        fkv::select_top_k_heads(rig.summaries, 0, q.data(), group, lo, hi, k, nullptr, outs, scratch, &pool);
+        for (int h = 0; h < g.n_kv_heads; ++h) {
+          fkv::select_top_k(rig.summaries, 0, h, q.data() + static_cast<size_t>(h) * group * g.head_dim, group, lo,
+                            hi, k, one, scratch_one);
+          QVERIFY2(outs[static_cast<size_t>(h)] == one,
+                   qPrintable(QString("%1 threads, [%2, %3) k %4 head %5").arg(threads).arg(lo).arg(hi).arg(k).arg(h)));
+        }
       }
     }
   }

@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "kv/budget.h"
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
@@ -415,9 +416,32 @@ class TestPolicies : public QObject {
     QVERIFY2(d.isEmpty(), qPrintable(d));
     QVERIFY(a.heads_checked > 0 && a.pages_recalled > 0);
     QCOMPARE(a.wait_s, 0.0);  // inline, nothing is waited for
-    QVERIFY(fkv::parse_speculation("eager").message().find(
-                "unknown speculation 'eager' (expected background or inline)") != std::string::npos);
+    QVERIFY2(fkv::parse_speculation("eager").message().find(
+                 "unknown speculation 'eager' (expected background, inline or auto)") != std::string::npos,
+             fkv::parse_speculation("eager").message().c_str());
     QVERIFY(*fkv::parse_speculation("inline") == fkv::Speculation::inline_);
+    QVERIFY(*fkv::parse_speculation("auto") == fkv::Speculation::automatic);
+  }
+
+  // "auto" runs the speculation inline when the compute threads take every hardware thread (no core is free for a
+  // background one) and on its own thread otherwise; the context reports the choice, never "auto".
+  void automaticSpeculationFollowsTheFreeCores() {
+    const int hw = fkv::ThreadPool::default_threads();
+    RunSpec s;
+    s.policy = fkv::Policy::freekv;
+    s.speculation = fkv::Speculation::automatic;
+    s.n_threads = hw;
+    Run all;
+    QString e = all.start(*llama_, s);
+    QVERIFY2(e.isEmpty(), qPrintable(e));
+    QVERIFY(all.ctx->speculation() == fkv::Speculation::inline_);
+    if (hw > 1) {
+      s.n_threads = hw - 1;
+      Run fewer;
+      e = fewer.start(*llama_, s);
+      QVERIFY2(e.isEmpty(), qPrintable(e));
+      QVERIFY(fewer.ctx->speculation() == fkv::Speculation::background);
+    }
   }
 
   // Switching the policy of a prefilled context decodes exactly like a context made with that policy; a bad name is

@@ -7,7 +7,7 @@ namespace fkv::cpu {
 
 namespace avx2 {
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
-                       float* out);
+                       float* out, size_t out_stride);
 void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
 }
 
@@ -48,7 +48,7 @@ float page_bound(const float* q, int group, const float* mn, const float* mx, in
 }
 
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
-                       float* out) {
+                       float* out, size_t out_stride) {
   const int len = 2 * head_dim;
   for (int i = 0; i < n; ++i) {
     for (int h = 0; h < n_heads; ++h) {
@@ -56,13 +56,13 @@ void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t 
       const float* q_split = q_splits + static_cast<size_t>(h) * len;
       float s = 0.f;
       for (int c = 0; c < len; ++c) s += q_split[c] * f16_to_f32(mn_mx[c]);
-      out[static_cast<size_t>(h) * n + i] = s;
+      out[static_cast<size_t>(h) * out_stride + i] = s;
     }
   }
 }
 
 void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out) {
-  page_bounds_heads(q_split, summaries, stride, n, 1, head_dim, out);
+  page_bounds_heads(q_split, summaries, stride, n, 1, head_dim, out, static_cast<size_t>(n));
 }
 }  // namespace ref
 
@@ -79,13 +79,14 @@ void split_group_query(const float* q, int group, int head_dim, float* out) {
 }
 
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
-                       float* out) {
-  if (active_isa() == Isa::Avx2) return avx2::page_bounds_heads(q_splits, summaries, stride, n, n_heads, head_dim, out);
-  ref::page_bounds_heads(q_splits, summaries, stride, n, n_heads, head_dim, out);
+                       float* out, size_t out_stride) {
+  if (active_isa() == Isa::Avx2)
+    return avx2::page_bounds_heads(q_splits, summaries, stride, n, n_heads, head_dim, out, out_stride);
+  ref::page_bounds_heads(q_splits, summaries, stride, n, n_heads, head_dim, out, out_stride);
 }
 
 void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out) {
-  page_bounds_heads(q_split, summaries, stride, n, 1, head_dim, out);
+  page_bounds_heads(q_split, summaries, stride, n, 1, head_dim, out, static_cast<size_t>(n));
 }
 
 }  // namespace fkv::cpu

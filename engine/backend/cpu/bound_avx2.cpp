@@ -28,12 +28,12 @@ float bound(const float* q_split, const uint16_t* mn_mx, int len) {
 }  // namespace
 
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
-                       float* out) {
+                       float* out, size_t out_stride) {
   const int len = 2 * head_dim;  // (min, max) against (neg, pos)
   for (int i = 0; i < n; ++i) {
     const uint16_t* page = summaries + static_cast<size_t>(i) * stride;
     for (int h = 0; h < n_heads; ++h)
-      out[static_cast<size_t>(h) * n + i] =
+      out[static_cast<size_t>(h) * out_stride + i] =
           bound(q_splits + static_cast<size_t>(h) * len, page + static_cast<size_t>(h) * len, len);
   }
 }

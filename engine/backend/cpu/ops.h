@@ -84,12 +84,12 @@ void split_group_query(const float* q, int group, int head_dim, float* out);
 // (min, max); q_split: (2, head_dim) from split_group_query; out: (n) bounds. Dispatches to AVX2 when active.
 void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out);
 // The bounds of n_heads heads whose (2, head_dim) blocks follow each other in every page (page i, head h at
-// summaries + i * stride + h * 2 * head_dim), in one pass over the pages: q_splits (n_heads, 2, head_dim), out
-// (n_heads, n). Each page's blocks are then read once for all heads, where one head at a time would have the memory
+// summaries + i * stride + h * 2 * head_dim), in one pass over the pages: q_splits (n_heads, 2, head_dim); head h's
+// bound of page i goes to out[h * out_stride + i] (out_stride >= n: a run of pages can fill its part of a longer row). Each page's blocks are then read once for all heads, where one head at a time would have the memory
 // bring in the whole page for each (on a book's thousands of pages, the pass is bound by those reads). Each head's
 // bounds equal page_bounds' for it, bit for bit.
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
-                       float* out);
+                       float* out, size_t out_stride);
 
 // F16 codes of x rounded toward -infinity and toward +infinity (NaN stays NaN; past F16's range: the largest finite
 // value or an infinity, as the direction says).
@@ -105,7 +105,7 @@ void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
 float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
 void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out);
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
-                       float* out);
+                       float* out, size_t out_stride);
 }
 
 }  // namespace fkv::cpu

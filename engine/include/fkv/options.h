@@ -16,8 +16,10 @@ enum class Policy { full, streaming, quest, arkvale, freekv };
 // Where the forward pass runs. automatic: CUDA when this build, the machine and the policy allow it, else the CPU.
 enum class Backend { cpu, cuda, automatic };
 // freekv: where the speculative selection and recall for the next step run: on a thread of its own (FreeKV's
-// design) or on the decode thread right after each layer. Same selections and logits either way.
-enum class Speculation { background, inline_ };
+// design) or on the decode thread right after each layer, its page scoring then split over the compute threads. Same
+// selections and logits either way. automatic: inline when the compute threads take every hardware thread (no core is
+// free for the background thread), background otherwise.
+enum class Speculation { background, inline_, automatic };
 // How a prompt is evaluated. dense: every token attends every earlier token (exact; cost grows with the square of
 // the length). retrieval: each chunk of the prompt attends the sink, a local window before it and the pages whose
 // summaries score highest for the chunk's mean query (LONGDOCS.md), so the cost grows linearly with the length; a
@@ -40,7 +42,7 @@ enum class Stage { ingest, tokenize, load, prefill, save, prompt };
 
 const char* policy_name(Policy p);  // "full", "streaming", "quest", "arkvale", "freekv"
 const char* backend_name(Backend b);  // "cpu", "cuda", "auto"
-const char* speculation_name(Speculation s);  // "background", "inline"
+const char* speculation_name(Speculation s);  // "background", "inline", "auto"
 const char* prefill_name(Prefill p);          // "dense", "retrieval", "auto"
 const char* kv_type_name(KvType t);  // "f16", "bf16", "f32"
 const char* rope_scaling_name(RopeScalingMode m);  // "file", "none", "linear", "yarn"
