@@ -89,9 +89,7 @@ void FreeKvPolicy::run_job(int l) {
   for (int h = 0; h < in.n_kv_heads; ++h)
     if (!s.fresh[static_cast<size_t>(h)])
       plan_recall(l, h, s.spec[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)]);
-  for (int h = 0; h < in.n_kv_heads; ++h)
-    if (!s.fresh[static_cast<size_t>(h)])
-      apply_recall(l, h, s.slots[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)], &s.bg);
+  apply_recalls(l, s.stale.data(), s.slots, s.plans, &s.bg, ctx_.speculate_inline ? ctx_.pool : nullptr);
   s.bg.select_s += t1 - t0;
   s.bg.recall_s += now_seconds() - t1;
 }
@@ -191,19 +189,20 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
     top_k_heads(in, in.q, r, synced_.data(), pages_, scratch_, ctx_.pool);
     c.select_s += now_seconds() - t1;
   }
+  if (any_synced) {
+    const double t2 = now_seconds();
+    for (int h = 0; h < in.n_kv_heads; ++h)
+      if (synced_[static_cast<size_t>(h)] != 0)
+        plan_recall(in.layer, h, pages_[static_cast<size_t>(h)], plans_[static_cast<size_t>(h)]);
+    apply_recalls(in.layer, synced_.data(), slots_, plans_, &c, ctx_.pool);
+    c.recall_s += now_seconds() - t2;
+  }
   for (int h = 0; h < in.n_kv_heads; ++h) {
-    auto& pages = pages_[static_cast<size_t>(h)];
-    auto& slots = slots_[static_cast<size_t>(h)];
-    if (synced_[static_cast<size_t>(h)] != 0) {
-      const double t2 = now_seconds();
-      recall(in.layer, h, pages, slots, plans_[static_cast<size_t>(h)], &c);
-      c.recall_s += now_seconds() - t2;
-    } else {
-      // The speculative pages were recalled ahead of this step and are resident.
-      const auto& spec = s.spec[static_cast<size_t>(h)];
-      pages.assign(spec.begin(), spec.end());
-      slots.assign(s.slots[static_cast<size_t>(h)].begin(), s.slots[static_cast<size_t>(h)].end());
-    }
+    if (synced_[static_cast<size_t>(h)] != 0) continue;
+    // The speculative pages were recalled ahead of this step and are resident.
+    const auto& spec = s.spec[static_cast<size_t>(h)];
+    pages_[static_cast<size_t>(h)].assign(spec.begin(), spec.end());
+    slots_[static_cast<size_t>(h)].assign(s.slots[static_cast<size_t>(h)].begin(), s.slots[static_cast<size_t>(h)].end());
   }
   synced_layer_ = in.layer;
   synced_pos_ = in.pos;

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "core/clock.h"
+#include "core/thread_pool.h"
 #include "kv/policies_impl.h"
 
 namespace fkv {
@@ -124,12 +125,6 @@ Status RecallPolicy::init() {
   return {};
 }
 
-void RecallPolicy::recall(int l, int h, std::vector<int32_t>& pages, std::vector<int32_t>& slots, RecallPlan& plan,
-                          SelectCounters* c) {
-  plan_recall(l, h, pages, plan);
-  apply_recall(l, h, slots, plan, c);
-}
-
 void RecallPolicy::plan_recall(int l, int h, const std::vector<int32_t>& pages, RecallPlan& plan) {
   ws_owned_.plan(l, h, pages.data(), static_cast<int>(pages.size()), plan);
   // Pages of a reopened document that are still on disk are read together, not one fault after another.
@@ -146,13 +141,36 @@ void RecallPolicy::apply_recall(int l, int h, std::vector<int32_t>& slots, const
   }
 }
 
+void RecallPolicy::apply_recalls(int l, const uint8_t* which, std::vector<std::vector<int32_t>>& slots,
+                                 const std::vector<RecallPlan>& plans, SelectCounters* c, ThreadPool* pool) {
+  const auto apply_heads = [&](int64_t b, int64_t e) {
+    for (int64_t h = b; h < e; ++h)
+      if (which == nullptr || which[h] != 0)
+        apply_recall(l, static_cast<int>(h), slots[static_cast<size_t>(h)], plans[static_cast<size_t>(h)], nullptr);
+  };
+  if (pool != nullptr && pool->size() > 1 && ctx_.n_kv_heads > 1) {
+    pool->parallel_for(ctx_.n_kv_heads, 1, apply_heads);
+  } else {
+    apply_heads(0, ctx_.n_kv_heads);
+  }
+  if (c == nullptr) return;
+  const uint64_t pair = 2 * ctx_.cache->geometry().head_block_bytes();  // a page's K and V blocks of one head
+  for (int h = 0; h < ctx_.n_kv_heads; ++h) {
+    if (which != nullptr && which[h] == 0) continue;
+    const RecallPlan& plan = plans[static_cast<size_t>(h)];
+    c->pages_reused += plan.reused;
+    c->pages_recalled += static_cast<int>(plan.items.size());
+    c->bytes_recalled += plan.items.size() * pair;
+  }
+}
+
 void ArkvalePolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
   const double t0 = now_seconds();
   top_k_heads(in, in.q, r, nullptr, pages_, scratch_, ctx_.pool);
   const double t1 = now_seconds();
   for (int h = 0; h < in.n_kv_heads; ++h)
-    recall(in.layer, h, pages_[static_cast<size_t>(h)], slots_[static_cast<size_t>(h)], plans_[static_cast<size_t>(h)],
-           &c);
+    plan_recall(in.layer, h, pages_[static_cast<size_t>(h)], plans_[static_cast<size_t>(h)]);
+  apply_recalls(in.layer, nullptr, slots_, plans_, &c, ctx_.pool);
   c.select_s += t1 - t0;
   c.recall_s += now_seconds() - t1;
 }

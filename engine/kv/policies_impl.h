@@ -89,11 +89,13 @@ class RecallPolicy : public SparsePolicy {
   void reset() override { ws_owned_.reset(); }
 
  protected:
-  void recall(int l, int h, std::vector<int32_t>& pages, std::vector<int32_t>& slots, RecallPlan& plan,
-              SelectCounters* c);
-  // recall() in two halves: the plan (which also starts reading what it copies from a page file), then the copy.
+  // Recall in two halves: the plan (which also starts reading what it copies from a page file), then the copy.
   void plan_recall(int l, int h, const std::vector<int32_t>& pages, RecallPlan& plan);
   void apply_recall(int l, int h, std::vector<int32_t>& slots, const RecallPlan& plan, SelectCounters* c);
+  // apply_recall for every head with which[h] != 0 (which null: all), one head per thread of `pool` when one is given
+  // (the decode thread's: each head's slots are its own, and page-file reads are safe from any thread).
+  void apply_recalls(int l, const uint8_t* which, std::vector<std::vector<int32_t>>& slots,
+                     const std::vector<RecallPlan>& plans, SelectCounters* c, ThreadPool* pool);
   WorkingSet ws_owned_;
   std::vector<RecallPlan> plans_;  // (n_kv_heads) scratch for the critical path
 };

@@ -394,11 +394,19 @@ class TestPolicies : public QObject {
   }
 
   // Where the speculation runs changes when its work is done, never what it selects: inline and background runs of
-  // freekv select, correct, recall and compute the same, prefills between decode steps included.
+  // freekv select, correct, recall and compute the same, prefills between decode steps included; with 2 compute
+  // threads inline recall copies the KV heads on both.
+  void freeKvInlineSpeculationIsBackgroundSpeculation_data() {
+    QTest::addColumn<int>("threads");
+    QTest::newRow("1 thread") << 1;
+    QTest::newRow("2 threads") << 2;
+  }
   void freeKvInlineSpeculationIsBackgroundSpeculation() {
+    QFETCH(int, threads);
     RunSpec s;
     s.policy = fkv::Policy::freekv;
     s.tau = 0.5f;  // some heads corrected, most speculations used
+    s.n_threads = threads;
     Run bg, in;
     s.speculation = fkv::Speculation::background;
     run(*llama_, s, kPrefillScript, bg);
