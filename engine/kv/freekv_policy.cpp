@@ -183,14 +183,12 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
     synced_[static_cast<size_t>(h)] = correct ? 1 : 0;
     any_synced = any_synced || correct;
   }
-  // The heads to correct are selected together: one pass over the layer's summaries.
+  // The heads to correct are selected together (one pass over the layer's summaries), then recalled together.
   if (any_synced) {
     const double t1 = now_seconds();
     top_k_heads(in, in.q, r, synced_.data(), pages_, scratch_, ctx_.pool);
-    c.select_s += now_seconds() - t1;
-  }
-  if (any_synced) {
     const double t2 = now_seconds();
+    c.select_s += t2 - t1;
     for (int h = 0; h < in.n_kv_heads; ++h)
       if (synced_[static_cast<size_t>(h)] != 0)
         plan_recall(in.layer, h, pages_[static_cast<size_t>(h)], plans_[static_cast<size_t>(h)]);
@@ -202,7 +200,8 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
     // The speculative pages were recalled ahead of this step and are resident.
     const auto& spec = s.spec[static_cast<size_t>(h)];
     pages_[static_cast<size_t>(h)].assign(spec.begin(), spec.end());
-    slots_[static_cast<size_t>(h)].assign(s.slots[static_cast<size_t>(h)].begin(), s.slots[static_cast<size_t>(h)].end());
+    slots_[static_cast<size_t>(h)].assign(s.slots[static_cast<size_t>(h)].begin(),
+                                          s.slots[static_cast<size_t>(h)].end());
   }
   synced_layer_ = in.layer;
   synced_pos_ = in.pos;

@@ -85,9 +85,10 @@ void split_group_query(const float* q, int group, int head_dim, float* out);
 void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out);
 // The bounds of n_heads heads whose (2, head_dim) blocks follow each other in every page (page i, head h at
 // summaries + i * stride + h * 2 * head_dim), in one pass over the pages: q_splits (n_heads, 2, head_dim); head h's
-// bound of page i goes to out[h * out_stride + i] (out_stride >= n: a run of pages can fill its part of a longer row). Each page's blocks are then read once for all heads, where one head at a time would have the memory
-// bring in the whole page for each (on a book's thousands of pages, the pass is bound by those reads). Each head's
-// bounds equal page_bounds' for it, bit for bit.
+// bound of page i goes to out[h * out_stride + i] (out_stride >= n: a run of pages can fill its part of a longer
+// row). Each page's blocks are then read once for all heads, where one head at a time would have the memory bring in
+// the whole page for each (on a book's thousands of pages, the pass is bound by those reads). Each head's bounds
+// equal page_bounds' for it, bit for bit.
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
                        float* out, size_t out_stride);
 
