@@ -4,8 +4,9 @@
 #
 # Usage: scripts/eval_grid.sh -o DIR -m MODEL --tasks LIST --lengths LIST [--count N] [-- EXTRA EVAL OPTIONS]
 # Then:  scripts/eval_table.py DIR/*.json
-# The defaults are those of the accuracy tables in docs/benchmarks.md: 5 prompts, 32 decode steps (64 for vartrack),
-# policies streaming, quest, arkvale, freekv@0.8 and freekv@0.9 beside full, 2 threads.
+# The defaults are those of the accuracy tables in docs/benchmarks.md: 5 prompts, eval's decode steps per task (64 for
+# multikey's two numbers and for vartrack, 32 for the others), policies streaming, quest, arkvale, freekv@0.8 and
+# freekv@0.9 beside full, 2 threads.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,7 +24,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ -n "$out" && -n "$model" && -n "$tasks" && -n "$lengths" ]] || {
-  sed -n '2,8p' "$0" >&2
+  sed -n '2,9p' "$0" >&2
   exit 2
 }
 [[ -x "$freekv" ]] || { echo "eval_grid.sh: no freekv at $freekv (build first, or set FREEKV)" >&2; exit 1; }
@@ -34,14 +35,12 @@ IFS=, read -r -a task_list <<<"$tasks"
 IFS=, read -r -a length_list <<<"$lengths"
 for length in "${length_list[@]}"; do
   for task in "${task_list[@]}"; do
-    gen=32
-    [[ "$task" == vartrack ]] && gen=64
     for ((i = 1; i <= count; ++i)); do
       file="$out/${name}_${task}_${length}_${i}of${count}.json"
       [[ -s "$file" ]] && continue
       echo "$(date -u +%H:%M:%S) $name $task $length prompt $i of $count" >&2
       "$freekv" eval -m "$model" --tasks "$task" --lengths "$length" --count "$count" --items "$i" \
-        --gen-tokens "$gen" --policies streaming,quest,arkvale,freekv@0.8,freekv@0.9 -t 2 --json "$@" >"$file.part"
+        --policies streaming,quest,arkvale,freekv@0.8,freekv@0.9 -t 2 --json "$@" >"$file.part"
       mv "$file.part" "$file"
     done
   done

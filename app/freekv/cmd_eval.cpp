@@ -51,7 +51,9 @@ const OptionSpec kEvalOwnOptions[] = {
      "the policy the others are compared with (default full); lengths past the model's trained window are read as "
      "context memory, which needs a policy that selects here and full left out of --policies"},
     {"--queries", "", "K", "multikey: numbers asked for, of 4 hidden (default 2)"},
-    {"--gen-tokens", "", "N", "decode steps compared and the longest answer (default 32)"},
+    {"--gen-tokens", "", "N",
+     "decode steps compared and the longest answer (default per task: 32 for each number multikey asks, 64 for "
+     "vartrack, 32 for the others)"},
     {"--seed", "", "S", "seed of the generated tasks (default 1)"},
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--batch", "", "N", "prefill chunk in tokens (default 128)"},
@@ -87,7 +89,17 @@ struct EvalOptions {
   std::string system;  // --system, resolved: the text of the system turn, empty for none
   fkv::TaskOptions task_options;
   fkv::FidelityParams fidelity;
+  int gen_tokens = 0;  // --gen-tokens; 0: per task kind (gen_tokens_for)
 };
+
+// Decode steps for a task kind. An answer cut short is scored wrong, so each kind gets room for its whole answer:
+// multikey's "The special magic number for <key> is <7 digits>." takes about 20 tokens per number asked.
+int gen_tokens_for(const EvalOptions& o, const std::string& kind) {
+  if (o.gen_tokens > 0) return o.gen_tokens;
+  if (kind == "multikey") return 32 * o.task_options.multikey_queries;
+  if (kind == "vartrack") return 64;
+  return 32;
+}
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -195,7 +207,9 @@ fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
   FKV_ASSIGN_OR_RETURN(o.seed, u64_option(a, "--seed", 1));
   FKV_ASSIGN_OR_RETURN(o.task_options.multikey_queries,
                        int_option(a, "--queries", 2, 1, o.task_options.multikey_pairs));
-  FKV_ASSIGN_OR_RETURN(o.fidelity.n_gen, int_option(a, "--gen-tokens", 32, 1, 4096));
+  FKV_ASSIGN_OR_RETURN(o.gen_tokens, int_option(a, "--gen-tokens", 0, 1, 4096));
+  o.fidelity.n_gen = 0;  // the longest of the tasks', which check_setup tests against the window
+  for (const std::string& kind : o.tasks) o.fidelity.n_gen = std::max(o.fidelity.n_gen, gen_tokens_for(o, kind));
   FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_threads, int_option(a, "--threads", 0, 0, 1024));
   FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_batch, int_option(a, "--batch", 128, 1, 8192));
   FKV_TRY(read_budget_options(a, o.fidelity.context));
@@ -219,6 +233,7 @@ struct PromptRecord {
 struct Cell {
   std::string task, policy;
   int length = 0;
+  int gen_tokens = 0;
   std::vector<PromptRecord> prompts;
   fkv::RetrievalStats stats;  // summed over prompts
 
@@ -289,14 +304,16 @@ fkv::Status run_tasks(const fkv::Model& model, const EvalOptions& o, const std::
   FKV_ASSIGN_OR_RETURN(const std::vector<fkv::EvalTask> tasks,
                        fkv::make_tasks(model.tokenizer(), kind, length, o.count, o.seed, o.task_options));
   const size_t first = cells.size();
-  for (const PolicySpec& p : o.policies) cells.push_back(Cell{kind, p.label, length, {}, {}});
+  fkv::FidelityParams params = o.fidelity;
+  params.n_gen = gen_tokens_for(o, kind);
+  for (const PolicySpec& p : o.policies) cells.push_back(Cell{kind, p.label, length, params.n_gen, {}, {}});
   const bool progress = isatty(STDERR_FILENO) != 0;  // a terminal watching a long run; never in a pipe
   for (size_t i = 0; i < tasks.size(); ++i) {
     if (!o.items.empty() && !std::binary_search(o.items.begin(), o.items.end(), static_cast<int>(i))) continue;
     if (progress) std::fprintf(stderr, "\r%s %d #%zu: full         ", kind.c_str(), length, i + 1);
     // One prefill per prompt: the session decodes the reference, then rewinds to the prompt for each policy.
     FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::FidelitySession> session,
-                         fkv::FidelitySession::start(model, tasks[i], o.fidelity));
+                         fkv::FidelitySession::start(model, tasks[i], params));
     for (size_t k = 0; k < o.policies.size(); ++k) {
       if (progress)
         std::fprintf(stderr, "\r%s %d #%zu: %-12s", kind.c_str(), length, i + 1, o.policies[k].label.c_str());
@@ -325,9 +342,12 @@ void print_table(const fkv::Model& model, const EvalOptions& o, const std::vecto
               fkv::arch_name(model.config().arch), model.config().n_ctx_train);
   std::printf("prompts %s (--prompt %s)\n", prompt_label(o.task_options.prompt).c_str(),
               fkv::prompt_mode_name(o.prompt_mode));
-  std::printf("budget  %s; %d prompt(s) per cell, %d decode steps, seed %llu\n\n",
-              budget_summary(o.fidelity.context).c_str(), o.count, o.fidelity.n_gen,
-              static_cast<unsigned long long>(o.seed));
+  std::string steps;
+  for (const std::string& kind : o.tasks)
+    steps += (steps.empty() ? "" : ", ") + kind + " " + std::to_string(gen_tokens_for(o, kind));
+  std::printf("budget  %s; %d prompt(s) per cell, seed %llu\ndecode steps %s\n\n",
+              budget_summary(o.fidelity.context).c_str(), o.count, static_cast<unsigned long long>(o.seed),
+              steps.c_str());
   std::printf("%-9s %7s %-11s %6s %6s %7s %9s %9s %6s %9s %7s %7s\n", "task", "length", "policy", "exact", "found",
               "agree", "KL mean", "KL max", "corr%", "decode/s", "pages/t", "recall/t");
   for (const Cell& c : cells) {
@@ -366,7 +386,8 @@ void print_json(const fkv::Model& model, const EvalOptions& o, const std::vector
   j.begin_object();
   j.key("model").value(model.config().name).key("architecture").value(fkv::arch_name(model.config().arch));
   j.key("synthetic").value(o.synthetic).key("n_ctx_train").value(model.config().n_ctx_train);
-  j.key("count").value(o.count).key("gen_tokens").value(o.fidelity.n_gen).key("seed").value(o.seed);
+  // gen_tokens: the --gen-tokens given, 0 for the per-task default (each result names its own)
+  j.key("count").value(o.count).key("gen_tokens").value(o.gen_tokens).key("seed").value(o.seed);
   const fkv::TaskPrompt& p = o.task_options.prompt;
   j.key("prompt").value(fkv::prompt_style_name(p.style)).key("prompt_mode").value(fkv::prompt_mode_name(o.prompt_mode));
   j.key("system").value(p.style == fkv::PromptStyle::Chat ? p.system : std::string());
@@ -376,6 +397,7 @@ void print_json(const fkv::Model& model, const EvalOptions& o, const std::vector
   for (const Cell& c : cells) {
     j.begin_object();
     j.key("task").value(c.task).key("length").value(c.length).key("policy").value(c.policy);
+    j.key("gen_tokens").value(c.gen_tokens);
     j.key("prompts").value(static_cast<int>(c.prompts.size())).key("accuracy").value(c.accuracy());
     j.key("answer_recall").value(c.answer_recall());
     j.key("agreement").value(c.mean_of(&fkv::FidelityResult::agreement));

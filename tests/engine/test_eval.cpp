@@ -387,6 +387,29 @@ class TestEval : public QObject {
       QVERIFY(!item.value("expected").toString().isEmpty());
     }
     QCOMPARE(results.at(0).toObject().value("policy").toString(), QStringLiteral("full"));
+    QCOMPARE(o.value("gen_tokens").toInt(), 8);
+    for (const QJsonValue& v : results) QCOMPARE(v.toObject().value("gen_tokens").toInt(), 8);
+  }
+
+  // Without --gen-tokens each kind decodes long enough for its whole answer: 32 tokens per number multikey asks (its
+  // answer of two numbers does not fit in 32), 64 for vartrack, 32 for the others; the table names them.
+  void evalGenTokensPerTask() {
+    const QStringList args = {"eval", "--synthetic", "tiny-llama", "--tasks", "passkey,multikey,vartrack", "--lengths",
+                              "256", "--queries", "3", "--policies", "quest"};
+    const CliRun r = runCli(args + QStringList{"--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonObject o = parseObject(r.out);
+    QCOMPARE(o.value("gen_tokens").toInt(), 0);
+    const QJsonArray results = o.value("results").toArray();
+    QCOMPARE(results.size(), 3 * 2);
+    const QHash<QString, int> want = {{"passkey", 32}, {"multikey", 96}, {"vartrack", 64}};
+    for (const QJsonValue& v : results) {
+      const QJsonObject c = v.toObject();
+      QCOMPARE(c.value("gen_tokens").toInt(), want.value(c.value("task").toString()));
+    }
+    const CliRun text = runCli(args);
+    QVERIFY2(text.exitCode == 0, text.err.constData());
+    QVERIFY2(text.out.contains("decode steps passkey 32, multikey 96, vartrack 64"), text.out.constData());
   }
 
   // --items runs a subset of the --count prompts: the same prompts, under their own numbers, as in the whole run, so
