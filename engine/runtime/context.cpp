@@ -91,6 +91,10 @@ struct Context::Impl {
   std::vector<float> inv_freq_local;   // (head_dim / 2) sliding-window layers
   float rope_scale_global = 1.f;       // multiplies cos and sin (YaRN's magnitude correction; 1 without YaRN)
   float rope_scale_local = 1.f;
+  // Decode's rotations of moved pages (move_pages) by shift, 0 <= shift <= n_pages_cap: a layer's selection, and so
+  // its shifts, mostly stays from one step to the next, where each rotation costs head_dim / 2 sines and cosines.
+  std::vector<float> rotations;    // (n_pages_cap + 1, head_dim) cos/sin pairs of R(-shift pages), sized on first use
+  std::vector<uint8_t> rotation_known;  // (n_pages_cap + 1)
 
   // Activations of one chunk (n_batch tokens).
   std::vector<float> x;        // (n_batch, n_embd) residual stream
@@ -459,16 +463,23 @@ void Context::Impl::move_pages(int n_pages, const Budget& b, int n_pages_cap, bo
   const int hd = c.head_dim;
   const int group = c.group_size();
   const bool neox = c.rope_style == RopeStyle::Neox;
-  float cs[cpu::kMaxHeadDim];
-  // Neighbouring selected pages move by the same shift (the sink's pages always do): their rotation is computed once.
-  int cs_shift = -1;
   if (decode) {
+    if (rotation_known.size() < static_cast<size_t>(n_pages_cap) + 1) {
+      rotation_known.assign(static_cast<size_t>(n_pages_cap) + 1, 0);
+      rotations.resize(rotation_known.size() * hd);
+    }
     for (const MovedPage& mp : moved) {
       const size_t slot = static_cast<size_t>(mp.head) * max_moved + mp.entry;
       float* mq = &moved_q[slot * group * hd];
       std::copy_n(&q[static_cast<size_t>(mp.head) * group * hd], static_cast<size_t>(group) * hd, mq);
-      if (mp.shift != cs_shift) rotation_by(inv_freq_global, -static_cast<int64_t>(mp.shift) * params.page_size, cs);
-      cs_shift = mp.shift;
+      // Pages move toward the window, by 1..n_pages_cap pages; any other shift is computed each time.
+      const size_t r = static_cast<size_t>(mp.shift);
+      float own[cpu::kMaxHeadDim];
+      float* cs = r < rotation_known.size() ? &rotations[r * hd] : own;
+      if (cs == own || rotation_known[r] == 0) {
+        rotation_by(inv_freq_global, -static_cast<int64_t>(mp.shift) * params.page_size, cs);
+        if (cs != own) rotation_known[r] = 1;
+      }
       for (int g = 0; g < group; ++g) cpu::rope_head(mq + static_cast<size_t>(g) * hd, cs, hd, neox);
       pages[static_cast<size_t>(mp.head) * n_pages_cap + mp.entry].q = mq;
     }
