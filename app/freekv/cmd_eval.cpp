@@ -208,8 +208,6 @@ fkv::Result<EvalOptions> read_eval_options(const ParsedArgs& a) {
   FKV_ASSIGN_OR_RETURN(o.task_options.multikey_queries,
                        int_option(a, "--queries", 2, 1, o.task_options.multikey_pairs));
   FKV_ASSIGN_OR_RETURN(o.gen_tokens, int_option(a, "--gen-tokens", 0, 1, 4096));
-  o.fidelity.n_gen = 0;  // the longest of the tasks', which check_setup tests against the window
-  for (const std::string& kind : o.tasks) o.fidelity.n_gen = std::max(o.fidelity.n_gen, gen_tokens_for(o, kind));
   FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_threads, int_option(a, "--threads", 0, 0, 1024));
   FKV_ASSIGN_OR_RETURN(o.fidelity.context.n_batch, int_option(a, "--batch", 128, 1, 8192));
   FKV_TRY(read_budget_options(a, o.fidelity.context));
@@ -278,12 +276,14 @@ std::string prompt_label(const fkv::TaskPrompt& p) {
 fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
   const int n_train = model.config().n_ctx_train;
   const int longest = *std::max_element(o.lengths.begin(), o.lengths.end());
-  const bool past_window = n_train > 0 && longest + o.fidelity.n_gen + 1 > n_train;
+  int gen = 0;  // the most decode steps any task kind takes
+  for (const std::string& kind : o.tasks) gen = std::max(gen, gen_tokens_for(o, kind));
+  const bool past_window = n_train > 0 && longest + gen + 1 > n_train;
   const auto full = [](const PolicySpec& p) { return p.policy == fkv::Policy::full; };
   if (past_window && std::any_of(o.policies.begin(), o.policies.end(), full)) {
-    return fkv::err("length ", longest, " + ", o.fidelity.n_gen, " generated tokens is past the model's training ",
-                    "context (", n_train, " tokens): such prompts are read as context memory, which policy full ",
-                    "cannot attend; use --lengths up to ", n_train - o.fidelity.n_gen - 1, ", or --reference freekv ",
+    return fkv::err("length ", longest, " + ", gen, " generated tokens is past the model's training context (", n_train,
+                    " tokens): such prompts are read as context memory, which policy full ",
+                    "cannot attend; use --lengths up to ", n_train - gen - 1, ", or --reference freekv ",
                     "(or quest, arkvale, streaming) with full left out of --policies");
   }
   if (std::find(o.tasks.begin(), o.tasks.end(), "docqa") != o.tasks.end())
