@@ -142,18 +142,41 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
   for (int h = 0; h < n_heads; ++h)
     cpu::split_group_query(q + static_cast<size_t>(h) * group * hd, group, hd, q_splits + static_cast<size_t>(h) * len);
   float* out = scores.data();
-  if (pool != nullptr && pool->size() > 1 && n >= kParallelPages) {
-    // Each thread scores a run of pages for every head, into its part of the heads' rows.
-    pool->parallel_for(n, kParallelPages / 4, [&](int64_t b, int64_t e) {
-      cpu::page_bounds_heads(q_splits, s.kmin(l, lo + static_cast<int>(b), 0), s.page_stride(), static_cast<int>(e - b),
-                             n_heads, hd, out + b, static_cast<size_t>(n));
-    });
+  const bool parallel = pool != nullptr && pool->size() > 1 && n >= kParallelPages;
+  // Scores heads [h0, h0 + nh) into their rows, a run of pages per thread when parallel.
+  const auto score = [&](int h0, int nh) {
+    const float* qs = q_splits + static_cast<size_t>(h0) * len;
+    float* o = out + static_cast<size_t>(h0) * n;
+    const auto run = [&](int64_t b, int64_t e) {
+      cpu::page_bounds_heads(qs, s.kmin(l, lo + static_cast<int>(b), h0), s.page_stride(), static_cast<int>(e - b), nh,
+                             hd, o + b, static_cast<size_t>(n));
+    };
+    if (parallel)
+      pool->parallel_for(n, kParallelPages / 4, run);
+    else
+      run(0, n);
+  };
+  int n_want = 0;
+  for (int h = 0; h < n_heads; ++h) n_want += want == nullptr || want[h] != 0 ? 1 : 0;
+  if (n_want == n_heads) {
+    score(0, n_heads);  // one pass over the layer's summaries for every head
   } else {
-    cpu::page_bounds_heads(q_splits, s.kmin(l, lo, 0), s.page_stride(), n, n_heads, hd, out, static_cast<size_t>(n));
+    // A correction re-selects some heads only: each page's blocks for the other heads are not read at all.
+    for (int h = 0; h < n_heads; ++h)
+      if (want[h] != 0) score(h, 1);
   }
-  for (int h = 0; h < n_heads; ++h)
+  const auto pick = [&](int h) {
     if (want == nullptr || want[h] != 0)
       top_k_of(scores.data() + static_cast<size_t>(h) * n, lo, n, k, outs[static_cast<size_t>(h)]);
+  };
+  if (parallel && n_want > 1) {
+    // The heads' top k are independent: one head per thread rather than one thread doing them all while the others wait.
+    pool->parallel_for(n_heads, 1, [&](int64_t b, int64_t e) {
+      for (int64_t h = b; h < e; ++h) pick(static_cast<int>(h));
+    });
+  } else {
+    for (int h = 0; h < n_heads; ++h) pick(h);
+  }
 }
 
 }  // namespace fkv

@@ -402,7 +402,8 @@ class TestPageSummary : public QObject {
     }
   }
 
-  // Scored on a thread pool, a long range's pages are split between the threads: the same pages as one thread.
+  // Scored on a thread pool, a long range's pages are split between the threads and the heads' top k too: the same
+  // pages as one thread.
   void topKOnAPoolMatchesOneThread() {
     const KvGeometry g{1, 2, 16, 4, DType::F16};
     const int n_pages = 3001;
@@ -419,9 +420,14 @@ class TestPageSummary : public QObject {
         const int hi = n_pages - static_cast<int>(rng() % 200);
         const int k = 1 + static_cast<int>(rng() % 64);
         const std::vector<float> q = random_q(rng, static_cast<size_t>(g.n_kv_heads) * group * g.head_dim);
+        // Every head, or one of them as a correction asks (its pages alone are read then).
+        const std::vector<uint8_t> wants[] = {{1, 1}, {1, 0}, {0, 1}};
+        const uint8_t* want = trial % 3 == 0 ? nullptr : wants[trial % 3].data();
         std::vector<std::vector<int32_t>> outs(static_cast<size_t>(g.n_kv_heads));
-        fkv::select_top_k_heads(rig.summaries, 0, q.data(), group, lo, hi, k, nullptr, outs, scratch, &pool);
-        const QString d = differs_from_one_head_each(rig.summaries, 0, q, group, lo, hi, k, outs, nullptr);
+        fkv::select_top_k_heads(rig.summaries, 0, q.data(), group, lo, hi, k, want, outs, scratch, &pool);
+        for (int h = 0; h < g.n_kv_heads; ++h)
+          if (want != nullptr && want[h] == 0) QVERIFY(outs[static_cast<size_t>(h)].empty());
+        const QString d = differs_from_one_head_each(rig.summaries, 0, q, group, lo, hi, k, outs, want);
         QVERIFY2(d.isEmpty(), qPrintable(QString("%1 threads, %2").arg(threads).arg(d)));
       }
     }
