@@ -1,6 +1,8 @@
 #include "kv/page_summary.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
@@ -25,7 +27,123 @@ Status PageSummaries::init(const KvGeometry& g, int n_pages_cap) {
   return {};
 }
 
-void PageSummaries::reset() { std::fill(n_built_.begin(), n_built_.end(), 0); }
+void PageSummaries::reset() {
+  std::fill(n_built_.begin(), n_built_.end(), 0);
+  std::fill(n_coded_.begin(), n_coded_.end(), 0);
+  std::fill(code_lo_.begin(), code_lo_.end(), 0.f);  // a step of 0: no range yet
+}
+
+void PageSummaries::set_n_built(int l, int n) {
+  n_built_[static_cast<size_t>(l)] = n;
+  if (codes_) n_coded_[static_cast<size_t>(l)] = std::min(n_coded_[static_cast<size_t>(l)], n);
+}
+
+size_t PageSummaries::code_block_bytes() const { return 2 * static_cast<size_t>(g_.head_dim) * cpu::kCodeBlockPages; }
+
+Status PageSummaries::enable_codes() {
+  if ((2 * g_.head_dim) % 4 != 0) return err("8-bit page codes need an even head size, found ", g_.head_dim);
+  n_code_blocks_ = (n_pages_cap_ + cpu::kCodeBlockPages - 1) / cpu::kCodeBlockPages;
+  codes_size_ = static_cast<size_t>(g_.n_layers) * g_.n_kv_heads * n_code_blocks_ * code_block_bytes();
+  codes_.reset(new (std::nothrow) uint8_t[codes_size_]);
+  if (!codes_) {
+    const size_t mib = codes_size_ / (1 << 20);
+    codes_size_ = 0;
+    return err("cannot reserve ", mib, " MiB for the 8-bit page codes of ", n_pages_cap_, " pages");
+  }
+  code_lo_.assign(static_cast<size_t>(g_.n_layers) * g_.n_kv_heads * 2 * g_.head_dim, 0.f);
+  n_coded_.assign(static_cast<size_t>(g_.n_layers), 0);
+  return {};
+}
+
+// Whether page p's finite extremes lie inside layer l's channel ranges, for every KV head.
+bool PageSummaries::in_range(int l, int p) const {
+  const int hd = g_.head_dim;
+  float mn_mx[2 * cpu::kMaxHeadDim];
+  for (int h = 0; h < g_.n_kv_heads; ++h) {
+    const float* lo = code_lo(l, h);
+    const float* step = code_step(l, h);
+    load(l, p, h, mn_mx);
+    for (int c = 0; c < hd; ++c) {
+      if (!(step[c] > 0.f)) return false;
+      const float hi = lo[c] + 255.f * step[c];
+      for (const float x : {mn_mx[c], mn_mx[hd + c]})
+        if (std::isfinite(x) && (x < lo[c] || x > hi)) return false;
+    }
+  }
+  return true;
+}
+
+void PageSummaries::code_page(int l, int p) {
+  const int hd = g_.head_dim;
+  float mn_mx[2 * cpu::kMaxHeadDim];
+  uint8_t codes[2 * cpu::kMaxHeadDim];
+  constexpr int kB = cpu::kCodeBlockPages;
+  for (int h = 0; h < g_.n_kv_heads; ++h) {
+    const float* lo = code_lo(l, h);
+    const float* step = code_step(l, h);
+    load(l, p, h, mn_mx);
+    // Rounded outward (up to float rounding of the scaled offset); a NaN or an infinity takes the loosest code its
+    // side has. Truncation is the floor here, as t >= 0 once clamped; the loops are kept simple for the vectoriser,
+    // since a book's open codes every page.
+    for (int c = 0; c < hd; ++c) {
+      const float t = (mn_mx[c] - lo[c]) / step[c];
+      codes[c] = static_cast<uint8_t>(t >= 0.f ? (t <= 255.f ? static_cast<int>(t) : 255) : 0);
+    }
+    for (int c = 0; c < hd; ++c) {
+      const float t = (mn_mx[hd + c] - lo[c]) / step[c];
+      const float u = t >= 0.f ? (t <= 255.f ? t : 255.f) : (t < 0.f ? 0.f : 255.f);  // NaN fails both tests
+      const int i = static_cast<int>(u);
+      codes[hd + c] = static_cast<uint8_t>(static_cast<float>(i) < u ? i + 1 : i);
+    }
+    uint8_t* blk = codes_.get() + code_index(l, h) + static_cast<size_t>(p / kB) * code_block_bytes() + (p % kB) * 4;
+    for (int q = 0; q < 2 * hd / 4; ++q) std::memcpy(blk + static_cast<size_t>(q) * kB * 4, codes + 4 * q, 4);
+  }
+}
+
+void PageSummaries::update_codes(int l) {
+  if (!codes_) return;
+  const int nb = n_built(l);
+  int& nc = n_coded_[static_cast<size_t>(l)];
+  int p = nc;
+  while (p < nb && in_range(l, p)) ++p;
+  if (p < nb) {
+    // Ranges over every built page of the layer; when they grow rather than start, with an eighth of the span to
+    // spare on each side, so a document coded as it is read recodes its layers a few times, not at every page.
+    const int hd = g_.head_dim;
+    float mn_mx[2 * cpu::kMaxHeadDim];
+    for (int h = 0; h < g_.n_kv_heads; ++h) {
+      float* lo = code_lo_.data() + range_index(l, h);
+      float* step = lo + hd;
+      const bool grow = step[0] > 0.f;
+      std::vector<float> gmn(static_cast<size_t>(hd), std::numeric_limits<float>::infinity());
+      std::vector<float> gmx(static_cast<size_t>(hd), -std::numeric_limits<float>::infinity());
+      for (int q = 0; q < nb; ++q) {
+        load(l, q, h, mn_mx);
+        for (int c = 0; c < hd; ++c) {
+          if (std::isfinite(mn_mx[c])) gmn[c] = std::min(gmn[c], mn_mx[c]);
+          if (std::isfinite(mn_mx[hd + c])) gmx[c] = std::max(gmx[c], mn_mx[hd + c]);
+          // A page's minimum may be its only finite value on a channel, or its maximum.
+          if (std::isfinite(mn_mx[hd + c])) gmn[c] = std::min(gmn[c], mn_mx[hd + c]);
+          if (std::isfinite(mn_mx[c])) gmx[c] = std::max(gmx[c], mn_mx[c]);
+        }
+      }
+      for (int c = 0; c < hd; ++c) {
+        float a = gmn[c], b = gmx[c];
+        if (!(a <= b)) a = b = 0.f;  // no finite value: any range
+        const float spare = grow ? (b - a) / 8 : 0.f;
+        a -= spare;
+        b += spare;
+        // A span of zero still needs a positive step; the smallest that keeps a + 255 * step > a will do.
+        const float s = std::max((b - a) / 255.f * 1.0001f, std::max(std::fabs(a), 1.f) * 1e-6f);  // a + 255 * s >= b
+        lo[c] = a;
+        step[c] = s;
+      }
+    }
+    nc = 0;
+  }
+  for (int q = nc; q < nb; ++q) code_page(l, q);
+  nc = nb;
+}
 
 void PageSummaries::load(int l, int p, int h, float* mn_mx) const {
   cpu::f16_to_f32_row(at(l, p, h), mn_mx, 2 * g_.head_dim);
@@ -101,6 +219,20 @@ void top_k_of(const float* scores, int lo, int n, int k, std::vector<int32_t>& o
   std::sort(out.begin(), out.end());
 }
 
+// The split query (2, head_dim) times each channel's code step, as int8 scaled to use the whole range: the part of
+// the bound that differs between pages, up to a positive factor (cpu::code_scores then sums it against the codes).
+// A query with no finite non-zero part scores every page 0 (ties go to the lower pages).
+void quantize_code_query(const float* q_split, const float* step, int hd, int8_t* q8) {
+  float scaled[2 * cpu::kMaxHeadDim];
+  float m = 0.f;
+  for (int col = 0; col < 2 * hd; ++col) {
+    scaled[col] = q_split[col] * step[col % hd];
+    m = std::max(m, std::fabs(scaled[col]));
+  }
+  const float k = m > 0.f && std::isfinite(m) ? 127.f / m : 0.f;
+  for (int col = 0; col < 2 * hd; ++col) q8[col] = static_cast<int8_t>(std::lrint(scaled[col] * k));
+}
+
 // The answer when no scoring is needed (an empty range, k == 0 or k covering the range); false otherwise.
 bool trivial_top_k(int lo, int hi, int k, std::vector<int32_t>& out) {
   out.clear();
@@ -158,7 +290,24 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
   };
   int n_want = 0;
   for (int h = 0; h < n_heads; ++h) n_want += want == nullptr || want[h] != 0 ? 1 : 0;
-  if (n_want == n_heads) {
+  const bool coded = n >= kCodedRangePages && kCodedCandidates * k < n && s.n_coded(l) >= hi;
+  if (coded) {
+    // From the 8-bit codes, head by head (their blocks are apart).
+    for (int h = 0; h < n_heads; ++h) {
+      if (want != nullptr && want[h] == 0) continue;
+      int8_t q8[2 * cpu::kMaxHeadDim];
+      quantize_code_query(q_splits + static_cast<size_t>(h) * len, s.code_step(l, h), hd, q8);
+      const uint8_t* blocks = s.code_blocks(l, h);
+      float* o = out + static_cast<size_t>(h) * n;
+      const auto run = [&](int64_t b, int64_t e) {
+        cpu::code_scores(q8, blocks, 2 * hd, lo + static_cast<int>(b), static_cast<int>(e - b), o + b);
+      };
+      if (parallel)
+        pool->parallel_for(n, kParallelPages / 4, run);
+      else
+        run(0, n);
+    }
+  } else if (n_want == n_heads) {
     score(0, n_heads);  // one pass over the layer's summaries for every head
   } else {
     // A correction re-selects some heads only: each page's blocks for the other heads are not read at all.
@@ -166,8 +315,24 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
       if (want[h] != 0) score(h, 1);
   }
   const auto pick = [&](int h) {
-    if (want == nullptr || want[h] != 0)
-      top_k_of(scores.data() + static_cast<size_t>(h) * n, lo, n, k, outs[static_cast<size_t>(h)]);
+    if (want != nullptr && want[h] == 0) return;
+    std::vector<int32_t>& o = outs[static_cast<size_t>(h)];
+    if (!coded) return top_k_of(scores.data() + static_cast<size_t>(h) * n, lo, n, k, o);
+    // The codes' best kCodedCandidates * k pages, ranked again by their F16 bounds.
+    thread_local std::vector<int32_t> cand;
+    thread_local std::vector<float> exact;
+    top_k_of(scores.data() + static_cast<size_t>(h) * n, lo, n, kCodedCandidates * k, cand);
+    const float* qs = q_splits + static_cast<size_t>(h) * len;
+    const size_t block_bytes = len * sizeof(uint16_t);
+    for (const int32_t p : cand)  // scattered blocks: ask for all of them before the first is needed
+      for (size_t b = 0; b < block_bytes; b += 64)
+        __builtin_prefetch(reinterpret_cast<const char*>(s.kmin(l, p, h)) + b);
+    exact.resize(cand.size());
+    for (size_t i = 0; i < cand.size(); ++i)
+      cpu::page_bounds_heads(qs, s.kmin(l, cand[i], h), s.page_stride(), 1, 1, hd, &exact[i], 1);
+    // Candidates ascend, so ties still go to the lower page.
+    top_k_of(exact.data(), 0, static_cast<int>(cand.size()), k, o);
+    for (int32_t& i : o) i = cand[static_cast<size_t>(i)];
   };
   if (parallel && n_want > 1) {
     // The heads' top k are independent: one head per thread rather than one thread doing them all while the others wait.

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <vector>
 
 #include "backend/cpu/ops.h"
@@ -185,6 +187,10 @@ Result<std::unique_ptr<Context>> Context::create(const Model& model, const Conte
   FKV_ASSIGN_OR_RETURN(s.cache, KvCache::create(g, params.n_ctx));
   FKV_TRY(s.summaries.init(g, s.cache.capacity_tokens() / params.page_size));
   s.memory = params.context_memory;
+  // Context memory scores its long ranges from 8-bit codes of the summaries (kv/page_summary.h); FKV_SUMMARY_CODES=0
+  // in the environment keeps the F16 pass, to compare the two.
+  const char* codes_env = std::getenv("FKV_SUMMARY_CODES");
+  if (s.memory && !(codes_env != nullptr && std::string_view(codes_env) == "0")) FKV_TRY(s.summaries.enable_codes());
   if (s.memory) {
     s.q_pre.resize(static_cast<size_t>(s.params.n_batch) * c.n_embd_q());
     s.q_frame.resize(static_cast<size_t>(c.n_embd_q()));
@@ -294,7 +300,7 @@ Status Context::map_kv(std::shared_ptr<const PageFileReader> file, const Snapsho
   s.policy->reset();
   s.stats = RetrievalStats{};
   if (file->info().first_page == 0) reset();
-  Status st = map_kv_snapshot(std::move(file), meta, s.cache, s.summaries);
+  Status st = map_kv_snapshot(std::move(file), meta, s.cache, s.summaries, s.pool.get());
   if (!st.ok()) reset();
   return st;
 }
@@ -412,6 +418,7 @@ void Context::Impl::summarise_sealed(int il, int n_tokens) {
     summaries.build(il, p, cache, cs, neox);
   }
   summaries.set_n_built(il, sealed);
+  summaries.update_codes(il);
 }
 
 // Context memory's scoring distances and the room for moved pages, from the prefill and decode budgets.

@@ -173,25 +173,33 @@ Status check_target(const PageFileReader& file, const SnapshotMeta& expected, co
   return {};
 }
 
-// The file's f32 summaries into the F16 ones, rounded outward (exact for those an F16 build wrote).
-void copy_summaries(const PageFileReader& file, PageSummaries& summaries) {
+// The file's f32 summaries into the F16 ones, rounded outward (exact for those an F16 build wrote), then their 8-bit
+// codes where the summaries keep them. Layers are independent: one worker each.
+void copy_summaries(const PageFileReader& file, PageSummaries& summaries, ThreadPool* pool) {
   const PageFileInfo& f = file.info();
   const size_t stride = summaries.page_stride();
   const size_t block = 2 * static_cast<size_t>(f.head_dim);
   const int first = static_cast<int>(f.first_page);
-  std::vector<float> mn_mx(block);
-  for (int l = 0; l < f.n_layers; ++l) {
-    const uint8_t* src = file.summaries(l);  // (n_pages, n_kv_heads, 2, head_dim) f32
-    const int end = static_cast<int>(std::min<int64_t>(file.n_built(l), f.first_page + f.n_pages()));
-    for (int p = first; p < end; ++p) {
-      for (int h = 0; h < f.n_kv_heads; ++h) {
-        std::memcpy(mn_mx.data(), src + (static_cast<size_t>(p - first) * stride + h * block) * sizeof(float),
-                    block * sizeof(float));
-        summaries.store(l, p, h, mn_mx.data());
+  const auto copy_layers = [&](int64_t l0, int64_t l1) {
+    std::vector<float> mn_mx(block);
+    for (int l = static_cast<int>(l0); l < l1; ++l) {
+      const uint8_t* src = file.summaries(l);  // (n_pages, n_kv_heads, 2, head_dim) f32
+      const int end = static_cast<int>(std::min<int64_t>(file.n_built(l), f.first_page + f.n_pages()));
+      for (int p = first; p < end; ++p) {
+        for (int h = 0; h < f.n_kv_heads; ++h) {
+          std::memcpy(mn_mx.data(), src + (static_cast<size_t>(p - first) * stride + h * block) * sizeof(float),
+                      block * sizeof(float));
+          summaries.store(l, p, h, mn_mx.data());
+        }
       }
+      summaries.set_n_built(l, file.n_built(l));
+      summaries.update_codes(l);
     }
-    summaries.set_n_built(l, file.n_built(l));
-  }
+  };
+  if (pool != nullptr)
+    pool->parallel_for(f.n_layers, 1, copy_layers);
+  else
+    copy_layers(0, f.n_layers);
 }
 
 Status copy_in(const PageFileReader& file, KvCache& cache, PageSummaries& summaries, ThreadPool* pool) {
@@ -221,7 +229,7 @@ Status copy_in(const PageFileReader& file, KvCache& cache, PageSummaries& summar
     copy_layers(0, f.n_layers);
   }
   for (const Status& s : layer_status) FKV_TRY(s);
-  copy_summaries(file, summaries);
+  copy_summaries(file, summaries, pool);
   cache.set_n_tokens(static_cast<int>(f.n_tokens));
   return {};
 }
@@ -240,11 +248,11 @@ Status load_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected
 }
 
 Status map_kv_snapshot(std::shared_ptr<const PageFileReader> file, const SnapshotMeta& expected, KvCache& cache,
-                       PageSummaries& summaries) {
+                       PageSummaries& summaries, ThreadPool* pool) {
   const long os_page = ::sysconf(_SC_PAGESIZE);
   // A parsed buffer, or records not aligned to the OS page (where trimming could not return them), are copied.
   if (!file->is_mapped() || os_page <= 0 || file->layout().record_stride % static_cast<uint64_t>(os_page) != 0)
-    return load_kv_snapshot(*file, expected, cache, summaries);
+    return load_kv_snapshot(*file, expected, cache, summaries, pool);
   Status s = check_target(*file, expected, cache, summaries);
   if (s.ok()) {
     const PageFileInfo& f = file->info();
@@ -264,7 +272,7 @@ Status map_kv_snapshot(std::shared_ptr<const PageFileReader> file, const Snapsho
     // 2 MiB at a time; returning one record of such a mapping unmaps all of it, and the next read of any record
     // in it maps the whole 2 MiB again, unseen by the marks.
     ::madvise(const_cast<uint8_t*>(view.records), static_cast<size_t>(records_bytes), MADV_NOHUGEPAGE);
-    copy_summaries(*reader, summaries);
+    copy_summaries(*reader, summaries, pool);
     // The copy is what selection reads: the file's summaries (a book's are hundreds of MB, read once at open for
     // their checksum) need not stay resident.
     const uintptr_t page = static_cast<uintptr_t>(os_page);

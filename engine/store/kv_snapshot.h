@@ -58,8 +58,8 @@ Status load_kv_snapshot(const PageFileReader& file, const SnapshotMeta& expected
 // As load_kv_snapshot, but the pages stay in the file: the cache reads them in place (KvCache's disk tier), each
 // verified the first time it is read, so a reopen copies nothing and only touched pages become resident. The
 // summaries are copied (they are small and verified at open). `file` must be an opened (mapped) file; the cache keeps
-// it alive while its pages are mapped.
+// it alive while its pages are mapped. With `pool`, the summaries' layers are copied (and coded) on all its threads.
 Status map_kv_snapshot(std::shared_ptr<const PageFileReader> file, const SnapshotMeta& expected, KvCache& cache,
-                       PageSummaries& summaries);
+                       PageSummaries& summaries, ThreadPool* pool = nullptr);
 
 }  // namespace fkv

@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/ops.h"
@@ -552,6 +553,54 @@ class TestOps : public QObject {
           }
         }
         cpu::set_active_isa(cpu::detected_isa());
+      }
+    }
+  }
+
+  // 8-bit code scores equal the integer sum of q times the codes, for every implementation, over ranges that start
+  // and end inside blocks (a thread's run of pages), with codes at both ends of their range and odd numbers of quads.
+  void codeScoresMatchTheirDefinition() {
+    constexpr int kB = cpu::kCodeBlockPages;
+    for (int cols : {8, 12, 128, 144, 256}) {
+      const int n_blocks = 5;
+      std::mt19937 rng(static_cast<uint32_t>(cols));
+      std::uniform_int_distribution<int> code(0, 255), qd(-128, 127);
+      std::vector<uint8_t> blocks(static_cast<size_t>(n_blocks) * kB * cols);
+      for (uint8_t& c : blocks) c = static_cast<uint8_t>(code(rng));
+      blocks[0] = 255;  // the extremes, against the extreme query bytes
+      std::vector<int8_t> q(static_cast<size_t>(cols));
+      for (int8_t& x : q) x = static_cast<int8_t>(qd(rng));
+      q[0] = -128;
+      q[1] = 127;
+      const auto expected = [&](int p) {
+        int64_t sum = 0;
+        for (int c = 0; c < cols; ++c)
+          sum += q[static_cast<size_t>(c)] * blocks[static_cast<size_t>(p / kB) * kB * cols +
+                                                    static_cast<size_t>(c / 4) * kB * 4 + (p % kB) * 4 + c % 4];
+        return static_cast<float>(sum);
+      };
+      for (Impl im : {Impl::Ref, Impl::FastScalar, Impl::FastAvx512}) {
+        if (missing(im) != nullptr) continue;
+        ImplScope scope(im);
+        for (const auto& [first, n] : std::vector<std::pair<int, int>>{
+                 {0, n_blocks * kB}, {3, 1}, {5, 40}, {16, 16}, {17, 0}, {31, 2}, {1, n_blocks * kB - 1}}) {
+          std::vector<float> out(static_cast<size_t>(n) + 1, -7.f);
+          if (im == Impl::Ref)
+            cpu::ref::code_scores(q.data(), blocks.data(), cols, first, n, out.data());
+          else
+            cpu::code_scores(q.data(), blocks.data(), cols, first, n, out.data());
+          for (int i = 0; i < n; ++i)
+            QVERIFY2(out[static_cast<size_t>(i)] == expected(first + i),
+                     qPrintable(QString("%1, %2 codes, pages [%3, %4): page %5 scored %6, expected %7")
+                                    .arg(impl_name(im))
+                                    .arg(cols)
+                                    .arg(first)
+                                    .arg(first + n)
+                                    .arg(first + i)
+                                    .arg(out[static_cast<size_t>(i)])
+                                    .arg(expected(first + i))));
+          QCOMPARE(out[static_cast<size_t>(n)], -7.f);  // nothing past the range
+        }
       }
     }
   }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -124,6 +125,72 @@ std::vector<int32_t> reference_top_k(const PageSummaries& s, int l, int h, const
     return a < b;
   });
   all.resize(static_cast<size_t>(std::clamp(k, 0, static_cast<int>(all.size()))));
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
+// Page p's code for column col (min: col < head_dim, max: head_dim + channel) of KV head h, layer l.
+int code_of(const PageSummaries& s, int l, int p, int h, int col) {
+  constexpr int kB = fkv::cpu::kCodeBlockPages;
+  const size_t block = 2 * static_cast<size_t>(s.head_dim()) * kB;
+  return s.code_blocks(
+      l, h)[static_cast<size_t>(p / kB) * block + static_cast<size_t>(col / 4) * kB * 4 + (p % kB) * 4 + col % 4];
+}
+
+// Empty when every coded page's codes bound its F16 extremes outward: lo + step * code <= min, >= max.
+QString codes_bound_outward(const PageSummaries& s, int l) {
+  const int hd = s.head_dim();
+  std::vector<float> mm(2 * static_cast<size_t>(hd));
+  for (int h = 0; h < s.geometry().n_kv_heads; ++h) {
+    const float* lo = s.code_lo(l, h);
+    const float* step = s.code_step(l, h);
+    for (int p = 0; p < s.n_coded(l); ++p) {
+      s.load(l, p, h, mm.data());
+      for (int col = 0; col < 2 * hd; ++col) {
+        const int c = col % hd;
+        const double v = static_cast<double>(lo[c]) + static_cast<double>(step[c]) * code_of(s, l, p, h, col);
+        const double x = mm[static_cast<size_t>(col)];
+        const double slack = 1e-4 * static_cast<double>(step[c]);  // float rounding of (x - lo) / step
+        if (col < hd ? v > x + slack : v < x - slack)
+          return QString("layer %1 head %2 page %3 column %4: %5 codes as %6")
+              .arg(l)
+              .arg(h)
+              .arg(p)
+              .arg(col)
+              .arg(x)
+              .arg(v);
+      }
+    }
+  }
+  return {};
+}
+
+// What select_top_k_heads chooses from the codes for head h, computed the long way: the split query times the
+// channels' steps, quantized to int8 over its largest magnitude, summed against every page's codes, then the
+// brute-force order of reference_top_k.
+std::vector<int32_t> coded_top_k(const PageSummaries& s, int l, int h, const float* q, int group, int lo, int hi,
+                                 int k) {
+  const int hd = s.head_dim();
+  std::vector<float> split(2 * static_cast<size_t>(hd));
+  fkv::cpu::split_group_query(q, group, hd, split.data());
+  float m = 0.f;
+  for (int col = 0; col < 2 * hd; ++col) {
+    split[static_cast<size_t>(col)] *= s.code_step(l, h)[col % hd];
+    m = std::max(m, std::fabs(split[static_cast<size_t>(col)]));
+  }
+  std::vector<int32_t> all;
+  std::vector<double> score;
+  for (int p = lo; p < hi; ++p) {
+    double sum = 0;
+    for (int col = 0; col < 2 * hd; ++col)
+      sum += static_cast<double>(std::lrint(split[static_cast<size_t>(col)] * (127.f / m))) * code_of(s, l, p, h, col);
+    all.push_back(p);
+    score.push_back(sum);
+  }
+  std::stable_sort(all.begin(), all.end(), [&](int32_t a, int32_t b) {
+    return score[static_cast<size_t>(a - lo)] > score[static_cast<size_t>(b - lo)];
+  });
+  all.resize(static_cast<size_t>(std::min(k, hi - lo)));
   std::sort(all.begin(), all.end());
   return all;
 }
@@ -462,6 +529,135 @@ class TestPageSummary : public QObject {
 
   // Pages whose channel 0 keys are all +inf score NaN against a query with q_0 = 0 (0 * inf); they rank after every
   // finite score, even a very negative one, and among themselves by page.
+  // 8-bit codes bound each page's F16 extremes outward, and a page past a channel's range widens it and recodes the
+  // layer; truncating and resetting forget the coded pages.
+  void codesBoundTheSummaries() {
+    const KvGeometry g{2, 2, 8, 4, DType::F16};
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, 40, 71, rig, &error), qPrintable(error));
+    PageSummaries& s = rig.summaries;
+    QVERIFY(!s.codes_enabled());
+    QCOMPARE(s.n_coded(0), 0);
+    QVERIFY(s.enable_codes().ok());
+    for (int l = 0; l < g.n_layers; ++l) {
+      s.update_codes(l);
+      QCOMPARE(s.n_coded(l), 40);
+      const QString d = codes_bound_outward(s, l);
+      QVERIFY2(d.isEmpty(), qPrintable(d));
+    }
+    // Layer 0 channel 3's codes span its range: some page's minimum codes as 0 and some page's maximum as 255.
+    int lowest = 255, highest = 0;
+    for (int p = 0; p < 40; ++p) {
+      lowest = std::min(lowest, code_of(s, 0, p, 0, 3));
+      highest = std::max(highest, code_of(s, 0, p, 0, 8 + 3));
+    }
+    QCOMPARE(lowest, 0);
+    QCOMPARE(highest, 255);
+
+    // A page far outside the keys so far (the cache's keys lie in [-2, 2)).
+    const float old_top = s.code_lo(0, 1)[5] + 255.f * s.code_step(0, 1)[5];
+    std::vector<float> mm(16, 0.5f);
+    mm[8 + 5] = 40.f;
+    s.store(0, 40 - 1, 1, mm.data());
+    s.set_n_built(0, 39);
+    QCOMPARE(s.n_coded(0), 39);
+    s.set_n_built(0, 40);
+    s.update_codes(0);
+    QVERIFY(s.code_lo(0, 1)[5] + 255.f * s.code_step(0, 1)[5] >= 40.f);
+    QVERIFY(old_top < 40.f);
+    // With an eighth of the span spare on each side, 40 sits at 9/10 of the range: ceil(0.9 * 255) (the step is
+    // 1.0001 times a 255th, so the top of the range is not below 40).
+    QCOMPARE(code_of(s, 0, 39, 1, 8 + 5), 230);
+    const QString d = codes_bound_outward(s, 0);
+    QVERIFY2(d.isEmpty(), qPrintable(d));
+
+    // Non-finite extremes take the loosest codes (an F16 cache stores a key past its range as an infinity), and leave
+    // the ranges as they were.
+    const float inf = std::numeric_limits<float>::infinity();
+    mm.assign(16, 0.5f);
+    mm[1] = -inf;
+    mm[2] = std::numeric_limits<float>::quiet_NaN();
+    mm[8 + 1] = inf;
+    mm[8 + 2] = std::numeric_limits<float>::quiet_NaN();
+    s.store(1, 39, 0, mm.data());
+    s.set_n_built(1, 39);
+    s.set_n_built(1, 40);
+    const float step_before = s.code_step(1, 0)[1];
+    s.update_codes(1);
+    QCOMPARE(s.code_step(1, 0)[1], step_before);
+    QCOMPARE(code_of(s, 1, 39, 0, 1), 0);
+    QCOMPARE(code_of(s, 1, 39, 0, 2), 0);
+    QCOMPARE(code_of(s, 1, 39, 0, 8 + 1), 255);
+    QCOMPARE(code_of(s, 1, 39, 0, 8 + 2), 255);
+
+    s.reset();
+    QCOMPARE(s.n_coded(0), 0);
+    QCOMPARE(s.n_coded(1), 0);
+  }
+
+  // A range of kCodedRangePages or more pages is scored from the codes first: exactly the pages the long-way reference
+  // picks, for every head or some, on one thread or a pool; a shorter range keeps the F16 bound. On these random keys
+  // the codes' candidates hold nearly every page the F16 bound chooses.
+  void longRangesSelectFromTheCodes() {
+    const KvGeometry g{1, 2, 16, 4, DType::F16};
+    const int n_pages = fkv::kCodedRangePages + 300;
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, n_pages, 73, rig, &error), qPrintable(error));
+    PageSummaries& s = rig.summaries;
+    QVERIFY(s.enable_codes().ok());
+    s.update_codes(0);
+    std::mt19937_64 rng(79);
+    std::vector<float> scratch;
+    fkv::ThreadPool pool(2);
+    int shared = 0, total = 0;
+    for (int trial = 0; trial < 24; ++trial) {
+      const int group = 1 + static_cast<int>(rng() % 3);
+      const int lo = static_cast<int>(rng() % 200);
+      const int hi = trial % 6 == 5 ? lo + fkv::kCodedRangePages - 1 : n_pages - static_cast<int>(rng() % 60);
+      const int k = 1 + static_cast<int>(rng() % 64);
+      const std::vector<float> q = random_q(rng, static_cast<size_t>(g.n_kv_heads) * group * g.head_dim);
+      const std::vector<uint8_t> wants[] = {{1, 1}, {1, 0}, {0, 1}};
+      const uint8_t* want = trial % 3 == 0 ? nullptr : wants[trial % 3].data();
+      std::vector<std::vector<int32_t>> outs(static_cast<size_t>(g.n_kv_heads));
+      fkv::select_top_k_heads(s, 0, q.data(), group, lo, hi, k, want, outs, scratch, trial % 2 == 0 ? &pool : nullptr);
+      if (hi - lo < fkv::kCodedRangePages) {
+        const QString d = differs_from_one_head_each(s, 0, q, group, lo, hi, k, outs, want);
+        QVERIFY2(d.isEmpty(), qPrintable(QString("trial %1 (short range), %2").arg(trial).arg(d)));
+        continue;
+      }
+      for (int h = 0; h < g.n_kv_heads; ++h) {
+        if (want != nullptr && want[h] == 0) {
+          QVERIFY(outs[static_cast<size_t>(h)].empty());
+          continue;
+        }
+        const float* qh = q.data() + static_cast<size_t>(h) * group * g.head_dim;
+        // The codes' best 2k, then the F16 bound's best k of those (ties to the lower page).
+        const std::vector<int32_t> cand = coded_top_k(s, 0, h, qh, group, lo, hi, fkv::kCodedCandidates * k);
+        std::vector<int32_t> expected = cand;
+        std::stable_sort(expected.begin(), expected.end(), [&](int32_t a, int32_t b) {
+          return s.score(0, a, h, qh, group) > s.score(0, b, h, qh, group);
+        });
+        expected.resize(static_cast<size_t>(k));
+        std::sort(expected.begin(), expected.end());
+        QVERIFY2(outs[static_cast<size_t>(h)] == expected,
+                 qPrintable(QString("trial %1 head %2: got %3, expected %4")
+                                .arg(trial)
+                                .arg(h)
+                                .arg(fkvtest::list(outs[static_cast<size_t>(h)]), fkvtest::list(expected))));
+        const std::vector<int32_t> exact = reference_top_k(s, 0, h, qh, group, lo, hi, k);
+        std::vector<int32_t> both;
+        std::set_intersection(expected.begin(), expected.end(), exact.begin(), exact.end(), std::back_inserter(both));
+        shared += static_cast<int>(both.size());
+        total += k;
+      }
+    }
+    QVERIFY2(shared >= 0.98 * total,
+             qPrintable(QString("the codes chose %1 of the F16 bound's %2 pages").arg(shared).arg(total)));
+    qInfo("codes chose %d of the F16 bound's %d pages", shared, total);
+  }
+
   void nanScoresRankLast() {
     const KvGeometry g{1, 1, 4, 2, DType::F32};
     const int n_pages = 8;

@@ -10,6 +10,9 @@ void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t 
                        float* out, size_t out_stride);
 void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
 }
+namespace vnni {
+void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out);
+}
 
 uint16_t f16_round_down(float x) {
   const uint16_t h = f32_to_f16(x);
@@ -32,6 +35,18 @@ void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim) {
 }
 
 namespace ref {
+
+void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out) {
+  const size_t block_bytes = static_cast<size_t>(cols) * kCodeBlockPages;
+  for (int i = 0; i < n; ++i) {
+    const int p = first + i;
+    const uint8_t* b = blocks + static_cast<size_t>(p / kCodeBlockPages) * block_bytes + (p % kCodeBlockPages) * 4;
+    int32_t sum = 0;
+    for (int c = 0; c < cols; ++c) sum += q[c] * b[(c / 4) * kCodeBlockPages * 4 + c % 4];
+    out[i] = static_cast<float>(sum);
+  }
+}
+
 void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim) {
   for (int c = 0; c < head_dim; ++c) out[c] = f16_round_down(mn_mx[c]);
   for (int c = head_dim; c < 2 * head_dim; ++c) out[c] = f16_round_up(mn_mx[c]);
@@ -87,6 +102,11 @@ void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t 
 
 void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride, int n, int head_dim, float* out) {
   page_bounds_heads(q_split, summaries, stride, n, 1, head_dim, out, static_cast<size_t>(n));
+}
+
+void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out) {
+  if (vnni_active()) return vnni::code_scores(q, blocks, cols, first, n, out);
+  ref::code_scores(q, blocks, cols, first, n, out);
 }
 
 }  // namespace fkv::cpu

@@ -92,6 +92,13 @@ void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride,
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
                        float* out, size_t out_stride);
 
+// Page scores from 8-bit codes (kv/page_summary.h): pages come in blocks of kCodeBlockPages, a block holding `cols`
+// codes per page interleaved by four, [cols / 4][kCodeBlockPages][4]. For pages [first, first + n) (block b holds
+// pages [b * kCodeBlockPages, (b + 1) * kCodeBlockPages)) out[i] = sum over c of q[c] * code(first + i, c), exactly
+// (the integer sum as a float: |sum| < 2^24 for cols <= 512). `blocks` points at block 0; cols is a multiple of 4.
+inline constexpr int kCodeBlockPages = 16;
+void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out);
+
 // F16 codes of x rounded toward -infinity and toward +infinity (NaN stays NaN; past F16's range: the largest finite
 // value or an infinity, as the direction says).
 uint16_t f16_round_down(float x);
@@ -101,6 +108,7 @@ uint16_t f16_round_up(float x);
 void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
 
 namespace ref {
+void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out);
 void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
 // The definition, term by term: the reference the split form is tested against.
 float page_bound(const float* q, int group, const float* mn, const float* mx, int head_dim);
