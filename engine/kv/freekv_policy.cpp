@@ -99,6 +99,10 @@ void FreeKvPolicy::wait(int l) {
   cv_done_.wait(lock, [&] { return pending_[static_cast<size_t>(l)] == 0; });
 }
 
+void FreeKvPolicy::sync(int layer) {
+  if (!ctx_.speculate_inline) wait(layer);  // inline, every job is done before the next layer starts
+}
+
 void FreeKvPolicy::after_attention(const SelectionQuery& in) {
   // The next step sees one more token: prepare its ranges now, with this step's query.
   const int next_pos = in.pos + 1;

@@ -41,7 +41,9 @@ void PageSummaries::set_n_built(int l, int n) {
 size_t PageSummaries::code_block_bytes() const { return 2 * static_cast<size_t>(g_.head_dim) * cpu::kCodeBlockPages; }
 
 Status PageSummaries::enable_codes() {
-  if ((2 * g_.head_dim) % 4 != 0) return err("8-bit page codes need an even head size, found ", g_.head_dim);
+  // Codes go four to a lane, and the integer sums stay exact as floats up to 512 of them; other head sizes keep the
+  // F16 pass.
+  if (g_.head_dim % 2 != 0 || 2 * g_.head_dim > 512) return {};
   n_code_blocks_ = (n_pages_cap_ + cpu::kCodeBlockPages - 1) / cpu::kCodeBlockPages;
   codes_size_ = static_cast<size_t>(g_.n_layers) * g_.n_kv_heads * n_code_blocks_ * code_block_bytes();
   codes_.reset(new (std::nothrow) uint8_t[codes_size_]);

@@ -65,8 +65,8 @@ class PageSummaries {
 
   size_t bytes() const { return size_ * sizeof(uint16_t) + codes_size_; }
 
-  // 8-bit codes (see top): on for a context-memory context, before any page is built. Off (the default), every range
-  // is scored from the F16 values.
+  // 8-bit codes (see top): on for a context-memory context. Off (the default, and for an odd head size or one past
+  // 256, where enable_codes leaves them off), every range is scored from the F16 values.
   Status enable_codes();
   bool codes_enabled() const { return codes_ != nullptr; }
   // Codes pages [n_coded(l), n_built(l)) of layer l, once their summaries are stored. A page whose extremes fall

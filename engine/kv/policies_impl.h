@@ -116,6 +116,7 @@ class FreeKvPolicy final : public RecallPolicy {
   Policy kind() const override { return Policy::freekv; }
   Status init();
   void after_attention(const SelectionQuery& in) override;
+  void sync(int layer) override;
   void reset() override;
 
  protected:

@@ -83,6 +83,9 @@ class AttentionPolicy {
   virtual void select(const SelectionQuery& in, PageSelection& out, SelectCounters& c) = 0;
   // Called once layer `in.layer`'s attention has read its pages; freekv starts the next step's recall here.
   virtual void after_attention(const SelectionQuery& in) { (void)in; }
+  // Returns once no background work reads layer l's page summaries; the context calls it before it writes them
+  // (recoding a layer's 8-bit codes rewrites pages a speculative selection may be scoring).
+  virtual void sync(int layer) { (void)layer; }
   // Forget all per-sequence state (the context was reset).
   virtual void reset() {}
 };

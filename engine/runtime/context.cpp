@@ -407,6 +407,8 @@ void Context::Impl::gather_pages(int kv_head, int n_tokens, cpu::AttnPage* out) 
 // Under context memory a page's summary is of its keys rotated back to the page's start (frame_query scores it).
 void Context::Impl::summarise_sealed(int il, int n_tokens) {
   const int sealed = n_tokens / params.page_size;
+  // freekv's speculation for this layer may still be scoring its pages (a recode rewrites them all)
+  if (sealed > summaries.n_built(il)) policy->sync(il);
   float cs[cpu::kMaxHeadDim];
   const bool neox = model->config().rope_style == RopeStyle::Neox;
   for (int p = summaries.n_built(il); p < sealed; ++p) {

@@ -185,6 +185,8 @@ void copy_summaries(const PageFileReader& file, PageSummaries& summaries, Thread
     for (int l = static_cast<int>(l0); l < l1; ++l) {
       const uint8_t* src = file.summaries(l);  // (n_pages, n_kv_heads, 2, head_dim) f32
       const int end = static_cast<int>(std::min<int64_t>(file.n_built(l), f.first_page + f.n_pages()));
+      // Pages from `first` on are written anew: their codes, if any, are stale from here.
+      summaries.set_n_built(l, std::min(summaries.n_built(l), first));
       for (int p = first; p < end; ++p) {
         for (int h = 0; h < f.n_kv_heads; ++h) {
           std::memcpy(mn_mx.data(), src + (static_cast<size_t>(p - first) * stride + h * block) * sizeof(float),

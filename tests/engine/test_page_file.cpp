@@ -19,6 +19,7 @@
 #include <random>
 #include <vector>
 
+#include "backend/cpu/ops.h"
 #include "core/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
@@ -226,6 +227,33 @@ class TestPageFile : public QObject {
     const fkv::Status pst = load_kv_snapshot(*file, meta(), par.cache, par.summaries, &pool);
     QVERIFY2(pst.ok(), qPrintable(msg(pst)));
     QVERIFY2(same_kv(src, par, 0, &why), qPrintable(why));
+
+    // With 8-bit codes (a context-memory context keeps them), a load codes every summary it copies, and the
+    // parallel load's codes are one thread's.
+    Rig one = empty_rig(g, 64);
+    Rig two = empty_rig(g, 64);
+    QVERIFY(one.summaries.enable_codes().ok() && one.summaries.codes_enabled());
+    QVERIFY(two.summaries.enable_codes().ok());
+    QVERIFY(load_kv_snapshot(*file, meta(), one.cache, one.summaries).ok());
+    QVERIFY(load_kv_snapshot(*file, meta(), two.cache, two.summaries, &pool).ok());
+    const size_t block_bytes = 2 * static_cast<size_t>(g.head_dim) * fkv::cpu::kCodeBlockPages;
+    for (int l = 0; l < g.n_layers; ++l) {
+      const int n = one.summaries.n_built(l);
+      QCOMPARE(one.summaries.n_coded(l), n);
+      QCOMPARE(two.summaries.n_coded(l), n);
+      for (int h = 0; h < g.n_kv_heads; ++h) {
+        QVERIFY(std::memcmp(one.summaries.code_lo(l, h), two.summaries.code_lo(l, h), 2 * g.head_dim * sizeof(float)) ==
+                0);
+        constexpr int kB = fkv::cpu::kCodeBlockPages;
+        for (int p = 0; p < n; ++p) {  // the slots of the pages coded (a block's unused slots are never written)
+          for (int q = 0; q < g.head_dim / 2; ++q) {
+            const size_t at =
+                static_cast<size_t>(p / kB) * block_bytes + static_cast<size_t>(q) * kB * 4 + (p % kB) * 4;
+            QVERIFY(std::memcmp(one.summaries.code_blocks(l, h) + at, two.summaries.code_blocks(l, h) + at, 4) == 0);
+          }
+        }
+      }
+    }
   }
 
   // A partial last page has no summary; whatever its slot of the summaries buffer holds never reaches the file, so

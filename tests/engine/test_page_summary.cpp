@@ -527,8 +527,6 @@ class TestPageSummary : public QObject {
     QCOMPARE(out, reference_top_k(rig.summaries, 0, 0, q, 1, 0, 8, 1));
   }
 
-  // Pages whose channel 0 keys are all +inf score NaN against a query with q_0 = 0 (0 * inf); they rank after every
-  // finite score, even a very negative one, and among themselves by page.
   // 8-bit codes bound each page's F16 extremes outward, and a page past a channel's range widens it and recodes the
   // layer; truncating and resetting forget the coded pages.
   void codesBoundTheSummaries() {
@@ -658,6 +656,43 @@ class TestPageSummary : public QObject {
     qInfo("codes chose %d of the F16 bound's %d pages", shared, total);
   }
 
+  // The codes, not the F16 values, choose the candidates: a page whose F16 summary was raised after it was coded
+  // (standing in for any page the codes rank low) is not chosen while the codes cover the range, and is once the
+  // range runs past the coded pages (the F16 pass).
+  void theCodesChooseTheCandidates() {
+    const KvGeometry g{1, 2, 16, 4, DType::F16};
+    const int n_pages = fkv::kCodedRangePages + 40;
+    SummaryRig rig;
+    QString error;
+    QVERIFY2(make_rig(g, n_pages, 83, rig, &error), qPrintable(error));
+    PageSummaries& s = rig.summaries;
+    QVERIFY(s.enable_codes().ok());
+    s.update_codes(0);
+    std::vector<float> mm(2 * 16);
+    s.load(0, 500, 0, mm.data());
+    for (int c = 0; c < 16; ++c) {
+      mm[static_cast<size_t>(c)] = -1000.f;
+      mm[static_cast<size_t>(16 + c)] = 1000.f;
+    }
+    s.store(0, 500, 0, mm.data());  // codes left as they were
+    const std::vector<float> q(16, 1.f);
+    std::vector<float> scratch;
+    std::vector<std::vector<int32_t>> outs(2);
+    const uint8_t want[] = {1, 0};
+    fkv::select_top_k_heads(s, 0, q.data(), 1, 0, n_pages, 8, want, outs, scratch);
+    QVERIFY2(!std::binary_search(outs[0].begin(), outs[0].end(), 500), qPrintable(fkvtest::list(outs[0])));
+    // One more page, stored but not coded: the range is scored from F16, where page 500's bound is the largest.
+    s.set_n_built(0, n_pages - 1);
+    QCOMPARE(s.n_coded(0), n_pages - 1);
+    fkv::select_top_k_heads(s, 0, q.data(), 1, 0, n_pages - 1, 8, want, outs, scratch);
+    QVERIFY2(!std::binary_search(outs[0].begin(), outs[0].end(), 500), qPrintable(fkvtest::list(outs[0])));
+    s.set_n_built(0, n_pages);
+    fkv::select_top_k_heads(s, 0, q.data(), 1, 0, n_pages, 8, want, outs, scratch);
+    QVERIFY2(std::binary_search(outs[0].begin(), outs[0].end(), 500), qPrintable(fkvtest::list(outs[0])));
+  }
+
+  // Pages whose channel 0 keys are all +inf score NaN against a query with q_0 = 0 (0 * inf); they rank after every
+  // finite score, even a very negative one, and among themselves by page.
   void nanScoresRankLast() {
     const KvGeometry g{1, 1, 4, 2, DType::F32};
     const int n_pages = 8;

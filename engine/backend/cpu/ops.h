@@ -95,7 +95,8 @@ void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t 
 // Page scores from 8-bit codes (kv/page_summary.h): pages come in blocks of kCodeBlockPages, a block holding `cols`
 // codes per page interleaved by four, [cols / 4][kCodeBlockPages][4]. For pages [first, first + n) (block b holds
 // pages [b * kCodeBlockPages, (b + 1) * kCodeBlockPages)) out[i] = sum over c of q[c] * code(first + i, c), exactly
-// (the integer sum as a float: |sum| < 2^24 for cols <= 512). `blocks` points at block 0; cols is a multiple of 4.
+// (the integer sum as a float, exact while |sum| < 2^24: cols <= 512). `blocks` points at block 0; cols is a multiple
+// of 4.
 inline constexpr int kCodeBlockPages = 16;
 void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out);
 
