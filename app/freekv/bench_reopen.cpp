@@ -1,6 +1,10 @@
 // freekv bench --reopen-tokens N: what persisting a document's KV saves. A generated document of about N tokens is
 // opened in a fresh library (prefill + save), then in a second engine (load from the page file, no prefill); both
 // times one question is asked and the time to its first answer token is measured.
+// freekv bench --document FILE: decode speed over a real document, a whole book included. The document is opened in
+// a library (its saved KV reused when there is one), one question is asked, and its answer runs for exactly
+// --decode-tokens steps (past the end of its turn if need be), so a speed over a book and one at a short context
+// (`freekv bench --context N`) count the same number of steps.
 #include "bench_reopen.h"
 
 #include <sys/resource.h>
@@ -105,6 +109,56 @@ fkv::Result<ReopenReport> run_reopen_benchmark(const ReopenOptions& o, const std
     r.capped_same_answer = c.answer.text == warm.answer.text && c.answer.n_generated == warm.answer.n_generated;
   }
   return r;
+}
+
+fkv::Result<DocumentBenchReport> run_document_benchmark(const DocumentBenchOptions& o) {
+  fkv::EngineOptions eo;
+  eo.library_path = o.library;
+  FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Engine> engine, fkv::Engine::create(eo));
+  FKV_TRY(engine->load_model(o.model_path, o.model));
+  FKV_TRY(engine->set_retrieval(o.model.retrieval));
+  DocumentBenchReport r;
+  const fkv::Clock::time_point t0 = fkv::Clock::now();
+  FKV_ASSIGN_OR_RETURN(r.doc, engine->open_document(o.document, fkv::DocumentOptions{}, nullptr));
+  fkv::GenerationOptions g;
+  g.temperature = 0;
+  g.max_tokens = o.decode_tokens;
+  g.ignore_eos = true;
+  g.max_citations = 0;
+  const auto on_text = [&](std::string_view) {
+    if (r.first_token_s == 0) r.first_token_s = fkv::seconds_since(t0);
+    return true;
+  };
+  FKV_ASSIGN_OR_RETURN(const fkv::GenerateResult a,
+                       engine->ask({{"user", "What is this document about? Answer in detail."}}, g, on_text));
+  if (r.first_token_s == 0) r.first_token_s = fkv::seconds_since(t0);
+  r.decode_tokens = a.n_generated;
+  r.decode_tok_s = a.decode_tokens_per_s;
+  r.stats = engine->stats();
+  return r;
+}
+
+void print_document_report(const DocumentBenchOptions& o, const DocumentBenchReport& r, bool json) {
+  const double open_s = r.doc.kv_source == fkv::KvSource::prefill ? r.doc.prefill_s : r.doc.load_s;
+  if (!json) {
+    std::printf("document    %d tokens, KV from %s in %.2f s%s\n", r.doc.n_tokens, fkv::kv_source_name(r.doc.kv_source),
+                open_s, r.stats.context_memory ? " (context memory past the trained window)" : "");
+    std::printf("answer      first token after %.2f s; %d steps at %.2f tok/s (%s)\n", r.first_token_s, r.decode_tokens,
+                r.decode_tok_s, fkv::policy_name(r.stats.policy));
+    return;
+  }
+  JsonWriter j;
+  j.begin_object().key("model_path").value(o.model_path).key("document").value(o.document);
+  j.key("document_tokens").value(r.doc.n_tokens).key("kv_source").value(fkv::kv_source_name(r.doc.kv_source));
+  j.key("open_s").value(open_s).key("n_ctx").value(r.stats.n_ctx).key("context_memory").value(r.stats.context_memory);
+  j.key("threads").value(o.model.n_threads).key("first_token_s").value(r.first_token_s);
+  j.key("decode_tokens").value(r.decode_tokens).key("decode_tokens_per_s").value(r.decode_tok_s);
+  j.key("decode_ms_per_token").value(r.decode_tok_s > 0 ? 1e3 / r.decode_tok_s : 0.0);
+  j.key("policy").value(fkv::policy_name(r.stats.policy));
+  j.key("kv_file_read_bytes").value(r.stats.kv_file_read_bytes);
+  write_retrieval_json(j, r.stats.retrieval, r.decode_tokens);
+  j.end_object();
+  std::printf("%s\n", j.str().c_str());
 }
 
 void print_reopen_report(const ReopenReport& r, bool json) {

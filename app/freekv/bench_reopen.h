@@ -1,4 +1,5 @@
-// freekv bench --reopen-tokens: prefill-and-save against reopen-from-snapshot (bench_reopen.cpp).
+// freekv bench --reopen-tokens: prefill-and-save against reopen-from-snapshot; freekv bench --document: decode
+// speed over a document of any length, its saved KV reused (bench_reopen.cpp).
 #pragma once
 
 #include <cstdint>
@@ -40,5 +41,24 @@ struct ReopenReport {
 // `dir`: an empty scratch folder for the document and the library.
 fkv::Result<ReopenReport> run_reopen_benchmark(const ReopenOptions& o, const std::string& dir);
 void print_reopen_report(const ReopenReport& r, bool json);
+
+struct DocumentBenchOptions {
+  std::string model_path;
+  fkv::ModelOptions model;  // threads, KV type, retrieval; the context fits the document (n_ctx 0)
+  std::string document;     // the file, opened as `freekv ask --doc` would
+  std::string library;      // its library (a saved KV there is reused: no prefill)
+  int decode_tokens = 64;   // answer steps timed, whatever the model answers (past the end of its turn)
+};
+
+struct DocumentBenchReport {
+  fkv::OpenedDocument doc;
+  double first_token_s = 0;  // from the open's start to the first answer token
+  int decode_tokens = 0;
+  double decode_tok_s = 0;
+  fkv::EngineStats stats;  // after the answer
+};
+
+fkv::Result<DocumentBenchReport> run_document_benchmark(const DocumentBenchOptions& o);
+void print_document_report(const DocumentBenchOptions& o, const DocumentBenchReport& r, bool json);
 
 }  // namespace freekv

@@ -27,8 +27,9 @@ namespace {
 
 const OptionSpec kBenchOwnOptions[] = {
     {"--model", "-m", "MODEL", "GGUF model file (or --synthetic)"},
-    {"--synthetic", "", "SHAPE", "benchmark a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3, "
-                                        "llama31-8b-bf16 (16 GB)"},
+    {"--synthetic", "", "SHAPE",
+     "benchmark a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3, "
+     "llama31-8b-bf16 (16 GB)"},
     {"--vocab", "", "PATH", "vocabulary GGUF for --synthetic (default: $FKV_VOCAB, else shared/vocab/llama-spm.gguf)"},
     {"--save-model", "", "PATH",
      "with --synthetic: write the generated GGUF to PATH and keep it, so another engine can run the same file"},
@@ -49,6 +50,12 @@ const OptionSpec kBenchOwnOptions[] = {
      "instead: open a generated N-token document (prefill + save) and reopen it (load), time to first answer token"},
     {"--host-kv-mib", "", "N",
      "with --reopen-tokens: reopen a third time with at most N MiB of the saved KV resident, and compare"},
+    {"--document", "", "FILE",
+     "instead: decode speed over this document (a whole book too): open it, then time an answer of exactly "
+     "--decode-tokens steps (default policy freekv)"},
+    {"--library", "", "DB",
+     "with --document: the library to open it in; its saved KV there is reused (default: a "
+     "temporary library, so the document is prefilled)"},
 };
 
 std::vector<OptionSpec> bench_options() {
@@ -313,6 +320,44 @@ int run_reopen(const ParsedArgs& a) {
   return kExitOk;
 }
 
+int run_document(const ParsedArgs& a) {
+  DocumentBenchOptions o;
+  o.model_path = a.value("--model").value_or("");
+  if (o.model_path.empty()) return usage_fail("bench --document: give -m MODEL");
+  o.document = a.value("--document").value_or("");
+  fkv::Result<int> n = int_option(a, "--decode-tokens", 64, 1, 1 << 20);
+  if (!n.ok()) return usage_fail("bench: " + n.message());
+  o.decode_tokens = *n;
+  fkv::Result<int> threads = int_option(a, "--threads", 0, 0, 1024);
+  if (!threads.ok()) return usage_fail("bench: " + threads.message());
+  o.model.n_threads = *threads;
+  o.model.n_ctx = 0;  // fits the document, past the trained window as context memory
+  fkv::Result<fkv::KvType> kv_type = named_option(a, "--kv-type", fkv::KvType::f16, fkv::parse_kv_type);
+  if (!kv_type.ok()) return usage_fail("bench: " + kv_type.message());
+  o.model.kv_type = *kv_type;
+  fkv::RetrievalOptions& r = o.model.retrieval;
+  fkv::Result<fkv::Policy> policy = named_option(a, "--policy", fkv::Policy::freekv, fkv::parse_policy);
+  if (!policy.ok()) return usage_fail("bench: " + policy.message());
+  r.policy = *policy;
+  if (fkv::Status s = read_budget_tokens(a, r.sink_tokens, r.recent_tokens, r.retrieved_tokens); !s.ok())
+    return usage_fail("bench: " + s.message());
+  fkv::Result<float> tau = float_option(a, "--tau", r.correction_tau, fkv::kMinCorrectionTau, fkv::kMaxCorrectionTau);
+  if (!tau.ok()) return usage_fail("bench: " + tau.message());
+  r.correction_tau = *tau;
+  TempDir tmp;
+  o.library = a.value("--library").value_or("");
+  if (o.library.empty()) {
+    fkv::Result<std::string> dir = make_temp_dir();
+    if (!dir.ok()) return fail(dir.message());
+    tmp.path = *dir;
+    o.library = tmp.path + "/library.db";
+  }
+  fkv::Result<DocumentBenchReport> rep = run_document_benchmark(o);
+  if (!rep.ok()) return fail("bench: " + rep.message());
+  print_document_report(o, *rep, a.has("--json"));
+  return kExitOk;
+}
+
 }  // namespace
 
 const CommandHelp kBenchHelp = {"bench", "(-m MODEL | --synthetic SHAPE) [options]",
@@ -325,7 +370,11 @@ int run_bench(std::span<char* const> args) {
   if (!parsed->positionals().empty()) {
     return usage_fail("bench: unexpected argument '" + parsed->positionals()[0] + "'");
   }
+  if (parsed->has("--reopen-tokens") && parsed->has("--document"))
+    return usage_fail("bench: --reopen-tokens and --document are two benchmarks; give one");
   if (parsed->has("--reopen-tokens")) return run_reopen(*parsed);
+  if (parsed->has("--document")) return run_document(*parsed);
+  if (parsed->has("--library")) return usage_fail("bench: --library goes with --document");
   fkv::Result<BenchOptions> o = read_bench_options(*parsed);
   if (!o.ok()) return usage_fail("bench: " + o.message());
   if (fkv::Status s = apply_isa(o->isa); !s.ok()) return fail(s.message());

@@ -103,6 +103,7 @@ Result<GenerateResult> Engine::Impl::run(const std::vector<int32_t>& tokens, con
   }
   GenerateParams params;
   params.max_tokens = o.max_tokens;
+  params.ignore_eos = o.ignore_eos;
   params.sampler = sampler_params(o);
   params.stop = o.stop;
   params.cancel = &cancel;

@@ -163,11 +163,12 @@ Result<GenerateStats> generate(Context& ctx, std::span<const int32_t> prompt, co
     sampler.accept(id);
     stats.tokens.push_back(id);
     ++stats.n_generated;
-    if (tok.is_eog(id)) {
+    const bool eog = tok.is_eog(id);
+    if (eog && !params.ignore_eos) {
       reason = StopReason::eos;
       break;
     }
-    state = sink.push(utf8.push(tok.token_piece(id)));
+    if (!eog) state = sink.push(utf8.push(tok.token_piece(id)));
     if (state != SinkState::Open) break;
     if (stats.n_generated == params.max_tokens) break;
     if (cancel_requested(params.cancel)) {

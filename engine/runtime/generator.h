@@ -19,6 +19,9 @@ namespace fkv {
 
 struct GenerateParams {
   int max_tokens = 256;  // tokens to sample at most (0: only prefill the prompt)
+  // Benchmarks: an end-of-generation token does not end generation (llama.cpp's --ignore-eos), so a decode speed is
+  // measured over max_tokens steps whatever the model answers. Its text is not streamed.
+  bool ignore_eos = false;
   SamplerParams sampler;
   // Generation stops when the text contains one of these; the stop string and what follows are not streamed.
   std::vector<std::string> stop;

@@ -174,6 +174,35 @@ class TestCli : public QObject {
     QVERIFY(capped.value("file_read_bytes").toInteger() > 0);  // read in place, not copied
   }
 
+  // Decode over a document: the first run prefills it into the library, the second reuses its saved KV; each
+  // answer runs for exactly the steps asked (a synthetic model's answer need not end its turn there, or anywhere).
+  void benchDocument() {
+    const QString doc = fkvtest::tempDir() + "/bench-document.txt";
+    QByteArray text;
+    for (int i = 0; i < 200; ++i) text += "Line " + QByteArray::number(i) + " of the harbour log: the tide turned.\n";
+    fkvtest::writeFile(doc, text);
+    const QString lib = fkvtest::tempDir() + "/bench-library/library.db";
+    for (const char* source : {"prefill", "snapshot"}) {
+      const CliRun r = runCli({"bench", "-m", m_model, "--document", doc, "--library", lib, "--decode-tokens", "7",
+                               "--threads", "2", "--json"});
+      QVERIFY2(r.exitCode == 0, r.err.constData());
+      const QJsonObject o = parseObject(r.out);
+      QCOMPARE(o.value("kv_source").toString(), QString(source));
+      QVERIFY(o.value("document_tokens").toInt() > 1000);
+      QCOMPARE(o.value("decode_tokens").toInt(), 7);
+      QVERIFY(o.value("decode_tokens_per_s").toDouble() > 0);
+      QVERIFY(o.value("first_token_s").toDouble() > 0);
+      QCOMPARE(o.value("policy").toString(), QString("freekv"));
+      QVERIFY(o.contains("select_ms_per_token"));
+    }
+    const CliRun both = runCli({"bench", "-m", m_model, "--document", doc, "--reopen-tokens", "512"});
+    QCOMPARE(both.exitCode, 2);
+    QVERIFY(both.err.contains("give one"));
+    const CliRun stray = runCli({"bench", "-m", m_model, "--library", lib});
+    QCOMPARE(stray.exitCode, 2);
+    QVERIFY(stray.err.contains("--library goes with --document"));
+  }
+
   void benchSynthetic() {
     const CliRun r = runCli({"bench", "--synthetic", "tiny-gemma3", "--vocab", fkvtest::llamaVocabPath(),
                              "--prompt-tokens", "8", "--decode-tokens", "2", "--threads", "1"});

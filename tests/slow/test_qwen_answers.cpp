@@ -63,6 +63,26 @@ class TestQwenAnswers : public QObject {
     QCOMPARE(answer("What is the access code for the archive room?"), before);
   }
 
+  // A short answer ends at the end of its turn; with ignore_eos (benchmarks) the same answer runs on for every step
+  // asked, and the end-of-turn token does not reach the text.
+  void ignoreEosDecodesEveryStep() {
+    fkv::GenerationOptions g;
+    g.temperature = 0;
+    g.max_tokens = 48;
+    const std::string q = "What is the access code for the archive room?";
+    auto ended = m_engine->ask({{"user", q}}, g, nullptr);
+    QVERIFY2(ended.ok(), ended.message().c_str());
+    QCOMPARE(ended->stop_reason, fkv::StopReason::eos);
+    QVERIFY(ended->n_generated < 48);
+    g.ignore_eos = true;
+    auto all = m_engine->ask({{"user", q}}, g, nullptr);
+    QVERIFY2(all.ok(), all.message().c_str());
+    QCOMPARE(all->stop_reason, fkv::StopReason::max_tokens);
+    QCOMPARE(all->n_generated, 48);
+    QVERIFY2(all->text.rfind(ended->text, 0) == 0, all->text.c_str());
+    QVERIFY2(all->text.find("<|im_end|>") == std::string::npos, all->text.c_str());
+  }
+
   // With a budget smaller than the document, retrieval has to choose: the passage holding the needle sentence and
   // the one holding the table are the first citations under their answers. The name in the staff section is not a
   // requirement: selection counts over a whole answer favour the report's opening there (docs/user-guide.md says

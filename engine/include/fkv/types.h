@@ -139,6 +139,8 @@ struct GenerationOptions {
   // earlier turns again. 0: nothing is saved.
   int64_t chat_id = 0;
   int max_tokens = 256;
+  // Benchmarks: decode max_tokens steps even past the end of the turn (its end-of-turn tokens are not in the text).
+  bool ignore_eos = false;
   float temperature = 0.8f;     // 0: greedy
   int top_k = 40;               // 0: off
   float top_p = 0.95f;          // 1: off
