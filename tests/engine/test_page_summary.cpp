@@ -675,7 +675,7 @@ class TestPageSummary : public QObject {
       mm[static_cast<size_t>(16 + c)] = 1000.f;
     }
     s.store(0, 500, 0, mm.data());  // codes left as they were
-    const std::vector<float> q(16, 1.f);
+    const std::vector<float> q(2 * 16, 1.f);  // (n_kv_heads, group 1, head_dim): both heads split, head 0 chosen
     std::vector<float> scratch;
     std::vector<std::vector<int32_t>> outs(2);
     const uint8_t want[] = {1, 0};
