@@ -115,8 +115,7 @@ fkv::Result<DocumentBenchReport> run_document_benchmark(const DocumentBenchOptio
   fkv::EngineOptions eo;
   eo.library_path = o.library;
   FKV_ASSIGN_OR_RETURN(std::unique_ptr<fkv::Engine> engine, fkv::Engine::create(eo));
-  FKV_TRY(engine->load_model(o.model_path, o.model));
-  FKV_TRY(engine->set_retrieval(o.model.retrieval));
+  FKV_TRY(engine->load_model(o.model_path, o.model));  // with o.model.retrieval
   DocumentBenchReport r;
   const fkv::Clock::time_point t0 = fkv::Clock::now();
   FKV_ASSIGN_OR_RETURN(r.doc, engine->open_document(o.document, fkv::DocumentOptions{}, nullptr));

@@ -121,13 +121,13 @@ void PageSummaries::update_codes(int l) {
       std::vector<float> gmx(static_cast<size_t>(hd), -std::numeric_limits<float>::infinity());
       for (int q = 0; q < nb; ++q) {
         load(l, q, h, mn_mx);
-        for (int c = 0; c < hd; ++c) {
-          if (std::isfinite(mn_mx[c])) gmn[c] = std::min(gmn[c], mn_mx[c]);
-          if (std::isfinite(mn_mx[hd + c])) gmx[c] = std::max(gmx[c], mn_mx[hd + c]);
-          // A page's minimum may be its only finite value on a channel, or its maximum.
-          if (std::isfinite(mn_mx[hd + c])) gmn[c] = std::min(gmn[c], mn_mx[hd + c]);
-          if (std::isfinite(mn_mx[c])) gmx[c] = std::max(gmx[c], mn_mx[c]);
-        }
+        // Both extremes widen both ends: a page's minimum may be its only finite value on a channel, or its maximum.
+        for (int c = 0; c < hd; ++c)
+          for (const float x : {mn_mx[c], mn_mx[hd + c]})
+            if (std::isfinite(x)) {
+              gmn[c] = std::min(gmn[c], x);
+              gmx[c] = std::max(gmx[c], x);
+            }
       }
       for (int c = 0; c < hd; ++c) {
         float a = gmn[c], b = gmx[c];
@@ -277,18 +277,21 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
     cpu::split_group_query(q + static_cast<size_t>(h) * group * hd, group, hd, q_splits + static_cast<size_t>(h) * len);
   float* out = scores.data();
   const bool parallel = pool != nullptr && pool->size() > 1 && n >= kParallelPages;
-  // Scores heads [h0, h0 + nh) into their rows, a run of pages per thread when parallel.
-  const auto score = [&](int h0, int nh) {
-    const float* qs = q_splits + static_cast<size_t>(h0) * len;
-    float* o = out + static_cast<size_t>(h0) * n;
-    const auto run = [&](int64_t b, int64_t e) {
-      cpu::page_bounds_heads(qs, s.kmin(l, lo + static_cast<int>(b), h0), s.page_stride(), static_cast<int>(e - b), nh,
-                             hd, o + b, static_cast<size_t>(n));
-    };
+  // Runs run(b, e) over the range's pages [b, e) (offsets from lo): a run of pages per thread when parallel.
+  const auto over_pages = [&](const auto& run) {
     if (parallel)
       pool->parallel_for(n, kParallelPages / 4, run);
     else
       run(0, n);
+  };
+  // Scores heads [h0, h0 + nh) into their rows from the F16 values.
+  const auto score = [&](int h0, int nh) {
+    const float* qs = q_splits + static_cast<size_t>(h0) * len;
+    float* o = out + static_cast<size_t>(h0) * n;
+    over_pages([&](int64_t b, int64_t e) {
+      cpu::page_bounds_heads(qs, s.kmin(l, lo + static_cast<int>(b), h0), s.page_stride(), static_cast<int>(e - b), nh,
+                             hd, o + b, static_cast<size_t>(n));
+    });
   };
   int n_want = 0;
   for (int h = 0; h < n_heads; ++h) n_want += want == nullptr || want[h] != 0 ? 1 : 0;
@@ -301,13 +304,9 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
       quantize_code_query(q_splits + static_cast<size_t>(h) * len, s.code_step(l, h), hd, q8);
       const uint8_t* blocks = s.code_blocks(l, h);
       float* o = out + static_cast<size_t>(h) * n;
-      const auto run = [&](int64_t b, int64_t e) {
+      over_pages([&](int64_t b, int64_t e) {
         cpu::code_scores(q8, blocks, 2 * hd, lo + static_cast<int>(b), static_cast<int>(e - b), o + b);
-      };
-      if (parallel)
-        pool->parallel_for(n, kParallelPages / 4, run);
-      else
-        run(0, n);
+      });
     }
   } else if (n_want == n_heads) {
     score(0, n_heads);  // one pass over the layer's summaries for every head
@@ -331,7 +330,7 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
         __builtin_prefetch(reinterpret_cast<const char*>(s.kmin(l, p, h)) + b);
     exact.resize(cand.size());
     for (size_t i = 0; i < cand.size(); ++i)
-      cpu::page_bounds_heads(qs, s.kmin(l, cand[i], h), s.page_stride(), 1, 1, hd, &exact[i], 1);
+      cpu::page_bounds(qs, s.kmin(l, cand[i], h), s.page_stride(), 1, hd, &exact[i]);
     // Candidates ascend, so ties still go to the lower page.
     top_k_of(exact.data(), 0, static_cast<int>(cand.size()), k, o);
     for (int32_t& i : o) i = cand[static_cast<size_t>(i)];

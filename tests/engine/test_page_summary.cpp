@@ -129,6 +129,17 @@ std::vector<int32_t> reference_top_k(const PageSummaries& s, int l, int h, const
   return all;
 }
 
+// make_rig, with 8-bit codes of every layer's pages.
+bool make_coded_rig(const KvGeometry& g, int n_pages, uint64_t seed, SummaryRig& rig, QString* error) {
+  if (!make_rig(g, n_pages, seed, rig, error)) return false;
+  if (const fkv::Status st = rig.summaries.enable_codes(); !st.ok() || !rig.summaries.codes_enabled()) {
+    *error = st.ok() ? QString("no codes for head size %1").arg(g.head_dim) : QString::fromStdString(st.message());
+    return false;
+  }
+  for (int l = 0; l < g.n_layers; ++l) rig.summaries.update_codes(l);
+  return true;
+}
+
 // Page p's code for column col (min: col < head_dim, max: head_dim + channel) of KV head h, layer l.
 int code_of(const PageSummaries& s, int l, int p, int h, int col) {
   constexpr int kB = fkv::cpu::kCodeBlockPages;
@@ -602,10 +613,8 @@ class TestPageSummary : public QObject {
     const int n_pages = fkv::kCodedRangePages + 300;
     SummaryRig rig;
     QString error;
-    QVERIFY2(make_rig(g, n_pages, 73, rig, &error), qPrintable(error));
+    QVERIFY2(make_coded_rig(g, n_pages, 73, rig, &error), qPrintable(error));
     PageSummaries& s = rig.summaries;
-    QVERIFY(s.enable_codes().ok());
-    s.update_codes(0);
     std::mt19937_64 rng(79);
     std::vector<float> scratch;
     fkv::ThreadPool pool(2);
@@ -664,10 +673,8 @@ class TestPageSummary : public QObject {
     const int n_pages = fkv::kCodedRangePages + 40;
     SummaryRig rig;
     QString error;
-    QVERIFY2(make_rig(g, n_pages, 83, rig, &error), qPrintable(error));
+    QVERIFY2(make_coded_rig(g, n_pages, 83, rig, &error), qPrintable(error));
     PageSummaries& s = rig.summaries;
-    QVERIFY(s.enable_codes().ok());
-    s.update_codes(0);
     std::vector<float> mm(2 * 16);
     s.load(0, 500, 0, mm.data());
     for (int c = 0; c < 16; ++c) {
