@@ -266,6 +266,10 @@ class TestCli : public QObject {
     QTest::newRow("info flag value") << QStringList{"info", model, "--json=yes"} << 2;
     QTest::newRow("bench model and synthetic") << QStringList{"bench", "-m", model, "--synthetic", "tiny-llama"} << 2;
     QTest::newRow("bench unknown shape") << QStringList{"bench", "--synthetic", "huge"} << 2;
+    QTest::newRow("bench missing document")
+        << QStringList{"bench", "-m", model, "--document", "/nonexistent/book.txt", "--decode-tokens", "2"} << 1;
+    QTest::newRow("bench document zero steps")
+        << QStringList{"bench", "-m", model, "--document", m_notGguf, "--decode-tokens", "0"} << 2;
     QTest::newRow("bench missing vocab") << QStringList{"bench", "--synthetic", "tiny-llama", "--vocab",
                                                         "/nonexistent/vocab.gguf"}
                                          << 1;
