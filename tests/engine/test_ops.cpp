@@ -579,7 +579,7 @@ class TestOps : public QObject {
                                                     static_cast<size_t>(c / 4) * kB * 4 + (p % kB) * 4 + c % 4];
         return static_cast<float>(sum);
       };
-      for (Impl im : {Impl::Ref, Impl::FastScalar, Impl::FastAvx512}) {
+      for (Impl im : {Impl::Ref, Impl::FastScalar, Impl::FastAvx2, Impl::FastAvx512}) {
         if (missing(im) != nullptr) continue;
         ImplScope scope(im);
         for (const auto& [first, n] : std::vector<std::pair<int, int>>{

@@ -9,6 +9,7 @@ namespace avx2 {
 void page_bounds_heads(const float* q_splits, const uint16_t* summaries, size_t stride, int n, int n_heads, int head_dim,
                        float* out, size_t out_stride);
 void summary_to_f16(const float* mn_mx, uint16_t* out, int head_dim);
+void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out);
 }
 namespace vnni {
 void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out);
@@ -106,6 +107,7 @@ void page_bounds(const float* q_split, const uint16_t* summaries, size_t stride,
 
 void code_scores(const int8_t* q, const uint8_t* blocks, int cols, int first, int n, float* out) {
   if (vnni_active()) return vnni::code_scores(q, blocks, cols, first, n, out);
+  if (active_isa() == Isa::Avx2) return avx2::code_scores(q, blocks, cols, first, n, out);
   ref::code_scores(q, blocks, cols, first, n, out);
 }
 
