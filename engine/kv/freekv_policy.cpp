@@ -84,12 +84,17 @@ void FreeKvPolicy::run_job(int l) {
     if (s.fresh[static_cast<size_t>(h)]) s.bg.pages_reused += static_cast<int>(s.spec[static_cast<size_t>(h)].size());
   }
   // Inline, the job runs on the decode thread and may use its pool; on the background thread it must not.
-  top_k_heads(in, s.q_sel.data(), r, s.stale.data(), s.spec, s.scores, ctx_.speculate_inline ? ctx_.pool : nullptr);
+  ThreadPool* pool = ctx_.speculate_inline ? ctx_.pool : nullptr;
+  if (by_head(l, r, s.stale.data(), pool)) {
+    select_recall_by_head(in, s.q_sel.data(), r, s.stale.data(), s.spec, s.slots, s.plans, s.bg, *pool);
+    return;
+  }
+  top_k_heads(in, s.q_sel.data(), r, s.stale.data(), s.spec, s.scores, pool);
   const double t1 = now_seconds();
   for (int h = 0; h < in.n_kv_heads; ++h)
     if (!s.fresh[static_cast<size_t>(h)])
       plan_recall(l, h, s.spec[static_cast<size_t>(h)], s.plans[static_cast<size_t>(h)]);
-  apply_recalls(l, s.stale.data(), s.slots, s.plans, &s.bg, ctx_.speculate_inline ? ctx_.pool : nullptr);
+  apply_recalls(l, s.stale.data(), s.slots, s.plans, &s.bg, pool);
   s.bg.select_s += t1 - t0;
   s.bg.recall_s += now_seconds() - t1;
 }
@@ -188,7 +193,9 @@ void FreeKvPolicy::retrieve(const SelectionQuery& in, const PageRanges& r, Selec
     any_synced = any_synced || correct;
   }
   // The heads to correct are selected together (one pass over the layer's summaries), then recalled together.
-  if (any_synced) {
+  if (any_synced && by_head(in.layer, r, synced_.data(), ctx_.pool)) {
+    select_recall_by_head(in, in.q, r, synced_.data(), pages_, slots_, plans_, c, *ctx_.pool);
+  } else if (any_synced) {
     const double t1 = now_seconds();
     top_k_heads(in, in.q, r, synced_.data(), pages_, scratch_, ctx_.pool);
     const double t2 = now_seconds();

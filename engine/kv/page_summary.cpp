@@ -6,6 +6,10 @@
 #include <limits>
 #include <numeric>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
 #include "core/thread_pool.h"
@@ -190,8 +194,21 @@ float PageSummaries::score(int l, int p, int h, const float* q_group, int group)
 
 namespace {
 
-// Below this many pages a range is scored on the calling thread alone: splitting it would cost more than it saves.
-constexpr int kParallelPages = 1024;
+// Whether any of s[0..16) is greater than t (a NaN never is).
+bool any_above(const float* s, float t) {
+#if defined(__SSE2__)
+  const __m128 tv = _mm_set1_ps(t);
+  __m128 m = _mm_cmpgt_ps(_mm_loadu_ps(s), tv);
+  m = _mm_or_ps(m, _mm_cmpgt_ps(_mm_loadu_ps(s + 4), tv));
+  m = _mm_or_ps(m, _mm_cmpgt_ps(_mm_loadu_ps(s + 8), tv));
+  m = _mm_or_ps(m, _mm_cmpgt_ps(_mm_loadu_ps(s + 12), tv));
+  return _mm_movemask_ps(m) != 0;
+#else
+  bool any = false;
+  for (int j = 0; j < 16; ++j) any |= s[j] > t;
+  return any;
+#endif
+}
 
 // The k pages of [lo, lo + n) with the highest of `scores` (n, one per page), ascending; ties go to the lower page and
 // NaN ranks last. 0 < k < n. One pass keeps the best k so far in a heap whose top is the worst of them: over a book's
@@ -210,13 +227,24 @@ void top_k_of(const float* scores, int lo, int n, int k, std::vector<int32_t>& o
   std::iota(out.begin(), out.end(), lo);
   std::make_heap(out.begin(), out.end(), better);
   float worst = rank(out.front());
-  for (int i = k; i < n; ++i) {
-    // Pages come in ascending order, so one that only ties the worst kept loses to it on page id.
-    if (!(scores[i] > worst)) continue;
-    std::pop_heap(out.begin(), out.end(), better);
-    out.back() = lo + i;
-    std::push_heap(out.begin(), out.end(), better);
-    worst = rank(out.front());
+  constexpr int kRun = 16;  // any_above's width
+  for (int i = k; i < n;) {
+    // Most pages lose to the worst kept one: a run of them is turned away by one test of all at once before any is
+    // looked at alone.
+    if (i + kRun <= n) {
+      if (!any_above(scores + i, worst)) {
+        i += kRun;
+        continue;
+      }
+    }
+    for (const int e = std::min(n, i + kRun); i < e; ++i) {
+      // Pages come in ascending order, so one that only ties the worst kept loses to it on page id.
+      if (!(scores[i] > worst)) continue;
+      std::pop_heap(out.begin(), out.end(), better);
+      out.back() = lo + i;
+      std::push_heap(out.begin(), out.end(), better);
+      worst = rank(out.front());
+    }
   }
   std::sort(out.begin(), out.end());
 }
@@ -259,6 +287,11 @@ void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, in
   top_k_of(scores.data(), lo, n, k, out);
 }
 
+bool scored_from_codes(const PageSummaries& s, int l, int lo, int hi, int k) {
+  const int n = hi - lo;
+  return n >= kCodedRangePages && kCodedCandidates * k < n && s.n_coded(l) >= hi;
+}
+
 void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group, int lo, int hi, int k,
                         const uint8_t* want, std::vector<std::vector<int32_t>>& outs, std::vector<float>& scores,
                         ThreadPool* pool) {
@@ -276,11 +309,11 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
   for (int h = 0; h < n_heads; ++h)
     cpu::split_group_query(q + static_cast<size_t>(h) * group * hd, group, hd, q_splits + static_cast<size_t>(h) * len);
   float* out = scores.data();
-  const bool parallel = pool != nullptr && pool->size() > 1 && n >= kParallelPages;
+  const bool parallel = pool != nullptr && pool->size() > 1 && n >= kParallelSelectPages;
   // Runs run(b, e) over the range's pages [b, e) (offsets from lo): a run of pages per thread when parallel.
   const auto over_pages = [&](const auto& run) {
     if (parallel)
-      pool->parallel_for(n, kParallelPages / 4, run);
+      pool->parallel_for(n, kParallelSelectPages / 4, run);
     else
       run(0, n);
   };
@@ -295,7 +328,7 @@ void select_top_k_heads(const PageSummaries& s, int l, const float* q, int group
   };
   int n_want = 0;
   for (int h = 0; h < n_heads; ++h) n_want += want == nullptr || want[h] != 0 ? 1 : 0;
-  const bool coded = n >= kCodedRangePages && kCodedCandidates * k < n && s.n_coded(l) >= hi;
+  const bool coded = scored_from_codes(s, l, lo, hi, k);
   if (coded) {
     // From the 8-bit codes, head by head (their blocks are apart).
     for (int h = 0; h < n_heads; ++h) {

@@ -113,7 +113,14 @@ void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, in
 // Pages from which select_top_k_heads scores a range from the 8-bit codes, where the summaries have them: below it the
 // F16 pass is short anyway. The codes then choose kCodedCandidates * k pages, and the F16 bounds of those the k.
 inline constexpr int kCodedRangePages = 1024;
+// Pages from which select_top_k_heads, given a pool, scores a range on all of its threads: below it splitting the
+// range would cost more than it saves.
+inline constexpr int kParallelSelectPages = 1024;
 inline constexpr int kCodedCandidates = 2;
+
+// Whether select_top_k_heads scores [lo, hi) of layer l from the 8-bit codes (then the k best of kCodedCandidates * k
+// from F16): a range of kCodedRangePages or more that the codes cover, and a k well short of it.
+bool scored_from_codes(const PageSummaries& s, int l, int lo, int hi, int k);
 
 // The same for every KV head of layer l at once (q: (n_kv_heads, group, head_dim)), in one pass over the layer's
 // summaries: outs[h] gets head h's pages, exactly as select_top_k would choose them, for each head with want[h] != 0

@@ -121,8 +121,68 @@ Status RecallPolicy::init() {
   g.dtype = ctx_.cache->geometry().dtype;
   FKV_TRY(ws_owned_.init(g, ctx_.budget.retrieved_pages()));
   ws_ = &ws_owned_;
-  plans_.resize(static_cast<size_t>(ctx_.n_kv_heads));
+  const size_t n_kv = static_cast<size_t>(ctx_.n_kv_heads);
+  plans_.resize(n_kv);
+  if (ctx_.pool != nullptr && ctx_.pool->size() > 1 && ctx_.n_kv_heads > 1) {
+    head_scores_.resize(n_kv);
+    for (auto& v : head_scores_)  // as scratch_: sized here, so decode never grows it
+      v.reserve(n_kv * (static_cast<size_t>(ctx_.n_pages_cap) + 2 * ctx_.head_dim));
+    one_head_.assign(n_kv * n_kv, 0);
+    for (size_t h = 0; h < n_kv; ++h) one_head_[h * n_kv + h] = 1;
+    head_select_s_.resize(n_kv);
+    head_recall_s_.resize(n_kv);
+    head_list_.reserve(n_kv);
+  }
   return {};
+}
+
+bool RecallPolicy::by_head(int l, const PageRanges& r, const uint8_t* which, const ThreadPool* pool) const {
+  if (pool == nullptr || pool->size() < 2 || one_head_.empty() ||
+      !scored_from_codes(*ctx_.summaries, l, r.sink_end, r.recent_begin, ctx_.budget.retrieved_pages()))
+    return false;
+  int n = 0;
+  for (int h = 0; h < ctx_.n_kv_heads; ++h) n += which == nullptr || which[h] != 0 ? 1 : 0;
+  return n >= pool->size();
+}
+
+void RecallPolicy::select_recall_by_head(const SelectionQuery& in, const float* q, const PageRanges& r,
+                                         const uint8_t* which, std::vector<std::vector<int32_t>>& pages,
+                                         std::vector<std::vector<int32_t>>& slots, std::vector<RecallPlan>& plans,
+                                         SelectCounters& c, ThreadPool& pool) {
+  const size_t n_kv = static_cast<size_t>(in.n_kv_heads);
+  std::vector<int>& heads = head_list_;
+  heads.clear();
+  for (int h = 0; h < in.n_kv_heads; ++h)
+    if (which == nullptr || which[h] != 0) heads.push_back(h);
+  const int n = static_cast<int>(heads.size());
+  const double t0 = now_seconds();
+  pool.parallel_for(n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int h = heads[static_cast<size_t>(i)];
+      const size_t hh = static_cast<size_t>(h);
+      const double s0 = now_seconds();
+      top_k_heads(in, q, r, one_head_.data() + hh * n_kv, pages, head_scores_[hh], nullptr);
+      const double s1 = now_seconds();
+      plan_recall(in.layer, h, pages[hh], plans[hh]);
+      apply_recall(in.layer, h, slots[hh], plans[hh], nullptr);
+      head_select_s_[hh] = s1 - s0;
+      head_recall_s_[hh] = now_seconds() - s1;
+    }
+  });
+  const double wall = now_seconds() - t0;
+  double sel = 0, rec = 0;
+  const uint64_t pair = 2 * ctx_.cache->geometry().head_block_bytes();  // a page's K and V blocks of one head
+  for (int i = 0; i < n; ++i) {
+    const size_t h = static_cast<size_t>(heads[static_cast<size_t>(i)]);
+    sel += head_select_s_[h];
+    rec += head_recall_s_[h];
+    c.pages_reused += plans[h].reused;
+    c.pages_recalled += static_cast<int>(plans[h].items.size());
+    c.bytes_recalled += plans[h].items.size() * pair;
+  }
+  const double f = sel + rec > 0 ? sel / (sel + rec) : 1.0;
+  c.select_s += wall * f;
+  c.recall_s += wall * (1.0 - f);
 }
 
 void RecallPolicy::plan_recall(int l, int h, const std::vector<int32_t>& pages, RecallPlan& plan) {
@@ -148,7 +208,9 @@ void RecallPolicy::apply_recalls(int l, const uint8_t* which, std::vector<std::v
       if (which == nullptr || which[h] != 0)
         apply_recall(l, static_cast<int>(h), slots[static_cast<size_t>(h)], plans[static_cast<size_t>(h)], nullptr);
   };
-  if (pool != nullptr && pool->size() > 1 && ctx_.n_kv_heads > 1) {
+  int n_which = 0;
+  for (int h = 0; h < ctx_.n_kv_heads; ++h) n_which += which == nullptr || which[h] != 0 ? 1 : 0;
+  if (pool != nullptr && pool->size() > 1 && n_which > 1) {  // one head: no round in which the others only wait
     pool->parallel_for(ctx_.n_kv_heads, 1, apply_heads);
   } else {
     apply_heads(0, ctx_.n_kv_heads);
@@ -165,6 +227,10 @@ void RecallPolicy::apply_recalls(int l, const uint8_t* which, std::vector<std::v
 }
 
 void ArkvalePolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {
+  if (by_head(in.layer, r, nullptr, ctx_.pool)) {
+    select_recall_by_head(in, in.q, r, nullptr, pages_, slots_, plans_, c, *ctx_.pool);
+    return;
+  }
   const double t0 = now_seconds();
   top_k_heads(in, in.q, r, nullptr, pages_, scratch_, ctx_.pool);
   const double t1 = now_seconds();

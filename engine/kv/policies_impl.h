@@ -96,8 +96,25 @@ class RecallPolicy : public SparsePolicy {
   // (the decode thread's: each head's slots are its own, and page-file reads are safe from any thread).
   void apply_recalls(int l, const uint8_t* which, std::vector<std::vector<int32_t>>& slots,
                      const std::vector<RecallPlan>& plans, SelectCounters* c, ThreadPool* pool);
+  // Whether select_recall_by_head suits layer l's heads with which[h] != 0 (null: all): a range scored from the
+  // codes, whose blocks are apart for each head (the F16 summaries of a page hold every head's side by side, so
+  // a thread per head would read each page twice), and at least one such head for each thread of the pool.
+  bool by_head(int l, const PageRanges& r, const uint8_t* which, const ThreadPool* pool) const;
+  // Chooses, plans and recalls each head with which[h] != 0 (null: all) on a pool thread of its own: one fork-join
+  // round for the layer where scoring, the top k and the copies take a round each otherwise (a decode step over a
+  // book runs a hundred such rounds). The same pages as top_k_heads. The round's time goes to c.select_s and
+  // c.recall_s in proportion to what the threads spent on each.
+  void select_recall_by_head(const SelectionQuery& in, const float* q, const PageRanges& r, const uint8_t* which,
+                             std::vector<std::vector<int32_t>>& pages, std::vector<std::vector<int32_t>>& slots,
+                             std::vector<RecallPlan>& plans, SelectCounters& c, ThreadPool& pool);
   WorkingSet ws_owned_;
   std::vector<RecallPlan> plans_;  // (n_kv_heads) scratch for the critical path
+
+ private:
+  std::vector<std::vector<float>> head_scores_;        // (n_kv_heads) select_recall_by_head's scratch, one per head
+  std::vector<uint8_t> one_head_;                      // (n_kv_heads, n_kv_heads) row h: only head h wanted
+  std::vector<double> head_select_s_, head_recall_s_;  // (n_kv_heads)
+  std::vector<int> head_list_;                         // the heads of one select_recall_by_head
 };
 
 class ArkvalePolicy final : public RecallPolicy {

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "kv/budget.h"
 #include "kv/kv_cache.h"
 #include "kv/page_summary.h"
@@ -59,8 +60,9 @@ Pages expected_pages(const Budget& b, int n_pages, bool retrieve, Score score) {
 
 // ---- direct rig: random keys, chosen queries ------------------------------------------------------------------------
 
-// 20 full pages of random K and V in 2 layers, summarised, and the PolicyContext over them (4 query heads, 2 KV heads).
-// Not copyable: the context points at the cache and the summaries.
+// n_pages_cap (20 unless set before init) full pages of random K and V in 2 layers, summarised, and the
+// PolicyContext over them (4 query heads, 2 KV heads). Not copyable: the context points at the cache and the
+// summaries.
 struct Rig {
   static constexpr int kHeads = 4;
   KvGeometry g{2, 2, 8, 4, DType::F32};
@@ -74,7 +76,8 @@ struct Rig {
   Rig& operator=(const Rig&) = delete;
   int group() const { return kHeads / g.n_kv_heads; }
 
-  QString init(const Budget& b, float tau) {
+  // codes: the summaries also get their 8-bit codes, as a context-memory context's do.
+  QString init(const Budget& b, float tau, bool codes = false) {
     auto c = fkv::KvCache::create(g, n_pages_cap * g.page_size);
     if (!c.ok()) return QString::fromStdString(c.message());
     cache = std::move(*c);
@@ -92,6 +95,13 @@ struct Rig {
     if (const fkv::Status st = summaries.init(g, n_pages_cap); !st.ok()) return QString::fromStdString(st.message());
     for (int l = 0; l < g.n_layers; ++l)
       for (int p = 0; p < n_pages_cap; ++p) summaries.build(l, p, cache);
+    if (codes) {
+      if (const fkv::Status st = summaries.enable_codes(); !st.ok()) return QString::fromStdString(st.message());
+      for (int l = 0; l < g.n_layers; ++l) {
+        summaries.set_n_built(l, n_pages_cap);
+        summaries.update_codes(l);
+      }
+    }
     pc = fkv::PolicyContext{&cache, &summaries, b, tau, g.n_layers, g.n_kv_heads, kHeads, g.head_dim, n_pages_cap};
     return {};
   }
@@ -343,6 +353,77 @@ class TestPolicyDirect : public QObject {
         }
       pol.reset();
     }
+  }
+
+  // Over a range scored from the 8-bit codes, with a pool of two threads, each KV head is selected, planned and
+  // recalled on a thread of its own (one fork-join round a layer) wherever every head is re-selected (arkvale;
+  // freekv's first step, its speculation with tau -1, its corrections with tau 1). Its pages and counters must be
+  // those of the same policy without a pool, step by step, also where one head is corrected and the other not
+  // (tau 0.5, head 0 drifts).
+  void directLongRangesSelectOneHeadPerThread_data() {
+    QTest::addColumn<QString>("policy");
+    QTest::addColumn<float>("tau");
+    QTest::addColumn<int>("motion");
+    QTest::newRow("arkvale") << "arkvale" << 0.9f << static_cast<int>(Motion::Jump);
+    QTest::newRow("freekv, tau -1") << "freekv" << -1.f << static_cast<int>(Motion::Jump);
+    QTest::newRow("freekv, tau 1") << "freekv" << 1.f << static_cast<int>(Motion::Jump);
+    QTest::newRow("freekv, tau 0.5, head 0 drifts") << "freekv" << 0.5f << static_cast<int>(Motion::Mixed);
+  }
+
+  void directLongRangesSelectOneHeadPerThread() {
+    QFETCH(QString, policy);
+    QFETCH(float, tau);
+    QFETCH(int, motion);
+    fkv::ThreadPool pool(2);
+    Rig on_pool, alone;  // the same keys
+    std::unique_ptr<fkv::AttentionPolicy> pols[2];
+    for (int i = 0; i < 2; ++i) {
+      Rig& r = i == 0 ? on_pool : alone;
+      r.n_pages_cap = fkv::kCodedRangePages + 64;
+      const QString e = r.init(make_budget(4, 8, 12, 4), tau, /*codes=*/true);
+      QVERIFY2(e.isEmpty(), qPrintable(e));
+      r.pc.pool = i == 0 ? &pool : nullptr;
+      r.pc.speculate_inline = true;
+      auto made = fkv::make_policy(*fkv::parse_policy(policy.toStdString()), r.pc);
+      QVERIFY2(made.ok(), made.message().c_str());
+      pols[i] = std::move(*made);
+    }
+    const int end = on_pool.n_pages_cap * on_pool.g.page_size;
+    QVERIFY(fkv::scored_from_codes(on_pool.summaries, 0, 1, end / on_pool.g.page_size - 2,
+                                   on_pool.pc.budget.retrieved_pages()));
+    std::mt19937_64 rng(31);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    const size_t nq = static_cast<size_t>(Rig::kHeads) * on_pool.g.head_dim;
+    std::vector<std::vector<float>> prev(2, random_q(rng, nq));
+    PageSelection sel[2];
+    int corrected = 0, checked = 0;
+    for (int pos = end - 24; pos < end; ++pos)
+      for (int l = 0; l < 2; ++l) {
+        std::vector<float> q = random_q(rng, nq);
+        if (static_cast<Motion>(motion) == Motion::Mixed)
+          for (size_t i = 0; i < nq / 2; ++i) q[i] = prev[static_cast<size_t>(l)][i] + 0.05f * nd(rng);
+        prev[static_cast<size_t>(l)] = q;
+        SelectCounters c[2];
+        for (int i = 0; i < 2; ++i) pols[i]->select((i == 0 ? on_pool : alone).query(l, pos, q.data()), sel[i], c[i]);
+        const QString where = QString("pos %1 layer %2").arg(pos).arg(l);
+        QVERIFY2(sel[0].indptr == sel[1].indptr && sel[0].indices == sel[1].indices,
+                 qPrintable(where + ": pages " + list(sel[0].indices) + ", without a pool " + list(sel[1].indices)));
+        std::vector<Pages> want;
+        for (size_t h = 0; h < 2; ++h)
+          want.emplace_back(sel[1].indices.begin() + sel[1].indptr[h], sel[1].indices.begin() + sel[1].indptr[h + 1]);
+        const QString bad = on_pool.check(l, sel[0], want, false);
+        QVERIFY2(bad.isEmpty(), qPrintable(where + ": " + bad));
+        QCOMPARE(c[0].heads_checked, c[1].heads_checked);
+        QCOMPARE(c[0].heads_corrected, c[1].heads_corrected);
+        QCOMPARE(c[0].pages_reused, c[1].pages_reused);
+        QCOMPARE(c[0].pages_recalled, c[1].pages_recalled);
+        QCOMPARE(c[0].bytes_recalled, c[1].bytes_recalled);
+        checked += c[0].heads_checked;
+        corrected += c[0].heads_corrected;
+        // Once attention has read the pages: freekv's speculation recalls the next step's into the working set.
+        for (int i = 0; i < 2; ++i) pols[i]->after_attention((i == 0 ? on_pool : alone).query(l, pos, q.data()));
+      }
+    if (tau == 0.5f) QVERIFY2(corrected > 0 && corrected < checked, "one head corrected, the other not");
   }
 
   // ---- through Context ----
