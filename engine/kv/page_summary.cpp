@@ -231,11 +231,9 @@ void top_k_of(const float* scores, int lo, int n, int k, std::vector<int32_t>& o
   for (int i = k; i < n;) {
     // Most pages lose to the worst kept one: a run of them is turned away by one test of all at once before any is
     // looked at alone.
-    if (i + kRun <= n) {
-      if (!any_above(scores + i, worst)) {
-        i += kRun;
-        continue;
-      }
+    if (i + kRun <= n && !any_above(scores + i, worst)) {
+      i += kRun;
+      continue;
     }
     for (const int e = std::min(n, i + kRun); i < e; ++i) {
       // Pages come in ascending order, so one that only ties the worst kept loses to it on page id.

@@ -140,9 +140,7 @@ bool RecallPolicy::by_head(int l, const PageRanges& r, const uint8_t* which, con
   if (pool == nullptr || pool->size() < 2 || one_head_.empty() ||
       !scored_from_codes(*ctx_.summaries, l, r.sink_end, r.recent_begin, ctx_.budget.retrieved_pages()))
     return false;
-  int n = 0;
-  for (int h = 0; h < ctx_.n_kv_heads; ++h) n += which == nullptr || which[h] != 0 ? 1 : 0;
-  return n >= pool->size();
+  return n_selected(which) >= pool->size();
 }
 
 void RecallPolicy::select_recall_by_head(const SelectionQuery& in, const float* q, const PageRanges& r,
@@ -164,22 +162,18 @@ void RecallPolicy::select_recall_by_head(const SelectionQuery& in, const float* 
       top_k_heads(in, q, r, one_head_.data() + hh * n_kv, pages, head_scores_[hh], nullptr);
       const double s1 = now_seconds();
       plan_recall(in.layer, h, pages[hh], plans[hh]);
-      apply_recall(in.layer, h, slots[hh], plans[hh], nullptr);
+      apply_recall(in.layer, h, slots[hh], plans[hh]);
       head_select_s_[hh] = s1 - s0;
       head_recall_s_[hh] = now_seconds() - s1;
     }
   });
   const double wall = now_seconds() - t0;
   double sel = 0, rec = 0;
-  const uint64_t pair = 2 * ctx_.cache->geometry().head_block_bytes();  // a page's K and V blocks of one head
-  for (int i = 0; i < n; ++i) {
-    const size_t h = static_cast<size_t>(heads[static_cast<size_t>(i)]);
-    sel += head_select_s_[h];
-    rec += head_recall_s_[h];
-    c.pages_reused += plans[h].reused;
-    c.pages_recalled += static_cast<int>(plans[h].items.size());
-    c.bytes_recalled += plans[h].items.size() * pair;
+  for (const int h : heads) {
+    sel += head_select_s_[static_cast<size_t>(h)];
+    rec += head_recall_s_[static_cast<size_t>(h)];
   }
+  count_recalls(which, plans, c);
   const double f = sel + rec > 0 ? sel / (sel + rec) : 1.0;
   c.select_s += wall * f;
   c.recall_s += wall * (1.0 - f);
@@ -191,13 +185,25 @@ void RecallPolicy::plan_recall(int l, int h, const std::vector<int32_t>& pages, 
   for (const RecallItem& it : plan.items) ctx_.cache->prefetch(l, &it.page, 1);
 }
 
-void RecallPolicy::apply_recall(int l, int h, std::vector<int32_t>& slots, const RecallPlan& plan, SelectCounters* c) {
-  const uint64_t bytes = ws_owned_.apply(l, h, plan, *ctx_.cache);
+void RecallPolicy::apply_recall(int l, int h, std::vector<int32_t>& slots, const RecallPlan& plan) {
+  ws_owned_.apply(l, h, plan, *ctx_.cache);
   slots.assign(plan.page_slots.begin(), plan.page_slots.end());
-  if (c != nullptr) {
-    c->pages_reused += plan.reused;
-    c->pages_recalled += static_cast<int>(plan.items.size());
-    c->bytes_recalled += bytes;
+}
+
+int RecallPolicy::n_selected(const uint8_t* which) const {
+  int n = 0;
+  for (int h = 0; h < ctx_.n_kv_heads; ++h) n += which == nullptr || which[h] != 0 ? 1 : 0;
+  return n;
+}
+
+void RecallPolicy::count_recalls(const uint8_t* which, const std::vector<RecallPlan>& plans, SelectCounters& c) const {
+  const uint64_t pair = 2 * ctx_.cache->geometry().head_block_bytes();  // a page's K and V blocks of one head
+  for (int h = 0; h < ctx_.n_kv_heads; ++h) {
+    if (which != nullptr && which[h] == 0) continue;
+    const RecallPlan& plan = plans[static_cast<size_t>(h)];
+    c.pages_reused += plan.reused;
+    c.pages_recalled += static_cast<int>(plan.items.size());
+    c.bytes_recalled += plan.items.size() * pair;
   }
 }
 
@@ -206,24 +212,14 @@ void RecallPolicy::apply_recalls(int l, const uint8_t* which, std::vector<std::v
   const auto apply_heads = [&](int64_t b, int64_t e) {
     for (int64_t h = b; h < e; ++h)
       if (which == nullptr || which[h] != 0)
-        apply_recall(l, static_cast<int>(h), slots[static_cast<size_t>(h)], plans[static_cast<size_t>(h)], nullptr);
+        apply_recall(l, static_cast<int>(h), slots[static_cast<size_t>(h)], plans[static_cast<size_t>(h)]);
   };
-  int n_which = 0;
-  for (int h = 0; h < ctx_.n_kv_heads; ++h) n_which += which == nullptr || which[h] != 0 ? 1 : 0;
-  if (pool != nullptr && pool->size() > 1 && n_which > 1) {  // one head: no round in which the others only wait
+  if (pool != nullptr && pool->size() > 1 && n_selected(which) > 1) {  // one head: no round where the others wait
     pool->parallel_for(ctx_.n_kv_heads, 1, apply_heads);
   } else {
     apply_heads(0, ctx_.n_kv_heads);
   }
-  if (c == nullptr) return;
-  const uint64_t pair = 2 * ctx_.cache->geometry().head_block_bytes();  // a page's K and V blocks of one head
-  for (int h = 0; h < ctx_.n_kv_heads; ++h) {
-    if (which != nullptr && which[h] == 0) continue;
-    const RecallPlan& plan = plans[static_cast<size_t>(h)];
-    c->pages_reused += plan.reused;
-    c->pages_recalled += static_cast<int>(plan.items.size());
-    c->bytes_recalled += plan.items.size() * pair;
-  }
+  if (c != nullptr) count_recalls(which, plans, *c);
 }
 
 void ArkvalePolicy::retrieve(const SelectionQuery& in, const PageRanges& r, SelectCounters& c) {

@@ -91,7 +91,11 @@ class RecallPolicy : public SparsePolicy {
  protected:
   // Recall in two halves: the plan (which also starts reading what it copies from a page file), then the copy.
   void plan_recall(int l, int h, const std::vector<int32_t>& pages, RecallPlan& plan);
-  void apply_recall(int l, int h, std::vector<int32_t>& slots, const RecallPlan& plan, SelectCounters* c);
+  void apply_recall(int l, int h, std::vector<int32_t>& slots, const RecallPlan& plan);
+  // How many KV heads have which[h] != 0 (which null: all).
+  int n_selected(const uint8_t* which) const;
+  // Adds the pages reused and recalled, and the bytes copied, by the plans of the heads with which[h] != 0.
+  void count_recalls(const uint8_t* which, const std::vector<RecallPlan>& plans, SelectCounters& c) const;
   // apply_recall for every head with which[h] != 0 (which null: all), one head per thread of `pool` when one is given
   // (the decode thread's: each head's slots are its own, and page-file reads are safe from any thread).
   void apply_recalls(int l, const uint8_t* which, std::vector<std::vector<int32_t>>& slots,
