@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <numeric>
 
@@ -210,10 +211,61 @@ bool any_above(const float* s, float t) {
 #endif
 }
 
-// The k pages of [lo, lo + n) with the highest of `scores` (n, one per page), ascending; ties go to the lower page and
-// NaN ranks last. 0 < k < n. One pass keeps the best k so far in a heap whose top is the worst of them: over a book's
-// thousands of pages nearly every page is turned away by one comparison with it.
+// The largest of s[0..16), NaNs left out (-infinity when all are NaN).
+float run_max(const float* s) {
+#if defined(__SSE2__)
+  // maxps returns its second operand when either is a NaN, so a NaN in s never replaces m.
+  __m128 m = _mm_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int j = 0; j < 16; j += 4) m = _mm_max_ps(_mm_loadu_ps(s + j), m);
+  m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+  m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+  return _mm_cvtss_f32(m);
+#else
+  float m = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < 16; ++j)
+    if (s[j] > m) m = s[j];
+  return m;
+#endif
+}
+
+constexpr int kRun = 16;  // any_above's and run_max's width
+
+// top_k_of for a range of many runs: the k-th largest of the runs' maxima is a score that at least k pages reach, so
+// every page of the k best scores at least that much, and only the few pages that do are ranked. False (out
+// untouched) when that score is -infinity (runs of NaN), for the heap scan to handle.
+bool top_k_by_threshold(const float* scores, int lo, int n, int k, std::vector<int32_t>& out) {
+  thread_local std::vector<float> maxima;
+  thread_local std::vector<std::pair<float, int32_t>> cand;
+  const int runs = n / kRun;
+  maxima.resize(static_cast<size_t>(runs));
+  for (int r = 0; r < runs; ++r) maxima[static_cast<size_t>(r)] = run_max(scores + static_cast<size_t>(r) * kRun);
+  std::nth_element(maxima.begin(), maxima.begin() + (k - 1), maxima.end(), std::greater<float>());
+  const float t = maxima[static_cast<size_t>(k - 1)];
+  if (!(t > -std::numeric_limits<float>::infinity())) return false;
+  cand.clear();
+  for (int i = 0; i < n; i += kRun) {
+    const int e = std::min(n, i + kRun);
+    if (e - i == kRun && run_max(scores + i) < t) continue;  // a run at once
+    for (int j = i; j < e; ++j)
+      if (scores[j] >= t) cand.emplace_back(scores[j], lo + j);
+  }
+  // The pages are distinct, so (score desc, page asc) orders them totally: the first k after nth_element are the k.
+  std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  out.resize(static_cast<size_t>(k));
+  for (int i = 0; i < k; ++i) out[static_cast<size_t>(i)] = cand[static_cast<size_t>(i)].second;
+  std::sort(out.begin(), out.end());
+  return true;
+}
+
+}  // namespace
+
+// One pass keeps the best k so far in a heap whose top is the worst of them: over a book's thousands of pages nearly
+// every page is turned away by one comparison with it. A range of many runs of pages first finds a score the k best
+// reach (top_k_by_threshold), so the heap's early, low tops do not let thousands of pages in one after another.
 void top_k_of(const float* scores, int lo, int n, int k, std::vector<int32_t>& out) {
+  if (n / kRun >= 4 * k && top_k_by_threshold(scores, lo, n, k, out)) return;
   const auto rank = [&](int32_t p) {
     const float v = scores[p - lo];
     return v != v ? -std::numeric_limits<float>::infinity() : v;
@@ -227,7 +279,6 @@ void top_k_of(const float* scores, int lo, int n, int k, std::vector<int32_t>& o
   std::iota(out.begin(), out.end(), lo);
   std::make_heap(out.begin(), out.end(), better);
   float worst = rank(out.front());
-  constexpr int kRun = 16;  // any_above's width
   for (int i = k; i < n;) {
     // Most pages lose to the worst kept one: a run of them is turned away by one test of all at once before any is
     // looked at alone.
@@ -246,6 +297,8 @@ void top_k_of(const float* scores, int lo, int n, int k, std::vector<int32_t>& o
   }
   std::sort(out.begin(), out.end());
 }
+
+namespace {
 
 // The split query (2, head_dim) times each channel's code step, as int8 scaled to use the whole range: the part of
 // the bound that differs between pages, up to a positive factor (cpu::code_scores then sums it against the codes).

@@ -110,6 +110,9 @@ class PageSummaries {
 // once it has grown to the largest range plus 2 * head_dim).
 void select_top_k(const PageSummaries& s, int l, int h, const float* q_group, int group, int lo, int hi, int k,
                   std::vector<int32_t>& out, std::vector<float>& scores);
+// Writes to `out` the k pages of [lo, lo + n) with the highest of `scores` (n, one per page), in ascending page order;
+// ties go to the lower page and NaN ranks last. 0 < k < n.
+void top_k_of(const float* scores, int lo, int n, int k, std::vector<int32_t>& out);
 // Pages from which select_top_k_heads scores a range from the 8-bit codes, where the summaries have them: below it the
 // F16 pass is short anyway. The codes then choose kCodedCandidates * k pages, and the F16 bounds of those the k.
 inline constexpr int kCodedRangePages = 1024;

@@ -511,6 +511,50 @@ class TestPageSummary : public QObject {
     }
   }
 
+  // top_k_of on long score rows against a sort, scores drawn from a few values (ties everywhere) with NaNs and
+  // infinities mixed in: rows of many runs take the threshold path, short ones or small k the heap scan, and rows
+  // whose runs are mostly NaN fall back from the first to the second.
+  void topKOfMatchesASort() {
+    std::mt19937_64 rng(23);
+    const float inf = std::numeric_limits<float>::infinity();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    int n_threshold = 0;
+    std::vector<int32_t> out;
+    for (int trial = 0; trial < 400; ++trial) {
+      const int n = 2 + static_cast<int>(rng() % (trial % 4 == 0 ? 60 : 5000));
+      const int k = 1 + static_cast<int>(rng() % static_cast<uint64_t>(trial % 2 == 0 ? std::min(n - 1, 40) : n - 1));
+      const int kind = trial % 5;  // 0: ties only; 1: NaNs; 2: infinities; 3: mostly NaN; 4: all equal
+      std::vector<float> scores(static_cast<size_t>(n));
+      for (float& v : scores) {
+        v = static_cast<float>(rng() % 40);
+        const uint64_t r = rng() % 100;
+        if (kind == 1 && r < 10) v = nan;
+        if (kind == 2 && r < 5) v = r % 2 == 0 ? inf : -inf;
+        if (kind == 3 && r < 97) v = nan;
+        if (kind == 4) v = 1.f;
+      }
+      const int lo = static_cast<int>(rng() % 1000);
+      fkv::top_k_of(scores.data(), lo, n, k, out);
+      std::vector<int32_t> ref(static_cast<size_t>(n));
+      std::iota(ref.begin(), ref.end(), lo);
+      const auto rank = [&](int32_t p) {
+        const float v = scores[static_cast<size_t>(p - lo)];
+        return std::isnan(v) ? -inf : v;
+      };
+      std::stable_sort(ref.begin(), ref.end(), [&](int32_t a, int32_t b) { return rank(a) > rank(b); });
+      ref.resize(static_cast<size_t>(k));
+      std::sort(ref.begin(), ref.end());
+      QVERIFY2(out == ref, qPrintable(QString("trial %1, n %2, k %3, kind %4: got %5, expected %6")
+                                          .arg(trial)
+                                          .arg(n)
+                                          .arg(k)
+                                          .arg(kind)
+                                          .arg(list(out), list(ref))));
+      if (n / 16 >= 4 * k && kind != 3) ++n_threshold;
+    }
+    QVERIFY2(n_threshold > 50, qPrintable(QString("only %1 rows long enough for the threshold").arg(n_threshold)));
+  }
+
   void topKEdgeCases() {
     const KvGeometry g{1, 1, 4, 2, DType::F32};
     SummaryRig rig;
