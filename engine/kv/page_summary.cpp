@@ -234,18 +234,19 @@ constexpr int kRun = 16;  // any_above's and run_max's width
 // every page of the k best scores at least that much, and only the few pages that do are ranked. False (out
 // untouched) when that score is -infinity (runs of NaN), for the heap scan to handle.
 bool top_k_by_threshold(const float* scores, int lo, int n, int k, std::vector<int32_t>& out) {
-  thread_local std::vector<float> maxima;
+  thread_local std::vector<float> maxima, kth;
   thread_local std::vector<std::pair<float, int32_t>> cand;
   const int runs = n / kRun;
   maxima.resize(static_cast<size_t>(runs));
   for (int r = 0; r < runs; ++r) maxima[static_cast<size_t>(r)] = run_max(scores + static_cast<size_t>(r) * kRun);
-  std::nth_element(maxima.begin(), maxima.begin() + (k - 1), maxima.end(), std::greater<float>());
-  const float t = maxima[static_cast<size_t>(k - 1)];
+  kth.assign(maxima.begin(), maxima.end());  // nth_element reorders; the scan below reads the maxima in run order
+  std::nth_element(kth.begin(), kth.begin() + (k - 1), kth.end(), std::greater<float>());
+  const float t = kth[static_cast<size_t>(k - 1)];
   if (!(t > -std::numeric_limits<float>::infinity())) return false;
   cand.clear();
   for (int i = 0; i < n; i += kRun) {
     const int e = std::min(n, i + kRun);
-    if (e - i == kRun && run_max(scores + i) < t) continue;  // a run at once
+    if (e - i == kRun && maxima[static_cast<size_t>(i / kRun)] < t) continue;  // a run at once
     for (int j = i; j < e; ++j)
       if (scores[j] >= t) cand.emplace_back(scores[j], lo + j);
   }
