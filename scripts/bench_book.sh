@@ -63,8 +63,10 @@ cleanup() { [[ $keep == 1 ]] || rm -rf "$out"; }
 trap cleanup EXIT
 
 warm_pages() {
-  local dir
-  dir="$(dirname "$library")/pages"
+  # The library's own rule (store/library.h): "pages" beside the database, or "<database>.pages" when another
+  # library's database in that folder owns "pages".
+  local dir="$library.pages"
+  [[ -d "$dir" ]] || dir="$(dirname "$library")/pages"
   [[ -d "$dir" ]] && find "$dir" -name '*.fkvpages' -exec cat {} + >/dev/null
   return 0
 }
@@ -119,7 +121,7 @@ for i, b in enumerate(builds):
         ratio = bk["decode_tokens_per_s"] / sh["decode_tokens_per_s"]
         ratios.append(ratio)
         print(f"| {r} | {cell(bk)} | {cell(sh)} | {ratio:.2f} | {bk['first_token_s']:.2f} |")
-    med = lambda xs: statistics.median(xs)
+    med = statistics.median
     print(f"| median | {med([d['decode_tokens_per_s'] for d in books]):.2f} | "
           f"{med([d['decode_tokens_per_s'] for d in shorts]):.2f} | {med(ratios):.2f} "
           f"(range {min(ratios):.2f}-{max(ratios):.2f}) | {med([d['first_token_s'] for d in books]):.2f} |")
