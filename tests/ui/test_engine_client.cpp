@@ -148,7 +148,9 @@ class TestEngineClient : public QObject {
   void cleanup() {
     m_watchdog.stop();
     QVERIFY2(m_watchdog.maxGap() <= kMaxGapMs,
-             qPrintable(QStringLiteral("the GUI thread stalled for %1 ms").arg(m_watchdog.maxGap())));
+             qPrintable(QStringLiteral("the GUI thread stalled for %1 ms (%2 ms on the wall clock)")
+                            .arg(m_watchdog.maxGap())
+                            .arg(m_watchdog.maxWallGap())));
   }
 
   void cleanupTestCase() { m_client.reset(); }  // cancels, stops and joins the worker thread
