@@ -119,7 +119,9 @@ void attend_block(const BlockArgs& a, const uint8_t* k, const uint8_t* v, int nb
   for (int g = 0; g < a.n_q; ++g) {
     float* sg = s + g * kBlock;
     const float m_new = std::max(a.m[g], *std::max_element(sg, sg + nb));
-    const float corr = std::exp(a.m[g] - m_new);  // rescales what was accumulated under the old maximum
+    // Rescales what was accumulated under the old maximum. The maximum seldom moves after the first blocks, and an
+    // unchanged one needs no exp (exp(0) is 1 exactly, so the results are the same bits).
+    const float corr = m_new == a.m[g] ? 1.f : std::exp(a.m[g] - m_new);
     if (corr != 1.f)
       for (int d = 0; d < hd; ++d) a.acc[g * hd + d] *= corr;
     a.l[g] = a.l[g] * corr + a.kn->exp_sub_max(sg, nb, m_new);
@@ -193,7 +195,7 @@ void attend_causal(const float* q, int64_t q_stride, int n_tok, int n_q, const A
             continue;
           }
           const float m_new = std::max(w.m[r], *std::max_element(sr + a, sr + b));
-          const float corr = std::exp(w.m[r] - m_new);  // rescales what was accumulated under the old maximum
+          const float corr = m_new == w.m[r] ? 1.f : std::exp(w.m[r] - m_new);  // as in attend_block
           if (corr != 1.f)
             for (int d = 0; d < hd; ++d) w.acc[r * hd + d] *= corr;
           w.l[r] = w.l[r] * corr + kn.exp_sub_max(sr + a, b - a, m_new);
