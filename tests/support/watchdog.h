@@ -22,6 +22,15 @@
 
 namespace fkvtest {
 
+// CPU time the calling thread has used, in ns (0 where the platform cannot tell).
+inline std::int64_t threadCpuNs() {
+#ifdef __linux__
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return std::int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+#endif
+  return 0;
+}
+
 class Watchdog : public QObject {
  public:
   explicit Watchdog(int interval_ms) {
@@ -63,10 +72,9 @@ class Watchdog : public QObject {
     static ThreadMark now() {
       ThreadMark m;
 #ifdef __linux__
-      timespec ts{};
       rusage ru{};
-      if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0 && getrusage(RUSAGE_THREAD, &ru) == 0) {
-        m.cpu_ns = std::int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+      if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+        m.cpu_ns = threadCpuNs();
         m.preempted = ru.ru_nivcsw;
         m.known = true;
       }

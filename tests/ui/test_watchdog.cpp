@@ -6,18 +6,13 @@
 #include <QThread>
 
 #include <algorithm>
-#include <ctime>
 
 #include "support/watchdog.h"
 
 namespace {
 
 // CPU time of the calling thread, so the spin below does its work whatever else holds the cores.
-qint64 threadCpuMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return qint64(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
+qint64 threadCpuMs() { return fkvtest::threadCpuNs() / 1000000; }
 
 // Lets the watchdog tick a few times, so the stall below falls between ticks.
 void tickAWhile() { QTest::qWait(30); }
