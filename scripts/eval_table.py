@@ -7,6 +7,7 @@ prompts are pooled, and a prompt number seen twice is an error, since it would c
 another model, prompt style, system turn or seed in one cell, since their prompts are other prompts.
 Columns: task, length, policy, exact (prompts whose answer holds every expected string), found (mean share found),
 top-1 agreement and mean KL against full attention, corrected (freekv's share of checked KV-head steps re-selected).
+A line under the table counts the runs by the CPU kernels and threads they record (runs before the fields: unrecorded).
 """
 import json
 import sys
@@ -60,6 +61,14 @@ def main(paths):
     print("|---|---|---|---|---|---|---|---|")
     for r in rows(paths):
         print(r)
+    machines = {}
+    for path in paths:
+        with open(path) as f:
+            run = json.load(f)
+        key = "{}, {} threads".format(run["isa"], run["threads"]) if "isa" in run else "unrecorded"
+        machines[key] = machines.get(key, 0) + 1
+    if list(machines) != ["unrecorded"]:
+        print("\nRuns by kernels and threads: " + "; ".join("{}: {}".format(k, n) for k, n in sorted(machines.items())))
 
 
 if __name__ == "__main__":

@@ -373,6 +373,11 @@ class TestEval : public QObject {
     const QJsonObject o = parseObject(r.out);
     QCOMPARE(o.value("synthetic").toString(), QStringLiteral("tiny-llama"));
     QCOMPARE(o.value("budget").toObject().value("total_tokens").toInt(), 2048);
+    // Where the prompts ran, so files from several machines can be told apart.
+    QVERIFY(!o.value("version").toString().isEmpty());
+    const QString isa = o.value("isa").toString();
+    QVERIFY2(isa == "scalar" || isa == "avx2" || isa == "avx2+vnni", qPrintable(isa));
+    QVERIFY(o.value("threads").toInt() >= 1);
     const QJsonArray results = o.value("results").toArray();
     QCOMPARE(results.size(), 4 * 5);  // every generated kind under every policy
     for (const QJsonValue& v : results) {
