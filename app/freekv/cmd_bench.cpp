@@ -10,12 +10,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
-#include <thread>
 
 #include "backend/cpu/quant.h"
 #include "bench_reopen.h"
 #include "cli.h"
 #include "core/clock.h"
+#include "core/thread_pool.h"
 #include "model/model.h"
 #include "runtime/context.h"
 #include "synthetic_models.h"
@@ -233,7 +233,7 @@ fkv::Result<BenchReport> run_benchmark(const BenchOptions& o, const std::string&
   r.architecture = fkv::arch_name(model->config().arch);
   r.file_bytes = model->gguf().file_size();
   r.weight_bytes = model->weight_bytes();
-  r.n_threads = o.n_threads > 0 ? o.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  r.n_threads = o.n_threads > 0 ? o.n_threads : fkv::ThreadPool::default_threads();
   r.n_ctx = cp.n_ctx;
   r.isa = fkv::cpu::active_isa_label();
   r.backend = fkv::backend_name(ctx->backend().kind);

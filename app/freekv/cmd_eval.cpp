@@ -11,11 +11,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
-#include <thread>
 
 #include "backend/cpu/quant.h"
 #include "cli.h"
 #include "core/gguf.h"
+#include "core/thread_pool.h"
 #include "eval/docqa.h"
 #include "eval/eval_tasks.h"
 #include "eval/fidelity.h"
@@ -396,9 +396,8 @@ void print_json(const fkv::Model& model, const EvalOptions& o, const std::vector
   j.key("chat_template").value(p.style == fkv::PromptStyle::Chat ? fkv::chat_template_name(p.chat_template) : "");
   write_budget_json(j, o.fidelity.context);
   // Where the prompts ran: a grid spread over sessions mixes machines, and float summation order follows the ISA.
-  const int threads = o.fidelity.context.n_threads > 0
-                          ? o.fidelity.context.n_threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads =
+      o.fidelity.context.n_threads > 0 ? o.fidelity.context.n_threads : fkv::ThreadPool::default_threads();
   j.key("version").value(FKV_VERSION).key("isa").value(fkv::cpu::active_isa_label()).key("threads").value(threads);
   j.key("results").begin_array();
   for (const Cell& c : cells) {
