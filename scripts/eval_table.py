@@ -13,11 +13,17 @@ import json
 import sys
 
 
-def merged_cells(paths):
-    cells = {}  # (task, length, policy) -> {"items": [...], "checked": n, "corrected": n, "recall": [...]}
+def load_runs(paths):
+    runs = []
     for path in paths:
         with open(path) as f:
-            run = json.load(f)
+            runs.append((path, json.load(f)))
+    return runs
+
+
+def merged_cells(runs):
+    cells = {}  # (task, length, policy) -> {"items": [...], "checked": n, "corrected": n, "recall": [...]}
+    for path, run in runs:
         for cell in run["results"]:
             key = (cell["task"], cell["length"], cell["policy"])
             setup = (run["model"], run.get("prompt"), run.get("system", ""), run.get("seed"))
@@ -32,7 +38,7 @@ def merged_cells(paths):
                         path, item["index"] + 1, *key))
                 expected = item.get("answers_expected")
                 if expected is None:  # runs before the field: the cell's own mean holds for it alone
-                    if len(cell["items"]) != 1 and len(paths) > 1:
+                    if len(cell["items"]) != 1 and len(runs) > 1:
                         sys.exit("{}: no answers_expected per prompt, so it cannot be merged".format(path))
                     c["recall"].append(cell["answer_recall"])
                 else:
@@ -43,8 +49,8 @@ def merged_cells(paths):
     return cells
 
 
-def rows(paths):
-    for (task, length, policy), c in merged_cells(paths).items():
+def rows(runs):
+    for (task, length, policy), c in merged_cells(runs).items():
         items = c["items"]
         n = len(items)
         exact = sum(1 for i in items if i["correct"])
@@ -59,12 +65,11 @@ def main(paths):
         sys.exit(__doc__)
     print("| task | length | policy | exact | found | top-1 agreement | mean KL (nats) | corrected |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in rows(paths):
+    runs = load_runs(paths)
+    for r in rows(runs):
         print(r)
     machines = {}
-    for path in paths:
-        with open(path) as f:
-            run = json.load(f)
+    for _, run in runs:
         key = "{}, {} threads".format(run["isa"], run["threads"]) if "isa" in run else "unrecorded"
         machines[key] = machines.get(key, 0) + 1
     if list(machines) != ["unrecorded"]:
