@@ -38,7 +38,8 @@ constexpr DocqaQuestion kQuestions[] = {
     {"GPL-3",
      "According to the GNU General Public License, version 3, for at least how many years must a written offer to "
      "provide the Corresponding Source remain valid?",
-     R"(\b3\b|three)"},
+     // Not a bare "3": the question's own "version 3" would score an answer that repeats the question as right.
+     R"(\b(3|three)[\s-]+years?\b|^\W*(3|three)\W*$)"},
     {"GPL-3",
      "In the GNU General Public License, version 3, what is the number of the section titled \"Use with the GNU Affero "
      "General Public License\"?",

@@ -82,6 +82,8 @@ class TestEvalDocqa : public QObject {
       QVERIFY2(*found, qPrintable(QString("'%1' not in %2").arg(q.pattern.data(), q.file.data())));
       // A pattern that accepts anything would make every answer right.
       QVERIFY2(!*fkv::pattern_occurs(q.pattern, "I do not know."), q.pattern.data());
+      // Small models often repeat the question; that must not score as the answer.
+      QVERIFY2(!*fkv::pattern_occurs(q.pattern, q.question), q.question.data());
       asked.insert(q.file);
     }
     QVERIFY(asked.size() >= 4);
@@ -99,6 +101,13 @@ class TestEvalDocqa : public QObject {
     wrapped.answers = {"principal place of business"};
     wrapped.answers_are_patterns = true;
     QVERIFY(fkv::answers_match(wrapped, "its principal\n  place of business"));  // whitespace runs are one space
+    fkv::EvalTask years;  // the GPL-3 written-offer question, whose title holds the "3" it asks for
+    years.answers = {R"(\b(3|three)[\s-]+years?\b|^\W*(3|three)\W*$)"};
+    years.answers_are_patterns = true;
+    QVERIFY(fkv::answers_match(years, "At least three years."));
+    QVERIFY(fkv::answers_match(years, "3-year"));
+    QVERIFY(fkv::answers_match(years, " 3."));
+    QVERIFY(!fkv::answers_match(years, "The GNU General Public License, version 3, says one year."));
     wrapped.answers = {"("};
     QCOMPARE(fkv::count_answers_found(wrapped, "("), 0);  // a broken pattern matches nothing
     QVERIFY(!fkv::pattern_occurs("(", "(").ok());
