@@ -55,7 +55,7 @@ const OptionSpec kEvalOwnOptions[] = {
     {"--queries", "", "K", "multikey: numbers asked for, of 4 hidden (default 2)"},
     {"--gen-tokens", "", "N",
      "decode steps compared and the longest answer (default per task: 32 for each number multikey asks, 64 for "
-     "vartrack, 32 for the others)"},
+     "vartrack and docqa, 32 for the others)"},
     {"--seed", "", "S", "seed of the generated tasks (default 1)"},
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--batch", "", "N", "prefill chunk in tokens (default 128)"},
@@ -95,11 +95,12 @@ struct EvalOptions {
 };
 
 // Decode steps for a task kind. An answer cut short is scored wrong, so each kind gets room for its whole answer:
-// multikey's "The special magic number for <key> is <7 digits>." takes about 20 tokens per number asked.
+// multikey's "The special magic number for <key> is <7 digits>." takes about 20 tokens per number asked. Instruct
+// models often restate a docqa question (about 30 tokens) before they answer it.
 int gen_tokens_for(const EvalOptions& o, const std::string& kind) {
   if (o.gen_tokens > 0) return o.gen_tokens;
   if (kind == "multikey") return 32 * o.task_options.multikey_queries;
-  if (kind == "vartrack") return 64;
+  if (kind == "vartrack" || kind == "docqa") return 64;
   return 32;
 }
 

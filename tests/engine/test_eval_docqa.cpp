@@ -217,6 +217,19 @@ class TestEvalDocqa : public QObject {
     QCOMPARE(*fkv::parse_prompt_mode("chat"), fkv::PromptMode::Chat);
   }
 
+  // Instruct models often restate a docqa question (about 30 tokens) before the answer, so docqa decodes 64 steps
+  // where passkey's one number gets 32: at 32 a right answer was cut off after "before August".
+  void docqaDecodesRoomForARestatedQuestion() {
+    const fkvtest::CliRun r = fkvtest::runCli({"eval", "--synthetic", "tiny-llama", "--tasks", "passkey,docqa",
+                                               "--lengths", "3000", "--policies", "quest", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    QHash<QString, int> steps;
+    for (const QJsonValue& v : fkvtest::parseObject(r.out).value("results").toArray())
+      steps.insert(v.toObject().value("task").toString(), v.toObject().value("gen_tokens").toInt());
+    QCOMPARE(steps.value("passkey"), 32);
+    QCOMPARE(steps.value("docqa"), 64);
+  }
+
   void evalCommandSaysWhichPrompt() {
     const auto run = [](std::initializer_list<const char*> extra) {
       QStringList args = {"eval", "--synthetic",  "tiny-llama", "--tasks",    "passkey,docqa", "--lengths",
