@@ -44,7 +44,9 @@ constexpr DocqaQuestion kQuestions[] = {
      "In the GNU General Public License, version 3, what is the number of the section titled \"Use with the GNU Affero "
      "General Public License\"?",
      R"(\b13\b|thirteen)"},
-    {"GPL-3", "On what date was the GNU General Public License, version 3 published?", R"(29(th)? (of )?June|June 29)"},
+    // A date is right only with its year: "June 29, 2007" is GPL-3's, "November 3, 2007" is not GFDL-1.3's.
+    {"GPL-3", "On what date was the GNU General Public License, version 3 published?",
+     R"((\b29(th)? (of )?June|June 29(th)?),? 2007)"},
     {"GPL-3",
      "In the GNU General Public License, version 3, what is the number of the section titled \"Disclaimer of "
      "Warranty\"?",
@@ -94,7 +96,7 @@ constexpr DocqaQuestion kQuestions[] = {
      "republish an MMC under CC-BY-SA on the same site?",
      R"(August 1,? 2009|1(st)? (of )?August,? 2009)"},
     {"GFDL-1.3", "On what date was the GNU Free Documentation License, version 1.3 published?",
-     R"(\b3(rd)? (of )?November|November 3\b)"},
+     R"((\b3(rd)? (of )?November|November 3(rd)?),? 2008)"},
     // LGPL-3.
     {"LGPL-3",
      "According to the GNU Lesser General Public License, version 3, inline functions and templates taken from a "

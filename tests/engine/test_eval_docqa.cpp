@@ -108,6 +108,12 @@ class TestEvalDocqa : public QObject {
     QVERIFY(fkv::answers_match(years, "3-year"));
     QVERIFY(fkv::answers_match(years, " 3."));
     QVERIFY(!fkv::answers_match(years, "The GNU General Public License, version 3, says one year."));
+    fkv::EvalTask date;  // GFDL-1.3's date: the day and month with another year is a wrong answer
+    date.answers = {R"((\b3(rd)? (of )?November|November 3(rd)?),? 2008)"};
+    date.answers_are_patterns = true;
+    QVERIFY(fkv::answers_match(date, "It was published on November 3, 2008."));
+    QVERIFY(fkv::answers_match(date, "3 November 2008"));
+    QVERIFY(!fkv::answers_match(date, "It was published on November 3, 2007."));
     wrapped.answers = {"("};
     QCOMPARE(fkv::count_answers_found(wrapped, "("), 0);  // a broken pattern matches nothing
     QVERIFY(!fkv::pattern_occurs("(", "(").ok());
