@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Markdown rows of the accuracy table in docs/benchmarks.md from `freekv eval --json` outputs.
 
-Usage: scripts/eval_table.py RUN.json [RUN.json ...]
+Usage: scripts/eval_table.py [--answer] RUN.json [RUN.json ...]
 Cells of the same task, length and policy from several runs (a grid split with `freekv eval --items`) are merged: their
 prompts are pooled, and a prompt number seen twice is an error, since it would count one prompt twice; so are runs of
 another model, prompt style, system turn or seed in one cell, since their prompts are other prompts.
 Columns: task, length, policy, exact (prompts whose answer holds every expected string), found (mean share found),
 top-1 agreement and mean KL against full attention, corrected (freekv's share of checked KV-head steps re-selected).
+With --answer, agreement and KL are taken over the steps that predict the reference's answer, to its end, pooled over
+the cell's answer steps (runs from before eval recorded them are an error); without it, over every decode step,
+averaged over prompts, so they depend on how many steps ran past the answer.
 A line under the table counts the runs by the CPU kernels and threads they record (runs before the fields: unrecorded).
 """
 import json
@@ -49,24 +52,44 @@ def merged_cells(runs):
     return cells
 
 
-def rows(runs):
-    for (task, length, policy), c in merged_cells(runs).items():
+def answer_span(items, key):
+    """(agreement, mean KL) over the answer steps of `items`: 1 and 0 where no answer took a decode step."""
+    missing = [i["index"] + 1 for i in items if "answer_steps" not in i]
+    if missing:
+        sys.exit("{} {} {}: prompts {} were run before eval recorded answer steps; run them again or leave out "
+                 "--answer".format(*key, missing))
+    steps = sum(i["answer_steps"] for i in items)
+    if steps == 0:
+        return 1.0, 0.0
+    return (sum(i["answer_agreement"] * i["answer_steps"] for i in items) / steps,
+            sum(i["answer_mean_kl"] * i["answer_steps"] for i in items) / steps)
+
+
+def rows(runs, answer=False):
+    for key, c in merged_cells(runs).items():
         items = c["items"]
         n = len(items)
         exact = sum(1 for i in items if i["correct"])
         rate = "-" if c["checked"] == 0 else "{:.1%}".format(c["corrected"] / c["checked"])
+        if answer:
+            agreement, kl = answer_span(items, key)
+        else:
+            agreement, kl = sum(i["agreement"] for i in items) / n, sum(i["mean_kl"] for i in items) / n
         yield "| {} | {} | {} | {}/{} | {:.2f} | {:.3f} | {:.4f} | {} |".format(
-            task, length, policy, exact, n, sum(c["recall"]) / n, sum(i["agreement"] for i in items) / n,
-            sum(i["mean_kl"] for i in items) / n, rate)
+            *key, exact, n, sum(c["recall"]) / n, agreement, kl, rate)
 
 
-def main(paths):
+def main(args):
+    answer = "--answer" in args
+    paths = [a for a in args if a != "--answer"]
     if not paths:
         sys.exit(__doc__)
-    print("| task | length | policy | exact | found | top-1 agreement | mean KL (nats) | corrected |")
-    print("|---|---|---|---|---|---|---|---|")
     runs = load_runs(paths)
-    for r in rows(runs):
+    table = list(rows(runs, answer))
+    over = " over the answer" if answer else ""
+    print("| task | length | policy | exact | found | top-1 agreement{0} | mean KL{0} (nats) | corrected |".format(over))
+    print("|---|---|---|---|---|---|---|---|")
+    for r in table:
         print(r)
     machines = {}
     for _, run in runs:

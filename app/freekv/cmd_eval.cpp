@@ -253,6 +253,17 @@ struct Cell {
     for (const PromptRecord& p : prompts) s += p.result.*field;
     return prompts.empty() ? 0 : s / static_cast<double>(prompts.size());
   }
+  // Over every answer step of the cell's prompts, so a long answer weighs more than a one-word one; 1 and 0 when no
+  // answer took a decode step.
+  double answer_weighted(double fkv::FidelityResult::*field, double none) const {
+    double s = 0;
+    int n = 0;
+    for (const PromptRecord& p : prompts) {
+      s += p.result.*field * p.result.answer_steps;
+      n += p.result.answer_steps;
+    }
+    return n > 0 ? s / n : none;
+  }
   int64_t decode_tokens() const {
     int64_t n = 0;
     for (const PromptRecord& p : prompts) n += p.result.n_steps;
@@ -351,8 +362,8 @@ void print_table(const fkv::Model& model, const EvalOptions& o, const std::vecto
   std::printf("budget  %s; %d prompt(s) per cell, seed %llu\ndecode steps %s\n\n",
               budget_summary(o.fidelity.context).c_str(), o.count, static_cast<unsigned long long>(o.seed),
               steps.c_str());
-  std::printf("%-9s %7s %-11s %6s %6s %7s %9s %9s %6s %9s %7s %7s\n", "task", "length", "policy", "exact", "found",
-              "agree", "KL mean", "KL max", "corr%", "decode/s", "pages/t", "recall/t");
+  std::printf("%-9s %7s %-11s %6s %6s %7s %9s %9s %7s %9s %6s %9s %7s %7s\n", "task", "length", "policy", "exact",
+              "found", "agree", "KL mean", "KL max", "ans agr", "ans KL", "corr%", "decode/s", "pages/t", "recall/t");
   for (const Cell& c : cells) {
     double max_kl = 0;
     for (const PromptRecord& p : c.prompts) max_kl = std::max(max_kl, p.result.max_kl);
@@ -360,15 +371,18 @@ void print_table(const fkv::Model& model, const EvalOptions& o, const std::vecto
     char corr[16] = "-";
     if (!std::isnan(rate)) std::snprintf(corr, sizeof corr, "%.1f", 100.0 * rate);
     const double n_tok = static_cast<double>(std::max<int64_t>(1, c.decode_tokens()));
-    std::printf("%-9s %7d %-11s %3d/%-2zu %6.2f %7.3f %9.5f %9.5f %6s %9.2f %7.1f %7.1f\n", c.task.c_str(), c.length,
-                c.policy.c_str(), c.n_correct(), c.prompts.size(), c.answer_recall(),
-                c.mean_of(&fkv::FidelityResult::agreement), c.mean_of(&fkv::FidelityResult::mean_kl), max_kl, corr,
-                c.decode_tokens_per_s(), static_cast<double>(c.stats.pages_selected) / n_tok,
+    std::printf("%-9s %7d %-11s %3d/%-2zu %6.2f %7.3f %9.5f %9.5f %7.3f %9.5f %6s %9.2f %7.1f %7.1f\n", c.task.c_str(),
+                c.length, c.policy.c_str(), c.n_correct(), c.prompts.size(), c.answer_recall(),
+                c.mean_of(&fkv::FidelityResult::agreement), c.mean_of(&fkv::FidelityResult::mean_kl), max_kl,
+                c.answer_weighted(&fkv::FidelityResult::answer_agreement, 1),
+                c.answer_weighted(&fkv::FidelityResult::answer_mean_kl, 0), corr, c.decode_tokens_per_s(),
+                static_cast<double>(c.stats.pages_selected) / n_tok,
                 static_cast<double>(c.stats.pages_recalled) / n_tok);
   }
   std::printf(
       "\nexact: prompts whose answer holds every expected string; found: mean fraction of them found;\n"
-      "agree/KL: top-1 agreement and KL(reference || policy) over teacher-forced decode steps; corr%%: freekv\n"
+      "agree/KL: top-1 agreement and KL(reference || policy) over teacher-forced decode steps; ans agr/ans KL: the\n"
+      "same over the steps that predict the reference's answer (to its end), weighted by steps; corr%%: freekv\n"
       "heads corrected of those checked; pages/t, recall/t: KV pages attended and recalled per decoded token.\n");
 }
 
@@ -379,6 +393,8 @@ void write_prompt_json(JsonWriter& j, const PromptRecord& p) {
   j.key("expected").value(p.expected).key("output").value(r.output).key("correct").value(r.correct);
   j.key("answers_found").value(r.n_found).key("answers_expected").value(p.n_expected);
   j.key("agreement").value(r.agreement).key("mean_kl").value(r.mean_kl).key("max_kl").value(r.max_kl);
+  j.key("answer_steps").value(r.answer_steps).key("answer_agreement").value(r.answer_agreement);
+  j.key("answer_mean_kl").value(r.answer_mean_kl);
   j.key("first_divergence").value(r.first_divergence).key("reran").value(r.reran);
   j.key("prefill_s").value(r.prefill_s).key("decode_s").value(r.decode_s);
   j.end_object();
@@ -409,6 +425,8 @@ void print_json(const fkv::Model& model, const EvalOptions& o, const std::vector
     j.key("answer_recall").value(c.answer_recall());
     j.key("agreement").value(c.mean_of(&fkv::FidelityResult::agreement));
     j.key("mean_kl").value(c.mean_of(&fkv::FidelityResult::mean_kl));
+    j.key("answer_agreement").value(c.answer_weighted(&fkv::FidelityResult::answer_agreement, 1));
+    j.key("answer_mean_kl").value(c.answer_weighted(&fkv::FidelityResult::answer_mean_kl, 0));
     j.key("decode_tokens_per_s").value(c.decode_tokens_per_s());
     write_retrieval_json(j, c.stats, c.decode_tokens());
     j.key("items").begin_array();

@@ -110,6 +110,10 @@ Status decode_reference(Context& ctx, const EvalTask& task, std::span<const floa
   return {};
 }
 
+// Decode step i predicts tokens[i + 1]; the answer is tokens[0 .. answer_tokens), and tokens[0] is predicted by the
+// prefill, not by a decode step.
+int answer_steps(const ReferenceRun& ref) { return std::clamp(ref.answer_tokens - 1, 0, ref.n_steps); }
+
 // Teacher-forces the policy of `ctx` (holding exactly the prompt, `first` its last logits) on the reference's tokens.
 Status teacher_force(Context& ctx, const EvalTask& task, const ReferenceRun& ref, std::span<const float> first,
                      FidelityResult& r) {
@@ -117,8 +121,11 @@ Status teacher_force(Context& ctx, const EvalTask& task, const ReferenceRun& ref
   r.n_steps = ref.n_steps;
   r.first_divergence = argmax(first) == ref.tokens[0] ? ref.n_steps + 1 : 0;
   std::vector<float> logits(n_vocab);  // (n_vocab)
+  r.answer_steps = answer_steps(ref);
   int n_agree = 0;
+  int n_agree_answer = 0;
   double kl_sum = 0;
+  double kl_sum_answer = 0;
   for (int i = 0; i < ref.n_steps; ++i) {
     const Clock::time_point t0 = Clock::now();
     FKV_TRY(ctx.eval(std::span<const int32_t>(&ref.tokens[static_cast<size_t>(i)], 1), LogitsMode::Last, logits));
@@ -127,14 +134,20 @@ Status teacher_force(Context& ctx, const EvalTask& task, const ReferenceRun& ref
     FKV_ASSIGN_OR_RETURN(const double kl, kl_divergence(ref_row, logits));
     kl_sum += kl;
     r.max_kl = std::max(r.max_kl, kl);
-    if (argmax(logits) == ref.tokens[static_cast<size_t>(i) + 1]) {
-      ++n_agree;
-    } else {
-      r.first_divergence = std::min(r.first_divergence, i + 1);
+    const bool agree = argmax(logits) == ref.tokens[static_cast<size_t>(i) + 1];
+    n_agree += agree ? 1 : 0;
+    if (!agree) r.first_divergence = std::min(r.first_divergence, i + 1);
+    if (i < r.answer_steps) {
+      kl_sum_answer += kl;
+      n_agree_answer += agree ? 1 : 0;
     }
   }
   r.agreement = static_cast<double>(n_agree) / ref.n_steps;
   r.mean_kl = kl_sum / ref.n_steps;
+  if (r.answer_steps > 0) {
+    r.answer_agreement = static_cast<double>(n_agree_answer) / r.answer_steps;
+    r.answer_mean_kl = kl_sum_answer / r.answer_steps;
+  }
   r.stats = ctx.stats();
   if (r.first_divergence >= ref.answer_tokens) {
     r.output = ref.output;  // every token of the answer was the policy's own greedy choice as well
@@ -226,6 +239,7 @@ FidelityResult reference_result(const ReferenceRun& ref) {
   r.policy = ref.policy;
   r.n_steps = ref.n_steps;
   r.agreement = 1;
+  r.answer_steps = answer_steps(ref);
   r.first_divergence = ref.n_steps + 1;
   r.output = ref.output;
   r.correct = ref.correct;

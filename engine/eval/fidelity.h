@@ -53,6 +53,11 @@ struct FidelityResult {
   double agreement = 0;  // fraction of decode steps whose argmax equals the reference's
   double mean_kl = 0;    // mean over steps of KL(p_full || p_policy), nats
   double max_kl = 0;
+  // The same two measures over the steps that predict the reference's answer after its first token (up to and
+  // including the token that ends it): unlike the two above, they do not depend on how many steps run past the answer.
+  int answer_steps = 0;
+  double answer_agreement = 1;  // 1 and 0 when the answer is a single token
+  double answer_mean_kl = 0;
   int first_divergence = 0;  // first token index (0 = after prefill) whose argmax differs; n_steps + 1 when none
   std::string output;        // the policy's own greedy answer
   bool correct = false;

@@ -269,6 +269,43 @@ class TestEval : public QObject {
     }
   }
 
+  void answerSpanIgnoresStepsPastTheAnswer() {
+    // Over a reference whose answer ends at its fourth token, the answer's measures must be the whole-run measures of
+    // the same reference cut there: the steps past the answer change agreement and KL, never the answer's own.
+    const auto ts = tasks("passkey", 1000, 1, 6);
+    QCOMPARE(ts.size(), size_t(1));
+    fkv::Result<fkv::ReferenceRun> ref = fkv::run_reference(*m_model, ts[0], smallBudget(fkv::Policy::full));
+    QVERIFY2(ref.ok(), ref.message().c_str());
+    QCOMPARE(ref->n_steps, 8);
+    fkv::ReferenceRun whole = *ref;
+    whole.answer_tokens = 4;  // tokens[0] comes from the prefill; decode steps 0-2 predict tokens 1-3
+    fkv::ReferenceRun cut = whole;
+    cut.n_steps = 3;
+    cut.tokens.resize(4);
+    cut.logits.resize(static_cast<size_t>(3 * ref->n_vocab));
+    bool past_answer_counted = false;
+    for (fkv::Policy policy : {fkv::Policy::streaming, fkv::Policy::quest, fkv::Policy::freekv}) {
+      fkv::FidelityParams params = smallBudget(policy);
+      fkv::Result<fkv::FidelityResult> a = fkv::compare_policy(*m_model, ts[0], whole, policy, params);
+      params.n_gen = 3;
+      fkv::Result<fkv::FidelityResult> b = fkv::compare_policy(*m_model, ts[0], cut, policy, params);
+      QVERIFY2(a.ok() && b.ok(), fkv::policy_name(policy));
+      QCOMPARE(a->answer_steps, 3);
+      QCOMPARE(b->answer_steps, 3);
+      QCOMPARE(a->answer_agreement, b->agreement);
+      QCOMPARE(a->answer_mean_kl, b->mean_kl);
+      QCOMPARE(b->answer_mean_kl, b->mean_kl);
+      past_answer_counted = past_answer_counted || a->mean_kl != a->answer_mean_kl;
+    }
+    QVERIFY(past_answer_counted);  // there were steps past the answer to leave out
+    whole.answer_tokens = 1;       // an answer of one token, predicted by the prefill: no decode step predicts it
+    const fkv::FidelityResult single = fkv::reference_result(whole);
+    QCOMPARE(single.answer_steps, 0);
+    QCOMPARE(single.answer_agreement, 1.0);
+    whole.answer_tokens = 9;  // an answer cut at n_gen tokens plus the prefill's: every step is an answer step
+    QCOMPARE(fkv::reference_result(whole).answer_steps, 8);
+  }
+
   void sessionMatchesFreshContexts() {
     // One prefill rewound for each policy in turn must give what a fresh context per policy gives, bit for bit.
     const auto ts = tasks("qa", 1000, 1, 12);
@@ -386,9 +423,13 @@ class TestEval : public QObject {
       QCOMPARE(c.value("prompts").toInt(), 1);
       QCOMPARE(c.value("agreement").toDouble(), 1.0);  // the budget holds the whole context
       QCOMPARE(c.value("mean_kl").toDouble(), 0.0);
+      QCOMPARE(c.value("answer_agreement").toDouble(), 1.0);
+      QCOMPARE(c.value("answer_mean_kl").toDouble(), 0.0);
       QVERIFY(c.value("decode_tokens_per_s").toDouble() > 0);
       const QJsonObject item = c.value("items").toArray().at(0).toObject();
       QVERIFY(item.value("n_tokens").toInt() <= 512);
+      QVERIFY(item.value("answer_steps").toInt() >= 0 && item.value("answer_steps").toInt() <= 8);
+      QCOMPARE(item.value("answer_agreement").toDouble(), 1.0);
       QVERIFY(!item.value("expected").toString().isEmpty());
     }
     QCOMPARE(results.at(0).toObject().value("policy").toString(), QStringLiteral("full"));
