@@ -5,8 +5,8 @@
 # Usage: scripts/eval_grid.sh -o DIR -m MODEL --tasks LIST --lengths LIST [--count N] [-- EXTRA EVAL OPTIONS]
 # Then:  scripts/eval_table.py DIR/*.json
 # The defaults are those of the accuracy tables in docs/benchmarks.md: 5 prompts, eval's decode steps per task (64 for
-# multikey's two numbers, vartrack and docqa, 32 for the others), policies streaming, quest, arkvale, freekv@0.8 and
-# freekv@0.9 beside full, 2 threads.
+# multikey's two numbers, vartrack and both docqa kinds, 32 for the others), policies streaming, quest, arkvale,
+# freekv@0.8 and freekv@0.9 beside full, 2 threads.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -33,7 +33,9 @@ const OptionSpec kEvalOwnOptions[] = {
     {"--model", "-m", "MODEL", "GGUF model file (or --synthetic)"},
     {"--synthetic", "", "SHAPE", "evaluate a generated model: tinyllama-q8_0, tinyllama-f16, tiny-llama, tiny-gemma3"},
     {"--vocab", "", "PATH", "vocabulary GGUF for --synthetic (default: $FKV_VOCAB, else shared/vocab/llama-spm.gguf)"},
-    {"--tasks", "", "LIST", "task kinds: passkey,multikey,vartrack,qa,docqa (default: all)"},
+    {"--tasks", "", "LIST",
+     "task kinds: passkey,multikey,vartrack,qa,docqa,docqa-filler (default: all); docqa-filler asks docqa's "
+     "questions with unrelated filler around the document instead of the other license texts"},
     {"--prompt", "", "STYLE",
      "auto, chat or completion: chat puts the text and question in the user turn of the model's chat template; "
      "auto uses it when the GGUF has one, as instruct models do (default auto)"},
@@ -55,7 +57,7 @@ const OptionSpec kEvalOwnOptions[] = {
     {"--queries", "", "K", "multikey: numbers asked for, of 4 hidden (default 2)"},
     {"--gen-tokens", "", "N",
      "decode steps compared and the longest answer (default per task: 32 for each number multikey asks, 64 for "
-     "vartrack and docqa, 32 for the others)"},
+     "vartrack, docqa and docqa-filler, 32 for the others)"},
     {"--seed", "", "S", "seed of the generated tasks (default 1)"},
     {"--threads", "-t", "N", "compute threads; 0 uses every hardware thread (default 0)"},
     {"--batch", "", "N", "prefill chunk in tokens (default 128)"},
@@ -100,7 +102,7 @@ struct EvalOptions {
 int gen_tokens_for(const EvalOptions& o, const std::string& kind) {
   if (o.gen_tokens > 0) return o.gen_tokens;
   if (kind == "multikey") return 32 * o.task_options.multikey_queries;
-  if (kind == "vartrack" || kind == "docqa") return 64;
+  if (kind == "vartrack" || kind == "docqa" || kind == "docqa-filler") return 64;
   return 32;
 }
 
@@ -121,7 +123,8 @@ fkv::Result<std::vector<std::string>> read_tasks(const ParsedArgs& a) {
   std::vector<std::string> tasks = split_list(*a.value("--tasks"));
   for (const std::string& t : tasks) {
     if (std::find(known.begin(), known.end(), t) == known.end())
-      return fkv::err("option --tasks: expected passkey, multikey, vartrack, qa or docqa, found '", t, "'");
+      return fkv::err("option --tasks: expected passkey, multikey, vartrack, qa, docqa or docqa-filler, found '", t,
+                      "'");
   }
   return tasks;
 }
@@ -300,8 +303,8 @@ fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
                     "cannot attend; use --lengths up to ", n_train - gen - 1, ", or --reference freekv ",
                     "(or quest, arkvale, streaming) with full left out of --policies");
   }
-  if (std::find(o.tasks.begin(), o.tasks.end(), "docqa") != o.tasks.end())
-    FKV_TRY(fkv::check_docqa_documents(o.task_options.docqa_dir));
+  const auto docqa = [](const std::string& t) { return t == "docqa" || t == "docqa-filler"; };
+  if (std::any_of(o.tasks.begin(), o.tasks.end(), docqa)) FKV_TRY(fkv::check_docqa_documents(o.task_options.docqa_dir));
   for (const PolicySpec& p : o.policies) {
     fkv::ContextParams cp = o.fidelity.context;
     cp.policy = p.policy;

@@ -21,6 +21,10 @@ constexpr int64_t kMaxDocumentBytes = 1 << 20;  // the largest license text is 3
 constexpr std::string_view kIntro =
     "Below are license texts that Debian ships with every system, one after another. Read them carefully; a question "
     "about one of them follows.\n\n";
+constexpr std::string_view kFillerIntro =
+    "Below is a license text that Debian ships with every system, set among unrelated sentences. Read it carefully; a "
+    "question about it follows.\n\n";
+constexpr int kFillerSentences = 5;  // per paragraph of filler padding
 
 std::string header(const DocqaDocument& d) { return "Document: " + std::string(d.title) + "\n\n"; }
 
@@ -79,6 +83,23 @@ Padding make_padding(const Library& lib, size_t asked, Rng& r) {
   return p;
 }
 
+// Paragraphs of generated filler, enough for `target_tokens` (a sentence is at least 6 tokens); the asked document
+// may sit between any two.
+Padding make_filler_padding(int target_tokens, Rng& r) {
+  Padding p;
+  const int n = target_tokens / (6 * kFillerSentences) + 1;
+  for (int i = 0; i < n; ++i) {
+    std::string u;
+    for (int k = 0; k < kFillerSentences; ++k) {
+      if (k > 0) u += ' ';
+      u += filler_sentence(r);
+    }
+    p.starts.push_back(i);
+    p.units.push_back(std::move(u));
+  }
+  return p;
+}
+
 // Units before the asked document when `n` units pad: the document boundary (or n) nearest to depth * n.
 int split_at(const Padding& p, int n, double depth) {
   int best = n;
@@ -102,12 +123,13 @@ std::string body(const Padding& p, const std::string& asked, int n, double depth
 }
 
 Result<EvalTask> docqa_task(const Tokenizer& tok, const PromptLayout& layout, const Library& lib,
-                            const DocqaQuestion& q, int target, double depth, Rng& r) {
+                            const DocqaQuestion& q, int target, double depth, DocqaPadding padding, Rng& r) {
   const size_t asked = document_index(q.file);
-  const Padding pad = make_padding(lib, asked, r);
+  const bool filler = padding == DocqaPadding::Filler;
+  const Padding pad = filler ? make_filler_padding(target, r) : make_padding(lib, asked, r);
   const std::string asked_text = header(docqa_documents()[asked]) + lib.texts[asked];
   TaskText text;
-  text.intro = std::string(kIntro);
+  text.intro = std::string(filler ? kFillerIntro : kIntro);
   text.question = std::string(q.question);
   text.completion_tail = "\n\nQuestion: " + text.question + "\nAnswer:";
   double placed = 0;  // where the last body built put the asked document, 0..1 of the padding
@@ -147,7 +169,8 @@ Result<std::string> read_docqa_document(const std::string& dir, std::string_view
 Status check_docqa_documents(const std::string& dir) { return read_library(dir).status(); }
 
 Result<std::vector<EvalTask>> make_docqa_tasks(const Tokenizer& tok, const PromptLayout& layout, int target_tokens,
-                                               int count, uint64_t seed, const TaskOptions& options) {
+                                               int count, uint64_t seed, const TaskOptions& options,
+                                               DocqaPadding padding) {
   FKV_ASSIGN_OR_RETURN(const Library lib, read_library(options.docqa_dir));
   const std::span<const DocqaQuestion> questions = docqa_questions();
   std::vector<size_t> order(questions.size());
@@ -165,7 +188,7 @@ Result<std::vector<EvalTask>> make_docqa_tasks(const Tokenizer& tok, const Promp
         return err("docqa: target length ", target_tokens, " tokens is too short for every document asked about");
       const size_t q = order[next++ % order.size()];
       if (too_long.count(q) != 0) continue;
-      Result<EvalTask> t = docqa_task(tok, layout, lib, questions[q], target_tokens, depth, r);
+      Result<EvalTask> t = docqa_task(tok, layout, lib, questions[q], target_tokens, depth, padding, r);
       if (!t.ok() && too_short(t.status())) {
         too_long.insert(q);
         continue;

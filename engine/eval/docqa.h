@@ -8,6 +8,10 @@
 // document fits: a document longer than the target is never truncated, so the answer is always in the context (the
 // GPL-3 needs about 7.6k tokens, so it is asked from 8k on). Past about 50k tokens the padding runs out, which is
 // an error that names the length reached.
+// The other documents are hard neighbours: older versions of the same licenses (GPL-2, GFDL-1.2, MPL-1.1) say much
+// the same with other numbers and dates. The filler padding (task kind docqa-filler) asks the same questions at the
+// same seed with paragraphs of the generated tasks' filler around the document instead, as when a reader opens that
+// one document, so the two kinds side by side show what the neighbours cost.
 //
 // Each question (docqa_questions.cpp) names its document and has an accepted-answer pattern: an ECMAScript regular
 // expression matched ignoring case against the answer with whitespace collapsed (count_answers_found). The tests
@@ -51,10 +55,14 @@ Result<std::string> read_docqa_document(const std::string& dir, std::string_view
 // Reads every document once, so a long run can fail before it starts rather than when it reaches docqa.
 Status check_docqa_documents(const std::string& dir);
 
-// make_tasks for "docqa" (its checks of kind, count and options already done). Task i asks the i-th question of a
-// seeded order among those whose document fits `target_tokens`; more tasks than such questions ask them again with
-// other padding. Errors: a document missing, no question fits the target, or the padding runs out.
+enum class DocqaPadding { OtherDocuments, Filler };
+
+// make_tasks for "docqa" and "docqa-filler" (its checks of kind, count and options already done). Task i asks the
+// i-th question of a seeded order among those whose document fits `target_tokens`, the same order for both paddings;
+// more tasks than such questions ask them again with other padding. Errors: a document missing, no question fits the
+// target, or the padding runs out.
 Result<std::vector<EvalTask>> make_docqa_tasks(const Tokenizer& tok, const PromptLayout& layout, int target_tokens,
-                                               int count, uint64_t seed, const TaskOptions& options);
+                                               int count, uint64_t seed, const TaskOptions& options,
+                                               DocqaPadding padding);
 
 }  // namespace fkv

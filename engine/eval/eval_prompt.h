@@ -51,6 +51,9 @@ class Rng {
   uint64_t state_;
 };
 
+// A sentence of the generated tasks' filler: varied, and without digits, so only needles hold numbers.
+std::string filler_sentence(Rng& r);
+
 // The seed of task `index` of `kind` at `target` tokens, so each task draws from its own stream.
 uint64_t mix_seed(uint64_t seed, std::string_view kind, int target, int index);
 

@@ -89,6 +89,8 @@ std::string cat(std::initializer_list<std::string_view> parts) {
   return s;
 }
 
+}  // namespace
+
 std::string filler_sentence(Rng& r) {
   switch (r.below(6)) {
     case 0:
@@ -111,6 +113,8 @@ std::string filler_sentence(Rng& r) {
                   r.pick(kPlaces), "."});
   }
 }
+
+namespace {
 
 // "a", "a and b", "a, b and c".
 std::string join_and(std::span<const std::string> items) {
@@ -345,7 +349,7 @@ Result<EvalTask> generated_task(const Tokenizer& tok, const PromptLayout& layout
   return fit_to_length(tok, layout, b, target, filler_rng);
 }
 
-constexpr std::string_view kKinds[] = {"passkey", "multikey", "vartrack", "qa", "docqa"};
+constexpr std::string_view kKinds[] = {"passkey", "multikey", "vartrack", "qa", "docqa", "docqa-filler"};
 
 // Whitespace runs made one space, so a pattern written for one line matches text wrapped over several.
 std::string collapse_whitespace(std::string_view text) {
@@ -425,14 +429,15 @@ Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view 
 Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view kind, int target_tokens, int count,
                                          uint64_t seed, const TaskOptions& options) {
   if (std::find(std::begin(kKinds), std::end(kKinds), kind) == std::end(kKinds))
-    return err("unknown task kind '", kind, "' (expected passkey, multikey, vartrack, qa or docqa)");
+    return err("unknown task kind '", kind, "' (expected passkey, multikey, vartrack, qa, docqa or docqa-filler)");
   if (count < 1) return err("task count must be at least 1, found ", count);
   if (target_tokens < 1) return err("target length must be at least 1 token, found ", target_tokens);
   FKV_TRY(options.validate());
   FKV_ASSIGN_OR_RETURN(const PromptLayout layout, PromptLayout::make(options.prompt));
   std::vector<EvalTask> tasks;
-  if (kind == "docqa") {
-    FKV_ASSIGN_OR_RETURN(tasks, make_docqa_tasks(tok, layout, target_tokens, count, seed, options));
+  if (kind == "docqa" || kind == "docqa-filler") {
+    const DocqaPadding padding = kind == "docqa" ? DocqaPadding::OtherDocuments : DocqaPadding::Filler;
+    FKV_ASSIGN_OR_RETURN(tasks, make_docqa_tasks(tok, layout, target_tokens, count, seed, options, padding));
   } else {
     for (int i = 0; i < count; ++i) {
       FKV_ASSIGN_OR_RETURN(EvalTask t, generated_task(tok, layout, kind, target_tokens, i, count, seed, options));

@@ -4,7 +4,8 @@
 // report of facts about made-up people, organizations, cities and years; one question). Filler is made of varied
 // generated sentences without digits, so only the needles hold numbers.
 // docqa: a question about a real document Debian ships on every machine (base-files' license texts), answered by a
-// pattern; see docqa.h.
+// pattern, with the other license texts around it; docqa-filler: the same questions with the generated filler around
+// the document instead, as when a reader opens that one document; see docqa.h.
 // Prompt styles: completion prompts end with an answer cue ("The passkey is") that base models continue; chat
 // prompts put the text and the question in the user turn of the model's chat template, for instruct models.
 #pragma once
@@ -55,7 +56,7 @@ struct TaskOptions {
 };
 
 struct EvalTask {
-  std::string kind;  // passkey, multikey, vartrack, qa or docqa
+  std::string kind;  // passkey, multikey, vartrack, qa, docqa or docqa-filler
   PromptStyle style = PromptStyle::Completion;
   std::string prompt;                 // the text: completion style ends with the answer cue, chat style with the
                                       // opening of the assistant's turn

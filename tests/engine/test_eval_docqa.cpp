@@ -50,6 +50,12 @@ fkv::EvalTask taskFor(std::string_view file, std::string_view words) {
   return t;
 }
 
+int occurrences(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
 int countId(const std::vector<int32_t>& ids, int32_t id) {
   return static_cast<int>(std::count(ids.begin(), ids.end(), id));
 }
@@ -153,6 +159,41 @@ class TestEvalDocqa : public QObject {
     QCOMPARE(again->at(2).prompt, docqa(4096, 4)->at(2).prompt);  // seeded
   }
 
+  // docqa-filler asks the same questions at the same seed, with the document whole, among generated sentences and
+  // none of the other license texts: the pair isolates what the neighbouring licenses cost.
+  void fillerPaddingAsksTheSameQuestionsAlone() {
+    const fkv::TaskOptions o;
+    for (int target : {9000, 40000}) {
+      fkv::Result<std::vector<fkv::EvalTask>> licenses = docqa(target, 5);
+      fkv::Result<std::vector<fkv::EvalTask>> filler =
+          fkv::make_tasks(m_llama->tokenizer(), "docqa-filler", target, 5, 3, o);
+      QVERIFY2(licenses.ok(), licenses.message().c_str());
+      QVERIFY2(filler.ok(), filler.message().c_str());
+      for (size_t i = 0; i < 5; ++i) {
+        const fkv::EvalTask& a = licenses->at(i);
+        const fkv::EvalTask& t = filler->at(i);
+        QCOMPARE(t.kind, std::string("docqa-filler"));
+        QCOMPARE(t.document, a.document);
+        QCOMPARE(t.answers, a.answers);
+        QVERIFY(t.prompt.ends_with(a.prompt.substr(a.prompt.rfind("\n\n"))));  // the same question
+        QVERIFY2(t.n_tokens <= target && t.n_tokens > target - 300, qPrintable(QString::number(t.n_tokens)));
+        const fkv::Result<std::string> doc = fkv::read_docqa_document(kDocs, t.document);
+        QVERIFY(doc.ok());
+        QVERIFY(t.prompt.find(*doc) != std::string::npos);  // whole
+        QCOMPARE(occurrences(t.prompt, "Document: "), 1);   // the asked document's header, no other document's
+        // Where the padding is long, the document sits at its depth (short padding has few places to put it).
+        QVERIFY2(target < 40000 || std::abs(t.depth - (i + 0.5) / 5) < 0.02, qPrintable(QString::number(t.depth)));
+        // Where the document ends, filler goes on: no digit but the document's own.
+        const size_t end = t.prompt.find(*doc) + doc->size();
+        const std::string after = t.prompt.substr(end, t.prompt.rfind("\n\n") - end);
+        QVERIFY(after.size() > 100 || i == 4);
+        QVERIFY(std::none_of(after.begin(), after.end(), [](char c) { return c >= '0' && c <= '9'; }));
+      }
+    }
+    QCOMPARE(fkv::make_tasks(m_llama->tokenizer(), "docqa-filler", 9000, 2, 3, o)->at(1).prompt,
+             fkv::make_tasks(m_llama->tokenizer(), "docqa-filler", 9000, 2, 3, o)->at(1).prompt);  // seeded
+  }
+
   void docqaErrors() {
     fkv::Result<std::vector<fkv::EvalTask>> r = docqa(1000, 1);  // shorter than the shortest asked document
     QVERIFY(!r.ok());
@@ -235,14 +276,16 @@ class TestEvalDocqa : public QObject {
   // Instruct models often restate a docqa question (about 30 tokens) before the answer, so docqa decodes 64 steps
   // where passkey's one number gets 32: at 32 a right answer was cut off after "before August".
   void docqaDecodesRoomForARestatedQuestion() {
-    const fkvtest::CliRun r = fkvtest::runCli({"eval", "--synthetic", "tiny-llama", "--tasks", "passkey,docqa",
-                                               "--lengths", "3000", "--policies", "quest", "--json"});
+    const fkvtest::CliRun r =
+        fkvtest::runCli({"eval", "--synthetic", "tiny-llama", "--tasks", "passkey,docqa,docqa-filler", "--lengths",
+                         "3000", "--policies", "quest", "--json"});
     QVERIFY2(r.exitCode == 0, r.err.constData());
     QHash<QString, int> steps;
     for (const QJsonValue& v : fkvtest::parseObject(r.out).value("results").toArray())
       steps.insert(v.toObject().value("task").toString(), v.toObject().value("gen_tokens").toInt());
     QCOMPARE(steps.value("passkey"), 32);
     QCOMPARE(steps.value("docqa"), 64);
+    QCOMPARE(steps.value("docqa-filler"), 64);
   }
 
   void evalCommandSaysWhichPrompt() {
