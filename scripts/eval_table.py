@@ -4,7 +4,8 @@
 Usage: scripts/eval_table.py [--answer] RUN.json [RUN.json ...]
 Cells of the same task, length and policy from several runs (a grid split with `freekv eval --items`) are merged: their
 prompts are pooled, and a prompt number seen twice is an error, since it would count one prompt twice; so are runs of
-another model, prompt style, system turn or seed in one cell, since their prompts are other prompts.
+another model, prompt style, system turn or seed in one cell, since their prompts are other prompts, and runs with
+another retrieval budget or prefill mode, since they measure something else.
 Columns: task, length, policy, exact (prompts whose answer holds every expected string), found (mean share found),
 top-1 agreement and mean KL against full attention, corrected (freekv's share of checked KV-head steps re-selected).
 With --answer, agreement and KL are taken over the steps that predict the reference's answer, to its end, pooled over
@@ -29,10 +30,13 @@ def merged_cells(runs):
     for path, run in runs:
         for cell in run["results"]:
             key = (cell["task"], cell["length"], cell["policy"])
-            setup = (run["model"], run.get("prompt"), run.get("system", ""), run.get("seed"))
+            # Runs from before eval recorded its prefill mode prefilled densely.
+            setup = (run["model"], run.get("prompt"), run.get("system", ""), run.get("seed"),
+                     json.dumps(run.get("budget"), sort_keys=True), run.get("prefill", "dense"))
             c = cells.setdefault(key, {"items": [], "checked": 0, "corrected": 0, "recall": [], "setup": setup})
             if c["setup"] != setup:
-                sys.exit("{}: {} {} {} was run with another model, prompt, system turn or seed ({} against {})".format(
+                sys.exit("{}: {} {} {} was run with another model, prompt, system turn, seed, budget or prefill mode "
+                         "({} against {})".format(
                     path, *key, setup, c["setup"]))
             seen = {i["index"] for i in c["items"]}
             for item in cell["items"]:
