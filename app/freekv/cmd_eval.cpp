@@ -102,7 +102,7 @@ struct EvalOptions {
 int gen_tokens_for(const EvalOptions& o, const std::string& kind) {
   if (o.gen_tokens > 0) return o.gen_tokens;
   if (kind == "multikey") return 32 * o.task_options.multikey_queries;
-  if (kind == "vartrack" || kind == "docqa" || kind == "docqa-filler") return 64;
+  if (kind == "vartrack" || fkv::is_docqa_kind(kind)) return 64;
   return 32;
 }
 
@@ -303,8 +303,8 @@ fkv::Status check_setup(const fkv::Model& model, const EvalOptions& o) {
                     "cannot attend; use --lengths up to ", n_train - gen - 1, ", or --reference freekv ",
                     "(or quest, arkvale, streaming) with full left out of --policies");
   }
-  const auto docqa = [](const std::string& t) { return t == "docqa" || t == "docqa-filler"; };
-  if (std::any_of(o.tasks.begin(), o.tasks.end(), docqa)) FKV_TRY(fkv::check_docqa_documents(o.task_options.docqa_dir));
+  if (std::any_of(o.tasks.begin(), o.tasks.end(), [](const std::string& t) { return fkv::is_docqa_kind(t); }))
+    FKV_TRY(fkv::check_docqa_documents(o.task_options.docqa_dir));
   for (const PolicySpec& p : o.policies) {
     fkv::ContextParams cp = o.fidelity.context;
     cp.policy = p.policy;

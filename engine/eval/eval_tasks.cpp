@@ -420,6 +420,8 @@ Result<TaskPrompt> choose_task_prompt(const GgufFile& model, PromptMode mode) {
 
 std::span<const std::string_view> task_kinds() { return kKinds; }
 
+bool is_docqa_kind(std::string_view kind) { return kind == "docqa" || kind == "docqa-filler"; }
+
 Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view kind, int target_tokens, int count,
                                          uint64_t seed) {
   const TaskOptions defaults;
@@ -435,7 +437,7 @@ Result<std::vector<EvalTask>> make_tasks(const Tokenizer& tok, std::string_view 
   FKV_TRY(options.validate());
   FKV_ASSIGN_OR_RETURN(const PromptLayout layout, PromptLayout::make(options.prompt));
   std::vector<EvalTask> tasks;
-  if (kind == "docqa" || kind == "docqa-filler") {
+  if (is_docqa_kind(kind)) {
     const DocqaPadding padding = kind == "docqa" ? DocqaPadding::OtherDocuments : DocqaPadding::Filler;
     FKV_ASSIGN_OR_RETURN(tasks, make_docqa_tasks(tok, layout, target_tokens, count, seed, options, padding));
   } else {

@@ -71,6 +71,8 @@ struct EvalTask {
 
 // The kinds make_tasks accepts, in a stable order.
 std::span<const std::string_view> task_kinds();
+// docqa and docqa-filler: questions about Debian's license texts, which must be installed.
+bool is_docqa_kind(std::string_view kind);
 
 // `count` tasks of `kind`, each tokenizing to at most `target_tokens` and short of it by less than one filler
 // sentence (docqa: one paragraph of a padding document). The same arguments give the same tasks. Errors: unknown kind,
